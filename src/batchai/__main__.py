@@ -1,0 +1,3 @@
+from batchai.cli.main import main
+
+main()

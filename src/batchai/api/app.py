@@ -1,0 +1,127 @@
+"""The app factory: database, storage backend, token, routes and error handling, from explicit settings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from batchai import __version__
+from batchai.api import errors
+from batchai.api.auth import authenticate, ensure_credentials, signing_key
+from batchai.api.routes import clusters, downloads, groups, jobs, meta, storage, workspaces
+from batchai.config import Settings
+from batchai.services.context import utc_now
+from batchai.storage.local import LocalStorage
+from batchai.store.db import Database
+
+log = logging.getLogger("batchai.server")
+
+# Fixed ARM path segments, matched case-insensitively (clients send both resourcegroups and resourceGroups).
+_KEYWORDS = {
+    k.lower(): k
+    for k in (
+        "subscriptions",
+        "resourceGroups",
+        "providers",
+        "Microsoft.BatchAI",
+        "Microsoft.Storage",
+        "workspaces",
+        "clusters",
+        "experiments",
+        "jobs",
+        "fileServers",
+        "operations",
+        "locations",
+        "usages",
+        "listOutputFiles",
+        "listRemoteLoginInformation",
+        "terminate",
+        "storageAccounts",
+    )
+}
+_NAMED = {
+    "subscriptions",
+    "resourceGroups",
+    "workspaces",
+    "clusters",
+    "experiments",
+    "jobs",
+    "fileServers",
+    "locations",
+    "storageAccounts",
+}
+
+
+def canonical_path(path: str) -> str:
+    """``/subscriptions/s/resourcegroups/g`` -> ``/subscriptions/s/resourceGroups/g``; names kept as sent."""
+    if not path.lower().startswith(("/subscriptions/", "/providers/")):
+        return path
+    out: list[str] = []
+    expect_name = False
+    for segment in path.split("/"):
+        if expect_name or not segment:
+            out.append(segment)
+            expect_name = False
+            continue
+        word = _KEYWORDS.get(segment.lower(), segment)
+        expect_name = word in _NAMED
+        out.append(word)
+    return "/".join(out)
+
+
+class CaseInsensitiveArmPaths:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope = dict(scope)
+            scope["path"] = canonical_path(scope["path"])
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> FastAPI:
+    """A batchai server for ``settings``: migrates the database and writes credentials on start-up."""
+    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    database = Database(settings.database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        database.upgrade()
+        app.state.token = ensure_credentials(settings.credentials_file, settings.endpoint)
+        app.state.signing_key = signing_key(settings.credentials_file)
+        log.info("batchai %s serving at %s, home %s", __version__, settings.endpoint, settings.home)
+        yield
+        database.dispose()
+
+    app = FastAPI(
+        title="batchai",
+        version=__version__,
+        description="Azure Batch AI REST API (api-version 2018-05-01) for machines you own.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = database
+    app.state.storage = LocalStorage(settings.storage_root)
+    app.state.clock = clock
+    errors.install(app)
+    secured: list[Any] = [Depends(authenticate)]
+    for router in (
+        groups.router,
+        workspaces.router,
+        clusters.router,
+        jobs.router,
+        meta.router,
+        storage.accounts,
+        storage.data,
+    ):
+        app.include_router(router, dependencies=secured)
+    app.include_router(downloads.router)
+    app.add_middleware(CaseInsensitiveArmPaths)
+    return app

@@ -1,0 +1,82 @@
+"""Per-request plumbing: the unit of work around a service call, api-version checks, and paging."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from fastapi import Request
+
+from batchai import API_VERSION
+from batchai.errors import InvalidInput
+from batchai.services.context import Ctx
+
+T = TypeVar("T")
+BATCHAI_VERSIONS = frozenset({API_VERSION})
+
+
+@contextmanager
+def unit_of_work(request: Request) -> Iterator[Ctx]:
+    """A service context whose changes commit when the block ends, then run the after-commit work."""
+    state = request.app.state
+    with state.db.session() as session:
+        ctx = Ctx(session=session, storage=state.storage, clock=state.clock)
+        yield ctx
+    for action in ctx.after_commit:
+        action()
+
+
+def run(request: Request, fn: Callable[[Ctx], T]) -> T:
+    with unit_of_work(request) as ctx:
+        return fn(ctx)
+
+
+def api_version(request: Request) -> str:
+    """FastAPI dependency for Batch AI routes: ``api-version`` must be given and known."""
+    version = request.query_params.get("api-version")
+    if not version:
+        raise InvalidInput(
+            "The api-version query parameter (?api-version=) is required for all requests.",
+            code="MissingApiVersionParameter",
+            target="api-version",
+        )
+    if version not in BATCHAI_VERSIONS:
+        raise InvalidInput(
+            f"The api-version '{version}' is not supported; supported versions: {', '.join(sorted(BATCHAI_VERSIONS))}.",
+            code="InvalidApiVersionParameter",
+            target="api-version",
+        )
+    return version
+
+
+def any_api_version(request: Request) -> str:
+    version = request.query_params.get("api-version")
+    if not version:
+        raise InvalidInput(
+            "The api-version query parameter (?api-version=) is required for all requests.",
+            code="MissingApiVersionParameter",
+            target="api-version",
+        )
+    return version
+
+
+def page(request: Request, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """One page of ``items`` by ``maxresults`` (1 to 1000) and ``$skiptoken``; ``nextLink`` if more."""
+    raw_max = request.query_params.get("maxresults") or request.query_params.get("maxResults") or "1000"
+    raw_skip = request.query_params.get("$skiptoken") or "0"
+    try:
+        size, skip = int(raw_max), int(raw_skip)
+    except ValueError as exc:
+        raise InvalidInput("maxresults and $skiptoken must be whole numbers.", target="maxresults") from exc
+    if not 1 <= size <= 1000:
+        raise InvalidInput("maxresults must be between 1 and 1000.", target="maxresults")
+    if skip < 0:
+        raise InvalidInput("$skiptoken is invalid.", target="$skiptoken")
+    body: dict[str, Any] = {"value": items[skip : skip + size]}
+    if skip + size < len(items):
+        params = dict(request.query_params)
+        params["$skiptoken"] = str(skip + size)
+        params["maxresults"] = str(size)
+        body["nextLink"] = str(request.url.replace_query_params(**params))
+    return body

@@ -1,0 +1,86 @@
+"""Clusters and file servers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from batchai.api import render
+from batchai.api.deps import api_version, page, run
+from batchai.api.routes import WORKSPACE
+from batchai.models.resources import ClusterInput, ClusterPatch, FileServerInput
+from batchai.services import clusters, file_servers
+
+router = APIRouter(dependencies=[Depends(api_version)], tags=["clusters"])
+CLUSTER = WORKSPACE + "/clusters/{cluster}"
+FILE_SERVER = WORKSPACE + "/fileServers/{server}"
+
+
+@router.put(CLUSTER)
+def put_cluster(sub: str, group: str, workspace: str, cluster: str, body: ClusterInput, request: Request) -> Any:
+    return run(request, lambda ctx: render.cluster(clusters.put(ctx, sub, group, workspace, cluster, body)[0]))
+
+
+@router.patch(CLUSTER)
+def patch_cluster(sub: str, group: str, workspace: str, cluster: str, body: ClusterPatch, request: Request) -> Any:
+    return run(request, lambda ctx: render.cluster(clusters.patch(ctx, sub, group, workspace, cluster, body)))
+
+
+@router.get(CLUSTER)
+def get_cluster(sub: str, group: str, workspace: str, cluster: str, request: Request) -> Any:
+    return run(request, lambda ctx: render.cluster(clusters.get(ctx, sub, group, workspace, cluster)))
+
+
+@router.get(WORKSPACE + "/clusters")
+def list_clusters(sub: str, group: str, workspace: str, request: Request) -> Any:
+    rows = run(
+        request,
+        lambda ctx: [render.cluster(r) for r in clusters.list_in_workspace(ctx, sub, group, workspace)],
+    )
+    return page(request, rows)
+
+
+@router.post(CLUSTER + "/listRemoteLoginInformation")
+def cluster_remote_login(sub: str, group: str, workspace: str, cluster: str, request: Request) -> Any:
+    """Local nodes run on this host: each node's login is this host's SSH port."""
+
+    def nodes(ctx: Any) -> list[dict[str, Any]]:
+        row = clusters.get(ctx, sub, group, workspace, cluster)
+        return [
+            {"nodeId": f"{row.name}-node-{i}", "ipAddress": "127.0.0.1", "port": 22}
+            for i in range(clusters.target_nodes(row.spec))
+        ]
+
+    return page(request, run(request, nodes))
+
+
+@router.delete(CLUSTER)
+def delete_cluster(sub: str, group: str, workspace: str, cluster: str, request: Request) -> Response:
+    deleted = run(request, lambda ctx: clusters.delete(ctx, sub, group, workspace, cluster))
+    return Response(status_code=200 if deleted else 204)
+
+
+@router.put(FILE_SERVER)
+def put_file_server(sub: str, group: str, workspace: str, server: str, body: FileServerInput, request: Request) -> Any:
+    return run(request, lambda ctx: render.file_server(file_servers.put(ctx, sub, group, workspace, server, body)[0]))
+
+
+@router.get(FILE_SERVER)
+def get_file_server(sub: str, group: str, workspace: str, server: str, request: Request) -> Any:
+    return run(request, lambda ctx: render.file_server(file_servers.get(ctx, sub, group, workspace, server)))
+
+
+@router.get(WORKSPACE + "/fileServers")
+def list_file_servers(sub: str, group: str, workspace: str, request: Request) -> Any:
+    rows = run(
+        request,
+        lambda ctx: [render.file_server(r) for r in file_servers.list_in_workspace(ctx, sub, group, workspace)],
+    )
+    return page(request, rows)
+
+
+@router.delete(FILE_SERVER)
+def delete_file_server(sub: str, group: str, workspace: str, server: str, request: Request) -> Response:
+    deleted = run(request, lambda ctx: file_servers.delete(ctx, sub, group, workspace, server))
+    return Response(status_code=200 if deleted else 204)

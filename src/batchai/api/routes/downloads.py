@@ -1,0 +1,53 @@
+"""Signed download links: no token needed, the signature and expiry time are the authority."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
+
+from batchai.api import links
+from batchai.api.deps import run
+from batchai.errors import InvalidInput, NotFound
+from batchai.services.job_files import parse_resource
+from batchai.storage.base import iter_file
+
+router = APIRouter(tags=["downloads"])
+
+
+@router.get("/download/{name}")
+def download(name: str, r: str, se: str, sig: str, request: Request) -> StreamingResponse:
+    state = request.app.state
+    location = parse_resource(links.verify(state.signing_key, r, se, sig, state.clock().timestamp()))
+    if location.volume is not None:
+        volume, path = location.volume, location.path
+        entry = run(request, lambda ctx: ctx.storage.stat(volume, path))
+        if entry.is_directory:
+            raise InvalidInput("The link names a directory.", target="r")
+        handle = run(request, lambda ctx: ctx.storage.open(volume, path))
+        size = entry.size
+    else:
+        assert location.host is not None
+        if not location.host.is_file():
+            raise NotFound("The file no longer exists.", target=name)
+        handle = location.host.open("rb")
+        size = location.host.stat().st_size
+    headers = {"Content-Disposition": f'attachment; filename="{name}"', "Accept-Ranges": "bytes"}
+    start = _range_start(request.headers.get("range"), size)
+    if start is None:
+        headers["Content-Length"] = str(size)
+        return StreamingResponse(iter_file(handle), media_type="application/octet-stream", headers=headers)
+    handle.seek(start)
+    headers["Content-Length"] = str(size - start)
+    headers["Content-Range"] = f"bytes {start}-{max(size - 1, start)}/{size}"
+    return StreamingResponse(iter_file(handle), status_code=206, media_type="application/octet-stream", headers=headers)
+
+
+def _range_start(header: str | None, size: int) -> int | None:
+    """The start of an open ``Range: bytes=N-`` request (the only kind the CLI's streaming sends)."""
+    if not header or not header.startswith("bytes=") or not header.endswith("-"):
+        return None
+    try:
+        start = int(header[len("bytes=") : -1])
+    except ValueError:
+        return None
+    return min(max(start, 0), size)

@@ -1,0 +1,55 @@
+"""ARM resource groups (``/subscriptions/{sub}/resourcegroups/{group}``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from batchai.api import render
+from batchai.api.deps import any_api_version, page, run
+from batchai.api.routes import GROUP, SUB
+from batchai.models.resources import ResourceGroupInput, ResourceGroupPatch
+from batchai.services import groups
+from batchai.services.context import Ctx, find
+from batchai.store.tables import ResourceGroup
+
+router = APIRouter(dependencies=[Depends(any_api_version)], tags=["resource groups"])
+
+
+@router.put(GROUP)
+def put_group(sub: str, group: str, body: ResourceGroupInput, request: Request, response: Response) -> Any:
+    def work(ctx: Ctx) -> tuple[dict[str, Any], bool]:
+        row, created = groups.put(ctx, sub, group, body)
+        return render.group(row), created
+
+    rendered, created = run(request, work)
+    response.status_code = 201 if created else 200
+    return rendered
+
+
+@router.get(GROUP)
+def get_group(sub: str, group: str, request: Request) -> Any:
+    return run(request, lambda ctx: render.group(groups.get(ctx, sub, group)))
+
+
+@router.head(GROUP)
+def group_exists(sub: str, group: str, request: Request) -> Response:
+    found = run(request, lambda ctx: find(ctx.session, ResourceGroup, group, subscription=sub) is not None)
+    return Response(status_code=204 if found else 404)
+
+
+@router.patch(GROUP)
+def patch_group(sub: str, group: str, body: ResourceGroupPatch, request: Request) -> Any:
+    return run(request, lambda ctx: render.group(groups.patch(ctx, sub, group, body)))
+
+
+@router.get(SUB + "/resourceGroups")
+def list_groups(sub: str, request: Request) -> Any:
+    return page(request, run(request, lambda ctx: [render.group(r) for r in groups.list_all(ctx, sub)]))
+
+
+@router.delete(GROUP)
+def delete_group(sub: str, group: str, request: Request) -> Response:
+    deleted = run(request, lambda ctx: groups.delete(ctx, sub, group))
+    return Response(status_code=200 if deleted else 204)

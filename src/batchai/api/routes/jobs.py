@@ -1,0 +1,107 @@
+"""Jobs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from batchai.api import links, render
+from batchai.api.deps import api_version, page, run
+from batchai.api.routes import EXPERIMENT
+from batchai.errors import InvalidInput
+from batchai.models.resources import JobInput
+from batchai.services import job_files, jobs
+from batchai.services.context import Ctx
+from batchai.store.tables import Cluster
+
+router = APIRouter(dependencies=[Depends(api_version)], tags=["jobs"])
+JOB = EXPERIMENT + "/jobs/{job}"
+
+
+@router.put(JOB)
+def put_job(sub: str, group: str, workspace: str, experiment: str, job: str, body: JobInput, request: Request) -> Any:
+    return run(request, lambda ctx: render.job(jobs.create(ctx, sub, group, workspace, experiment, job, body)[0]))
+
+
+@router.get(JOB)
+def get_job(sub: str, group: str, workspace: str, experiment: str, job: str, request: Request) -> Any:
+    return run(request, lambda ctx: render.job(jobs.get(ctx, sub, group, workspace, experiment, job)))
+
+
+@router.get(EXPERIMENT + "/jobs")
+def list_jobs(sub: str, group: str, workspace: str, experiment: str, request: Request) -> Any:
+    rows = run(
+        request,
+        lambda ctx: [render.job(r) for r in jobs.list_in_experiment(ctx, sub, group, workspace, experiment)],
+    )
+    return page(request, rows)
+
+
+@router.post(JOB + "/terminate")
+def terminate_job(sub: str, group: str, workspace: str, experiment: str, job: str, request: Request) -> Response:
+    run(request, lambda ctx: jobs.terminate(ctx, sub, group, workspace, experiment, job))
+    return Response(status_code=200)
+
+
+@router.delete(JOB)
+def delete_job(sub: str, group: str, workspace: str, experiment: str, job: str, request: Request) -> Response:
+    deleted = run(request, lambda ctx: jobs.delete(ctx, sub, group, workspace, experiment, job))
+    return Response(status_code=200 if deleted else 204)
+
+
+@router.post(JOB + "/listOutputFiles")
+def list_output_files(
+    sub: str,
+    group: str,
+    workspace: str,
+    experiment: str,
+    job: str,
+    request: Request,
+    outputdirectoryid: str,
+    directory: str = ".",
+    linkexpiryinminutes: int = 60,
+) -> Any:
+    """Files of ``stdouterr`` or an output directory, each with a signed link valid for the given minutes."""
+    if not 5 <= linkexpiryinminutes <= 600:
+        raise InvalidInput("linkexpiryinminutes must be between 5 and 600.", target="linkexpiryinminutes")
+    state = request.app.state
+    expiry = int(state.clock().timestamp()) + 60 * linkexpiryinminutes
+    endpoint = str(request.base_url).rstrip("/")
+
+    def work(ctx: Ctx) -> list[dict[str, Any]]:
+        row = jobs.get(ctx, sub, group, workspace, experiment, job)
+        cluster = ctx.session.get(Cluster, row.cluster_id) if row.cluster_id else None
+        base = job_files.directory_of(row, cluster, outputdirectoryid)
+        if base is None:
+            raise InvalidInput(
+                f"The files of '{outputdirectoryid}' are on the job's nodes, not on storage batchai serves.",
+                code="OutputDirectoryNotServed",
+                target="outputdirectoryid",
+            )
+        folder = base.child(directory)
+        out = []
+        for entry in job_files.list_location(ctx.storage, folder):
+            item: dict[str, Any] = {
+                "name": entry.name,
+                "fileType": "directory" if entry.is_directory else "file",
+                "properties": {
+                    "lastModified": entry.modified.isoformat().replace("+00:00", "Z"),
+                    "contentLength": entry.size,
+                },
+            }
+            if not entry.is_directory:
+                item["downloadUrl"] = links.sign(
+                    state.signing_key, endpoint, folder.child(entry.name).resource, entry.name, expiry
+                )
+            out.append(item)
+        return out
+
+    return page(request, run(request, work))
+
+
+@router.post(JOB + "/listRemoteLoginInformation")
+def job_remote_login(sub: str, group: str, workspace: str, experiment: str, job: str, request: Request) -> Any:
+    """The nodes the job runs on (local nodes: this host)."""
+    row_nodes = run(request, lambda ctx: jobs.get(ctx, sub, group, workspace, experiment, job).node_count)
+    return page(request, [{"nodeId": f"node-{i}", "ipAddress": "127.0.0.1", "port": 22} for i in range(row_nodes)])

@@ -1,0 +1,382 @@
+"""``batchai job``, ``batchai job file`` and ``batchai job node``: as ``az batchai job ...``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from batchai.cli.arm import group_option, workspace_option, workspace_path
+from batchai.cli.client import Client, error_message
+from batchai.cli.clusters import file_server_id, mount_options
+from batchai.cli.common import command, confirm, no_wait_option, yes_option
+from batchai.cli.config_files import add_mounts, load_properties, storage_account
+from batchai.cli.errors import CliError
+from batchai.cli.transfer import download_to
+
+TERMINAL = ("succeeded", "failed")
+
+
+def job_table(result: Any) -> Any:
+    rows = result if isinstance(result, list) else [result]
+    return [
+        {
+            "Name": j.get("name"),
+            "Resource Group": j.get("resourceGroup"),
+            "Cluster": (j.get("cluster") or {}).get("id", "").rsplit("/", 1)[-1],
+            "Cluster RG": (j.get("cluster") or {}).get("resourceGroup"),
+            "Nodes": j.get("nodeCount"),
+            "Tool": j.get("toolType"),
+            "State": j.get("executionState"),
+            "Exit code": (j.get("executionInfo") or {}).get("exitCode"),
+        }
+        for j in rows
+    ]
+
+
+def experiment_option(fn: Any) -> Any:
+    return click.option("-e", "--experiment", required=True, help="Name of experiment.")(fn)
+
+
+def job_path(client: Client, group: str, workspace: str, experiment: str, name: str) -> str:
+    return f"{workspace_path(client, group, workspace)}/experiments/{experiment}/jobs/{name}"
+
+
+@click.group("job", help="Commands to manage jobs.")
+def job() -> None:
+    pass
+
+
+def name_option(fn: Any) -> Any:
+    return click.option("-n", "--name", "-j", "--job", "name", required=True, help="Name of job.")(fn)
+
+
+@command(job, "create", table=job_table)
+@group_option
+@workspace_option
+@experiment_option
+@name_option
+@click.option("-f", "--config-file", required=True, help="A JSON file with the job's properties (job.json).")
+@click.option("-c", "--cluster", help="Name or ARM id of the cluster to run on.")
+@mount_options
+def job_create(
+    client: Client,
+    group: str,
+    workspace: str,
+    experiment: str,
+    name: str,
+    config_file: str,
+    cluster: str | None,
+    storage_account_name: str | None,
+    storage_account_key: str | None,
+    afs_name: str | None,
+    afs_mount_path: str,
+    bfs_name: str | None,
+    bfs_mount_path: str,
+    nfs: str | None,
+    nfs_mount_path: str,
+) -> Any:
+    """Create a job (it is queued, then runs on the cluster)."""
+    account = storage_account(storage_account_name)
+    props = load_properties(config_file, account, storage_account_key)
+    if cluster:
+        cluster_id = (
+            cluster
+            if cluster.startswith("/subscriptions/")
+            else (f"{workspace_path(client, group, workspace)}/clusters/{cluster}")
+        )
+        props["cluster"] = {"id": cluster_id}
+    if not (props.get("cluster") or {}).get("id"):
+        raise CliError("the following arguments are required: -c/--cluster (or cluster.id in the job file)", 2)
+    mounts = add_mounts(
+        props.get("mountVolumes"),
+        account,
+        afs_name,
+        afs_mount_path,
+        bfs_name,
+        bfs_mount_path,
+        file_server_id(client, group, workspace, nfs),
+        nfs_mount_path,
+    )
+    if mounts:
+        props["mountVolumes"] = mounts
+    return client.put(job_path(client, group, workspace, experiment, name), {"properties": props})
+
+
+@command(job, "show", table=job_table)
+@group_option
+@workspace_option
+@experiment_option
+@name_option
+def job_show(client: Client, group: str, workspace: str, experiment: str, name: str) -> Any:
+    """Show information about a job."""
+    return client.get(job_path(client, group, workspace, experiment, name))
+
+
+@command(job, "list", table=job_table)
+@group_option
+@workspace_option
+@experiment_option
+def job_list(client: Client, group: str, workspace: str, experiment: str) -> Any:
+    """List jobs."""
+    return client.list(f"{workspace_path(client, group, workspace)}/experiments/{experiment}/jobs")
+
+
+@command(job, "delete")
+@group_option
+@workspace_option
+@experiment_option
+@name_option
+@yes_option
+@no_wait_option
+def job_delete(client: Client, group: str, workspace: str, experiment: str, name: str, yes: bool, no_wait: bool) -> Any:
+    """Delete a job (a running job is stopped first). Its output files stay where they are."""
+    confirm(yes, f"delete job '{name}'")
+    path = job_path(client, group, workspace, experiment, name)
+    client.get(path)
+    client.delete(path)
+    return None
+
+
+@command(job, "terminate")
+@group_option
+@workspace_option
+@experiment_option
+@name_option
+@yes_option
+@no_wait_option
+def job_terminate(
+    client: Client, group: str, workspace: str, experiment: str, name: str, yes: bool, no_wait: bool
+) -> Any:
+    """Terminate a job."""
+    confirm(yes, f"terminate job '{name}'")
+    path = job_path(client, group, workspace, experiment, name)
+    client.post(path + "/terminate")
+    if not no_wait:
+        wait_terminal(client, path, interval=0.5, show=False)
+    return None
+
+
+def wait_terminal(client: Client, path: str, interval: float, show: bool) -> dict[str, Any]:
+    """Poll the job until it succeeds or fails; show state changes on stderr."""
+    last = None
+    while True:
+        current = client.get(path)
+        state = current["properties"]["executionState"]
+        if show and state != last:
+            click.echo(f"Job state: {state}", err=True)
+            last = state
+        if state in TERMINAL:
+            return dict(current)
+        time.sleep(interval)
+
+
+@command(job, "wait", flat=False)
+@group_option
+@workspace_option
+@experiment_option
+@name_option
+@click.option("--interval", type=float, default=5.0, show_default=True, help="Polling interval in seconds.")
+def job_wait(client: Client, group: str, workspace: str, experiment: str, name: str, interval: float) -> Any:
+    """Wait for the job to finish; exit with the job's exit code."""
+    final = wait_terminal(client, job_path(client, group, workspace, experiment, name), interval, show=True)
+    info = final["properties"].get("executionInfo") or {}
+    code = info.get("exitCode")
+    if final["properties"]["executionState"] == "failed":
+        errors = info.get("errors") or []
+        if errors:
+            click.echo(f"Job failed: {errors[-1].get('message')}", err=True)
+        sys.exit(code if code not in (None, 0) else 1)
+    sys.exit(code or 0)
+
+
+# -- job files -----------------------------------------------------------------------------------------
+@click.group("file", help="Commands to list and stream files in job's output directories.")
+def job_file() -> None:
+    pass
+
+
+job.add_command(job_file)
+
+
+def file_options(fn: Any) -> Any:
+    for option in reversed(
+        [
+            click.option("-g", "--resource-group", "group", required=True, help="Name of resource group."),
+            click.option("-w", "--workspace", required=True, help="Name of workspace."),
+            click.option("-e", "--experiment", required=True, help="Name of experiment."),
+            click.option("-j", "--job", "name", required=True, help="Name of job."),
+            click.option(
+                "-d",
+                "--output-directory-id",
+                default="stdouterr",
+                show_default=True,
+                help="Id of the job's output directory (as in job.json), or stdouterr.",
+            ),
+            click.option("-p", "--path", default=".", show_default=True, help="Relative path in the output directory."),
+        ]
+    ):
+        fn = option(fn)
+    return fn
+
+
+def list_files(client: Client, path: str, directory_id: str, sub_path: str, expiry: int = 60) -> list[Any]:
+    params = {"outputdirectoryid": directory_id, "directory": sub_path, "linkexpiryinminutes": expiry}
+    return client.list(path + "/listOutputFiles", method="POST", params=params)
+
+
+def file_flat(item: dict[str, Any]) -> dict[str, Any]:
+    props = item.get("properties") or {}
+    return {
+        "name": item["name"],
+        "fileType": item.get("fileType"),
+        "downloadUrl": item.get("downloadUrl"),
+        "contentLength": props.get("contentLength"),
+        "lastModified": props.get("lastModified"),
+    }
+
+
+def file_table(result: Any) -> Any:
+    return [
+        {"Name": f["name"], "Type": f["fileType"], "Size": f["contentLength"], "Modified": f["lastModified"]}
+        for f in result
+    ]
+
+
+@command(job_file, "list", table=file_table, flat=False)
+@file_options
+@click.option("--expiry", type=int, default=60, show_default=True, help="Minutes the download links stay valid.")
+def job_file_list(
+    client: Client,
+    group: str,
+    workspace: str,
+    experiment: str,
+    name: str,
+    output_directory_id: str,
+    path: str,
+    expiry: int,
+) -> Any:
+    """List the files of a job's output directory (default: stdouterr) with download links."""
+    files = list_files(client, job_path(client, group, workspace, experiment, name), output_directory_id, path, expiry)
+    return [file_flat(f) for f in files]
+
+
+@command(job_file, "stream", flat=False)
+@file_options
+@click.option("-f", "--file-name", required=True, help="Name of the file to stream, e.g. stderr.txt.")
+@click.option("--interval", type=float, default=0.5, show_default=True, help="Polling interval in seconds.")
+def job_file_stream(
+    client: Client,
+    group: str,
+    workspace: str,
+    experiment: str,
+    name: str,
+    output_directory_id: str,
+    path: str,
+    file_name: str,
+    interval: float,
+) -> Any:
+    """Print a job's file and follow what is appended to it until the job ends."""
+    jpath = job_path(client, group, workspace, experiment, name)
+    offset = 0
+    announced = False
+    out = sys.stdout.buffer
+    while True:
+        state = client.get(jpath)["properties"]["executionState"]
+        found = next(
+            (
+                f
+                for f in list_files(client, jpath, output_directory_id, path)
+                if f["name"] == file_name and f.get("fileType") == "file"
+            ),
+            None,
+        )
+        if found is not None:
+            if not announced:
+                click.echo(f'File found with URL "{found["downloadUrl"]}". Start streaming', err=True)
+                announced = True
+            size = int(found["properties"]["contentLength"])
+            if size > offset:
+                offset += _append(client, found["downloadUrl"], offset, out)
+        if state in TERMINAL:
+            if found is None:
+                raise CliError(f"the job has ended and has no file '{file_name}' in '{output_directory_id}'")
+            return None
+        time.sleep(interval)
+
+
+def _append(client: Client, url: str, offset: int, out: Any) -> int:
+    """Write the bytes of ``url`` from ``offset`` on; return how many were written."""
+    written = 0
+    with client.http.stream("GET", url, headers={"Range": f"bytes={offset}-"}) as response:
+        if response.status_code >= 400:
+            response.read()
+            raise CliError(error_message(response))
+        for chunk in response.iter_bytes():
+            out.write(chunk)
+            written += len(chunk)
+    out.flush()
+    return written
+
+
+@command(job_file, "download", flat=False)
+@file_options
+@click.option("-f", "--file-name", help="Only this file (default: every file in the directory).")
+@click.option(
+    "--dest",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Local directory to download into.",
+)
+def job_file_download(
+    client: Client,
+    group: str,
+    workspace: str,
+    experiment: str,
+    name: str,
+    output_directory_id: str,
+    path: str,
+    file_name: str | None,
+    dest: str,
+) -> Any:
+    """Download a job's output files into a local directory."""
+    files = [
+        f
+        for f in list_files(client, job_path(client, group, workspace, experiment, name), output_directory_id, path)
+        if f.get("fileType") == "file" and (file_name is None or f["name"] == file_name)
+    ]
+    if file_name and not files:
+        raise CliError(f"no file '{file_name}' in '{output_directory_id}'")
+    target = Path(dest)
+    target.mkdir(parents=True, exist_ok=True)
+    done = []
+    for item in files:
+        local = target / item["name"]
+        download_to(client, item["downloadUrl"], local, int(item["properties"]["contentLength"]))
+        done.append({"name": item["name"], "path": str(local), "contentLength": local.stat().st_size})
+    return done
+
+
+# -- job nodes -----------------------------------------------------------------------------------------
+@click.group("node", help="Commands to work with nodes which executed a job.")
+def job_node() -> None:
+    pass
+
+
+job.add_command(job_node)
+
+
+@command(job_node, "list", flat=False)
+@group_option
+@workspace_option
+@experiment_option
+@click.option("-j", "--job", "name", required=True, help="Name of job.")
+def job_node_list(client: Client, group: str, workspace: str, experiment: str, name: str) -> Any:
+    """List the nodes that ran the job."""
+    return client.list(
+        job_path(client, group, workspace, experiment, name) + "/listRemoteLoginInformation", method="POST"
+    )

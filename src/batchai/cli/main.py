@@ -1,0 +1,64 @@
+"""The ``batchai`` entry point: the command tree, and errors printed as one line with a non-zero exit."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from batchai import __version__
+from batchai.cli import arm, clusters, jobs, storage
+from batchai.cli.common import State
+from batchai.cli.errors import CliError
+from batchai.cli.server import configure, server
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(__version__, "--version")
+@click.option("--home", envvar="BATCHAI_HOME", help="Home of the local server (for its endpoint and token).")
+@click.pass_context
+def cli(ctx: click.Context, home: str | None) -> None:
+    """batchai: Azure Batch AI on machines you own. Commands mirror 'az batchai', 'az storage' and 'az group'."""
+    ctx.obj = State(home, dict(os.environ))
+
+
+batchai_groups = (
+    arm.group,
+    arm.workspace,
+    arm.experiment,
+    clusters.cluster,
+    clusters.file_server,
+    jobs.job,
+    storage.storage,
+    server,
+)
+for command_group in batchai_groups:
+    cli.add_command(command_group)
+cli.add_command(configure)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo("ERROR: " + " ".join(message.split()), err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; every failure is one line on stderr (``ERROR: ...``) and a non-zero exit code."""
+    try:
+        cli.main(args=argv, prog_name="batchai", standalone_mode=False)
+    except CliError as exc:
+        _fail(exc.message, exc.exit_code)
+    except click.UsageError as exc:
+        where = f" {exc.ctx.command_path}:" if exc.ctx else ""
+        _fail(f"{where} {exc.format_message()}".strip(), 2)
+    except click.ClickException as exc:
+        _fail(exc.format_message(), exc.exit_code)
+    except click.Abort:
+        _fail("aborted", 1)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except OSError as exc:
+        _fail(str(exc), 1)
+    except Exception as exc:  # a bug: still one line, never a traceback
+        _fail(f"unexpected {type(exc).__name__}: {exc}", 1)

@@ -1,0 +1,114 @@
+"""``batchai server start|stop|status`` and ``batchai configure``."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from batchai.cli.client import CONFIG_FILE
+from batchai.cli.errors import CliError
+from batchai.config import DEFAULT_PORT, Settings, resolve_home
+from batchai.private_files import write_private
+
+
+@click.group("server", help="Run the batchai server.")
+def server() -> None:
+    pass
+
+
+@server.command("start")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, help="Port to listen on.")
+@click.option("--home", help="Server home (database, storage, node work areas). Default $BATCHAI_HOME or ~/.batchai.")
+@click.option("--database-url", help="SQLAlchemy URL; default SQLite in the home. PostgreSQL works too.")
+@click.option("--certfile", type=click.Path(exists=True, dir_okay=False), help="TLS certificate (serve HTTPS).")
+@click.option("--keyfile", type=click.Path(exists=True, dir_okay=False), help="TLS private key.")
+@click.option("--detach", "-d", is_flag=True, help="Run in the background; return once the server answers.")
+def start(
+    host: str,
+    port: int,
+    home: str | None,
+    database_url: str | None,
+    certfile: str | None,
+    keyfile: str | None,
+    detach: bool,
+) -> None:
+    """Start the server (in the foreground, logging to stderr, unless --detach)."""
+    from batchai import server as runner
+
+    if bool(certfile) != bool(keyfile):
+        raise CliError("--certfile and --keyfile go together")
+    settings = Settings.build(os.environ, home=home, database_url=database_url, host=host, port=port)
+    if certfile and keyfile:
+        settings = Settings(
+            settings.home,
+            settings.database_url,
+            host,
+            port,
+            Path(certfile).resolve(),
+            Path(keyfile).resolve(),
+        )
+    pid = runner.running_pid(settings.home)
+    if pid is not None:
+        raise CliError(
+            f"a server already runs for home {settings.home} (pid {pid}); stop it with 'batchai server stop'"
+        )
+    if detach:
+        try:
+            pid = runner.start_detached(settings)
+        except RuntimeError as exc:
+            raise CliError(str(exc)) from exc
+        click.echo(json.dumps({"endpoint": settings.endpoint, "home": str(settings.home), "pid": pid}, indent=2))
+        return
+    runner.serve(settings)
+
+
+@server.command("stop")
+@click.option("--home", help="Server home. Default $BATCHAI_HOME or ~/.batchai.")
+def stop(home: str | None) -> None:
+    """Stop the server of a home (SIGTERM, then SIGKILL after a grace period)."""
+    from batchai import server as runner
+
+    root = resolve_home(home, os.environ)
+    if not runner.stop(root):
+        raise CliError(f"no server runs for home {root}")
+
+
+@server.command("status")
+@click.option("--home", help="Server home. Default $BATCHAI_HOME or ~/.batchai.")
+def status(home: str | None) -> None:
+    """Show whether the home's server runs, and where."""
+    from batchai import server as runner
+
+    root = resolve_home(home, os.environ)
+    pid = runner.running_pid(root)
+    creds = root / "credentials.json"
+    endpoint = json.loads(creds.read_text()).get("endpoint") if creds.exists() else None
+    click.echo(json.dumps({"running": pid is not None, "pid": pid, "endpoint": endpoint, "home": str(root)}, indent=2))
+    if pid is None:
+        raise SystemExit(3)
+
+
+@click.command("configure")
+@click.option("--endpoint", help="URL of the batchai server, e.g. https://host:8600.")
+@click.option("--token", help="Its access token.")
+@click.option("--subscription", help="Subscription id to use (any id; default all zeros).")
+@click.option("--home", help="Where to keep the configuration. Default $BATCHAI_HOME or ~/.batchai.")
+def configure(endpoint: str | None, token: str | None, subscription: str | None, home: str | None) -> None:
+    """Store the server's endpoint and token (0600 file) for later commands; with no options, show them."""
+    root = resolve_home(home, os.environ)
+    path = root / CONFIG_FILE
+    data = json.loads(path.read_text()) if path.exists() else {}
+    changes = {
+        "endpoint": endpoint.rstrip("/") if endpoint else None,
+        "token": token,
+        "subscription": subscription,
+    }
+    data.update({k: v for k, v in changes.items() if v})
+    if any(changes.values()):
+        write_private(path, data)
+    shown = {**data, "token": "***" if data.get("token") else None}
+    click.echo(json.dumps(shown, indent=2, sort_keys=True))

@@ -1,0 +1,924 @@
+"""``batchai storage``: accounts, shares, directories, files, containers and blobs (as ``az storage``).
+
+Accounts are ARM resources (``Microsoft.Storage/storageAccounts``); everything else goes to the server's
+data plane, ``/storage/{account}/shares/...`` and ``/storage/{account}/containers/...``. Uploads and
+downloads stream in 1 MiB chunks, with a progress bar on stderr when it is a terminal.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import os
+import secrets
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import click
+import httpx
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from batchai.cli.arm import RG_API, group_option, group_path, parse_tags, tags_option
+from batchai.cli.client import Client, error_message
+from batchai.cli.common import command, confirm, yes_option
+from batchai.cli.errors import CliError
+
+STORAGE_API = "2023-01-01"
+CHUNK = 1 << 20
+# 404 codes that mean "the share, container, file or directory is not there" (not a missing account).
+VOLUME_MISSING = frozenset({"ShareNotFound", "ContainerNotFound"})
+PATH_MISSING = frozenset({"ResourceNotFound"})
+SKUS = ("Standard_LRS", "Standard_GRS", "Standard_RAGRS", "Standard_ZRS", "Premium_LRS", "Premium_ZRS",
+        "Standard_GZRS", "Standard_RAGZRS")
+KINDS = ("StorageV2", "Storage", "BlobStorage", "FileStorage", "BlockBlobStorage")
+
+
+@click.group("storage", help="Manage storage accounts, file shares and blob containers.")
+def storage() -> None:
+    pass
+
+
+# -- the data plane over HTTP --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Volume:
+    """A share or a container of an account, as the server's data-plane URLs name it."""
+
+    account: str
+    collection: str  # "shares" or "containers"
+    name: str
+
+    @property
+    def is_share(self) -> bool:
+        return self.collection == "shares"
+
+    @property
+    def label(self) -> str:
+        return f"{'file share' if self.is_share else 'container'} '{self.name}'"
+
+    @property
+    def url(self) -> str:
+        return f"/storage/{quote(self.account, safe='')}/{self.collection}/{quote(self.name, safe='')}"
+
+    @property
+    def listing(self) -> str:
+        return f"{self.url}/{'files' if self.is_share else 'blobs'}"
+
+    def item(self, path: str) -> str:
+        return f"{self.listing}/{quote(path, safe='/')}"
+
+    def directory(self, path: str) -> str:
+        return f"{self.url}/directories/{quote(path, safe='/')}"
+
+
+def clean_path(path: str | None, flag: str, *, allow_root: bool = True) -> str:
+    """A path inside a share or container (``a//b/`` -> ``a/b``); ``..`` and absolute paths are refused."""
+    raw = path or ""
+    if raw.startswith("/"):
+        raise CliError(f"argument {flag}: '{raw}' is absolute; give a path relative to the share or container",
+                       exit_code=2)
+    parts = [p for p in raw.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise CliError(f"argument {flag}: '{raw}' leaves the share or container ('..' is not allowed)",
+                       exit_code=2)
+    if not parts and not allow_root:
+        raise CliError(f"argument {flag}: a path inside the share or container is required", exit_code=2)
+    return "/".join(parts)
+
+
+def join(*parts: str) -> str:
+    return "/".join(p for p in parts if p)
+
+
+@contextmanager
+def transport_errors(client: Client) -> Iterator[None]:
+    """Network failures as one-line errors."""
+    try:
+        yield
+    except httpx.ConnectError as exc:
+        raise CliError(f"cannot reach the batchai server at {client.conn.endpoint}: {exc}") from exc
+    except httpx.HTTPError as exc:
+        raise CliError(f"request to {client.conn.endpoint} failed: {exc}") from exc
+
+
+def send(client: Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    with transport_errors(client):
+        return client.http.request(method, url, **kwargs)
+
+
+def error_code(response: httpx.Response) -> str | None:
+    try:
+        return str(response.json()["error"]["code"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def is_missing(response: httpx.Response, codes: frozenset[str]) -> bool:
+    return response.status_code == 404 and error_code(response) in codes
+
+
+def body(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        raise CliError(error_message(response))
+    return response.json() if response.content else None
+
+
+def list_entries(client: Client, vol: Volume, path: str = "", *, recursive: bool = False,
+                 missing: frozenset[str] = PATH_MISSING, limit: int | None = None) -> list[dict[str, Any]] | None:
+    """The entries under directory ``path`` (all pages), or None when it (or a code in ``missing``) is absent."""
+    params = {"path": path, "recursive": "true" if recursive else "false"}
+    if limit:
+        params["maxresults"] = str(limit)
+    response = send(client, "GET", vol.listing, params=params)
+    if is_missing(response, missing):
+        return None
+    page = body(response)
+    items: list[dict[str, Any]] = list(page.get("value", []))
+    while page.get("nextLink") and (limit is None or len(items) < limit):
+        page = client.get(page["nextLink"], api_version=None)
+        items.extend(page.get("value", []))
+    return items
+
+
+def is_directory(client: Client, vol: Volume, path: str, missing: frozenset[str] = PATH_MISSING) -> bool:
+    return list_entries(client, vol, path, missing=missing, limit=1) is not None
+
+
+def find_entry(client: Client, vol: Volume, path: str,
+               missing: frozenset[str] = PATH_MISSING) -> dict[str, Any] | None:
+    """The entry at ``path`` (a file or a directory), found in its parent's listing; None if absent."""
+    for entry in list_entries(client, vol, path.rpartition("/")[0], missing=missing) or []:
+        if entry.get("name") == path:
+            return entry
+    return None
+
+
+def check_volume(client: Client, vol: Volume) -> None:
+    body(send(client, "GET", vol.url))
+
+
+def volume_exists(client: Client, vol: Volume) -> bool:
+    response = send(client, "GET", vol.url)
+    if is_missing(response, VOLUME_MISSING):
+        return False
+    body(response)
+    return True
+
+
+def properties(entry: dict[str, Any]) -> dict[str, Any]:
+    return {"contentLength": entry.get("contentLength"), "lastModified": entry.get("lastModified")}
+
+
+# -- progress bars and streaming -----------------------------------------------------------------------
+def progress_bar() -> Progress:
+    """Transfer progress on stderr, shown only when stderr is a terminal, and gone when done."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+        TimeRemainingColumn(), console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty(),
+    )
+
+
+def upload_file(client: Client, progress: Progress, vol: Volume, source: Path, remote: str) -> dict[str, Any]:
+    """Stream ``source`` into ``remote`` in 1 MiB chunks; the server's entry for the new file."""
+    size = source.stat().st_size
+    task = progress.add_task(remote, total=size)
+    try:
+        with source.open("rb") as handle:
+
+            def chunks() -> Iterator[bytes]:
+                remaining = size  # what was announced in Content-Length, even if the file grows meanwhile
+                while remaining > 0:
+                    chunk = handle.read(min(CHUNK, remaining))
+                    if not chunk:
+                        return
+                    remaining -= len(chunk)
+                    progress.advance(task, len(chunk))
+                    yield chunk
+
+            headers = {"Content-Length": str(size), "Content-Type": "application/octet-stream"}
+            response = send(client, "PUT", vol.item(remote), content=chunks(), headers=headers)
+    finally:
+        progress.remove_task(task)
+    entry: dict[str, Any] = body(response)
+    return entry
+
+
+def download_file(client: Client, progress: Progress, vol: Volume, remote: str, dest: Path) -> int:
+    """Stream ``remote`` into a temporary file beside ``dest``, renamed to ``dest`` once complete."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.download")
+    received = 0
+    try:
+        with transport_errors(client), client.http.stream("GET", vol.item(remote)) as response:
+            if response.status_code >= 400:
+                response.read()
+                raise CliError(error_message(response))
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            task = progress.add_task(remote, total=total)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            with os.fdopen(fd, "wb") as handle:
+                for chunk in response.iter_raw(CHUNK):
+                    handle.write(chunk)
+                    received += len(chunk)
+                    progress.advance(task, len(chunk))
+            progress.remove_task(task)
+        if total is not None and received != total:
+            raise CliError(f"the download of '{remote}' was cut short: {received} of {total} bytes")
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return received
+
+
+def local_files(source: Path, pattern: str | None) -> list[tuple[Path, str]]:
+    """Files under ``source`` as (path, relative posix path), filtered like az: fnmatch on the relative path."""
+    if not source.is_dir():
+        raise CliError(f"argument -s/--source: '{source}' is not a directory", exit_code=2)
+    wanted = pattern.lstrip("/") if pattern else None
+    found: list[tuple[Path, str]] = []
+    for root, dirs, files in os.walk(source):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(root) / name
+            rel = path.relative_to(source).as_posix()
+            if (wanted is None or fnmatch.fnmatch(rel, wanted)) and path.is_file():
+                found.append((path, rel))
+    return found
+
+
+def local_target(directory: Path, remote: str) -> Path:
+    """Where a downloaded ``remote`` goes under ``directory``; never outside it."""
+    rel = clean_path(remote, "name", allow_root=False)
+    target = directory / rel
+    base = os.path.realpath(directory)
+    if not os.path.realpath(target).startswith(base + os.sep):
+        raise CliError(f"refusing to write '{remote}' outside {directory}")
+    return target
+
+
+def download_dest(dest: str | None, remote: str) -> Path:
+    """az's ``--dest``/``--file``: a file path, an existing directory (keep the name), or the current directory."""
+    name = remote.rsplit("/", 1)[-1]
+    if not dest:
+        return Path(name)
+    path = Path(dest).expanduser()
+    return path / name if path.is_dir() else path
+
+
+def source_file(source: str, flag: str) -> Path:
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise CliError(f"argument {flag}: '{source}' is not a file", exit_code=2)
+    return path
+
+
+def public_url(client: Client, vol: Volume, path: str) -> str:
+    return f"{client.conn.endpoint}{vol.item(path)}"
+
+
+# -- options ---------------------------------------------------------------------------------------------
+def account_from(account_name: str | None, connection_string: str | None) -> str:
+    if account_name:
+        return account_name
+    for part in (connection_string or "").split(";"):
+        key, _, value = part.strip().partition("=")
+        if key.strip().lower() == "accountname" and value.strip():
+            return value.strip()
+    raise CliError("the storage account is missing: give --account-name, set AZURE_STORAGE_ACCOUNT, or give a "
+                   "--connection-string with AccountName=", exit_code=2)
+
+
+def account_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """az's storage credentials options; only the account name matters here, and ``fn`` gets it as ``account``."""
+
+    @functools.wraps(fn)
+    def wrapper(client: Client, *, account_name: str | None, account_key: str | None,
+                connection_string: str | None, sas_token: str | None, auth_mode: str | None,
+                **kwargs: Any) -> Any:
+        return fn(client, account=account_from(account_name, connection_string), **kwargs)
+
+    options = (
+        click.option("--account-name", envvar="AZURE_STORAGE_ACCOUNT",
+                     help="Storage account name. Environment variable: AZURE_STORAGE_ACCOUNT."),
+        click.option("--account-key", envvar="AZURE_STORAGE_KEY", help="Storage account key (accepted, not needed)."),
+        click.option("--connection-string", envvar="AZURE_STORAGE_CONNECTION_STRING",
+                     help="Storage account connection string; its AccountName is used."),
+        click.option("--sas-token", envvar="AZURE_STORAGE_SAS_TOKEN", help="A SAS token (accepted, not needed)."),
+        click.option("--auth-mode", type=click.Choice(["key", "login"]), help="Accepted for az compatibility."),
+    )
+    result: Callable[..., Any] = wrapper
+    for option in options:
+        result = option(result)
+    return result
+
+
+def share_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("-s", "--share-name", "share", required=True, help="The file share name.")(fn)
+
+
+def container_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("-c", "--container-name", "container", required=True, help="The container name.")(fn)
+
+
+def pattern_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--pattern", help="Only files whose relative path matches this glob (fnmatch).")(fn)
+
+
+def dryrun_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--dryrun", is_flag=True, help="Show what would be transferred, transfer nothing.")(fn)
+
+
+# -- az storage account ----------------------------------------------------------------------------------
+@storage.group("account", help="Manage storage accounts.")
+def account() -> None:
+    pass
+
+
+def account_path(client: Client, group: str, name: str) -> str:
+    return f"{group_path(client, group)}/providers/Microsoft.Storage/storageAccounts/{name}"
+
+
+@command(account, "create")
+@click.option("-n", "--name", required=True, help="The storage account name (3-24 lowercase letters and digits).")
+@group_option
+@click.option("-l", "--location", help="Location; defaults to the resource group's.")
+@click.option("--sku", type=click.Choice(SKUS), default="Standard_LRS", show_default=True,
+              help="The storage account SKU.")
+@click.option("--kind", type=click.Choice(KINDS), default="StorageV2", show_default=True,
+              help="The type of storage account.")
+@click.option("--https-only", hidden=True, help="Accepted for az compatibility.")
+@click.option("--access-tier", hidden=True, help="Accepted for az compatibility.")
+@tags_option
+def account_create(client: Client, name: str, group: str, location: str | None, sku: str, kind: str,
+                   https_only: str | None, access_tier: str | None, tags: tuple[str, ...]) -> Any:
+    """Create a storage account."""
+    if not location:
+        location = client.get(group_path(client, group), api_version=RG_API)["location"]
+    request = {"location": location, "sku": {"name": sku}, "kind": kind, "tags": parse_tags(tags)}
+    return client.put(account_path(client, group, name), request, api_version=STORAGE_API)
+
+
+@command(account, "show")
+@click.option("-n", "--name", required=True, help="The storage account name.")
+@group_option
+def account_show(client: Client, name: str, group: str) -> Any:
+    """Show storage account properties."""
+    return client.get(account_path(client, group, name), api_version=STORAGE_API)
+
+
+@command(account, "list")
+@click.option("-g", "--resource-group", "group", help="Name of resource group.")
+def account_list(client: Client, group: str | None) -> Any:
+    """List storage accounts of a resource group, or of the subscription."""
+    if group:
+        return client.list(f"{group_path(client, group)}/providers/Microsoft.Storage/storageAccounts",
+                           api_version=STORAGE_API)
+    return client.list(f"{client.sub}/providers/Microsoft.Storage/storageAccounts", api_version=STORAGE_API)
+
+
+@command(account, "delete")
+@click.option("-n", "--name", required=True, help="The storage account name.")
+@group_option
+@yes_option
+def account_delete(client: Client, name: str, group: str, yes: bool) -> Any:
+    """Delete a storage account with all its shares, containers and files."""
+    confirm(yes, f"delete storage account '{name}' and all its data")
+    client.delete(account_path(client, group, name), api_version=STORAGE_API)
+    return None
+
+
+# -- shares and containers -------------------------------------------------------------------------------
+def create_volume(client: Client, vol: Volume, fail_on_exist: bool) -> dict[str, Any]:
+    result = body(send(client, "PUT", vol.url))
+    if fail_on_exist and not result.get("created"):
+        raise CliError(f"The specified {vol.label} already exists.")
+    return {"created": bool(result.get("created"))}
+
+
+def delete_volume(client: Client, vol: Volume, fail_not_exist: bool) -> dict[str, Any]:
+    result = body(send(client, "DELETE", vol.url))
+    if fail_not_exist and not result.get("deleted"):
+        raise CliError(f"The specified {vol.label} does not exist.")
+    return {"deleted": bool(result.get("deleted"))}
+
+
+def list_volumes(client: Client, account: str, collection: str, prefix: str | None) -> list[dict[str, Any]]:
+    items = client.list(f"/storage/{quote(account, safe='')}/{collection}", api_version=None)
+    return [{"name": item["name"]} for item in items if not prefix or str(item["name"]).startswith(prefix)]
+
+
+@storage.group("share", help="Manage file shares.")
+def share() -> None:
+    pass
+
+
+@command(share, "create", flat=False)
+@click.option("-n", "--name", required=True, help="The file share name.")
+@click.option("--quota", type=int, help="Maximum size of the share in GB (accepted, not enforced).")
+@click.option("--fail-on-exist", is_flag=True, help="Fail if the share exists already.")
+@click.option("--metadata", multiple=True, hidden=True, help="Accepted for az compatibility.")
+@account_options
+def share_create(client: Client, account: str, name: str, quota: int | None, fail_on_exist: bool,
+                 metadata: tuple[str, ...]) -> Any:
+    """Create a file share in a storage account."""
+    return create_volume(client, Volume(account, "shares", name), fail_on_exist)
+
+
+@command(share, "delete", flat=False)
+@click.option("-n", "--name", required=True, help="The file share name.")
+@click.option("--fail-not-exist", is_flag=True, help="Fail if the share does not exist.")
+@account_options
+def share_delete(client: Client, account: str, name: str, fail_not_exist: bool) -> Any:
+    """Delete a file share and its files."""
+    return delete_volume(client, Volume(account, "shares", name), fail_not_exist)
+
+
+@command(share, "exists", flat=False)
+@click.option("-n", "--name", required=True, help="The file share name.")
+@account_options
+def share_exists(client: Client, account: str, name: str) -> Any:
+    """Check for the existence of a file share."""
+    return {"exists": volume_exists(client, Volume(account, "shares", name))}
+
+
+@command(share, "show", flat=False)
+@click.option("-n", "--name", required=True, help="The file share name.")
+@account_options
+def share_show(client: Client, account: str, name: str) -> Any:
+    """Show a file share."""
+    return body(send(client, "GET", Volume(account, "shares", name).url))
+
+
+@command(share, "list", flat=False)
+@click.option("--prefix", help="Only shares whose names begin with this prefix.")
+@account_options
+def share_list(client: Client, account: str, prefix: str | None) -> Any:
+    """List the file shares of a storage account."""
+    return list_volumes(client, account, "shares", prefix)
+
+
+@storage.group("container", help="Manage blob containers.")
+def container() -> None:
+    pass
+
+
+@command(container, "create", flat=False)
+@click.option("-n", "--name", required=True, help="The container name.")
+@click.option("--fail-on-exist", is_flag=True, help="Fail if the container exists already.")
+@click.option("--public-access", type=click.Choice(["off", "blob", "container"]), hidden=True,
+              help="Accepted for az compatibility.")
+@click.option("--metadata", multiple=True, hidden=True, help="Accepted for az compatibility.")
+@account_options
+def container_create(client: Client, account: str, name: str, fail_on_exist: bool, public_access: str | None,
+                     metadata: tuple[str, ...]) -> Any:
+    """Create a blob container in a storage account."""
+    return create_volume(client, Volume(account, "containers", name), fail_on_exist)
+
+
+@command(container, "delete", flat=False)
+@click.option("-n", "--name", required=True, help="The container name.")
+@click.option("--fail-not-exist", is_flag=True, help="Fail if the container does not exist.")
+@account_options
+def container_delete(client: Client, account: str, name: str, fail_not_exist: bool) -> Any:
+    """Delete a container and its blobs."""
+    return delete_volume(client, Volume(account, "containers", name), fail_not_exist)
+
+
+@command(container, "exists", flat=False)
+@click.option("-n", "--name", required=True, help="The container name.")
+@account_options
+def container_exists(client: Client, account: str, name: str) -> Any:
+    """Check for the existence of a container."""
+    return {"exists": volume_exists(client, Volume(account, "containers", name))}
+
+
+@command(container, "show", flat=False)
+@click.option("-n", "--name", required=True, help="The container name.")
+@account_options
+def container_show(client: Client, account: str, name: str) -> Any:
+    """Show a container."""
+    return body(send(client, "GET", Volume(account, "containers", name).url))
+
+
+@command(container, "list", flat=False)
+@click.option("--prefix", help="Only containers whose names begin with this prefix.")
+@account_options
+def container_list(client: Client, account: str, prefix: str | None) -> Any:
+    """List the containers of a storage account."""
+    return list_volumes(client, account, "containers", prefix)
+
+
+# -- az storage directory ---------------------------------------------------------------------------------
+@storage.group("directory", help="Manage directories of file shares.")
+def directory() -> None:
+    pass
+
+
+def file_item(entry: dict[str, Any]) -> dict[str, Any]:
+    """A share entry as ``az storage file list`` shows it: its own name, ``file`` or ``dir``."""
+    return {
+        "name": str(entry["name"]).rsplit("/", 1)[-1],
+        "type": "dir" if entry.get("type") == "directory" else "file",
+        "properties": properties(entry),
+    }
+
+
+def file_rows(items: Any) -> Any:
+    if not isinstance(items, list):
+        return items
+    return [{"name": i["name"], "contentLength": i["properties"]["contentLength"], "type": i["type"],
+             "lastModified": i["properties"]["lastModified"]} for i in items]
+
+
+@command(directory, "create", flat=False)
+@share_option
+@click.option("-n", "--name", required=True, help="The directory path within the share.")
+@click.option("--fail-on-exist", is_flag=True, help="Fail if the directory exists already.")
+@click.option("--metadata", multiple=True, hidden=True, help="Accepted for az compatibility.")
+@account_options
+def directory_create(client: Client, account: str, share: str, name: str, fail_on_exist: bool,
+                     metadata: tuple[str, ...]) -> Any:
+    """Create a directory (and its parents) in a file share."""
+    vol = Volume(account, "shares", share)
+    path = clean_path(name, "-n/--name", allow_root=False)
+    created = bool(body(send(client, "PUT", vol.directory(path))).get("created"))
+    if fail_on_exist and not created:
+        raise CliError(f"The specified directory '{path}' already exists in the {vol.label}.")
+    return {"created": created}
+
+
+@command(directory, "delete", flat=False)
+@share_option
+@click.option("-n", "--name", required=True, help="The directory path within the share.")
+@click.option("--fail-not-exist", is_flag=True, help="Fail if the directory does not exist.")
+@account_options
+def directory_delete(client: Client, account: str, share: str, name: str, fail_not_exist: bool) -> Any:
+    """Delete an empty directory of a file share."""
+    vol = Volume(account, "shares", share)
+    path = clean_path(name, "-n/--name", allow_root=False)
+    response = send(client, "DELETE", vol.directory(path))
+    deleted = False if is_missing(response, PATH_MISSING) else bool(body(response).get("deleted"))
+    if fail_not_exist and not deleted:
+        raise CliError(f"The specified directory '{path}' does not exist in the {vol.label}.")
+    return {"deleted": deleted}
+
+
+@command(directory, "exists", flat=False)
+@share_option
+@click.option("-n", "--name", required=True, help="The directory path within the share.")
+@account_options
+def directory_exists(client: Client, account: str, share: str, name: str) -> Any:
+    """Check for the existence of a directory in a file share."""
+    path = clean_path(name, "-n/--name", allow_root=False)
+    return {"exists": is_directory(client, Volume(account, "shares", share), path, PATH_MISSING | VOLUME_MISSING)}
+
+
+@command(directory, "show", flat=False)
+@share_option
+@click.option("-n", "--name", required=True, help="The directory path within the share.")
+@account_options
+def directory_show(client: Client, account: str, share: str, name: str) -> Any:
+    """Show a directory of a file share."""
+    vol = Volume(account, "shares", share)
+    path = clean_path(name, "-n/--name", allow_root=False)
+    entry = find_entry(client, vol, path)
+    if entry is None or entry.get("type") != "directory":
+        raise CliError(f"(ResourceNotFound) The directory '{path}' was not found in the {vol.label}.")
+    return {"name": path, "properties": {"lastModified": entry.get("lastModified")}}
+
+
+@command(directory, "list", flat=False, table=file_rows)
+@share_option
+@click.option("-n", "--name", help="The directory to list (default: the share's root).")
+@account_options
+def directory_list(client: Client, account: str, share: str, name: str | None) -> Any:
+    """List the directories in a directory of a file share."""
+    vol = Volume(account, "shares", share)
+    path = clean_path(name, "-n/--name")
+    entries = list_entries(client, vol, path)
+    if entries is None:
+        raise CliError(f"(ResourceNotFound) The directory '{path}' was not found in the {vol.label}.")
+    return [file_item(e) for e in entries if e.get("type") == "directory"]
+
+
+# -- az storage file --------------------------------------------------------------------------------------
+@storage.group("file", help="Manage files of file shares.")
+def file() -> None:
+    pass
+
+
+def file_path_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("-p", "--path", required=True, help="The path of the file within the share.")(fn)
+
+
+def missing_file(vol: Volume, path: str) -> CliError:
+    return CliError(f"(ResourceNotFound) The file '{path}' was not found in the {vol.label}.")
+
+
+@command(file, "upload", flat=False)
+@share_option
+@click.option("--source", required=True, help="Path of the local file to upload.")
+@click.option("-p", "--path", help="The file's path in the share, or a directory to upload into (keeping the "
+                                   "name); default: the share's root.")
+@click.option("--max-connections", type=int, hidden=True, help="Accepted for az compatibility.")
+@account_options
+def file_upload(client: Client, account: str, share: str, source: str, path: str | None,
+                max_connections: int | None) -> Any:
+    """Upload a file to a file share (streamed)."""
+    vol = Volume(account, "shares", share)
+    local = source_file(source, "--source")
+    target = clean_path(path, "-p/--path")
+    if not target or path is None or path.endswith("/"):
+        check_volume(client, vol)
+        target = join(target, local.name)
+    elif is_directory(client, vol, target):  # also says which share or account is missing
+        target = join(target, local.name)
+    with progress_bar() as progress:
+        entry = upload_file(client, progress, vol, local, target)
+    return {"name": entry["name"], **properties(entry)}
+
+
+@command(file, "download", flat=False)
+@share_option
+@file_path_option
+@click.option("--dest", help="Local file or directory to write to; default: the file's name, here.")
+@click.option("--max-connections", type=int, hidden=True, help="Accepted for az compatibility.")
+@account_options
+def file_download(client: Client, account: str, share: str, path: str, dest: str | None,
+                  max_connections: int | None) -> Any:
+    """Download a file of a file share (streamed)."""
+    vol = Volume(account, "shares", share)
+    remote = clean_path(path, "-p/--path", allow_root=False)
+    target = download_dest(dest, remote)
+    with progress_bar() as progress:
+        size = download_file(client, progress, vol, remote, target)
+    return {"name": remote, "destination": str(target), "contentLength": size}
+
+
+@command(file, "list", flat=False, table=file_rows)
+@share_option
+@click.option("-p", "--path", help="The directory to list (default: the share's root).")
+@click.option("--exclude-dir", is_flag=True, help="List only files.")
+@click.option("--num-results", type=int, help="The most entries to show.")
+@account_options
+def file_list(client: Client, account: str, share: str, path: str | None, exclude_dir: bool,
+              num_results: int | None) -> Any:
+    """List the files and directories in a directory of a file share."""
+    vol = Volume(account, "shares", share)
+    rel = clean_path(path, "-p/--path")
+    entries = list_entries(client, vol, rel)
+    if entries is None:
+        raise CliError(f"(ResourceNotFound) The directory '{rel}' was not found in the {vol.label}.")
+    items = [file_item(e) for e in entries if not (exclude_dir and e.get("type") == "directory")]
+    return items[:num_results] if num_results is not None else items
+
+
+@command(file, "delete", flat=False)
+@share_option
+@file_path_option
+@account_options
+def file_delete(client: Client, account: str, share: str, path: str) -> Any:
+    """Delete a file of a file share."""
+    vol = Volume(account, "shares", share)
+    remote = clean_path(path, "-p/--path", allow_root=False)
+    return {"deleted": bool(body(send(client, "DELETE", vol.item(remote))).get("deleted"))}
+
+
+@command(file, "exists", flat=False)
+@share_option
+@file_path_option
+@account_options
+def file_exists(client: Client, account: str, share: str, path: str) -> Any:
+    """Check for the existence of a file."""
+    vol = Volume(account, "shares", share)
+    remote = clean_path(path, "-p/--path", allow_root=False)
+    entry = find_entry(client, vol, remote, PATH_MISSING | VOLUME_MISSING)
+    return {"exists": entry is not None and entry.get("type") == "file"}
+
+
+@command(file, "show", flat=False)
+@share_option
+@file_path_option
+@account_options
+def file_show(client: Client, account: str, share: str, path: str) -> Any:
+    """Show the properties of a file."""
+    vol = Volume(account, "shares", share)
+    remote = clean_path(path, "-p/--path", allow_root=False)
+    entry = find_entry(client, vol, remote)
+    if entry is None or entry.get("type") != "file":
+        raise missing_file(vol, remote)
+    return {"name": remote, "type": "file", "properties": properties(entry)}
+
+
+@command(file, "upload-batch", flat=False)
+@click.option("-d", "--destination", "share", required=True, help="The file share to upload to.")
+@click.option("-s", "--source", required=True, help="The local directory to upload.")
+@click.option("--destination-path", help="The directory in the share to upload into.")
+@pattern_option
+@dryrun_option
+@click.option("--max-connections", type=int, hidden=True, help="Accepted for az compatibility.")
+@account_options
+def file_upload_batch(client: Client, account: str, share: str, source: str, destination_path: str | None,
+                      pattern: str | None, dryrun: bool, max_connections: int | None) -> Any:
+    """Upload the files of a local directory to a file share (recursively)."""
+    vol = Volume(account, "shares", share)
+    return upload_batch(client, vol, Path(source).expanduser(), destination_path, pattern, dryrun, "File")
+
+
+@command(file, "download-batch", flat=False)
+@click.option("-s", "--source", "share", required=True, help="The file share to download from.")
+@click.option("-d", "--destination", required=True, help="The local directory to download into.")
+@pattern_option
+@dryrun_option
+@click.option("--max-connections", type=int, hidden=True, help="Accepted for az compatibility.")
+@account_options
+def file_download_batch(client: Client, account: str, share: str, destination: str, pattern: str | None,
+                        dryrun: bool, max_connections: int | None) -> Any:
+    """Download the files of a file share to a local directory (recursively)."""
+    return download_batch(client, Volume(account, "shares", share), Path(destination).expanduser(), pattern, dryrun)
+
+
+def upload_batch(client: Client, vol: Volume, source: Path, destination_path: str | None, pattern: str | None,
+                 dryrun: bool, label: str) -> list[dict[str, Any]]:
+    prefix = clean_path(destination_path, "--destination-path")
+    files = local_files(source, pattern)
+    check_volume(client, vol)
+    if dryrun:
+        return [{label: public_url(client, vol, join(prefix, rel)), "Source": str(path)} for path, rel in files]
+    out = []
+    with progress_bar() as progress:
+        overall = progress.add_task(f"{len(files)} files", total=sum(p.stat().st_size for p, _ in files))
+        for path, rel in files:
+            entry = upload_file(client, progress, vol, path, join(prefix, rel))
+            progress.advance(overall, int(entry.get("contentLength") or 0))
+            out.append({label: public_url(client, vol, entry["name"]), "Last Modified": entry.get("lastModified")})
+    return out
+
+
+def download_batch(client: Client, vol: Volume, destination: Path, pattern: str | None,
+                   dryrun: bool) -> list[str]:
+    entries = list_entries(client, vol, "", recursive=True)
+    names = [str(e["name"]) for e in entries or [] if e.get("type") == "file"
+             and (not pattern or fnmatch.fnmatch(str(e["name"]), pattern))]
+    targets = [(name, local_target(destination, name)) for name in names]
+    if dryrun:
+        return names
+    with progress_bar() as progress:
+        for name, target in targets:
+            download_file(client, progress, vol, name, target)
+    return names
+
+
+# -- az storage blob ---------------------------------------------------------------------------------------
+@storage.group("blob", help="Manage blobs of containers.")
+def blob() -> None:
+    pass
+
+
+def blob_item(entry: dict[str, Any]) -> dict[str, Any]:
+    return {"name": entry["name"], "properties": {**properties(entry), "blobType": "BlockBlob"}}
+
+
+def blob_rows(items: Any) -> Any:
+    if not isinstance(items, list):
+        return items
+    return [{"name": i["name"], "blobType": i["properties"]["blobType"], "length": i["properties"]["contentLength"],
+             "lastModified": i["properties"]["lastModified"]} for i in items]
+
+
+def blob_name_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("-n", "--name", required=True, help="The blob name.")(fn)
+
+
+@command(blob, "upload", flat=False)
+@container_option
+@click.option("-f", "--file", "file_", required=True, help="Path of the local file to upload.")
+@click.option("-n", "--name", help="The blob name; default: the file's name.")
+@click.option("--overwrite", is_flag=True, hidden=True, help="Accepted for az compatibility (blobs are replaced).")
+@click.option("--content-type", hidden=True, help="Accepted for az compatibility.")
+@click.option("--max-connections", type=int, hidden=True, help="Accepted for az compatibility.")
+@account_options
+def blob_upload(client: Client, account: str, container: str, file_: str, name: str | None, overwrite: bool,
+                content_type: str | None, max_connections: int | None) -> Any:
+    """Upload a file to a blob (streamed)."""
+    vol = Volume(account, "containers", container)
+    local = source_file(file_, "-f/--file")
+    remote = clean_path(name or local.name, "-n/--name", allow_root=False)
+    check_volume(client, vol)
+    with progress_bar() as progress:
+        entry = upload_file(client, progress, vol, local, remote)
+    return {"name": entry["name"], **properties(entry)}
+
+
+@command(blob, "download", flat=False)
+@container_option
+@blob_name_option
+@click.option("-f", "--file", "file_", help="Local file or directory to write to; default: the blob's name, here.")
+@click.option("--max-connections", type=int, hidden=True, help="Accepted for az compatibility.")
+@account_options
+def blob_download(client: Client, account: str, container: str, name: str, file_: str | None,
+                  max_connections: int | None) -> Any:
+    """Download a blob to a file (streamed)."""
+    vol = Volume(account, "containers", container)
+    remote = clean_path(name, "-n/--name", allow_root=False)
+    target = download_dest(file_, remote)
+    with progress_bar() as progress:
+        size = download_file(client, progress, vol, remote, target)
+    return {"name": remote, "destination": str(target), "contentLength": size}
+
+
+@command(blob, "list", flat=False, table=blob_rows)
+@container_option
+@click.option("--prefix", help="Only blobs whose names begin with this prefix.")
+@click.option("--num-results", type=int, help="The most blobs to show.")
+@account_options
+def blob_list(client: Client, account: str, container: str, prefix: str | None, num_results: int | None) -> Any:
+    """List the blobs of a container (every blob, under any folder)."""
+    vol = Volume(account, "containers", container)
+    folder = prefix.rpartition("/")[0] if prefix else ""
+    folder = clean_path(folder, "--prefix")
+    entries = list_entries(client, vol, folder, recursive=True) or []
+    items = [blob_item(e) for e in entries
+             if e.get("type") == "file" and (not prefix or str(e["name"]).startswith(prefix))]
+    return items[:num_results] if num_results is not None else items
+
+
+@command(blob, "delete", flat=False)
+@container_option
+@blob_name_option
+@account_options
+def blob_delete(client: Client, account: str, container: str, name: str) -> Any:
+    """Delete a blob."""
+    vol = Volume(account, "containers", container)
+    remote = clean_path(name, "-n/--name", allow_root=False)
+    body(send(client, "DELETE", vol.item(remote)))
+    return None
+
+
+@command(blob, "exists", flat=False)
+@container_option
+@blob_name_option
+@account_options
+def blob_exists(client: Client, account: str, container: str, name: str) -> Any:
+    """Check for the existence of a blob."""
+    vol = Volume(account, "containers", container)
+    remote = clean_path(name, "-n/--name", allow_root=False)
+    entry = find_entry(client, vol, remote, PATH_MISSING | VOLUME_MISSING)
+    return {"exists": entry is not None and entry.get("type") == "file"}
+
+
+@command(blob, "show", flat=False)
+@container_option
+@blob_name_option
+@account_options
+def blob_show(client: Client, account: str, container: str, name: str) -> Any:
+    """Show the properties of a blob."""
+    vol = Volume(account, "containers", container)
+    remote = clean_path(name, "-n/--name", allow_root=False)
+    entry = find_entry(client, vol, remote)
+    if entry is None or entry.get("type") != "file":
+        raise CliError(f"(BlobNotFound) The blob '{remote}' was not found in the {vol.label}.")
+    return blob_item(entry)
+
+
+@command(blob, "upload-batch", flat=False)
+@click.option("-s", "--source", required=True, help="The local directory to upload.")
+@click.option("-d", "--destination", "container", required=True, help="The container to upload to.")
+@click.option("--destination-path", help="The folder (blob name prefix) to upload into.")
+@pattern_option
+@dryrun_option
+@click.option("--overwrite", is_flag=True, hidden=True, help="Accepted for az compatibility (blobs are replaced).")
+@click.option("--max-connections", type=int, hidden=True, help="Accepted for az compatibility.")
+@account_options
+def blob_upload_batch(client: Client, account: str, source: str, container: str, destination_path: str | None,
+                      pattern: str | None, dryrun: bool, overwrite: bool, max_connections: int | None) -> Any:
+    """Upload the files of a local directory to a container (recursively)."""
+    vol = Volume(account, "containers", container)
+    return upload_batch(client, vol, Path(source).expanduser(), destination_path, pattern, dryrun, "Blob")
+
+
+@command(blob, "download-batch", flat=False)
+@click.option("-s", "--source", "container", required=True, help="The container to download from.")
+@click.option("-d", "--destination", required=True, help="The local directory to download into.")
+@pattern_option
+@dryrun_option
+@click.option("--max-connections", type=int, hidden=True, help="Accepted for az compatibility.")
+@account_options
+def blob_download_batch(client: Client, account: str, container: str, destination: str, pattern: str | None,
+                        dryrun: bool, max_connections: int | None) -> Any:
+    """Download the blobs of a container to a local directory (recursively)."""
+    vol = Volume(account, "containers", container)
+    return download_batch(client, vol, Path(destination).expanduser(), pattern, dryrun)

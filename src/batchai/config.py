@@ -1,0 +1,64 @@
+"""Server settings: where the home is, which database, which address. Built from arguments and an environ."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_PORT = 8600
+DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+DEFAULT_LOCATION = "local"
+
+
+def resolve_home(home: str | Path | None, environ: Mapping[str, str]) -> Path:
+    """``--home`` if given, else ``$BATCHAI_HOME``, else ``~/.batchai``."""
+    if home:
+        return Path(home).expanduser().resolve()
+    if environ.get("BATCHAI_HOME"):
+        return Path(environ["BATCHAI_HOME"]).expanduser().resolve()
+    return (Path(environ.get("HOME", str(Path.home()))) / ".batchai").resolve()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server needs to know about its place; passed in, never read from globals."""
+
+    home: Path
+    database_url: str
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    certfile: Path | None = None
+    keyfile: Path | None = None
+
+    @classmethod
+    def build(
+        cls,
+        environ: Mapping[str, str],
+        *,
+        home: str | Path | None = None,
+        database_url: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+    ) -> Settings:
+        root = resolve_home(home, environ)
+        url = database_url or environ.get("BATCHAI_DATABASE_URL") or f"sqlite:///{root / 'batchai.db'}"
+        return cls(home=root, database_url=url, host=host, port=port)
+
+    @property
+    def storage_root(self) -> Path:
+        return self.home / "storage"
+
+    @property
+    def nodes_root(self) -> Path:
+        return self.home / "nodes"
+
+    @property
+    def credentials_file(self) -> Path:
+        """Endpoint and admin token, written at first start with mode 0600."""
+        return self.home / "credentials.json"
+
+    @property
+    def endpoint(self) -> str:
+        scheme = "https" if self.certfile else "http"
+        return f"{scheme}://{self.host}:{self.port}"

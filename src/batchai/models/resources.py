@@ -1,0 +1,96 @@
+"""ARM envelopes around the generated wire properties: what each PUT/PATCH takes and each GET returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from batchai.models.base import WireModel
+from batchai.models.wire import (
+    ClusterProperties,
+    ExperimentProperties,
+    FileServerProperties,
+    JobProperties,
+    ScaleSettings,
+    WorkspaceProperties,
+)
+
+
+class ArmInput(WireModel):
+    """Fields a client may echo back from a GET; ARM ignores them on input."""
+
+    id: str | None = None
+    name: str | None = None
+    type: str | None = None
+
+
+class ResourceGroupInput(ArmInput):
+    location: str
+    tags: dict[str, str] | None = None
+    managed_by: str | None = Field(None, alias="managedBy")
+    properties: dict[str, Any] | None = None
+
+
+class ResourceGroupPatch(WireModel):
+    tags: dict[str, str] | None = None
+    name: str | None = None
+    properties: dict[str, Any] | None = None
+    managed_by: str | None = Field(None, alias="managedBy")
+
+
+class WorkspaceInput(ArmInput):
+    location: str
+    tags: dict[str, str] | None = None
+    properties: WorkspaceProperties | None = None
+
+
+class WorkspacePatch(WireModel):
+    tags: dict[str, str] | None = None
+
+
+class ClusterInput(ArmInput):
+    properties: ClusterProperties
+    location: str | None = None
+
+
+class ClusterPatchProperties(WireModel):
+    scale_settings: ScaleSettings | None = Field(None, alias="scaleSettings")
+
+
+class ClusterPatch(WireModel):
+    properties: ClusterPatchProperties
+
+
+class FileServerInput(ArmInput):
+    properties: FileServerProperties
+    location: str | None = None
+
+
+class JobInput(ArmInput):
+    properties: JobProperties
+    location: str | None = None
+
+
+class ExperimentInput(ArmInput):
+    properties: ExperimentProperties | None = None
+
+
+class StorageSku(WireModel):
+    name: str = "Standard_LRS"
+    tier: str | None = None
+
+
+class StorageAccountInput(ArmInput):
+    location: str | None = None
+    sku: StorageSku | None = None
+    kind: str | None = None
+    tags: dict[str, str] | None = None
+    properties: dict[str, Any] | None = None
+
+
+class Page(WireModel):
+    """A page of a list: ``{"value": [...], "nextLink": ...}``."""
+
+    value: list[dict[str, Any]]
+    next_link: str | None = Field(None, alias="nextLink")

@@ -1,0 +1,119 @@
+"""Running the server: in the foreground (logs to stderr), or detached in the background with a pid file."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import uvicorn
+
+from batchai.config import Settings
+
+
+def serve(settings: Settings) -> None:
+    """Serve in the foreground until SIGINT/SIGTERM."""
+    from batchai.api.app import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    app = create_app(settings)
+    pid_file = settings.home / "server.pid"
+    pid_file.write_text(str(os.getpid()))
+    try:
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            access_log=False,
+            ssl_certfile=str(settings.certfile) if settings.certfile else None,
+            ssl_keyfile=str(settings.keyfile) if settings.keyfile else None,
+        )
+    finally:
+        if pid_file.exists() and pid_file.read_text().strip() == str(os.getpid()):
+            pid_file.unlink()
+
+
+def running_pid(home: Path) -> int | None:
+    """The pid of this home's server if one runs."""
+    pid_file = home / "server.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+    return pid if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE else None
+
+
+def answers(settings: Settings) -> bool:
+    """True once the server at the settings' endpoint accepts this home's token."""
+    try:
+        token = json.loads(settings.credentials_file.read_text())["token"]
+        response = httpx.get(
+            f"{settings.endpoint}/providers/Microsoft.BatchAI/operations?api-version=2018-05-01",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=2,
+            verify=False,
+        )
+        return response.status_code == 200
+    except (OSError, KeyError, ValueError, httpx.HTTPError):
+        return False
+
+
+def start_detached(settings: Settings, timeout: float = 60.0) -> int:
+    """Start the server in a new session, logging to ``{home}/server.log``; return once it answers."""
+    settings.home.mkdir(parents=True, exist_ok=True)
+    args = [
+        sys.executable,
+        "-m",
+        "batchai",
+        "server",
+        "start",
+        "--home",
+        str(settings.home),
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.port),
+        "--database-url",
+        settings.database_url,
+    ]
+    if settings.certfile and settings.keyfile:
+        args += ["--certfile", str(settings.certfile), "--keyfile", str(settings.keyfile)]
+    log_path = settings.home / "server.log"
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True
+        )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise RuntimeError(f"the server exited with code {process.returncode}: {tail[0]} (see {log_path})")
+        if answers(settings):
+            return process.pid
+        time.sleep(0.05)
+    process.terminate()
+    raise RuntimeError(f"the server did not answer within {timeout:.0f}s (see {log_path})")
+
+
+def stop(home: Path, timeout: float = 15.0) -> bool:
+    """SIGTERM the home's server, SIGKILL after ``timeout``; False if none ran."""
+    pid = running_pid(home)
+    if pid is None:
+        return False
+    process = psutil.Process(pid)
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except psutil.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+    (home / "server.pid").unlink(missing_ok=True)
+    return True

@@ -1,0 +1,1 @@
+"""Business rules, one module per resource. Routes call these; only these change stored state."""

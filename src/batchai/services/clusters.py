@@ -1,0 +1,176 @@
+"""Clusters: pools of nodes. Only ``scaleSettings`` changes after creation (PATCH), as in Batch AI.
+
+Deleting a cluster fails every job on it that has not finished (the error says the cluster went away).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from batchai.errors import Conflict, InvalidInput
+from batchai.ids import check_name, parse_child_id
+from batchai.models.resources import ClusterInput, ClusterPatch
+from batchai.models.wire import ClusterProperties, ScaleSettings
+from batchai.services import mounts, workspaces
+from batchai.services.context import Ctx, find, require
+from batchai.store.tables import Cluster, ResourceGroup, Workspace
+
+READ_ONLY = {
+    "creationTime",
+    "provisioningState",
+    "provisioningStateTransitionTime",
+    "allocationState",
+    "allocationStateTransitionTime",
+    "errors",
+    "currentNodeCount",
+    "nodeStateCounts",
+}
+
+
+def get(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> Cluster:
+    parent = workspaces.get(ctx, sub, group, workspace)
+    return require(ctx.session, Cluster, name, "cluster", workspace_id=parent.id)
+
+
+def by_id(ctx: Ctx, resource_id: str, target: str) -> Cluster:
+    """The cluster an ARM id names; an unknown one is the client's error (400, ClusterNotFound)."""
+    ref = parse_child_id(resource_id, "clusters", target)
+    group = find(ctx.session, ResourceGroup, ref.group, subscription=ref.subscription)
+    workspace = find(ctx.session, Workspace, ref.workspace, group_id=group.id) if group else None
+    row = find(ctx.session, Cluster, ref.name, workspace_id=workspace.id) if workspace else None
+    if row is None:
+        raise InvalidInput(f"The cluster '{resource_id}' was not found.", code="ClusterNotFound", target=target)
+    return row
+
+
+def scale_spec(settings: ScaleSettings | None, target: str) -> dict[str, Any]:
+    """Check scale settings (exactly one of manual and autoScale) and fill their defaults."""
+    if settings is None or (settings.manual is None) == (settings.auto_scale is None):
+        raise InvalidInput(
+            "Give exactly one of scaleSettings.manual (targetNodeCount) and scaleSettings.autoScale "
+            "(minimumNodeCount, maximumNodeCount).",
+            code="InvalidScaleSettings",
+            target=target,
+        )
+    if settings.manual is not None:
+        if settings.manual.target_node_count < 0:
+            raise InvalidInput("targetNodeCount must be 0 or more.", target=f"{target}.manual.targetNodeCount")
+        return {
+            "manual": {
+                "targetNodeCount": settings.manual.target_node_count,
+                "nodeDeallocationOption": settings.manual.node_deallocation_option or "requeue",
+            }
+        }
+    auto = settings.auto_scale
+    assert auto is not None
+    initial = auto.initial_node_count if auto.initial_node_count is not None else 0
+    if not 0 <= auto.minimum_node_count <= auto.maximum_node_count or auto.maximum_node_count < 1:
+        raise InvalidInput(
+            "autoScale needs 0 <= minimumNodeCount <= maximumNodeCount and maximumNodeCount >= 1.",
+            code="InvalidScaleSettings",
+            target=f"{target}.autoScale",
+        )
+    if not 0 <= initial <= auto.maximum_node_count:
+        raise InvalidInput(
+            "initialNodeCount must be between 0 and maximumNodeCount.",
+            target=f"{target}.autoScale.initialNodeCount",
+        )
+    return {
+        "autoScale": {
+            "minimumNodeCount": auto.minimum_node_count,
+            "maximumNodeCount": auto.maximum_node_count,
+            "initialNodeCount": initial,
+        }
+    }
+
+
+def capacity(spec: dict[str, Any]) -> int:
+    """The most nodes the cluster holds as configured: the manual target or the auto-scale maximum."""
+    scale = spec["scaleSettings"]
+    return int(scale["manual"]["targetNodeCount"] if "manual" in scale else scale["autoScale"]["maximumNodeCount"])
+
+
+def target_nodes(spec: dict[str, Any]) -> int:
+    scale = spec["scaleSettings"]
+    return int(scale["manual"]["targetNodeCount"] if "manual" in scale else scale["autoScale"]["initialNodeCount"])
+
+
+def build_spec(ctx: Ctx, props: ClusterProperties) -> dict[str, Any]:
+    spec = {k: v for k, v in props.wire().items() if k not in READ_ONLY}
+    if not (props.vm_size or "").strip():
+        raise InvalidInput("vmSize is required (for example STANDARD_NC6).", target="properties.vmSize")
+    spec["vmSize"] = props.vm_size
+    spec["vmPriority"] = props.vm_priority or "dedicated"
+    spec["scaleSettings"] = scale_spec(props.scale_settings, "properties.scaleSettings")
+    node_setup = spec.get("nodeSetup") or {}
+    if node_setup.get("mountVolumes"):
+        node_setup["mountVolumes"] = mounts.normalise(
+            ctx, node_setup["mountVolumes"], "properties.nodeSetup.mountVolumes"
+        )
+    return spec
+
+
+def put(ctx: Ctx, sub: str, group: str, workspace: str, name: str, body: ClusterInput) -> tuple[Cluster, bool]:
+    """Create the cluster. PUT again with the same properties returns it; other properties are a conflict."""
+    check_name("cluster", name)
+    parent = workspaces.get(ctx, sub, group, workspace)
+    spec = build_spec(ctx, body.properties)
+    row = find(ctx.session, Cluster, name, workspace_id=parent.id)
+    if row is not None:
+        if row.spec != spec:
+            raise Conflict(
+                f"The cluster '{name}' exists with other properties; only its scale settings can change "
+                "(PATCH, or 'batchai cluster resize').",
+                code="PropertyChangeNotAllowed",
+                target=name,
+            )
+        return row, False
+    now = ctx.clock()
+    row = Cluster(
+        workspace_id=parent.id,
+        name=name,
+        key=name.lower(),
+        spec=spec,
+        created_at=now,
+        provisioning_state="succeeded",
+        provisioning_state_time=now,
+        allocation_state="steady",
+        allocation_state_time=now,
+        errors=[],
+    )
+    ctx.session.add(row)
+    ctx.session.flush()
+    return row, True
+
+
+def patch(ctx: Ctx, sub: str, group: str, workspace: str, name: str, body: ClusterPatch) -> Cluster:
+    row = get(ctx, sub, group, workspace, name)
+    if body.properties.scale_settings is not None:
+        row.spec = {
+            **row.spec,
+            "scaleSettings": scale_spec(body.properties.scale_settings, "properties.scaleSettings"),
+        }
+    return row
+
+
+def list_in_workspace(ctx: Ctx, sub: str, group: str, workspace: str) -> list[Cluster]:
+    parent = workspaces.get(ctx, sub, group, workspace)
+    return list(ctx.session.scalars(select(Cluster).filter_by(workspace_id=parent.id).order_by(Cluster.key)))
+
+
+def delete_row(ctx: Ctx, row: Cluster) -> None:
+    from batchai.services import jobs
+
+    jobs.fail_unfinished_on_cluster(ctx, row, f"The cluster '{row.name}' was deleted.")
+    ctx.session.delete(row)
+
+
+def delete(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> bool:
+    parent = workspaces.get(ctx, sub, group, workspace)
+    row = find(ctx.session, Cluster, name, workspace_id=parent.id)
+    if row is None:
+        return False
+    delete_row(ctx, row)
+    return True

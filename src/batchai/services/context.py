@@ -1,0 +1,47 @@
+"""What every service call gets: a database session (one unit of work), the clock and the storage backend."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from batchai.errors import NotFound
+from batchai.storage.base import StorageBackend
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Ctx:
+    session: Session
+    storage: StorageBackend
+    clock: Callable[[], datetime] = utc_now
+    # Work that must happen only once the transaction has committed (removing files, waking loops).
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
+
+
+T = TypeVar("T")
+
+
+def find(session: Session, model: type[T], name: str, **parent: object) -> T | None:
+    """The row of ``model`` named ``name`` (case-insensitively) under ``parent``, or None."""
+    query = select(model).filter_by(key=name.lower(), **parent)
+    return session.scalars(query).first()
+
+
+def require(session: Session, model: type[T], name: str, kind: str, code: str | None = None, **parent: object) -> T:
+    row = find(session, model, name, **parent)
+    if row is None:
+        raise NotFound(
+            f"The {kind} '{name}' was not found.",
+            code=code or f"{kind.title().replace(' ', '')}NotFound",
+            target=name,
+        )
+    return row

@@ -1,0 +1,59 @@
+"""Experiments: named collections of jobs. Deleting one deletes its jobs (running ones are stopped)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from batchai.ids import check_name
+from batchai.services import workspaces
+from batchai.services.context import Ctx, find, require
+from batchai.store.tables import Experiment
+
+
+def get(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> Experiment:
+    parent = workspaces.get(ctx, sub, group, workspace)
+    return require(ctx.session, Experiment, name, "experiment", workspace_id=parent.id)
+
+
+def put(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> tuple[Experiment, bool]:
+    """Create the experiment; an existing one is returned as it is (PUT is idempotent)."""
+    check_name("experiment", name)
+    parent = workspaces.get(ctx, sub, group, workspace)
+    row = find(ctx.session, Experiment, name, workspace_id=parent.id)
+    if row is not None:
+        return row, False
+    now = ctx.clock()
+    row = Experiment(
+        workspace_id=parent.id,
+        name=name,
+        key=name.lower(),
+        created_at=now,
+        provisioning_state="succeeded",
+        provisioning_state_time=now,
+    )
+    ctx.session.add(row)
+    ctx.session.flush()
+    return row, True
+
+
+def list_in_workspace(ctx: Ctx, sub: str, group: str, workspace: str) -> list[Experiment]:
+    parent = workspaces.get(ctx, sub, group, workspace)
+    query = select(Experiment).filter_by(workspace_id=parent.id).order_by(Experiment.key)
+    return list(ctx.session.scalars(query))
+
+
+def delete_row(ctx: Ctx, row: Experiment) -> None:
+    from batchai.services import jobs
+
+    for job in list(row.jobs):
+        jobs.delete_row(ctx, job)
+    ctx.session.delete(row)
+
+
+def delete(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> bool:
+    parent = workspaces.get(ctx, sub, group, workspace)
+    row = find(ctx.session, Experiment, name, workspace_id=parent.id)
+    if row is None:
+        return False
+    delete_row(ctx, row)
+    return True

@@ -1,0 +1,254 @@
+"""Jobs: validation on create, and the one function that changes a job's execution state."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+
+from batchai.errors import Conflict, InvalidInput
+from batchai.ids import check_name
+from batchai.models.resources import JobInput
+from batchai.models.wire import JobProperties
+from batchai.services import clusters, experiments, mounts
+from batchai.services.context import Ctx, find, require
+from batchai.states import PRIORITY_RANK, JobState, check_transition
+from batchai.store.tables import Cluster, Job
+
+TOOLKITS = {
+    "cntkSettings": "cntk",
+    "pyTorchSettings": "pytorch",
+    "tensorFlowSettings": "tensorflow",
+    "caffeSettings": "caffe",
+    "caffe2Settings": "caffe2",
+    "chainerSettings": "chainer",
+    "customToolkitSettings": "custom",
+    "customMpiSettings": "custommpi",
+    "horovodSettings": "horovod",
+}
+# Toolkits whose processCount defaults to nodeCount.
+PROCESS_COUNT = {
+    "cntkSettings",
+    "pyTorchSettings",
+    "caffeSettings",
+    "chainerSettings",
+    "customMpiSettings",
+    "horovodSettings",
+}
+READ_ONLY = {
+    "toolType",
+    "jobOutputDirectoryPathSegment",
+    "creationTime",
+    "provisioningState",
+    "provisioningStateTransitionTime",
+    "executionState",
+    "executionStateTransitionTime",
+    "executionInfo",
+}
+DEFAULT_MAX_WALL_CLOCK = "P7D"
+_ID = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+_ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _check_ids(items: list[dict[str, Any]], where: str, reserved: set[str]) -> None:
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        ident = item["id"]
+        if not _ID.match(ident):
+            raise InvalidInput(
+                f"The id '{ident}' is invalid: use letters, digits and '_' (it names AZ_BATCHAI_..._{ident}).",
+                target=f"properties.{where}[{i}].id",
+            )
+        if ident.upper() in seen or ident.lower() in reserved:
+            raise InvalidInput(f"The id '{ident}' is used twice or reserved.", target=f"properties.{where}[{i}].id")
+        seen.add(ident.upper())
+
+
+def _check_toolkit(spec: dict[str, Any], key: str) -> None:
+    settings = spec[key]
+    target = f"properties.{key}"
+    if settings.get("processCount") is not None and settings["processCount"] < 1:
+        raise InvalidInput("processCount must be 1 or more.", target=f"{target}.processCount")
+    if key in PROCESS_COUNT and settings.get("processCount") is None:
+        settings["processCount"] = spec["nodeCount"]
+    if key == "cntkSettings":
+        language = (settings.get("languageType") or "Python").lower()
+        if language not in ("python", "brainscript"):
+            raise InvalidInput("languageType must be Python or BrainScript.", target=f"{target}.languageType")
+        settings["languageType"] = "Python" if language == "python" else "BrainScript"
+        needed = "pythonScriptFilePath" if language == "python" else "configFilePath"
+        if not settings.get(needed):
+            raise InvalidInput(f"A CNTK {settings['languageType']} job needs {needed}.", target=f"{target}.{needed}")
+    if key == "caffeSettings" and bool(settings.get("configFilePath")) == bool(settings.get("pythonScriptFilePath")):
+        raise InvalidInput("Give exactly one of configFilePath and pythonScriptFilePath.", target=target)
+    if key == "pyTorchSettings" and settings.get("communicationBackend"):
+        backend = settings["communicationBackend"].lower()
+        names = {"tcp": "TCP", "gloo": "Gloo", "mpi": "MPI", "nccl": "NCCL"}
+        if backend not in names:
+            raise InvalidInput(
+                "communicationBackend must be TCP, Gloo, MPI or NCCL.",
+                target=f"{target}.communicationBackend",
+            )
+        settings["communicationBackend"] = names[backend]
+    if key == "tensorFlowSettings":
+        for count in ("workerCount", "parameterServerCount"):
+            if settings.get(count) is not None and settings[count] < (1 if count == "workerCount" else 0):
+                raise InvalidInput(f"{count} is out of range.", target=f"{target}.{count}")
+    if key == "customToolkitSettings" and not (settings.get("commandLine") or "").strip():
+        raise InvalidInput("customToolkitSettings.commandLine is required.", target=f"{target}.commandLine")
+
+
+def build_spec(ctx: Ctx, props: JobProperties) -> tuple[dict[str, Any], Cluster]:
+    """Check a job's properties against Batch AI's rules; the stored spec with defaults filled in."""
+    spec = {k: v for k, v in props.wire().items() if k not in READ_ONLY}
+    toolkits = [k for k in TOOLKITS if k in spec]
+    if len(toolkits) != 1:
+        raise InvalidInput(
+            "Give exactly one toolkit block ("
+            + ", ".join(TOOLKITS)
+            + f"); this job has {len(toolkits)}"
+            + (f": {', '.join(toolkits)}." if toolkits else "."),
+            code="InvalidToolkit",
+            target="properties",
+        )
+    if props.cluster is None:
+        raise InvalidInput("cluster.id is required.", target="properties.cluster")
+    if props.node_count is None:
+        raise InvalidInput("nodeCount is required.", target="properties.nodeCount")
+    if not (props.std_out_err_path_prefix or "").strip():
+        raise InvalidInput("stdOutErrPathPrefix is required.", target="properties.stdOutErrPathPrefix")
+    cluster = clusters.by_id(ctx, props.cluster.id, "properties.cluster.id")
+    limit = clusters.capacity(cluster.spec)
+    if props.node_count < 1 or props.node_count > limit:
+        raise InvalidInput(
+            f"nodeCount must be between 1 and {limit}, the most nodes cluster '{cluster.name}' can hold.",
+            code="InvalidNodeCount",
+            target="properties.nodeCount",
+        )
+    _check_toolkit(spec, toolkits[0])
+    _check_ids(spec.get("inputDirectories") or [], "inputDirectories", set())
+    _check_ids(spec.get("outputDirectories") or [], "outputDirectories", {"stdouterr"})
+    names: set[str] = set()
+    for where in ("environmentVariables", "secrets"):
+        for i, variable in enumerate(spec.get(where) or []):
+            if not _ENV.match(variable["name"]) or variable["name"] in names:
+                raise InvalidInput(
+                    f"The variable name '{variable['name']}' is invalid or used twice.",
+                    target=f"properties.{where}[{i}].name",
+                )
+            names.add(variable["name"])
+    wall = props.constraints.max_wall_clock_time if props.constraints else None
+    if wall is not None and wall.total_seconds() <= 0:
+        raise InvalidInput("maxWallClockTime must be positive.", target="properties.constraints.maxWallClockTime")
+    spec.setdefault("constraints", {}).setdefault("maxWallClockTime", DEFAULT_MAX_WALL_CLOCK)
+    spec["schedulingPriority"] = props.scheduling_priority or "normal"
+    if spec.get("mountVolumes"):
+        spec["mountVolumes"] = mounts.normalise(ctx, spec["mountVolumes"], "properties.mountVolumes")
+    spec["cluster"] = {"id": props.cluster.id}
+    return spec, cluster
+
+
+def get(ctx: Ctx, sub: str, group: str, workspace: str, experiment: str, name: str) -> Job:
+    parent = experiments.get(ctx, sub, group, workspace, experiment)
+    return require(ctx.session, Job, name, "job", experiment_id=parent.id)
+
+
+def create(
+    ctx: Ctx, sub: str, group: str, workspace: str, experiment: str, name: str, body: JobInput
+) -> tuple[Job, bool]:
+    """Queue a new job. Jobs cannot change: PUT again returns the job if nothing differs, else 409."""
+    check_name("job", name)
+    parent = experiments.get(ctx, sub, group, workspace, experiment)
+    spec, cluster = build_spec(ctx, body.properties)
+    row = find(ctx.session, Job, name, experiment_id=parent.id)
+    if row is not None:
+        if row.spec != spec:
+            raise Conflict(
+                f"The job '{name}' exists; jobs cannot be changed (delete it, or use another name).",
+                code="JobAlreadyExists",
+                target=name,
+            )
+        return row, False
+    now = ctx.clock()
+    toolkit = next(k for k in TOOLKITS if k in spec)
+    row = Job(
+        experiment_id=parent.id,
+        cluster_id=cluster.id,
+        name=name,
+        key=name.lower(),
+        spec=spec,
+        tool_type=TOOLKITS[toolkit],
+        priority=PRIORITY_RANK[spec["schedulingPriority"]],
+        node_count=spec["nodeCount"],
+        output_segment=f"{sub}/{group}/workspaces/{workspace}/experiments/{experiment}/jobs/{name}/{uuid.uuid4()}",
+        created_at=now,
+        provisioning_state="succeeded",
+        provisioning_state_time=now,
+        execution_state=JobState.QUEUED,
+        execution_state_time=now,
+        errors=[],
+    )
+    ctx.session.add(row)
+    ctx.session.flush()
+    return row, True
+
+
+def list_in_experiment(ctx: Ctx, sub: str, group: str, workspace: str, experiment: str) -> list[Job]:
+    parent = experiments.get(ctx, sub, group, workspace, experiment)
+    return list(ctx.session.scalars(select(Job).filter_by(experiment_id=parent.id).order_by(Job.created_at, Job.id)))
+
+
+def switch_state(
+    ctx: Ctx, job: Job, new: JobState, *, error: dict[str, Any] | None = None, exit_code: int | None = None
+) -> None:
+    """The only writer of ``execution_state``: checks the transition and stamps the times."""
+    current = JobState(job.execution_state)
+    check_transition(current, new)
+    now = ctx.clock()
+    job.execution_state = new
+    job.execution_state_time = now
+    if new is JobState.RUNNING and job.start_time is None:
+        job.start_time = now
+    if new.is_terminal:
+        job.end_time = now
+        job.exit_code = exit_code
+    if error:
+        job.errors = [*job.errors, error]
+
+
+def terminate(ctx: Ctx, sub: str, group: str, workspace: str, experiment: str, name: str) -> Job:
+    """Record the intent to stop. A queued job ends at once; a running one becomes ``terminating``."""
+    job = get(ctx, sub, group, workspace, experiment, name)
+    state = JobState(job.execution_state)
+    if state is JobState.QUEUED:
+        switch_state(
+            ctx,
+            job,
+            JobState.FAILED,
+            error={"code": "JobTerminated", "message": "The job was terminated before it started."},
+        )
+    elif state is JobState.RUNNING:
+        switch_state(ctx, job, JobState.TERMINATING)
+    return job
+
+
+def fail_unfinished_on_cluster(ctx: Ctx, cluster: Cluster, message: str) -> None:
+    query = select(Job).filter(Job.cluster_id == cluster.id)
+    for job in ctx.session.scalars(query):
+        if not JobState(job.execution_state).is_terminal:
+            switch_state(ctx, job, JobState.FAILED, error={"code": "ClusterDeleted", "message": message})
+
+
+def delete_row(ctx: Ctx, row: Job) -> None:
+    ctx.session.delete(row)
+
+
+def delete(ctx: Ctx, sub: str, group: str, workspace: str, experiment: str, name: str) -> bool:
+    parent = experiments.get(ctx, sub, group, workspace, experiment)
+    row = find(ctx.session, Job, name, experiment_id=parent.id)
+    if row is None:
+        return False
+    delete_row(ctx, row)
+    return True

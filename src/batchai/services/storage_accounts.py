@@ -1,0 +1,88 @@
+"""Storage accounts: named holders of file shares and blob containers, unique on the server (as Azure's
+are worldwide), since job.json files name them without a group. Deleting one deletes its data."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from batchai.errors import Conflict
+from batchai.ids import STORAGE_ACCOUNT_NAME, check_name
+from batchai.models.resources import StorageAccountInput
+from batchai.services import groups
+from batchai.services.context import Ctx, find, require
+from batchai.store.tables import ResourceGroup, StorageAccount
+
+
+def get(ctx: Ctx, sub: str, group: str, name: str) -> StorageAccount:
+    parent = groups.get(ctx, sub, group)
+    return require(ctx.session, StorageAccount, name, "storage account", group_id=parent.id)
+
+
+def by_name(ctx: Ctx, name: str) -> StorageAccount:
+    """The account of that name in any group (data-plane calls name only the account)."""
+    return require(ctx.session, StorageAccount, name, "storage account")
+
+
+def put(ctx: Ctx, sub: str, group: str, name: str, body: StorageAccountInput) -> tuple[StorageAccount, bool]:
+    check_name("storage account", name, STORAGE_ACCOUNT_NAME)
+    parent = groups.get(ctx, sub, group)
+    row = find(ctx.session, StorageAccount, name)
+    if row is not None:
+        if row.group_id != parent.id:
+            raise Conflict(
+                f"The storage account name '{name}' is already taken.",
+                code="StorageAccountAlreadyTaken",
+                target=name,
+            )
+        if body.tags is not None:
+            row.tags = dict(body.tags)
+        return row, False
+    now = ctx.clock()
+    row = StorageAccount(
+        group_id=parent.id,
+        name=name,
+        key=name,
+        location=body.location or parent.location,
+        sku=(body.sku.name if body.sku else "Standard_LRS"),
+        kind=body.kind or "StorageV2",
+        tags=dict(body.tags or {}),
+        created_at=now,
+        provisioning_state="Succeeded",
+        provisioning_state_time=now,
+    )
+    ctx.session.add(row)
+    ctx.session.flush()
+    # Data left by an account of this name whose removal was cut short belongs to nobody.
+    ctx.storage.delete_account(name)
+    return row, True
+
+
+def list_in_group(ctx: Ctx, sub: str, group: str) -> list[StorageAccount]:
+    parent = groups.get(ctx, sub, group)
+    query = select(StorageAccount).filter_by(group_id=parent.id).order_by(StorageAccount.key)
+    return list(ctx.session.scalars(query))
+
+
+def list_in_subscription(ctx: Ctx, sub: str) -> list[StorageAccount]:
+    query = (
+        select(StorageAccount)
+        .join(ResourceGroup)
+        .filter(ResourceGroup.subscription == sub)
+        .order_by(StorageAccount.key)
+    )
+    return list(ctx.session.scalars(query))
+
+
+def delete_row(ctx: Ctx, row: StorageAccount) -> None:
+    name = row.name
+    ctx.session.delete(row)
+    ctx.after_commit.append(lambda: ctx.storage.delete_account(name))
+
+
+def delete(ctx: Ctx, sub: str, group: str, name: str) -> bool:
+    parent = groups.get(ctx, sub, group)
+    row = find(ctx.session, StorageAccount, name, group_id=parent.id)
+    if row is None:
+        return False
+    delete_row(ctx, row)
+    return True

@@ -1,0 +1,88 @@
+"""Workspaces: the top-level Batch AI collection. Deleting one deletes its clusters, file servers,
+experiments and their jobs (as Batch AI did)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from batchai.errors import InvalidInput
+from batchai.ids import check_name
+from batchai.models.resources import WorkspaceInput, WorkspacePatch
+from batchai.services import groups
+from batchai.services.context import Ctx, find, require
+from batchai.store.tables import ResourceGroup, Workspace
+
+
+def get(ctx: Ctx, sub: str, group: str, name: str) -> Workspace:
+    parent = groups.get(ctx, sub, group)
+    return require(ctx.session, Workspace, name, "workspace", group_id=parent.id)
+
+
+def put(ctx: Ctx, sub: str, group: str, name: str, body: WorkspaceInput) -> tuple[Workspace, bool]:
+    check_name("workspace", name)
+    parent = groups.get(ctx, sub, group)
+    row = find(ctx.session, Workspace, name, group_id=parent.id)
+    if row is not None:
+        if body.location.lower() != row.location.lower():
+            raise InvalidInput(
+                f"The workspace '{name}' exists in location '{row.location}'; its location cannot change.",
+                code="LocationCannotBeChanged",
+                target="location",
+            )
+        row.tags = dict(body.tags or {})
+        return row, False
+    now = ctx.clock()
+    row = Workspace(
+        group_id=parent.id,
+        name=name,
+        key=name.lower(),
+        location=body.location,
+        tags=dict(body.tags or {}),
+        created_at=now,
+        provisioning_state="succeeded",
+        provisioning_state_time=now,
+    )
+    ctx.session.add(row)
+    ctx.session.flush()
+    return row, True
+
+
+def patch(ctx: Ctx, sub: str, group: str, name: str, body: WorkspacePatch) -> Workspace:
+    row = get(ctx, sub, group, name)
+    if body.tags is not None:
+        row.tags = dict(body.tags)
+    return row
+
+
+def list_in_group(ctx: Ctx, sub: str, group: str) -> list[Workspace]:
+    parent = groups.get(ctx, sub, group)
+    return list(ctx.session.scalars(select(Workspace).filter_by(group_id=parent.id).order_by(Workspace.key)))
+
+
+def list_in_subscription(ctx: Ctx, sub: str) -> list[Workspace]:
+    query = (
+        select(Workspace)
+        .join(ResourceGroup)
+        .filter(ResourceGroup.subscription == sub)
+        .order_by(ResourceGroup.key, Workspace.key)
+    )
+    return list(ctx.session.scalars(query))
+
+
+def delete_row(ctx: Ctx, row: Workspace) -> None:
+    from batchai.services import clusters, experiments
+
+    for experiment in list(row.experiments):
+        experiments.delete_row(ctx, experiment)
+    for cluster in list(row.clusters):
+        clusters.delete_row(ctx, cluster)
+    ctx.session.delete(row)
+
+
+def delete(ctx: Ctx, sub: str, group: str, name: str) -> bool:
+    parent = groups.get(ctx, sub, group)
+    row = find(ctx.session, Workspace, name, group_id=parent.id)
+    if row is None:
+        return False
+    delete_row(ctx, row)
+    return True

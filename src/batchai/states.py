@@ -1,0 +1,39 @@
+"""Job execution states and the transitions allowed between them; terminal states are never left."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    TERMINATING = "terminating"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobState.SUCCEEDED, JobState.FAILED)
+
+
+ALLOWED: dict[JobState, frozenset[JobState]] = {
+    # queued -> queued is a requeue after a lost node: it refreshes the transition time.
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.TERMINATING, JobState.FAILED}),
+    JobState.RUNNING: frozenset({JobState.QUEUED, JobState.TERMINATING, JobState.SUCCEEDED, JobState.FAILED}),
+    JobState.TERMINATING: frozenset({JobState.FAILED, JobState.SUCCEEDED}),
+    JobState.SUCCEEDED: frozenset(),
+    JobState.FAILED: frozenset(),
+}
+
+
+class IllegalTransition(Exception):
+    """A bug or a race: somebody tried to move a job along an edge the table does not have."""
+
+
+def check_transition(current: JobState, new: JobState) -> None:
+    if new not in ALLOWED[current]:
+        raise IllegalTransition(f"job cannot go from {current} to {new}")
+
+
+PRIORITY_RANK = {"low": -1, "normal": 0, "high": 1}

@@ -1,0 +1,1 @@
+"""Storage backends: where file shares and blob containers keep their bytes."""

@@ -1,0 +1,134 @@
+"""The tables. Specs are stored as the wire JSON the user sent (secrets included, never returned)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every database (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            from datetime import UTC
+
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UtcDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Named:
+    """A resource with a name, looked up case-insensitively through ``key`` as ARM does."""
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    key: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    provisioning_state: Mapped[str] = mapped_column(String(16), default="succeeded")
+    provisioning_state_time: Mapped[datetime]
+
+
+class ResourceGroup(Named, Base):
+    __tablename__ = "resource_groups"
+    __table_args__ = (UniqueConstraint("subscription", "key"),)
+
+    subscription: Mapped[str] = mapped_column(String(64))
+    location: Mapped[str] = mapped_column(String(64))
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    workspaces: Mapped[list[Workspace]] = relationship(back_populates="group", cascade="all, delete-orphan")
+    storage_accounts: Mapped[list[StorageAccount]] = relationship(back_populates="group", cascade="all, delete-orphan")
+
+
+class Workspace(Named, Base):
+    __tablename__ = "workspaces"
+    __table_args__ = (UniqueConstraint("group_id", "key"),)
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("resource_groups.id", ondelete="CASCADE"))
+    location: Mapped[str] = mapped_column(String(64))
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    group: Mapped[ResourceGroup] = relationship(back_populates="workspaces")
+    experiments: Mapped[list[Experiment]] = relationship(back_populates="workspace", cascade="all, delete-orphan")
+    clusters: Mapped[list[Cluster]] = relationship(back_populates="workspace", cascade="all, delete-orphan")
+    file_servers: Mapped[list[FileServer]] = relationship(back_populates="workspace", cascade="all, delete-orphan")
+
+
+class Experiment(Named, Base):
+    __tablename__ = "experiments"
+    __table_args__ = (UniqueConstraint("workspace_id", "key"),)
+
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+
+    workspace: Mapped[Workspace] = relationship(back_populates="experiments")
+    jobs: Mapped[list[Job]] = relationship(back_populates="experiment", cascade="all, delete-orphan")
+
+
+class Cluster(Named, Base):
+    __tablename__ = "clusters"
+    __table_args__ = (UniqueConstraint("workspace_id", "key"),)
+
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    spec: Mapped[dict[str, Any]]
+    allocation_state: Mapped[str] = mapped_column(String(16), default="steady")
+    allocation_state_time: Mapped[datetime]
+    errors: Mapped[list[Any]] = mapped_column(default=list)
+
+    workspace: Mapped[Workspace] = relationship(back_populates="clusters")
+
+
+class FileServer(Named, Base):
+    __tablename__ = "file_servers"
+    __table_args__ = (UniqueConstraint("workspace_id", "key"),)
+
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspaces.id", ondelete="CASCADE"))
+    spec: Mapped[dict[str, Any]]
+
+    workspace: Mapped[Workspace] = relationship(back_populates="file_servers")
+
+
+class Job(Named, Base):
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("experiment_id", "key"),)
+
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    cluster_id: Mapped[int | None] = mapped_column(ForeignKey("clusters.id", ondelete="SET NULL"), index=True)
+    spec: Mapped[dict[str, Any]]
+    tool_type: Mapped[str] = mapped_column(String(16))
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    node_count: Mapped[int] = mapped_column(Integer)
+    output_segment: Mapped[str] = mapped_column(String(512))
+    execution_state: Mapped[str] = mapped_column(String(16), index=True)
+    execution_state_time: Mapped[datetime]
+    start_time: Mapped[datetime | None]
+    end_time: Mapped[datetime | None]
+    exit_code: Mapped[int | None]
+    errors: Mapped[list[Any]] = mapped_column(default=list)
+
+    experiment: Mapped[Experiment] = relationship(back_populates="jobs")
+
+
+class StorageAccount(Named, Base):
+    """A batchai storage account; its name is unique on the server, as Azure's are worldwide."""
+
+    __tablename__ = "storage_accounts"
+    __table_args__ = (UniqueConstraint("key"),)
+
+    group_id: Mapped[int] = mapped_column(ForeignKey("resource_groups.id", ondelete="CASCADE"))
+    location: Mapped[str] = mapped_column(String(64))
+    sku: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(32))
+    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    group: Mapped[ResourceGroup] = relationship(back_populates="storage_accounts")

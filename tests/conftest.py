@@ -1,0 +1,185 @@
+"""Shared fixtures: a real batchai server in a temporary home, its HTTP client, and the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+API = "2018-05-01"
+SUB = "00000000-0000-0000-0000-000000000000"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05,
+             message: str = "condition") -> Any:
+    """Poll until ``condition()`` is truthy; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+@dataclass
+class Server:
+    """A batchai server process with its home; ``http`` is authenticated, ``cli`` runs the real CLI."""
+
+    home: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+    http: httpx.Client = field(init=False)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def token(self) -> str:
+        return str(json.loads((self.home / "credentials.json").read_text())["token"])
+
+    def start(self) -> None:
+        log = open(self.home / "test-server.log", "ab")  # noqa: SIM115 - closed with the process
+        self.process = subprocess.Popen(
+            [str(BIN / "batchai"), "server", "start", "--home", str(self.home), "--port", str(self.port)],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+
+        def ready() -> bool:
+            assert self.process is not None and self.process.poll() is None, (
+                "server exited: " + (self.home / "test-server.log").read_text()[-2000:])
+            try:
+                return httpx.get(f"{self.endpoint}/openapi.json", timeout=1).status_code == 200 and (
+                    self.home / "credentials.json").exists()
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, timeout=60, message="the server to answer")
+        self.http = httpx.Client(base_url=self.endpoint, headers={"Authorization": f"Bearer {self.token}"},
+                                 timeout=30)
+
+    def stop(self, kill: bool = False) -> None:
+        if self.process is None:
+            return
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        try:
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+        self.http.close()
+        self.process = None
+
+    def restart(self, kill: bool = False) -> None:
+        self.stop(kill=kill)
+        self.start()
+
+    def cli(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
+            cwd: Path | None = None, timeout: float = 120) -> CliResult:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHAI_", "AZURE_"))}
+        environ["BATCHAI_HOME"] = str(self.home)
+        environ.update(env or {})
+        proc = subprocess.run([str(BIN / "batchai"), *args], capture_output=True, text=True, input=input,
+                              env=environ, cwd=cwd, timeout=timeout)
+        return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+    def ok(self, *args: str, **kwargs: Any) -> Any:
+        """Run the CLI, assert success, and return its JSON output (or None when it printed nothing)."""
+        result = self.cli(*args, **kwargs)
+        assert result.code == 0, f"batchai {' '.join(args)} failed: {result.stderr}"
+        return result.json() if result.stdout.strip() else None
+
+    def fails(self, *args: str, **kwargs: Any) -> str:
+        """Run the CLI, assert a one-line error and a non-zero exit, and return that line."""
+        result = self.cli(*args, **kwargs)
+        assert result.code != 0, f"batchai {' '.join(args)} unexpectedly succeeded: {result.stdout}"
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, f"expected one error line, got: {result.stderr}"
+        assert "Traceback" not in result.stderr
+        assert lines[0].startswith("ERROR: "), lines[0]
+        return lines[0]
+
+
+def arm_error(response: httpx.Response, status: int) -> dict[str, Any]:
+    """Assert an ARM error body with ``status`` and return its ``error`` object."""
+    assert response.status_code == status, f"expected {status}, got {response.status_code}: {response.text}"
+    error = response.json()["error"]
+    assert set(error) >= {"code", "message", "target", "details"}, error
+    assert error["code"] and error["message"]
+    return dict(error)
+
+
+def no_children_left(pid: int) -> None:
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(home=tmp_path / "home", port=free_port())
+    srv.home.mkdir()
+    srv.start()
+    pid = srv.process.pid if srv.process else 0
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        no_children_left(pid)
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server for a module's read-mostly tests (each test uses its own resource group)."""
+    srv = Server(home=tmp_path_factory.mktemp("home"), port=free_port())
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def url(path: str, api: str = API) -> str:
+    sep = "&" if "?" in path else "?"
+    return f"{path}{sep}api-version={api}"
+
+
+@pytest.fixture(scope="session")
+def seed_job_json() -> str:
+    """The job.json of the seed quickstart (``../shared/seeds/000_*``), as published."""
+    import re
+
+    seeds = Path(__file__).resolve().parents[2] / "shared" / "seeds"
+    text = next(seeds.glob("000_*.txt")).read_text()
+    return next(b for b in re.findall(r"```json\n(.*?)```", text, re.S) if "$schema" in b)

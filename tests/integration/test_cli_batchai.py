@@ -1,0 +1,160 @@
+"""The real ``batchai`` CLI as a subprocess: az batchai verbs and flags, output formats, one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import Server
+
+G = ("-g", "cli.rg")
+GW = (*G, "-w", "ws")
+GWE = (*GW, "-e", "exp")
+
+
+def prepare(server: Server) -> None:
+    server.ok("group", "create", "-n", "cli.rg", "-l", "eastus")
+    server.ok("workspace", "create", *G, "-n", "ws")
+    server.ok("experiment", "create", *GW, "-n", "exp")
+
+
+def test_group_workspace_experiment_verbs(shared_server: Server) -> None:
+    s = shared_server
+    prepare(s)
+    assert s.ok("group", "show", "-n", "cli.rg")["location"] == "eastus"
+    assert s.ok("group", "exists", "-n", "cli.rg") is True
+    assert s.ok("group", "exists", "-n", "nope.rg") is False
+    assert "cli.rg" in s.ok("group", "list", "--query", "[].name")
+    ws = s.ok("workspace", "show", *G, "-n", "ws")
+    assert ws["resourceGroup"] == "cli.rg" and ws["location"] == "eastus"  # location from the group
+    assert [w["name"] for w in s.ok("workspace", "list", *G)] == ["ws"]
+    assert s.ok("experiment", "show", *GW, "-n", "exp")["name"] == "exp"
+    assert s.ok("experiment", "list", *GW, "--query", "[].name") == ["exp"]
+    s.ok("experiment", "create", *GW, "-n", "gone")
+    assert s.ok("experiment", "delete", *GW, "-n", "gone", "-y") is None
+    assert "gone" not in s.ok("experiment", "list", *GW, "--query", "[].name")
+
+
+def test_cluster_and_file_server_verbs(shared_server: Server, tmp_path: Path) -> None:
+    s = shared_server
+    s.ok("group", "create", "-n", "cl.rg")
+    s.ok("workspace", "create", "-g", "cl.rg", "-n", "ws", "-l", "eastus")
+    c = ("-g", "cl.rg", "-w", "ws")
+    cluster = s.ok("cluster", "create", "-n", "nc6", *c, "-s", "Standard_NC6", "-i", "UbuntuDSVM", "-t", "1",
+                   "-u", "alice", "-p", "p4ssw0rd-secret")
+    assert cluster["vmSize"] == "Standard_NC6" and cluster["allocationState"] == "steady"
+    assert cluster["virtualMachineConfiguration"]["imageReference"]["offer"] == "linux-data-science-vm-ubuntu"
+    assert cluster["userAccountSettings"]["adminUserName"] == "alice"
+    assert "p4ssw0rd-secret" not in json.dumps(cluster)
+    assert cluster["scaleSettings"]["manual"]["targetNodeCount"] == 1
+    resized = s.ok("cluster", "resize", "-n", "nc6", *c, "-t", "3")
+    assert resized["scaleSettings"]["manual"]["targetNodeCount"] == 3
+    auto = s.ok("cluster", "auto-scale", "-n", "nc6", *c, "--min", "0", "--max", "4")
+    assert auto["scaleSettings"]["autoScale"] == {"minimumNodeCount": 0, "maximumNodeCount": 4,
+                                                  "initialNodeCount": 0}
+    config = tmp_path / "cluster.json"
+    config.write_text(json.dumps({"properties": {"vmSize": "STANDARD_D1", "scaleSettings": {
+        "autoScale": {"minimumNodeCount": 1, "maximumNodeCount": 2}}}}))
+    from_file = s.ok("cluster", "create", "-n", "fromfile", *c, "-f", str(config))
+    assert from_file["scaleSettings"]["autoScale"]["maximumNodeCount"] == 2
+    table = s.cli("cluster", "list", *c, "-o", "table")
+    assert table.code == 0 and "VM Size" in table.stdout and "nc6" in table.stdout
+    tsv = s.cli("cluster", "show", "-n", "nc6", *c, "--query", "[name, vmSize]", "-o", "tsv")
+    assert tsv.stdout.strip() == "nc6\tStandard_NC6"
+    assert s.cli("cluster", "show", "-n", "nc6", *c, "-o", "yaml").stdout.startswith("allocationState:")
+    fs = s.ok("file-server", "create", "-n", "nfs", *c, "-s", "Standard_D2", "--disk-count", "2",
+              "--disk-size", "10", "-u", "bob")
+    assert fs["dataDisks"]["diskCount"] == 2
+    assert [f["name"] for f in s.ok("file-server", "list", *c)] == ["nfs"]
+    s.ok("file-server", "delete", "-n", "nfs", *c, "-y")
+    s.ok("cluster", "delete", "-n", "fromfile", *c, "-y")
+    assert s.ok("cluster", "list", *c, "--query", "[].name") == ["nc6"]
+
+
+def test_job_verbs_with_the_seed_job_json(shared_server: Server, tmp_path: Path, seed_job_json: str) -> None:
+    s = shared_server
+    s.ok("group", "create", "-n", "job.rg", "-l", "eastus")
+    s.ok("workspace", "create", "-g", "job.rg", "-n", "quickstart")
+    q = ("-g", "job.rg", "-w", "quickstart")
+    s.ok("cluster", "create", "-n", "nc6", *q, "-s", "Standard_NC6", "-i", "UbuntuDSVM", "-t", "1",
+         "--generate-ssh-keys")
+    s.ok("storage", "account", "create", "-n", "jobstore1", "--sku", "Standard_LRS", "-g", "job.rg")
+    account = ("--account-name", "jobstore1")
+    s.ok("storage", "share", "create", "-n", "scripts", *account)
+    s.ok("storage", "share", "create", "-n", "logs", *account)
+    s.ok("storage", "container", "create", "-n", "data", *account)
+    s.ok("experiment", "create", *q, "-n", "quickstart")
+    job_file = tmp_path / "job.json"
+    job_file.write_text(seed_job_json.replace("<YOUR_STORAGE_ACCOUNT>", "jobstore1"))
+    qe = (*q, "-e", "quickstart")
+    job = s.ok("job", "create", "-n", "cntk_python_1", "-c", "nc6", *qe, "-f", str(job_file),
+               "--storage-account-name", "jobstore1")
+    assert job["executionState"] == "queued" and job["toolType"] == "cntk"
+    assert job["cntkSettings"]["languageType"] == "Python" and job["cntkSettings"]["processCount"] == 1
+    assert job["mountVolumes"]["azureFileShares"][0]["accountName"] == "jobstore1"
+    shown = s.ok("job", "show", "-n", "cntk_python_1", *qe)
+    assert shown["executionState"] == "queued" and shown["outputDirectories"][0]["id"] == "MODEL"
+    segment = s.cli("job", "show", "-n", "cntk_python_1", *qe, "--query", "jobOutputDirectoryPathSegment")
+    assert segment.code == 0
+    assert json.loads(segment.stdout).startswith("00000000-0000-0000-0000-000000000000/job.rg/workspaces/quickstart/")
+    assert s.ok("job", "list", *qe, "--query", "[].name") == ["cntk_python_1"]
+    assert "queued" in s.cli("job", "list", *qe, "-o", "table").stdout
+    assert s.ok("job", "file", "list", "-j", "cntk_python_1", *qe, "-d", "MODEL") == []
+    s.ok("job", "terminate", "-n", "cntk_python_1", *qe, "-y")
+    assert s.ok("job", "show", "-n", "cntk_python_1", *qe, "--query", "executionState") == "failed"
+    s.ok("job", "delete", "-n", "cntk_python_1", *qe, "-y")
+    assert s.ok("job", "list", *qe) == []
+    s.ok("group", "delete", "-n", "job.rg", "-y")
+    assert s.ok("group", "exists", "-n", "job.rg") is False
+
+
+def test_bad_input_prints_one_line_and_creates_nothing(shared_server: Server, tmp_path: Path) -> None:
+    s = shared_server
+    s.ok("group", "create", "-n", "bad.rg")
+    s.ok("workspace", "create", "-g", "bad.rg", "-n", "ws")
+    s.ok("experiment", "create", "-g", "bad.rg", "-w", "ws", "-n", "e")
+    s.ok("cluster", "create", "-n", "c", "-g", "bad.rg", "-w", "ws", "-s", "A", "-t", "1")
+    e = ("-g", "bad.rg", "-w", "ws", "-e", "e")
+    assert "InvalidResourceName" in s.fails("workspace", "create", "-g", "bad.rg", "-n", "bad name")
+    assert "ResourceGroupNotFound" in s.fails("workspace", "create", "-g", "missing.rg", "-n", "ws")
+    malformed = tmp_path / "bad.json"
+    malformed.write_text("{ nope")
+    assert "not valid JSON" in s.fails("job", "create", "-n", "j", *e, "-c", "c", "-f", str(malformed))
+    two = tmp_path / "two.json"
+    two.write_text(json.dumps({"properties": {"nodeCount": 1, "stdOutErrPathPrefix": "/tmp",
+                                              "customToolkitSettings": {"commandLine": "true"},
+                                              "pyTorchSettings": {"pythonScriptFilePath": "a.py"}}}))
+    assert "InvalidToolkit" in s.fails("job", "create", "-n", "j", *e, "-c", "c", "-f", str(two))
+    ok_file = tmp_path / "ok.json"
+    ok_file.write_text(json.dumps({"properties": {"nodeCount": 1, "stdOutErrPathPrefix": "/tmp",
+                                                  "customToolkitSettings": {"commandLine": "true"}}}))
+    assert "ClusterNotFound" in s.fails("job", "create", "-n", "j", *e, "-c", "nosuch", "-f", str(ok_file))
+    too_many = tmp_path / "many.json"
+    too_many.write_text(ok_file.read_text().replace('"nodeCount": 1', '"nodeCount": 5'))
+    assert "InvalidNodeCount" in s.fails("job", "create", "-n", "j", *e, "-c", "c", "-f", str(too_many))
+    assert "cannot read" in s.fails("job", "create", "-n", "j", *e, "-c", "c", "-f", str(tmp_path / "none.json"))
+    assert s.fails("job", "create", "-n", "j", *e, "-f", str(ok_file)).startswith("ERROR:")  # no cluster
+    assert "No such option" in s.fails("job", "list", *e, "--bogus")
+    assert "Missing option" in s.fails("job", "show", *e)
+    assert "InvalidScaleSettings" in s.fails("cluster", "auto-scale", "-n", "c", "-g", "bad.rg", "-w", "ws",
+                                            "--min", "3", "--max", "1")
+    assert "invalid JMESPath" in s.fails("job", "list", *e, "--query", "[[")
+    assert s.ok("job", "list", *e) == []
+    no_server = s.cli("group", "list", env={"BATCHAI_HOME": str(tmp_path / "empty")})
+    assert no_server.code != 0 and no_server.stderr.startswith("ERROR: no batchai server is configured")
+    wrong = s.cli("group", "list", env={"BATCHAI_ENDPOINT": s.endpoint, "BATCHAI_TOKEN": "wrong"})
+    assert wrong.code != 0 and "InvalidAuthenticationToken" in wrong.stderr
+
+
+def test_configure_and_environment_find_the_server(shared_server: Server, tmp_path: Path) -> None:
+    s = shared_server
+    other_home = tmp_path / "client-home"
+    env = {"BATCHAI_HOME": str(other_home)}
+    assert s.cli("group", "list", env=env).code != 0
+    shown = s.ok("configure", "--endpoint", s.endpoint, "--token", s.token, env=env)
+    assert shown["token"] == "***" and shown["endpoint"] == s.endpoint
+    assert (other_home / "config.json").stat().st_mode & 0o777 == 0o600
+    assert isinstance(s.ok("group", "list", env=env), list)
+    via_env = s.cli("group", "list", env={"BATCHAI_HOME": str(tmp_path / "x"), "BATCHAI_ENDPOINT": s.endpoint,
+                                          "BATCHAI_TOKEN": s.token})
+    assert via_env.code == 0
