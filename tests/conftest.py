@@ -28,8 +28,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05,
-             message: str = "condition") -> Any:
+def wait_for(
+    condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.05, message: str = "condition"
+) -> Any:
     """Poll until ``condition()`` is truthy; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -58,6 +59,7 @@ class Server:
     home: Path
     port: int
     process: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
     http: httpx.Client = field(init=False)
 
     @property
@@ -72,21 +74,27 @@ class Server:
         log = open(self.home / "test-server.log", "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
             [str(BIN / "batchai"), "server", "start", "--home", str(self.home), "--port", str(self.port)],
-            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "BATCHAI_GRACE_SECONDS": "3", **self.env},
         )
 
         def ready() -> bool:
             assert self.process is not None and self.process.poll() is None, (
-                "server exited: " + (self.home / "test-server.log").read_text()[-2000:])
+                "server exited: " + (self.home / "test-server.log").read_text()[-2000:]
+            )
             try:
-                return httpx.get(f"{self.endpoint}/openapi.json", timeout=1).status_code == 200 and (
-                    self.home / "credentials.json").exists()
+                return (
+                    httpx.get(f"{self.endpoint}/openapi.json", timeout=1).status_code == 200
+                    and (self.home / "credentials.json").exists()
+                )
             except httpx.HTTPError:
                 return False
 
         wait_for(ready, timeout=60, message="the server to answer")
-        self.http = httpx.Client(base_url=self.endpoint, headers={"Authorization": f"Bearer {self.token}"},
-                                 timeout=30)
+        self.http = httpx.Client(base_url=self.endpoint, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
 
     def stop(self, kill: bool = False) -> None:
         if self.process is None:
@@ -107,13 +115,26 @@ class Server:
         self.stop(kill=kill)
         self.start()
 
-    def cli(self, *args: str, input: str | None = None, env: dict[str, str] | None = None,
-            cwd: Path | None = None, timeout: float = 120) -> CliResult:
+    def cli(
+        self,
+        *args: str,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        timeout: float = 120,
+    ) -> CliResult:
         environ = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHAI_", "AZURE_"))}
         environ["BATCHAI_HOME"] = str(self.home)
         environ.update(env or {})
-        proc = subprocess.run([str(BIN / "batchai"), *args], capture_output=True, text=True, input=input,
-                              env=environ, cwd=cwd, timeout=timeout)
+        proc = subprocess.run(
+            [str(BIN / "batchai"), *args],
+            capture_output=True,
+            text=True,
+            input=input,
+            env=environ,
+            cwd=cwd,
+            timeout=timeout,
+        )
         return CliResult(proc.returncode, proc.stdout, proc.stderr)
 
     def ok(self, *args: str, **kwargs: Any) -> Any:
@@ -182,4 +203,4 @@ def seed_job_json() -> str:
 
     seeds = Path(__file__).resolve().parents[2] / "shared" / "seeds"
     text = next(seeds.glob("000_*.txt")).read_text()
-    return next(b for b in re.findall(r"```json\n(.*?)```", text, re.S) if "$schema" in b)
+    return str(next(b for b in re.findall(r"```json\n(.*?)```", text, re.S) if "$schema" in b))

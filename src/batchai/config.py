@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,10 @@ class Settings:
     port: int = DEFAULT_PORT
     certfile: Path | None = None
     keyfile: Path | None = None
+    # Seconds between SIGTERM and SIGKILL when a job is stopped.
+    grace_seconds: float = 10.0
+    # The Python that jobs get when they name none (the server's own, with batchai's environment).
+    node_python: str = sys.executable
 
     @classmethod
     def build(
@@ -43,7 +48,8 @@ class Settings:
     ) -> Settings:
         root = resolve_home(home, environ)
         url = database_url or environ.get("BATCHAI_DATABASE_URL") or f"sqlite:///{root / 'batchai.db'}"
-        return cls(home=root, database_url=url, host=host, port=port)
+        grace = float(environ.get("BATCHAI_GRACE_SECONDS", "10"))
+        return cls(home=root, database_url=url, host=host, port=port, grace_seconds=grace)
 
     @property
     def storage_root(self) -> Path:

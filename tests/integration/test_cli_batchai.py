@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import Server
+from tests.conftest import Server, wait_for
 
 G = ("-g", "cli.rg")
 GW = (*G, "-w", "ws")
@@ -40,8 +40,23 @@ def test_cluster_and_file_server_verbs(shared_server: Server, tmp_path: Path) ->
     s.ok("group", "create", "-n", "cl.rg")
     s.ok("workspace", "create", "-g", "cl.rg", "-n", "ws", "-l", "eastus")
     c = ("-g", "cl.rg", "-w", "ws")
-    cluster = s.ok("cluster", "create", "-n", "nc6", *c, "-s", "Standard_NC6", "-i", "UbuntuDSVM", "-t", "1",
-                   "-u", "alice", "-p", "p4ssw0rd-secret")
+    cluster = s.ok(
+        "cluster",
+        "create",
+        "-n",
+        "nc6",
+        *c,
+        "-s",
+        "Standard_NC6",
+        "-i",
+        "UbuntuDSVM",
+        "-t",
+        "1",
+        "-u",
+        "alice",
+        "-p",
+        "p4ssw0rd-secret",
+    )
     assert cluster["vmSize"] == "Standard_NC6" and cluster["allocationState"] == "steady"
     assert cluster["virtualMachineConfiguration"]["imageReference"]["offer"] == "linux-data-science-vm-ubuntu"
     assert cluster["userAccountSettings"]["adminUserName"] == "alice"
@@ -50,11 +65,18 @@ def test_cluster_and_file_server_verbs(shared_server: Server, tmp_path: Path) ->
     resized = s.ok("cluster", "resize", "-n", "nc6", *c, "-t", "3")
     assert resized["scaleSettings"]["manual"]["targetNodeCount"] == 3
     auto = s.ok("cluster", "auto-scale", "-n", "nc6", *c, "--min", "0", "--max", "4")
-    assert auto["scaleSettings"]["autoScale"] == {"minimumNodeCount": 0, "maximumNodeCount": 4,
-                                                  "initialNodeCount": 0}
+    assert auto["scaleSettings"]["autoScale"] == {"minimumNodeCount": 0, "maximumNodeCount": 4, "initialNodeCount": 0}
     config = tmp_path / "cluster.json"
-    config.write_text(json.dumps({"properties": {"vmSize": "STANDARD_D1", "scaleSettings": {
-        "autoScale": {"minimumNodeCount": 1, "maximumNodeCount": 2}}}}))
+    config.write_text(
+        json.dumps(
+            {
+                "properties": {
+                    "vmSize": "STANDARD_D1",
+                    "scaleSettings": {"autoScale": {"minimumNodeCount": 1, "maximumNodeCount": 2}},
+                }
+            }
+        )
+    )
     from_file = s.ok("cluster", "create", "-n", "fromfile", *c, "-f", str(config))
     assert from_file["scaleSettings"]["autoScale"]["maximumNodeCount"] == 2
     table = s.cli("cluster", "list", *c, "-o", "table")
@@ -62,8 +84,21 @@ def test_cluster_and_file_server_verbs(shared_server: Server, tmp_path: Path) ->
     tsv = s.cli("cluster", "show", "-n", "nc6", *c, "--query", "[name, vmSize]", "-o", "tsv")
     assert tsv.stdout.strip() == "nc6\tStandard_NC6"
     assert s.cli("cluster", "show", "-n", "nc6", *c, "-o", "yaml").stdout.startswith("allocationState:")
-    fs = s.ok("file-server", "create", "-n", "nfs", *c, "-s", "Standard_D2", "--disk-count", "2",
-              "--disk-size", "10", "-u", "bob")
+    fs = s.ok(
+        "file-server",
+        "create",
+        "-n",
+        "nfs",
+        *c,
+        "-s",
+        "Standard_D2",
+        "--disk-count",
+        "2",
+        "--disk-size",
+        "10",
+        "-u",
+        "bob",
+    )
     assert fs["dataDisks"]["diskCount"] == 2
     assert [f["name"] for f in s.ok("file-server", "list", *c)] == ["nfs"]
     s.ok("file-server", "delete", "-n", "nfs", *c, "-y")
@@ -76,19 +111,49 @@ def test_job_verbs_with_the_seed_job_json(shared_server: Server, tmp_path: Path,
     s.ok("group", "create", "-n", "job.rg", "-l", "eastus")
     s.ok("workspace", "create", "-g", "job.rg", "-n", "quickstart")
     q = ("-g", "job.rg", "-w", "quickstart")
-    s.ok("cluster", "create", "-n", "nc6", *q, "-s", "Standard_NC6", "-i", "UbuntuDSVM", "-t", "1",
-         "--generate-ssh-keys")
+    s.ok(
+        "cluster", "create", "-n", "nc6", *q, "-s", "Standard_NC6", "-i", "UbuntuDSVM", "-t", "1", "--generate-ssh-keys"
+    )
     s.ok("storage", "account", "create", "-n", "jobstore1", "--sku", "Standard_LRS", "-g", "job.rg")
     account = ("--account-name", "jobstore1")
     s.ok("storage", "share", "create", "-n", "scripts", *account)
     s.ok("storage", "share", "create", "-n", "logs", *account)
     s.ok("storage", "container", "create", "-n", "data", *account)
     s.ok("experiment", "create", *q, "-n", "quickstart")
+    qe = (*q, "-e", "quickstart")
+    # The cluster's one node is busy with another job, so the seed job stays queued.
+    blocker = tmp_path / "blocker.json"
+    blocker.write_text(
+        json.dumps(
+            {
+                "properties": {
+                    "nodeCount": 1,
+                    "stdOutErrPathPrefix": str(tmp_path / "logs"),
+                    "customToolkitSettings": {"commandLine": "sleep 120"},
+                }
+            }
+        )
+    )
+    s.ok("job", "create", "-n", "blocker", "-c", "nc6", *qe, "-f", str(blocker))
+    wait_for(
+        lambda: s.ok("job", "show", "-n", "blocker", *qe, "--query", "executionState") == "running",
+        message="the blocking job to run",
+    )
     job_file = tmp_path / "job.json"
     job_file.write_text(seed_job_json.replace("<YOUR_STORAGE_ACCOUNT>", "jobstore1"))
-    qe = (*q, "-e", "quickstart")
-    job = s.ok("job", "create", "-n", "cntk_python_1", "-c", "nc6", *qe, "-f", str(job_file),
-               "--storage-account-name", "jobstore1")
+    job = s.ok(
+        "job",
+        "create",
+        "-n",
+        "cntk_python_1",
+        "-c",
+        "nc6",
+        *qe,
+        "-f",
+        str(job_file),
+        "--storage-account-name",
+        "jobstore1",
+    )
     assert job["executionState"] == "queued" and job["toolType"] == "cntk"
     assert job["cntkSettings"]["languageType"] == "Python" and job["cntkSettings"]["processCount"] == 1
     assert job["mountVolumes"]["azureFileShares"][0]["accountName"] == "jobstore1"
@@ -97,12 +162,15 @@ def test_job_verbs_with_the_seed_job_json(shared_server: Server, tmp_path: Path,
     segment = s.cli("job", "show", "-n", "cntk_python_1", *qe, "--query", "jobOutputDirectoryPathSegment")
     assert segment.code == 0
     assert json.loads(segment.stdout).startswith("00000000-0000-0000-0000-000000000000/job.rg/workspaces/quickstart/")
-    assert s.ok("job", "list", *qe, "--query", "[].name") == ["cntk_python_1"]
+    assert s.ok("job", "list", *qe, "--query", "[].name") == ["blocker", "cntk_python_1"]
     assert "queued" in s.cli("job", "list", *qe, "-o", "table").stdout
     assert s.ok("job", "file", "list", "-j", "cntk_python_1", *qe, "-d", "MODEL") == []
     s.ok("job", "terminate", "-n", "cntk_python_1", *qe, "-y")
     assert s.ok("job", "show", "-n", "cntk_python_1", *qe, "--query", "executionState") == "failed"
     s.ok("job", "delete", "-n", "cntk_python_1", *qe, "-y")
+    s.ok("job", "terminate", "-n", "blocker", *qe, "-y")
+    assert s.ok("job", "show", "-n", "blocker", *qe, "--query", "executionInfo.errors[0].code") == "JobTerminated"
+    s.ok("job", "delete", "-n", "blocker", *qe, "-y")
     assert s.ok("job", "list", *qe) == []
     s.ok("group", "delete", "-n", "job.rg", "-y")
     assert s.ok("group", "exists", "-n", "job.rg") is False
@@ -121,13 +189,31 @@ def test_bad_input_prints_one_line_and_creates_nothing(shared_server: Server, tm
     malformed.write_text("{ nope")
     assert "not valid JSON" in s.fails("job", "create", "-n", "j", *e, "-c", "c", "-f", str(malformed))
     two = tmp_path / "two.json"
-    two.write_text(json.dumps({"properties": {"nodeCount": 1, "stdOutErrPathPrefix": "/tmp",
-                                              "customToolkitSettings": {"commandLine": "true"},
-                                              "pyTorchSettings": {"pythonScriptFilePath": "a.py"}}}))
+    two.write_text(
+        json.dumps(
+            {
+                "properties": {
+                    "nodeCount": 1,
+                    "stdOutErrPathPrefix": "/tmp",
+                    "customToolkitSettings": {"commandLine": "true"},
+                    "pyTorchSettings": {"pythonScriptFilePath": "a.py"},
+                }
+            }
+        )
+    )
     assert "InvalidToolkit" in s.fails("job", "create", "-n", "j", *e, "-c", "c", "-f", str(two))
     ok_file = tmp_path / "ok.json"
-    ok_file.write_text(json.dumps({"properties": {"nodeCount": 1, "stdOutErrPathPrefix": "/tmp",
-                                                  "customToolkitSettings": {"commandLine": "true"}}}))
+    ok_file.write_text(
+        json.dumps(
+            {
+                "properties": {
+                    "nodeCount": 1,
+                    "stdOutErrPathPrefix": "/tmp",
+                    "customToolkitSettings": {"commandLine": "true"},
+                }
+            }
+        )
+    )
     assert "ClusterNotFound" in s.fails("job", "create", "-n", "j", *e, "-c", "nosuch", "-f", str(ok_file))
     too_many = tmp_path / "many.json"
     too_many.write_text(ok_file.read_text().replace('"nodeCount": 1', '"nodeCount": 5'))
@@ -136,8 +222,9 @@ def test_bad_input_prints_one_line_and_creates_nothing(shared_server: Server, tm
     assert s.fails("job", "create", "-n", "j", *e, "-f", str(ok_file)).startswith("ERROR:")  # no cluster
     assert "No such option" in s.fails("job", "list", *e, "--bogus")
     assert "Missing option" in s.fails("job", "show", *e)
-    assert "InvalidScaleSettings" in s.fails("cluster", "auto-scale", "-n", "c", "-g", "bad.rg", "-w", "ws",
-                                            "--min", "3", "--max", "1")
+    assert "InvalidScaleSettings" in s.fails(
+        "cluster", "auto-scale", "-n", "c", "-g", "bad.rg", "-w", "ws", "--min", "3", "--max", "1"
+    )
     assert "invalid JMESPath" in s.fails("job", "list", *e, "--query", "[[")
     assert s.ok("job", "list", *e) == []
     no_server = s.cli("group", "list", env={"BATCHAI_HOME": str(tmp_path / "empty")})
@@ -155,6 +242,9 @@ def test_configure_and_environment_find_the_server(shared_server: Server, tmp_pa
     assert shown["token"] == "***" and shown["endpoint"] == s.endpoint
     assert (other_home / "config.json").stat().st_mode & 0o777 == 0o600
     assert isinstance(s.ok("group", "list", env=env), list)
-    via_env = s.cli("group", "list", env={"BATCHAI_HOME": str(tmp_path / "x"), "BATCHAI_ENDPOINT": s.endpoint,
-                                          "BATCHAI_TOKEN": s.token})
+    via_env = s.cli(
+        "group",
+        "list",
+        env={"BATCHAI_HOME": str(tmp_path / "x"), "BATCHAI_ENDPOINT": s.endpoint, "BATCHAI_TOKEN": s.token},
+    )
     assert via_env.code == 0

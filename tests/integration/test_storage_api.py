@@ -52,7 +52,7 @@ def tree(root: Path) -> list[str]:
 
 def chunked(data: bytes, size: int = MB) -> Iterator[bytes]:
     for i in range(0, len(data), size):
-        yield data[i:i + size]
+        yield data[i : i + size]
 
 
 def test_account_create_show_list_delete(shared_server: Server) -> None:
@@ -149,8 +149,7 @@ def test_directories_and_files(shared_server: Server) -> None:
     assert entry["lastModified"].endswith("Z")
 
     listing = srv.http.get(f"{base}/files", params={"path": "cntk"}).json()["value"]
-    assert [(e["name"], e["type"]) for e in listing] == [("cntk/ConvNet_MNIST.py", "file"),
-                                                         ("cntk/sub", "directory")]
+    assert [(e["name"], e["type"]) for e in listing] == [("cntk/ConvNet_MNIST.py", "file"), ("cntk/sub", "directory")]
     everything = srv.http.get(f"{base}/files", params={"recursive": "true"}).json()["value"]
     assert [e["name"] for e in everything] == ["cntk", "cntk/ConvNet_MNIST.py", "cntk/sub"]
     missing_dir = arm_error(srv.http.get(f"{base}/files", params={"path": "nope"}), 404)
@@ -195,8 +194,7 @@ def test_upload_download_roundtrip_of_a_large_file(shared_server: Server) -> Non
     assert len(first["value"]) == 2 and first["nextLink"]
     second = srv.http.get(first["nextLink"]).json()
     names = [e["name"] for e in first["value"] + second["value"]]
-    assert names == ["mnist_cntk/Train-28x28_cntk_text.txt", "mnist_cntk/b.txt", "mnist_cntk/c.txt",
-                     "mnist_cntk/d.txt"]
+    assert names == ["mnist_cntk/Train-28x28_cntk_text.txt", "mnist_cntk/b.txt", "mnist_cntk/c.txt", "mnist_cntk/d.txt"]
 
 
 def test_names_with_spaces_and_unicode(shared_server: Server) -> None:
@@ -239,8 +237,7 @@ def test_paths_leaving_the_share_are_refused(shared_server: Server, method: str,
     error = arm_error(response, 400)
     assert error["code"] == "InvalidPath", error
     after = tree(srv.home)
-    assert [p for p in after if not p.startswith("batchai.db")] == [p for p in before
-                                                                    if not p.startswith("batchai.db")]
+    assert [p for p in after if not p.startswith("batchai.db")] == [p for p in before if not p.startswith("batchai.db")]
     assert (srv.home / "credentials.json").exists()
     assert not Path("/tmp/escaped.txt").exists()
 
@@ -293,7 +290,8 @@ def test_deleting_an_account_deletes_its_files(shared_server: Server) -> None:
     assert srv.http.delete(url(account_path("sa-del", "sadel1"), SA_API)).status_code == 200
     wait_for(lambda: not account_dir.exists(), message="the account's files to go")
     assert arm_error(srv.http.get("/storage/sadel1/shares/scripts/files/a.txt"), 404)["code"] == (
-        "StorageAccountNotFound")
+        "StorageAccountNotFound"
+    )
     # A new account of that name starts empty.
     assert put_account(srv, "sa-del", "sadel1").status_code == 201
     assert srv.http.get("/storage/sadel1/shares").json() == {"value": []}
@@ -306,8 +304,7 @@ def test_deleting_a_group_deletes_its_accounts(shared_server: Server) -> None:
     make_share(srv, "sagdel1", "data", collection="containers")
     srv.http.put("/storage/sagdel1/containers/data/blobs/x/y.bin", content=b"y")
     assert srv.http.delete(url(group_path("sa-gdel"), RG_API)).status_code in (200, 202)
-    wait_for(lambda: srv.http.get(url(group_path("sa-gdel"), RG_API)).status_code == 404,
-             message="the group to go")
+    wait_for(lambda: srv.http.get(url(group_path("sa-gdel"), RG_API)).status_code == 404, message="the group to go")
     for name in ("sagdel1", "sagdel2"):
         assert arm_error(srv.http.get(f"/storage/{name}/containers"), 404)["code"] == "StorageAccountNotFound"
     wait_for(lambda: not (srv.home / "storage" / "sagdel1").exists(), message="the account's files to go")

@@ -36,8 +36,13 @@ def test_bad_durations_are_refused(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(timedelta(days=7), "P7D"), (timedelta(seconds=3), "PT3S"), (timedelta(days=1, hours=2), "P1DT2H"),
-     (timedelta(0), "PT0S"), (timedelta(minutes=1, seconds=0.5), "PT1M0.5S")],
+    [
+        (timedelta(days=7), "P7D"),
+        (timedelta(seconds=3), "PT3S"),
+        (timedelta(days=1, hours=2), "P1DT2H"),
+        (timedelta(0), "PT0S"),
+        (timedelta(minutes=1, seconds=0.5), "PT1M0.5S"),
+    ],
 )
 def test_durations_serialise_as_iso_8601(value: timedelta, text: str) -> None:
     assert format_duration(value) == text
@@ -47,9 +52,12 @@ def test_durations_serialise_as_iso_8601(value: timedelta, text: str) -> None:
 def test_enums_match_case_insensitively_and_serialise_canonically() -> None:
     props = JobProperties.model_validate({"schedulingPriority": "HIGH"})
     assert props.wire() == {"schedulingPriority": "high"}
-    assert ManualScaleSettings.model_validate(
-        {"targetNodeCount": 1, "nodeDeallocationOption": "WaitForJobCompletion"}
-    ).wire()["nodeDeallocationOption"] == "waitforjobcompletion"
+    assert (
+        ManualScaleSettings.model_validate(
+            {"targetNodeCount": 1, "nodeDeallocationOption": "WaitForJobCompletion"}
+        ).wire()["nodeDeallocationOption"]
+        == "waitforjobcompletion"
+    )
 
 
 def test_unknown_keys_and_missing_required_keys_are_refused() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -16,6 +17,8 @@ from batchai.api import errors
 from batchai.api.auth import authenticate, ensure_credentials, signing_key
 from batchai.api.routes import clusters, downloads, groups, jobs, meta, storage, workspaces
 from batchai.config import Settings
+from batchai.providers.local import LocalProvider
+from batchai.scheduler.engine import Engine, EngineSettings
 from batchai.services.context import utc_now
 from batchai.storage.local import LocalStorage
 from batchai.store.db import Database
@@ -86,18 +89,41 @@ class CaseInsensitiveArmPaths:
         await self.app(scope, receive, send)
 
 
+def base_environment(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
+    """The environment jobs start from: the server's own, less batchai's and Azure's credentials."""
+    return {k: v for k, v in environ.items() if not k.startswith(("BATCHAI_", "AZURE_"))}
+
+
 def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> FastAPI:
     """A batchai server for ``settings``: migrates the database and writes credentials on start-up."""
     settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
     database = Database(settings.database_url)
+
+    backend = LocalStorage(settings.storage_root)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         database.upgrade()
         app.state.token = ensure_credentials(settings.credentials_file, settings.endpoint)
         app.state.signing_key = signing_key(settings.credentials_file)
+        engine = Engine(
+            database,
+            backend,
+            LocalProvider(settings.nodes_root),
+            EngineSettings(
+                home=settings.home,
+                default_python=settings.node_python,
+                grace_seconds=settings.grace_seconds,
+                base_env=tuple(sorted(base_environment(os.environ).items())),
+            ),
+            clock,
+        )
+        engine.start()
+        app.state.engine = engine
         log.info("batchai %s serving at %s, home %s", __version__, settings.endpoint, settings.home)
         yield
+        app.state.engine = None
+        engine.shutdown()
         database.dispose()
 
     app = FastAPI(
@@ -108,7 +134,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
     )
     app.state.settings = settings
     app.state.db = database
-    app.state.storage = LocalStorage(settings.storage_root)
+    app.state.storage = backend
+    app.state.engine = None
     app.state.clock = clock
     errors.install(app)
     secured: list[Any] = [Depends(authenticate)]

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from fastapi import Request
+from sqlalchemy import select
+from sqlalchemy.orm.exc import StaleDataError
 
 from batchai import API_VERSION
 from batchai.errors import InvalidInput
 from batchai.services.context import Ctx
+from batchai.states import JobState
+from batchai.store.tables import Job
 
 T = TypeVar("T")
 BATCHAI_VERSIONS = frozenset({API_VERSION})
@@ -21,15 +26,47 @@ def unit_of_work(request: Request) -> Iterator[Ctx]:
     """A service context whose changes commit when the block ends, then run the after-commit work."""
     state = request.app.state
     with state.db.session() as session:
-        ctx = Ctx(session=session, storage=state.storage, clock=state.clock)
+        ctx = Ctx(session=session, storage=state.storage, clock=state.clock, runtime=state.engine)
         yield ctx
     for action in ctx.after_commit:
         action()
+    if state.engine is not None:
+        state.engine.wake()
 
 
-def run(request: Request, fn: Callable[[Ctx], T]) -> T:
-    with unit_of_work(request) as ctx:
-        return fn(ctx)
+def run(request: Request, fn: Callable[[Ctx], T], attempts: int = 3) -> T:
+    """``fn`` in a unit of work, retried if the engine changed the same rows meanwhile."""
+    for attempt in range(attempts):
+        try:
+            with unit_of_work(request) as ctx:
+                return fn(ctx)
+        except StaleDataError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def wait_jobs_ended(request: Request, job_ids: list[int], timeout: float) -> None:
+    """Wait (bounded) until the engine has ended these jobs (or they are gone)."""
+    if not job_ids:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+
+        def unfinished(ctx: Ctx) -> int:
+            rows = ctx.session.scalars(select(Job.execution_state).filter(Job.id.in_(job_ids)))
+            return sum(1 for state in rows if not JobState(state).is_terminal)
+
+        if run(request, unfinished) == 0:
+            return
+        time.sleep(0.05)
+
+
+def delete_in_two_steps(request: Request, prepare: Callable[[Ctx], list[int]], delete: Callable[[Ctx], bool]) -> bool:
+    """Deleting what may hold running jobs: ask them to stop, wait for the engine to end them, delete."""
+    job_ids = run(request, prepare)
+    wait_jobs_ended(request, job_ids, request.app.state.settings.grace_seconds + 15)
+    return run(request, delete)
 
 
 def api_version(request: Request) -> str:

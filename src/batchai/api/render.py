@@ -85,13 +85,17 @@ def cluster_id(row: Cluster) -> str:
     return f"{_workspace_id(row.workspace)}/clusters/{row.name}"
 
 
-def cluster(row: Cluster, node_counts: dict[str, int] | None = None) -> dict[str, Any]:
-    """The cluster; ``node_counts`` (idle, running, preparing, unusable, leaving) come from its nodes."""
-    from batchai.services.clusters import target_nodes
+def cluster(row: Cluster) -> dict[str, Any]:
+    """The cluster, with node counts by state from its nodes."""
+    from batchai.services.clusters import node_counts, setup_output_suffix
 
-    counts = node_counts if node_counts is not None else {"idle": target_nodes(row.spec)}
+    counts = node_counts(row)
+    spec = without_secrets(row.spec)
+    setup = (spec.get("nodeSetup") or {}).get("setupTask")
+    if setup is not None:
+        setup["stdOutErrPathSuffix"] = setup_output_suffix(row)
     props = {
-        **without_secrets(row.spec),
+        **spec,
         "creationTime": row.created_at,
         "provisioningState": row.provisioning_state,
         "provisioningStateTransitionTime": row.provisioning_state_time,

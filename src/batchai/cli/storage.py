@@ -41,8 +41,16 @@ CHUNK = 1 << 20
 # 404 codes that mean "the share, container, file or directory is not there" (not a missing account).
 VOLUME_MISSING = frozenset({"ShareNotFound", "ContainerNotFound"})
 PATH_MISSING = frozenset({"ResourceNotFound"})
-SKUS = ("Standard_LRS", "Standard_GRS", "Standard_RAGRS", "Standard_ZRS", "Premium_LRS", "Premium_ZRS",
-        "Standard_GZRS", "Standard_RAGZRS")
+SKUS = (
+    "Standard_LRS",
+    "Standard_GRS",
+    "Standard_RAGRS",
+    "Standard_ZRS",
+    "Premium_LRS",
+    "Premium_ZRS",
+    "Standard_GZRS",
+    "Standard_RAGZRS",
+)
 KINDS = ("StorageV2", "Storage", "BlobStorage", "FileStorage", "BlockBlobStorage")
 
 
@@ -87,12 +95,12 @@ def clean_path(path: str | None, flag: str, *, allow_root: bool = True) -> str:
     """A path inside a share or container (``a//b/`` -> ``a/b``); ``..`` and absolute paths are refused."""
     raw = path or ""
     if raw.startswith("/"):
-        raise CliError(f"argument {flag}: '{raw}' is absolute; give a path relative to the share or container",
-                       exit_code=2)
+        raise CliError(
+            f"argument {flag}: '{raw}' is absolute; give a path relative to the share or container", exit_code=2
+        )
     parts = [p for p in raw.split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise CliError(f"argument {flag}: '{raw}' leaves the share or container ('..' is not allowed)",
-                       exit_code=2)
+        raise CliError(f"argument {flag}: '{raw}' leaves the share or container ('..' is not allowed)", exit_code=2)
     if not parts and not allow_root:
         raise CliError(f"argument {flag}: a path inside the share or container is required", exit_code=2)
     return "/".join(parts)
@@ -135,8 +143,15 @@ def body(response: httpx.Response) -> Any:
     return response.json() if response.content else None
 
 
-def list_entries(client: Client, vol: Volume, path: str = "", *, recursive: bool = False,
-                 missing: frozenset[str] = PATH_MISSING, limit: int | None = None) -> list[dict[str, Any]] | None:
+def list_entries(
+    client: Client,
+    vol: Volume,
+    path: str = "",
+    *,
+    recursive: bool = False,
+    missing: frozenset[str] = PATH_MISSING,
+    limit: int | None = None,
+) -> list[dict[str, Any]] | None:
     """The entries under directory ``path`` (all pages), or None when it (or a code in ``missing``) is absent."""
     params = {"path": path, "recursive": "true" if recursive else "false"}
     if limit:
@@ -156,8 +171,7 @@ def is_directory(client: Client, vol: Volume, path: str, missing: frozenset[str]
     return list_entries(client, vol, path, missing=missing, limit=1) is not None
 
 
-def find_entry(client: Client, vol: Volume, path: str,
-               missing: frozenset[str] = PATH_MISSING) -> dict[str, Any] | None:
+def find_entry(client: Client, vol: Volume, path: str, missing: frozenset[str] = PATH_MISSING) -> dict[str, Any] | None:
     """The entry at ``path`` (a file or a directory), found in its parent's listing; None if absent."""
     for entry in list_entries(client, vol, path.rpartition("/")[0], missing=missing) or []:
         if entry.get("name") == path:
@@ -185,8 +199,14 @@ def properties(entry: dict[str, Any]) -> dict[str, Any]:
 def progress_bar() -> Progress:
     """Transfer progress on stderr, shown only when stderr is a terminal, and gone when done."""
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-        TimeRemainingColumn(), console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not sys.stderr.isatty(),
     )
 
 
@@ -217,7 +237,6 @@ def upload_file(client: Client, progress: Progress, vol: Volume, source: Path, r
 
 def download_file(client: Client, progress: Progress, vol: Volume, remote: str, dest: Path) -> int:
     """Stream ``remote`` into a temporary file beside ``dest``, renamed to ``dest`` once complete."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.download")
     received = 0
     try:
@@ -228,6 +247,7 @@ def download_file(client: Client, progress: Progress, vol: Volume, remote: str, 
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
             task = progress.add_task(remote, total=total)
+            dest.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             with os.fdopen(fd, "wb") as handle:
                 for chunk in response.iter_raw(CHUNK):
@@ -260,22 +280,22 @@ def local_files(source: Path, pattern: str | None) -> list[tuple[Path, str]]:
 
 
 def local_target(directory: Path, remote: str) -> Path:
-    """Where a downloaded ``remote`` goes under ``directory``; never outside it."""
+    """Where a downloaded ``remote`` goes under ``directory``; never outside it (not even through a link)."""
     rel = clean_path(remote, "name", allow_root=False)
     target = directory / rel
-    base = os.path.realpath(directory)
-    if not os.path.realpath(target).startswith(base + os.sep):
+    base = os.path.join(os.path.realpath(directory), "")
+    if not os.path.realpath(target).startswith(base):
         raise CliError(f"refusing to write '{remote}' outside {directory}")
     return target
 
 
 def download_dest(dest: str | None, remote: str) -> Path:
-    """az's ``--dest``/``--file``: a file path, an existing directory (keep the name), or the current directory."""
+    """az's ``--dest``/``--file``: a file path, a directory (keeping the name), or by default the current one."""
     name = remote.rsplit("/", 1)[-1]
     if not dest:
         return Path(name)
     path = Path(dest).expanduser()
-    return path / name if path.is_dir() else path
+    return path / name if path.is_dir() or dest.endswith(("/", os.sep)) else path
 
 
 def source_file(source: str, flag: str) -> Path:
@@ -297,30 +317,46 @@ def account_from(account_name: str | None, connection_string: str | None) -> str
         key, _, value = part.strip().partition("=")
         if key.strip().lower() == "accountname" and value.strip():
             return value.strip()
-    raise CliError("the storage account is missing: give --account-name, set AZURE_STORAGE_ACCOUNT, or give a "
-                   "--connection-string with AccountName=", exit_code=2)
+    raise CliError(
+        "the storage account is missing: give --account-name, set AZURE_STORAGE_ACCOUNT, or give a "
+        "--connection-string with AccountName=",
+        exit_code=2,
+    )
 
 
 def account_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """az's storage credentials options; only the account name matters here, and ``fn`` gets it as ``account``."""
 
     @functools.wraps(fn)
-    def wrapper(client: Client, *, account_name: str | None, account_key: str | None,
-                connection_string: str | None, sas_token: str | None, auth_mode: str | None,
-                **kwargs: Any) -> Any:
+    def wrapper(
+        client: Client,
+        *,
+        account_name: str | None,
+        account_key: str | None,
+        connection_string: str | None,
+        sas_token: str | None,
+        auth_mode: str | None,
+        **kwargs: Any,
+    ) -> Any:
         return fn(client, account=account_from(account_name, connection_string), **kwargs)
 
     options = (
-        click.option("--account-name", envvar="AZURE_STORAGE_ACCOUNT",
-                     help="Storage account name. Environment variable: AZURE_STORAGE_ACCOUNT."),
+        click.option(
+            "--account-name",
+            envvar="AZURE_STORAGE_ACCOUNT",
+            help="Storage account name. Environment variable: AZURE_STORAGE_ACCOUNT.",
+        ),
         click.option("--account-key", envvar="AZURE_STORAGE_KEY", help="Storage account key (accepted, not needed)."),
-        click.option("--connection-string", envvar="AZURE_STORAGE_CONNECTION_STRING",
-                     help="Storage account connection string; its AccountName is used."),
+        click.option(
+            "--connection-string",
+            envvar="AZURE_STORAGE_CONNECTION_STRING",
+            help="Storage account connection string; its AccountName is used.",
+        ),
         click.option("--sas-token", envvar="AZURE_STORAGE_SAS_TOKEN", help="A SAS token (accepted, not needed)."),
         click.option("--auth-mode", type=click.Choice(["key", "login"]), help="Accepted for az compatibility."),
     )
     result: Callable[..., Any] = wrapper
-    for option in options:
+    for option in reversed(options):  # so that --account-name is listed first
         result = option(result)
     return result
 
@@ -351,19 +387,49 @@ def account_path(client: Client, group: str, name: str) -> str:
     return f"{group_path(client, group)}/providers/Microsoft.Storage/storageAccounts/{name}"
 
 
-@command(account, "create")
+def account_rows(accounts: Any) -> Any:
+    """``-o table`` for accounts: az's main columns, without the long id."""
+    rows = accounts if isinstance(accounts, list) else [accounts]
+    if not all(isinstance(a, dict) for a in rows):
+        return accounts
+    return [
+        {
+            "name": a.get("name"),
+            "resourceGroup": a.get("resourceGroup"),
+            "location": a.get("location"),
+            "kind": a.get("kind"),
+            "sku": (a.get("sku") or {}).get("name"),
+            "provisioningState": a.get("provisioningState"),
+            "creationTime": a.get("creationTime"),
+        }
+        for a in rows
+    ]
+
+
+@command(account, "create", table=account_rows)
 @click.option("-n", "--name", required=True, help="The storage account name (3-24 lowercase letters and digits).")
 @group_option
 @click.option("-l", "--location", help="Location; defaults to the resource group's.")
-@click.option("--sku", type=click.Choice(SKUS), default="Standard_LRS", show_default=True,
-              help="The storage account SKU.")
-@click.option("--kind", type=click.Choice(KINDS), default="StorageV2", show_default=True,
-              help="The type of storage account.")
+@click.option(
+    "--sku", type=click.Choice(SKUS), default="Standard_LRS", show_default=True, help="The storage account SKU."
+)
+@click.option(
+    "--kind", type=click.Choice(KINDS), default="StorageV2", show_default=True, help="The type of storage account."
+)
 @click.option("--https-only", hidden=True, help="Accepted for az compatibility.")
 @click.option("--access-tier", hidden=True, help="Accepted for az compatibility.")
 @tags_option
-def account_create(client: Client, name: str, group: str, location: str | None, sku: str, kind: str,
-                   https_only: str | None, access_tier: str | None, tags: tuple[str, ...]) -> Any:
+def account_create(
+    client: Client,
+    name: str,
+    group: str,
+    location: str | None,
+    sku: str,
+    kind: str,
+    https_only: str | None,
+    access_tier: str | None,
+    tags: tuple[str, ...],
+) -> Any:
     """Create a storage account."""
     if not location:
         location = client.get(group_path(client, group), api_version=RG_API)["location"]
@@ -371,7 +437,7 @@ def account_create(client: Client, name: str, group: str, location: str | None, 
     return client.put(account_path(client, group, name), request, api_version=STORAGE_API)
 
 
-@command(account, "show")
+@command(account, "show", table=account_rows)
 @click.option("-n", "--name", required=True, help="The storage account name.")
 @group_option
 def account_show(client: Client, name: str, group: str) -> Any:
@@ -379,13 +445,14 @@ def account_show(client: Client, name: str, group: str) -> Any:
     return client.get(account_path(client, group, name), api_version=STORAGE_API)
 
 
-@command(account, "list")
+@command(account, "list", table=account_rows)
 @click.option("-g", "--resource-group", "group", help="Name of resource group.")
 def account_list(client: Client, group: str | None) -> Any:
     """List storage accounts of a resource group, or of the subscription."""
     if group:
-        return client.list(f"{group_path(client, group)}/providers/Microsoft.Storage/storageAccounts",
-                           api_version=STORAGE_API)
+        return client.list(
+            f"{group_path(client, group)}/providers/Microsoft.Storage/storageAccounts", api_version=STORAGE_API
+        )
     return client.list(f"{client.sub}/providers/Microsoft.Storage/storageAccounts", api_version=STORAGE_API)
 
 
@@ -431,8 +498,9 @@ def share() -> None:
 @click.option("--fail-on-exist", is_flag=True, help="Fail if the share exists already.")
 @click.option("--metadata", multiple=True, hidden=True, help="Accepted for az compatibility.")
 @account_options
-def share_create(client: Client, account: str, name: str, quota: int | None, fail_on_exist: bool,
-                 metadata: tuple[str, ...]) -> Any:
+def share_create(
+    client: Client, account: str, name: str, quota: int | None, fail_on_exist: bool, metadata: tuple[str, ...]
+) -> Any:
     """Create a file share in a storage account."""
     return create_volume(client, Volume(account, "shares", name), fail_on_exist)
 
@@ -478,12 +546,17 @@ def container() -> None:
 @command(container, "create", flat=False)
 @click.option("-n", "--name", required=True, help="The container name.")
 @click.option("--fail-on-exist", is_flag=True, help="Fail if the container exists already.")
-@click.option("--public-access", type=click.Choice(["off", "blob", "container"]), hidden=True,
-              help="Accepted for az compatibility.")
+@click.option(
+    "--public-access",
+    type=click.Choice(["off", "blob", "container"]),
+    hidden=True,
+    help="Accepted for az compatibility.",
+)
 @click.option("--metadata", multiple=True, hidden=True, help="Accepted for az compatibility.")
 @account_options
-def container_create(client: Client, account: str, name: str, fail_on_exist: bool, public_access: str | None,
-                     metadata: tuple[str, ...]) -> Any:
+def container_create(
+    client: Client, account: str, name: str, fail_on_exist: bool, public_access: str | None, metadata: tuple[str, ...]
+) -> Any:
     """Create a blob container in a storage account."""
     return create_volume(client, Volume(account, "containers", name), fail_on_exist)
 
@@ -539,8 +612,15 @@ def file_item(entry: dict[str, Any]) -> dict[str, Any]:
 def file_rows(items: Any) -> Any:
     if not isinstance(items, list):
         return items
-    return [{"name": i["name"], "contentLength": i["properties"]["contentLength"], "type": i["type"],
-             "lastModified": i["properties"]["lastModified"]} for i in items]
+    return [
+        {
+            "name": i["name"],
+            "contentLength": i["properties"]["contentLength"],
+            "type": i["type"],
+            "lastModified": i["properties"]["lastModified"],
+        }
+        for i in items
+    ]
 
 
 @command(directory, "create", flat=False)
@@ -549,8 +629,9 @@ def file_rows(items: Any) -> Any:
 @click.option("--fail-on-exist", is_flag=True, help="Fail if the directory exists already.")
 @click.option("--metadata", multiple=True, hidden=True, help="Accepted for az compatibility.")
 @account_options
-def directory_create(client: Client, account: str, share: str, name: str, fail_on_exist: bool,
-                     metadata: tuple[str, ...]) -> Any:
+def directory_create(
+    client: Client, account: str, share: str, name: str, fail_on_exist: bool, metadata: tuple[str, ...]
+) -> Any:
     """Create a directory (and its parents) in a file share."""
     vol = Volume(account, "shares", share)
     path = clean_path(name, "-n/--name", allow_root=False)
@@ -631,12 +712,16 @@ def missing_file(vol: Volume, path: str) -> CliError:
 @command(file, "upload", flat=False)
 @share_option
 @click.option("--source", required=True, help="Path of the local file to upload.")
-@click.option("-p", "--path", help="The file's path in the share, or a directory to upload into (keeping the "
-                                   "name); default: the share's root.")
+@click.option(
+    "-p",
+    "--path",
+    help="The file's path in the share, or a directory to upload into (keeping the name); default: the share's root.",
+)
 @click.option("--max-connections", type=int, hidden=True, help="Accepted for az compatibility.")
 @account_options
-def file_upload(client: Client, account: str, share: str, source: str, path: str | None,
-                max_connections: int | None) -> Any:
+def file_upload(
+    client: Client, account: str, share: str, source: str, path: str | None, max_connections: int | None
+) -> Any:
     """Upload a file to a file share (streamed)."""
     vol = Volume(account, "shares", share)
     local = source_file(source, "--source")
@@ -657,8 +742,9 @@ def file_upload(client: Client, account: str, share: str, source: str, path: str
 @click.option("--dest", help="Local file or directory to write to; default: the file's name, here.")
 @click.option("--max-connections", type=int, hidden=True, help="Accepted for az compatibility.")
 @account_options
-def file_download(client: Client, account: str, share: str, path: str, dest: str | None,
-                  max_connections: int | None) -> Any:
+def file_download(
+    client: Client, account: str, share: str, path: str, dest: str | None, max_connections: int | None
+) -> Any:
     """Download a file of a file share (streamed)."""
     vol = Volume(account, "shares", share)
     remote = clean_path(path, "-p/--path", allow_root=False)
@@ -674,8 +760,9 @@ def file_download(client: Client, account: str, share: str, path: str, dest: str
 @click.option("--exclude-dir", is_flag=True, help="List only files.")
 @click.option("--num-results", type=int, help="The most entries to show.")
 @account_options
-def file_list(client: Client, account: str, share: str, path: str | None, exclude_dir: bool,
-              num_results: int | None) -> Any:
+def file_list(
+    client: Client, account: str, share: str, path: str | None, exclude_dir: bool, num_results: int | None
+) -> Any:
     """List the files and directories in a directory of a file share."""
     vol = Volume(account, "shares", share)
     rel = clean_path(path, "-p/--path")
@@ -731,8 +818,16 @@ def file_show(client: Client, account: str, share: str, path: str) -> Any:
 @dryrun_option
 @click.option("--max-connections", type=int, hidden=True, help="Accepted for az compatibility.")
 @account_options
-def file_upload_batch(client: Client, account: str, share: str, source: str, destination_path: str | None,
-                      pattern: str | None, dryrun: bool, max_connections: int | None) -> Any:
+def file_upload_batch(
+    client: Client,
+    account: str,
+    share: str,
+    source: str,
+    destination_path: str | None,
+    pattern: str | None,
+    dryrun: bool,
+    max_connections: int | None,
+) -> Any:
     """Upload the files of a local directory to a file share (recursively)."""
     vol = Volume(account, "shares", share)
     return upload_batch(client, vol, Path(source).expanduser(), destination_path, pattern, dryrun, "File")
@@ -745,14 +840,28 @@ def file_upload_batch(client: Client, account: str, share: str, source: str, des
 @dryrun_option
 @click.option("--max-connections", type=int, hidden=True, help="Accepted for az compatibility.")
 @account_options
-def file_download_batch(client: Client, account: str, share: str, destination: str, pattern: str | None,
-                        dryrun: bool, max_connections: int | None) -> Any:
+def file_download_batch(
+    client: Client,
+    account: str,
+    share: str,
+    destination: str,
+    pattern: str | None,
+    dryrun: bool,
+    max_connections: int | None,
+) -> Any:
     """Download the files of a file share to a local directory (recursively)."""
     return download_batch(client, Volume(account, "shares", share), Path(destination).expanduser(), pattern, dryrun)
 
 
-def upload_batch(client: Client, vol: Volume, source: Path, destination_path: str | None, pattern: str | None,
-                 dryrun: bool, label: str) -> list[dict[str, Any]]:
+def upload_batch(
+    client: Client,
+    vol: Volume,
+    source: Path,
+    destination_path: str | None,
+    pattern: str | None,
+    dryrun: bool,
+    label: str,
+) -> list[dict[str, Any]]:
     prefix = clean_path(destination_path, "--destination-path")
     files = local_files(source, pattern)
     check_volume(client, vol)
@@ -768,11 +877,13 @@ def upload_batch(client: Client, vol: Volume, source: Path, destination_path: st
     return out
 
 
-def download_batch(client: Client, vol: Volume, destination: Path, pattern: str | None,
-                   dryrun: bool) -> list[str]:
+def download_batch(client: Client, vol: Volume, destination: Path, pattern: str | None, dryrun: bool) -> list[str]:
     entries = list_entries(client, vol, "", recursive=True)
-    names = [str(e["name"]) for e in entries or [] if e.get("type") == "file"
-             and (not pattern or fnmatch.fnmatch(str(e["name"]), pattern))]
+    names = [
+        str(e["name"])
+        for e in entries or []
+        if e.get("type") == "file" and (not pattern or fnmatch.fnmatch(str(e["name"]), pattern))
+    ]
     targets = [(name, local_target(destination, name)) for name in names]
     if dryrun:
         return names
@@ -795,8 +906,15 @@ def blob_item(entry: dict[str, Any]) -> dict[str, Any]:
 def blob_rows(items: Any) -> Any:
     if not isinstance(items, list):
         return items
-    return [{"name": i["name"], "blobType": i["properties"]["blobType"], "length": i["properties"]["contentLength"],
-             "lastModified": i["properties"]["lastModified"]} for i in items]
+    return [
+        {
+            "name": i["name"],
+            "blobType": i["properties"]["blobType"],
+            "length": i["properties"]["contentLength"],
+            "lastModified": i["properties"]["lastModified"],
+        }
+        for i in items
+    ]
 
 
 def blob_name_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -811,8 +929,16 @@ def blob_name_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--content-type", hidden=True, help="Accepted for az compatibility.")
 @click.option("--max-connections", type=int, hidden=True, help="Accepted for az compatibility.")
 @account_options
-def blob_upload(client: Client, account: str, container: str, file_: str, name: str | None, overwrite: bool,
-                content_type: str | None, max_connections: int | None) -> Any:
+def blob_upload(
+    client: Client,
+    account: str,
+    container: str,
+    file_: str,
+    name: str | None,
+    overwrite: bool,
+    content_type: str | None,
+    max_connections: int | None,
+) -> Any:
     """Upload a file to a blob (streamed)."""
     vol = Volume(account, "containers", container)
     local = source_file(file_, "-f/--file")
@@ -829,8 +955,9 @@ def blob_upload(client: Client, account: str, container: str, file_: str, name: 
 @click.option("-f", "--file", "file_", help="Local file or directory to write to; default: the blob's name, here.")
 @click.option("--max-connections", type=int, hidden=True, help="Accepted for az compatibility.")
 @account_options
-def blob_download(client: Client, account: str, container: str, name: str, file_: str | None,
-                  max_connections: int | None) -> Any:
+def blob_download(
+    client: Client, account: str, container: str, name: str, file_: str | None, max_connections: int | None
+) -> Any:
     """Download a blob to a file (streamed)."""
     vol = Volume(account, "containers", container)
     remote = clean_path(name, "-n/--name", allow_root=False)
@@ -851,8 +978,9 @@ def blob_list(client: Client, account: str, container: str, prefix: str | None, 
     folder = prefix.rpartition("/")[0] if prefix else ""
     folder = clean_path(folder, "--prefix")
     entries = list_entries(client, vol, folder, recursive=True) or []
-    items = [blob_item(e) for e in entries
-             if e.get("type") == "file" and (not prefix or str(e["name"]).startswith(prefix))]
+    items = [
+        blob_item(e) for e in entries if e.get("type") == "file" and (not prefix or str(e["name"]).startswith(prefix))
+    ]
     return items[:num_results] if num_results is not None else items
 
 
@@ -903,8 +1031,17 @@ def blob_show(client: Client, account: str, container: str, name: str) -> Any:
 @click.option("--overwrite", is_flag=True, hidden=True, help="Accepted for az compatibility (blobs are replaced).")
 @click.option("--max-connections", type=int, hidden=True, help="Accepted for az compatibility.")
 @account_options
-def blob_upload_batch(client: Client, account: str, source: str, container: str, destination_path: str | None,
-                      pattern: str | None, dryrun: bool, overwrite: bool, max_connections: int | None) -> Any:
+def blob_upload_batch(
+    client: Client,
+    account: str,
+    source: str,
+    container: str,
+    destination_path: str | None,
+    pattern: str | None,
+    dryrun: bool,
+    overwrite: bool,
+    max_connections: int | None,
+) -> Any:
     """Upload the files of a local directory to a container (recursively)."""
     vol = Volume(account, "containers", container)
     return upload_batch(client, vol, Path(source).expanduser(), destination_path, pattern, dryrun, "Blob")
@@ -917,8 +1054,15 @@ def blob_upload_batch(client: Client, account: str, source: str, container: str,
 @dryrun_option
 @click.option("--max-connections", type=int, hidden=True, help="Accepted for az compatibility.")
 @account_options
-def blob_download_batch(client: Client, account: str, container: str, destination: str, pattern: str | None,
-                        dryrun: bool, max_connections: int | None) -> Any:
+def blob_download_batch(
+    client: Client,
+    account: str,
+    container: str,
+    destination: str,
+    pattern: str | None,
+    dryrun: bool,
+    max_connections: int | None,
+) -> Any:
     """Download the blobs of a container to a local directory (recursively)."""
     vol = Volume(account, "containers", container)
     return download_batch(client, vol, Path(destination).expanduser(), pattern, dryrun)

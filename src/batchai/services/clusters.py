@@ -86,15 +86,27 @@ def scale_spec(settings: ScaleSettings | None, target: str) -> dict[str, Any]:
     }
 
 
+def setup_output_suffix(row: Cluster) -> str:
+    """Where a cluster's setup task output goes under its ``stdOutErrPathPrefix`` (unique per cluster)."""
+    group = row.workspace.group
+    return (
+        f"{group.subscription}/{group.name}/workspaces/{row.workspace.name}/clusters/{row.name}/"
+        f"{row.id}-{int(row.created_at.timestamp())}"
+    )
+
+
+def node_counts(row: Cluster) -> dict[str, int]:
+    """How many of the cluster's nodes are in each state (idle, running, preparing, unusable, leaving)."""
+    counts: dict[str, int] = {}
+    for node in row.nodes:
+        counts[node.state] = counts.get(node.state, 0) + 1
+    return counts
+
+
 def capacity(spec: dict[str, Any]) -> int:
     """The most nodes the cluster holds as configured: the manual target or the auto-scale maximum."""
     scale = spec["scaleSettings"]
     return int(scale["manual"]["targetNodeCount"] if "manual" in scale else scale["autoScale"]["maximumNodeCount"])
-
-
-def target_nodes(spec: dict[str, Any]) -> int:
-    scale = spec["scaleSettings"]
-    return int(scale["manual"]["targetNodeCount"] if "manual" in scale else scale["autoScale"]["initialNodeCount"])
 
 
 def build_spec(ctx: Ctx, props: ClusterProperties) -> dict[str, Any]:
@@ -160,11 +172,30 @@ def list_in_workspace(ctx: Ctx, sub: str, group: str, workspace: str) -> list[Cl
     return list(ctx.session.scalars(select(Cluster).filter_by(workspace_id=parent.id).order_by(Cluster.key)))
 
 
+def stop_for_delete(ctx: Ctx, row: Cluster) -> list[int]:
+    """First step of deleting a cluster: mark it deleting and ask its unfinished jobs to stop."""
+    from batchai.services import jobs
+
+    row.provisioning_state = "deleting"
+    row.provisioning_state_time = ctx.clock()
+    return jobs.stop_all(ctx, jobs.on_cluster(ctx, row), "cluster_deleted")
+
+
+def prepare_delete(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> list[int]:
+    parent = workspaces.get(ctx, sub, group, workspace)
+    row = find(ctx.session, Cluster, name, workspace_id=parent.id)
+    return stop_for_delete(ctx, row) if row else []
+
+
 def delete_row(ctx: Ctx, row: Cluster) -> None:
     from batchai.services import jobs
 
-    jobs.fail_unfinished_on_cluster(ctx, row, f"The cluster '{row.name}' was deleted.")
+    for job in jobs.on_cluster(ctx, row):
+        jobs.stop_processes(ctx, job)  # only if the engine did not end it in time
+    cluster_id, nodes, runtime = row.id, [(n.name, dict(n.info)) for n in row.nodes], ctx.runtime
     ctx.session.delete(row)
+    if runtime is not None:
+        ctx.after_commit.append(lambda: runtime.release_cluster(cluster_id, nodes))
 
 
 def delete(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> bool:

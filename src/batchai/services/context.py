@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,11 +18,22 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class Runtime(Protocol):
+    """What services ask of the engine that runs jobs (absent when nothing runs them)."""
+
+    def stop_job_now(self, job_id: int) -> None: ...
+
+    def release_cluster(self, cluster_id: int, nodes: list[tuple[str, dict[str, Any]]]) -> None: ...
+
+    def wake(self) -> None: ...
+
+
 @dataclass
 class Ctx:
     session: Session
     storage: StorageBackend
     clock: Callable[[], datetime] = utc_now
+    runtime: Runtime | None = None
     # Work that must happen only once the transaction has committed (removing files, waking loops).
     after_commit: list[Callable[[], None]] = field(default_factory=list)
 

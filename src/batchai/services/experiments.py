@@ -50,6 +50,14 @@ def delete_row(ctx: Ctx, row: Experiment) -> None:
     ctx.session.delete(row)
 
 
+def prepare_delete(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> list[int]:
+    from batchai.services import jobs
+
+    parent = workspaces.get(ctx, sub, group, workspace)
+    row = find(ctx.session, Experiment, name, workspace_id=parent.id)
+    return jobs.stop_all(ctx, list(row.jobs), "deleted") if row else []
+
+
 def delete(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> bool:
     parent = workspaces.get(ctx, sub, group, workspace)
     row = find(ctx.session, Experiment, name, workspace_id=parent.id)

@@ -57,6 +57,13 @@ def list_all(ctx: Ctx, sub: str) -> list[ResourceGroup]:
     return list(ctx.session.scalars(query))
 
 
+def prepare_delete(ctx: Ctx, sub: str, name: str) -> list[int]:
+    from batchai.services import workspaces
+
+    row = find(ctx.session, ResourceGroup, name, subscription=sub)
+    return [i for w in row.workspaces for i in workspaces.stop_for_delete(ctx, w)] if row else []
+
+
 def delete(ctx: Ctx, sub: str, name: str) -> bool:
     """Delete the group with all it holds; False if there was none. Stored files go after the commit."""
     row = find(ctx.session, ResourceGroup, name, subscription=sub)

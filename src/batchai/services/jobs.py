@@ -218,31 +218,51 @@ def switch_state(
         job.errors = [*job.errors, error]
 
 
-def terminate(ctx: Ctx, sub: str, group: str, workspace: str, experiment: str, name: str) -> Job:
-    """Record the intent to stop. A queued job ends at once; a running one becomes ``terminating``."""
-    job = get(ctx, sub, group, workspace, experiment, name)
+def request_stop(ctx: Ctx, job: Job, reason: str) -> bool:
+    """Record that an unfinished job must stop and why (``user``, ``deleted``, ``cluster_deleted``); the
+    engine stops its processes and ends it. False if the job had already ended."""
     state = JobState(job.execution_state)
-    if state is JobState.QUEUED:
-        switch_state(
-            ctx,
-            job,
-            JobState.FAILED,
-            error={"code": "JobTerminated", "message": "The job was terminated before it started."},
-        )
-    elif state is JobState.RUNNING:
+    if state.is_terminal:
+        return False
+    if job.stop_reason in (None, "user", "requeue"):
+        job.stop_reason = reason
+    if state is not JobState.TERMINATING:
         switch_state(ctx, job, JobState.TERMINATING)
+    return True
+
+
+def terminate(ctx: Ctx, sub: str, group: str, workspace: str, experiment: str, name: str) -> Job:
+    """Record the intent to stop: the job becomes ``terminating``, then ``failed`` once its processes end."""
+    job = get(ctx, sub, group, workspace, experiment, name)
+    request_stop(ctx, job, "user")
     return job
 
 
-def fail_unfinished_on_cluster(ctx: Ctx, cluster: Cluster, message: str) -> None:
-    query = select(Job).filter(Job.cluster_id == cluster.id)
-    for job in ctx.session.scalars(query):
-        if not JobState(job.execution_state).is_terminal:
-            switch_state(ctx, job, JobState.FAILED, error={"code": "ClusterDeleted", "message": message})
+def stop_all(ctx: Ctx, jobs: list[Job], reason: str) -> list[int]:
+    """Request every unfinished job of ``jobs`` to stop; the ids to wait for."""
+    return [job.id for job in jobs if request_stop(ctx, job, reason)]
+
+
+def on_cluster(ctx: Ctx, cluster: Cluster) -> list[Job]:
+    return list(ctx.session.scalars(select(Job).filter(Job.cluster_id == cluster.id)))
+
+
+def stop_processes(ctx: Ctx, job: Job) -> None:
+    """Stop a running job's processes now (before its records change under it)."""
+    if ctx.runtime is not None and job.execution_state in (JobState.RUNNING, JobState.TERMINATING):
+        ctx.runtime.stop_job_now(job.id)
 
 
 def delete_row(ctx: Ctx, row: Job) -> None:
+    """Delete a job; a running job is stopped first. Its output files stay where they are."""
+    stop_processes(ctx, row)
     ctx.session.delete(row)
+
+
+def prepare_delete(ctx: Ctx, sub: str, group: str, workspace: str, experiment: str, name: str) -> list[int]:
+    parent = experiments.get(ctx, sub, group, workspace, experiment)
+    row = find(ctx.session, Job, name, experiment_id=parent.id)
+    return stop_all(ctx, [row], "deleted") if row else []
 
 
 def delete(ctx: Ctx, sub: str, group: str, workspace: str, experiment: str, name: str) -> bool:

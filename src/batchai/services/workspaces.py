@@ -69,6 +69,19 @@ def list_in_subscription(ctx: Ctx, sub: str) -> list[Workspace]:
     return list(ctx.session.scalars(query))
 
 
+def stop_for_delete(ctx: Ctx, row: Workspace) -> list[int]:
+    from batchai.services import clusters, jobs
+
+    ids = [i for e in row.experiments for i in jobs.stop_all(ctx, list(e.jobs), "deleted")]
+    return ids + [i for c in row.clusters for i in clusters.stop_for_delete(ctx, c)]
+
+
+def prepare_delete(ctx: Ctx, sub: str, group: str, name: str) -> list[int]:
+    parent = groups.get(ctx, sub, group)
+    row = find(ctx.session, Workspace, name, group_id=parent.id)
+    return stop_for_delete(ctx, row) if row else []
+
+
 def delete_row(ctx: Ctx, row: Workspace) -> None:
     from batchai.services import clusters, experiments
 

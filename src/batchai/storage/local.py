@@ -127,8 +127,14 @@ class LocalStorage:
         return True
 
     def remove(self, volume: Volume, path: str, *, recursive: bool = False) -> bool:
+        rel = clean_path(path, allow_root=False)
+        parent, _ = self._resolve(volume, rel.rpartition("/")[0])
+        link = parent / rel.rpartition("/")[2]
+        if link.is_symlink():  # a link is removed itself, wherever it points
+            link.unlink()
+            return True
         target, rel = self._resolve(volume, path, allow_root=False)
-        if target.is_symlink() or target.is_file():
+        if target.is_file():
             target.unlink()
             return True
         if not target.exists():

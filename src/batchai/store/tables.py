@@ -86,6 +86,9 @@ class Cluster(Named, Base):
     errors: Mapped[list[Any]] = mapped_column(default=list)
 
     workspace: Mapped[Workspace] = relationship(back_populates="clusters")
+    nodes: Mapped[list[Node]] = relationship(
+        back_populates="cluster", cascade="all, delete-orphan", order_by="Node.index"
+    )
 
 
 class FileServer(Named, Base):
@@ -115,8 +118,19 @@ class Job(Named, Base):
     end_time: Mapped[datetime | None]
     exit_code: Mapped[int | None]
     errors: Mapped[list[Any]] = mapped_column(default=list)
+    # Why a running job is being stopped (user, wallclock, deallocation, ...): the final state follows from it.
+    stop_reason: Mapped[str | None] = mapped_column(String(32))
+    # Scheduling: how often smaller jobs started ahead of this one (see scheduler.matching).
+    skips: Mapped[int] = mapped_column(Integer, default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    notes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    # Optimistic locking: the API and the engine never silently overwrite each other's change of a job.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    __mapper_args__ = {"version_id_col": version}
 
     experiment: Mapped[Experiment] = relationship(back_populates="jobs")
+    tasks: Mapped[list[Task]] = relationship(back_populates="job", cascade="all, delete-orphan", order_by="Task.index")
 
 
 class StorageAccount(Named, Base):
@@ -132,3 +146,43 @@ class StorageAccount(Named, Base):
     tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     group: Mapped[ResourceGroup] = relationship(back_populates="storage_accounts")
+
+
+class Node(Base):
+    """A node of a cluster: its state, and the job it runs (if any)."""
+
+    __tablename__ = "nodes"
+    __table_args__ = (UniqueConstraint("cluster_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cluster_id: Mapped[int] = mapped_column(ForeignKey("clusters.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    index: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))
+    state_time: Mapped[datetime]
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
+    # Provider data: work directory, setup task process, Ray node id, ...
+    info: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    errors: Mapped[list[Any]] = mapped_column(default=list)
+
+    cluster: Mapped[Cluster] = relationship(back_populates="nodes")
+
+
+class Task(Base):
+    """One process of a job on one node (task 0 is the master), with what re-attaching needs."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (UniqueConstraint("job_id", "index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    node_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id", ondelete="SET NULL"))
+    index: Mapped[int] = mapped_column(Integer)
+    pid: Mapped[int | None]
+    pid_start: Mapped[float | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    exit_code: Mapped[int | None]
+    info: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    job: Mapped[Job] = relationship(back_populates="tasks")

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from batchai.api import render
-from batchai.api.deps import api_version, page, run
+from batchai.api.deps import api_version, delete_in_two_steps, page, run
 from batchai.api.routes import WORKSPACE
 from batchai.models.resources import ClusterInput, ClusterPatch, FileServerInput
 from batchai.services import clusters, file_servers
@@ -47,17 +47,18 @@ def cluster_remote_login(sub: str, group: str, workspace: str, cluster: str, req
 
     def nodes(ctx: Any) -> list[dict[str, Any]]:
         row = clusters.get(ctx, sub, group, workspace, cluster)
-        return [
-            {"nodeId": f"{row.name}-node-{i}", "ipAddress": "127.0.0.1", "port": 22}
-            for i in range(clusters.target_nodes(row.spec))
-        ]
+        return [{"nodeId": node.name, "ipAddress": "127.0.0.1", "port": 22} for node in row.nodes]
 
     return page(request, run(request, nodes))
 
 
 @router.delete(CLUSTER)
 def delete_cluster(sub: str, group: str, workspace: str, cluster: str, request: Request) -> Response:
-    deleted = run(request, lambda ctx: clusters.delete(ctx, sub, group, workspace, cluster))
+    deleted = delete_in_two_steps(
+        request,
+        lambda ctx: clusters.prepare_delete(ctx, sub, group, workspace, cluster),
+        lambda ctx: clusters.delete(ctx, sub, group, workspace, cluster),
+    )
     return Response(status_code=200 if deleted else 204)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from batchai.api import render
-from batchai.api.deps import any_api_version, page, run
+from batchai.api.deps import any_api_version, delete_in_two_steps, page, run
 from batchai.api.routes import GROUP, SUB
 from batchai.models.resources import ResourceGroupInput, ResourceGroupPatch
 from batchai.services import groups
@@ -51,5 +51,7 @@ def list_groups(sub: str, request: Request) -> Any:
 
 @router.delete(GROUP)
 def delete_group(sub: str, group: str, request: Request) -> Response:
-    deleted = run(request, lambda ctx: groups.delete(ctx, sub, group))
+    deleted = delete_in_two_steps(
+        request, lambda ctx: groups.prepare_delete(ctx, sub, group), lambda ctx: groups.delete(ctx, sub, group)
+    )
     return Response(status_code=200 if deleted else 204)

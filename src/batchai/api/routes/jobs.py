@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from batchai.api import links, render
-from batchai.api.deps import api_version, page, run
+from batchai.api.deps import api_version, delete_in_two_steps, page, run
 from batchai.api.routes import EXPERIMENT
 from batchai.errors import InvalidInput
 from batchai.models.resources import JobInput
@@ -46,7 +46,11 @@ def terminate_job(sub: str, group: str, workspace: str, experiment: str, job: st
 
 @router.delete(JOB)
 def delete_job(sub: str, group: str, workspace: str, experiment: str, job: str, request: Request) -> Response:
-    deleted = run(request, lambda ctx: jobs.delete(ctx, sub, group, workspace, experiment, job))
+    deleted = delete_in_two_steps(
+        request,
+        lambda ctx: jobs.prepare_delete(ctx, sub, group, workspace, experiment, job),
+        lambda ctx: jobs.delete(ctx, sub, group, workspace, experiment, job),
+    )
     return Response(status_code=200 if deleted else 204)
 
 

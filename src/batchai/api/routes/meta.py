@@ -9,7 +9,6 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 
 from batchai.api.deps import api_version, page, run
-from batchai.services.clusters import target_nodes
 from batchai.services.context import Ctx
 from batchai.store.tables import Cluster, ResourceGroup, Workspace
 
@@ -59,11 +58,11 @@ def list_operations(request: Request) -> Any:
 
 @router.get("/subscriptions/{sub}/providers/Microsoft.BatchAI/locations/{location}/usages")
 def list_usages(sub: str, location: str, request: Request) -> Any:
-    """Cores in use by the subscription's clusters (one per node) against the cores of this host."""
+    """Nodes of the subscription's clusters (one core each) against the cores of this host."""
 
     def in_use(ctx: Ctx) -> int:
         query = select(Cluster).join(Workspace).join(ResourceGroup).filter(ResourceGroup.subscription == sub)
-        return sum(target_nodes(c.spec) for c in ctx.session.scalars(query))
+        return sum(len(c.nodes) for c in ctx.session.scalars(query))
 
     used = run(request, in_use)
     value = [

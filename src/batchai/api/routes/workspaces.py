@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from batchai.api import render
-from batchai.api.deps import api_version, page, run
+from batchai.api.deps import api_version, delete_in_two_steps, page, run
 from batchai.api.routes import BATCHAI, EXPERIMENT, SUB, WORKSPACE
 from batchai.models.resources import WorkspaceInput, WorkspacePatch
 from batchai.services import experiments, workspaces
@@ -44,7 +44,11 @@ def list_workspaces(sub: str, request: Request) -> Any:
 
 @router.delete(WORKSPACE)
 def delete_workspace(sub: str, group: str, workspace: str, request: Request) -> Response:
-    deleted = run(request, lambda ctx: workspaces.delete(ctx, sub, group, workspace))
+    deleted = delete_in_two_steps(
+        request,
+        lambda ctx: workspaces.prepare_delete(ctx, sub, group, workspace),
+        lambda ctx: workspaces.delete(ctx, sub, group, workspace),
+    )
     return Response(status_code=200 if deleted else 204)
 
 
@@ -69,5 +73,9 @@ def list_experiments(sub: str, group: str, workspace: str, request: Request) -> 
 
 @router.delete(EXPERIMENT)
 def delete_experiment(sub: str, group: str, workspace: str, experiment: str, request: Request) -> Response:
-    deleted = run(request, lambda ctx: experiments.delete(ctx, sub, group, workspace, experiment))
+    deleted = delete_in_two_steps(
+        request,
+        lambda ctx: experiments.prepare_delete(ctx, sub, group, workspace, experiment),
+        lambda ctx: experiments.delete(ctx, sub, group, workspace, experiment),
+    )
     return Response(status_code=200 if deleted else 204)

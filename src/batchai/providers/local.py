@@ -1,0 +1,86 @@
+"""The local provider, the embedded default: a cluster's nodes are work areas on this host and its
+processes run here, each in its own session. GPUs, if any, are shared out among the nodes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+
+from batchai.runtime import supervisor
+from batchai.runtime.supervisor import Handle, Outcome
+
+
+@cache
+def host_gpus() -> tuple[int, ...]:
+    """GPU indices of this host (``nvidia-smi -L``); none when there is no NVIDIA driver."""
+    if not shutil.which("nvidia-smi"):
+        return ()
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return tuple(range(sum(1 for line in out.splitlines() if line.startswith("GPU "))))
+
+
+class LocalProvider:
+    name = "local"
+
+    def __init__(self, root: Path, gpus: tuple[int, ...] | None = None) -> None:
+        self.root = root
+        self.gpus = host_gpus() if gpus is None else gpus
+
+    def node_dir(self, cluster_id: int, node_name: str) -> Path:
+        return self.root / str(cluster_id) / node_name
+
+    def shared_dir(self, cluster_id: int) -> Path:
+        return self.root / str(cluster_id) / "shared"
+
+    def gpus_for(self, node_index: int, node_count: int) -> tuple[int, ...]:
+        """Node ``i`` of ``n`` gets an equal, disjoint share of the host's GPUs."""
+        if not self.gpus or node_count < 1:
+            return ()
+        share = max(1, len(self.gpus) // node_count)
+        return tuple(self.gpus[(node_index * share) % len(self.gpus) :][:share])
+
+    def prepare_node(self, cluster_id: int, node_name: str, links: list[tuple[Path, Path]]) -> Path:
+        node = self.node_dir(cluster_id, node_name)
+        for sub in ("mounts", "jobs", "setup"):
+            (node / sub).mkdir(parents=True, exist_ok=True)
+        self.shared_dir(cluster_id).mkdir(parents=True, exist_ok=True)
+        for link, target in links:
+            make_link(link, target)
+        return node
+
+    def start(
+        self, script: Path, body: str, *, env: dict[str, str], cwd: Path, stdout: Path, stderr: Path, exit_file: Path
+    ) -> Handle:
+        script.parent.mkdir(parents=True, exist_ok=True)
+        script.write_text(supervisor.wrapper_script(body, exit_file))
+        return supervisor.start(script, env=env, cwd=cwd, stdout=stdout, stderr=stderr, exit_file=exit_file)
+
+    def poll(self, handle: Handle) -> Outcome | None:
+        return supervisor.poll(handle)
+
+    def wait(self, handle: Handle, timeout: float | None = None) -> Outcome | None:
+        return supervisor.wait(handle, timeout)
+
+    def stop(self, handle: Handle, grace: float) -> Outcome:
+        return supervisor.stop(handle, grace)
+
+    def release_node(self, cluster_id: int, node_name: str) -> None:
+        shutil.rmtree(self.node_dir(cluster_id, node_name), ignore_errors=True)
+
+
+def make_link(link: Path, target: Path) -> None:
+    """A symlink ``link`` -> ``target`` (the 'mount' of a volume on a local node), replacing a stale one."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink():
+        if os.readlink(link) == str(target):
+            return
+        link.unlink()
+    elif link.exists():
+        raise FileExistsError(f"cannot mount at {link}: something else is there")
+    link.symlink_to(target, target_is_directory=True)

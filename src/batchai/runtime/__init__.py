@@ -1,0 +1,1 @@
+"""Running a job's processes: launch plans (environment, mounts, command lines) and supervision."""

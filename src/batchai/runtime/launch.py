@@ -1,0 +1,242 @@
+"""The launch plan of a job on one node: its environment, mounts, directories and command lines.
+
+Building the plan runs nothing; it raises ``LaunchError`` (a message for the job's errors) when the job
+cannot run here, e.g. a missing script or a toolkit this node lacks.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from batchai.services.mounts import parse_file_url
+from batchai.storage.base import Volume, VolumeKind, clean_path
+
+_VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}")
+
+
+class LaunchError(Exception):
+    """The job cannot start; ``code`` and ``message`` go into the job's execution errors."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def expand(text: str, env: dict[str, str]) -> str:
+    """``$VAR`` and ``${VAR}`` replaced from ``env``; unknown variables are left as they are."""
+    return _VAR.sub(lambda m: env.get(m.group(1) or m.group(2), m.group(0)), text)
+
+
+@dataclass(frozen=True)
+class NodeSlot:
+    """Where one task of a job runs: the node's directories, its task index and its GPUs."""
+
+    node_name: str
+    node_dir: Path
+    shared_dir: Path
+    task_index: int
+    gpus: tuple[int, ...] = ()
+
+
+@dataclass
+class LaunchPlan:
+    env: dict[str, str]
+    links: list[tuple[Path, Path]]
+    directories: list[Path]
+    unmanaged: list[tuple[str, Path]]
+    stdouterr: Path
+    job_temp: Path
+    prep_command: str | None
+    command: str
+    stdout_name: str
+    stderr_name: str
+    container: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+Resolver = Callable[[Volume], Path]
+FileServerResolver = Callable[[str, str], Path]
+
+
+def _mount_links(
+    volumes: dict[str, Any] | None, root: Path, resolve: Resolver, file_server: FileServerResolver
+) -> tuple[list[tuple[Path, Path]], list[tuple[str, Path]]]:
+    links: list[tuple[Path, Path]] = []
+    unmanaged: list[tuple[str, Path]] = []
+    for share in (volumes or {}).get("azureFileShares") or []:
+        account, name = parse_file_url(share["azureFileUrl"], "azureFileUrl")
+        links.append((root / clean_path(share["relativeMountPath"]), resolve(Volume(account, VolumeKind.SHARE, name))))
+    for blob in (volumes or {}).get("azureBlobFileSystems") or []:
+        volume = Volume(blob["accountName"], VolumeKind.CONTAINER, blob["containerName"])
+        links.append((root / clean_path(blob["relativeMountPath"]), resolve(volume)))
+    for server in (volumes or {}).get("fileServers") or []:
+        target = file_server(server["fileServer"]["id"], server.get("sourceDirectory") or "")
+        links.append((root / clean_path(server["relativeMountPath"]), target))
+    for fs in (volumes or {}).get("unmanagedFileSystems") or []:
+        unmanaged.append((fs["mountCommand"], root / clean_path(fs["relativeMountPath"])))
+    return links, unmanaged
+
+
+def cluster_mounts(
+    cluster_spec: dict[str, Any], mount_root: Path, resolve: Resolver, file_server: FileServerResolver
+) -> tuple[list[tuple[Path, Path]], list[tuple[str, Path]]]:
+    """The links (and unmanaged mounts) of a cluster's ``nodeSetup.mountVolumes`` under a node's mount root."""
+    return _mount_links((cluster_spec.get("nodeSetup") or {}).get("mountVolumes"), mount_root, resolve, file_server)
+
+
+def _python(settings: dict[str, Any], default_python: str) -> str:
+    return str(settings.get("pythonInterpreterPath") or default_python)
+
+
+def _script(settings: dict[str, Any], env: dict[str, str], key: str = "pythonScriptFilePath") -> str:
+    path = expand(settings[key], env)
+    if "$" not in path and not Path(path).is_file():
+        raise LaunchError("ScriptNotFound", f"The script '{settings[key]}' ({path}) does not exist on the node.")
+    return path
+
+
+def toolkit_command(spec: dict[str, Any], env: dict[str, str], default_python: str) -> str:
+    """The command line of the job's toolkit for one task (single-process jobs)."""
+    node_count = int(spec["nodeCount"])
+    for key, settings in spec.items():
+        if not key.endswith("Settings") or key == "containerSettings" or not isinstance(settings, dict):
+            continue
+        processes = settings.get("processCount")
+        if (
+            key in ("customMpiSettings", "horovodSettings")
+            or (processes or 1) > 1
+            or (node_count > 1 and key != "customToolkitSettings")
+        ):
+            raise LaunchError(
+                "DistributedNotSupported",
+                f"{key} with nodeCount {node_count} and processCount {processes or 1} needs batchai's distributed "
+                "launcher, which this version does not have; run it with nodeCount 1 and processCount 1 "
+                "(customToolkitSettings runs its command line on every node).",
+            )
+        args = expand(settings.get("commandLineArgs") or "", env)
+        if key == "customToolkitSettings":
+            return str(settings.get("commandLine") or "")
+        if key == "cntkSettings" and settings.get("languageType") == "BrainScript":
+            cntk = shutil.which("cntk", path=env.get("PATH"))
+            if cntk is None:
+                raise LaunchError(
+                    "ToolkitNotInstalled",
+                    "CNTK BrainScript jobs need the 'cntk' program, which is not installed on the node.",
+                )
+            return f"{shlex.quote(cntk)} configFile={shlex.quote(expand(settings['configFilePath'], env))} {args}"
+        if key == "caffeSettings" and settings.get("configFilePath"):
+            caffe = shutil.which("caffe", path=env.get("PATH"))
+            if caffe is None:
+                raise LaunchError(
+                    "ToolkitNotInstalled",
+                    "Caffe jobs with configFilePath need the 'caffe' program, which is not installed.",
+                )
+            return f"{shlex.quote(caffe)} train --solver={shlex.quote(expand(settings['configFilePath'], env))} {args}"
+        if key == "tensorFlowSettings":
+            args = expand(settings.get("masterCommandLineArgs") or settings.get("workerCommandLineArgs") or "", env)
+        python = _python(settings, default_python)
+        return f"{shlex.quote(python)} {shlex.quote(_script(settings, env))} {args}".rstrip()
+    raise LaunchError("InvalidToolkit", "The job has no toolkit settings.")
+
+
+def _gpu_env(gpus: tuple[int, ...]) -> dict[str, str]:
+    return {"AZ_BATCHAI_NUM_GPUS": str(len(gpus)), "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus)}
+
+
+def plan(
+    *,
+    job_id: int,
+    spec: dict[str, Any],
+    segment: str,
+    cluster_spec: dict[str, Any],
+    slot: NodeSlot,
+    base_env: dict[str, str],
+    resolve: Resolver,
+    file_server: FileServerResolver,
+    default_python: str,
+) -> LaunchPlan:
+    """Everything needed to start task ``slot.task_index`` of a job on a node."""
+    job_temp = slot.node_dir / "jobs" / str(job_id)
+    mount_root = slot.node_dir / "mounts"
+    job_mounts = job_temp / "mounts"
+    env = dict(base_env)
+    env.update(_gpu_env(slot.gpus))
+    env.update(
+        {
+            "AZ_BATCHAI_MOUNT_ROOT": str(mount_root),
+            "AZ_BATCHAI_JOB_MOUNT_ROOT": str(job_mounts),
+            "AZ_BATCHAI_JOB_TEMP": str(job_temp / "wd"),
+            "AZ_BATCHAI_JOB_TEMP_DIR": str(slot.node_dir / "jobs"),
+            "AZ_BATCHAI_SHARED_JOB_TEMP": str(slot.shared_dir / "jobs" / str(job_id)),
+            "AZ_BATCHAI_TASK_INDEX": str(slot.task_index),
+            "AZ_BATCHAI_NODE_NAME": slot.node_name,
+        }
+    )
+    links, unmanaged = _mount_links(spec.get("mountVolumes"), job_mounts, resolve, file_server)
+    stdouterr = Path(expand(spec["stdOutErrPathPrefix"], env)) / segment / "stdouterr"
+    env["AZ_BATCHAI_STDOUTERR_DIR"] = str(stdouterr)
+    directories = [job_temp / "wd", slot.shared_dir / "jobs" / str(job_id), stdouterr]
+    for item in spec.get("inputDirectories") or []:
+        env[f"AZ_BATCHAI_INPUT_{item['id'].upper()}"] = expand(item["path"], env)
+    for item in spec.get("outputDirectories") or []:
+        path = Path(expand(item["pathPrefix"], env)) / segment
+        if item.get("pathSuffix"):
+            path = path / expand(item["pathSuffix"], env).strip("/")
+        env[f"AZ_BATCHAI_OUTPUT_{item['id'].upper()}"] = str(path)
+        directories.append(path)
+    for variable in spec.get("environmentVariables") or []:
+        env[variable["name"]] = expand(variable["value"], env)
+    for secret in spec.get("secrets") or []:
+        if secret.get("value") is not None:
+            env[secret["name"]] = secret["value"]
+    suffix = "" if slot.task_index == 0 else f"-wk-{slot.task_index}"
+    prep = (spec.get("jobPreparation") or {}).get("commandLine")
+    return LaunchPlan(
+        env=env,
+        links=links,
+        directories=directories,
+        unmanaged=unmanaged,
+        stdouterr=stdouterr,
+        job_temp=job_temp,
+        prep_command=prep,
+        command="",  # the command is built once the mounts exist
+        stdout_name=f"stdout{suffix}.txt",
+        stderr_name=f"stderr{suffix}.txt",
+        container=spec.get("containerSettings"),
+    )
+
+
+def script_body(plan: LaunchPlan, command: str) -> str:
+    """The bash body a task runs: the job preparation (output beside stdout), then the toolkit command."""
+    lines = ["set +e", f"cd {shlex.quote(plan.env['AZ_BATCHAI_JOB_TEMP'])} || exit 1"]
+    if plan.prep_command:
+        suffix = plan.stdout_name[len("stdout") : -len(".txt")]
+        out = shlex.quote(str(plan.stdouterr / f"stdout-job_prep{suffix}.txt"))
+        err = shlex.quote(str(plan.stdouterr / f"stderr-job_prep{suffix}.txt"))
+        lines += [
+            f"bash -c {shlex.quote(plan.prep_command)} >> {out} 2>> {err}",
+            "__batchai_prep=$?",
+            'if [ "$__batchai_prep" -ne 0 ]; then echo "batchai: job preparation failed with exit code '
+            '$__batchai_prep" >&2; exit "$__batchai_prep"; fi',
+        ]
+    lines.append(command)
+    return "\n".join(lines)
+
+
+def describe(plan: LaunchPlan) -> str:
+    """A JSON summary for the execution log (no environment values: they may hold secrets)."""
+    return json.dumps(
+        {
+            "stdouterr": str(plan.stdouterr),
+            "jobTemp": str(plan.job_temp),
+            "mounts": {str(a): str(b) for a, b in plan.links},
+        }
+    )

@@ -1,0 +1,162 @@
+"""Process supervision, done one way for every process batchai starts (jobs, job preparation, setup tasks).
+
+A process runs ``bash <script>`` in a new session (its own process group), unbuffered, with stdout and
+stderr going to files. The script writes its exit code to ``<exit file>`` when it ends, so that a server
+that restarted (and is no longer the parent) can still learn how it ended. Stopping is SIGTERM to the
+whole tree, a grace period, then SIGKILL. A process is identified by (pid, start time) so a recycled pid
+is never mistaken for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import signal
+import subprocess
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+
+@dataclass(frozen=True)
+class Handle:
+    pid: int
+    start: float  # psutil create_time, to recognise the process after a restart
+    exit_file: Path
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a process ended: its exit code, or None if it vanished without recording one."""
+
+    exit_code: int | None
+
+
+def wrapper_script(body: str, exit_file: Path) -> str:
+    """A bash script that runs ``body`` and records its exit code atomically."""
+    tmp = shlex.quote(str(exit_file) + ".tmp")
+    final = shlex.quote(str(exit_file))
+    return (
+        f"{body}\n__batchai_rc=$?\nprintf '%s' \"$__batchai_rc\" > {tmp} && mv -f {tmp} {final}\nexit $__batchai_rc\n"
+    )
+
+
+def start(script: Path, *, env: dict[str, str], cwd: Path, stdout: Path, stderr: Path, exit_file: Path) -> Handle:
+    """Start ``bash script`` in a new session with output appended to the given files."""
+    exit_file.unlink(missing_ok=True)
+    stdout.parent.mkdir(parents=True, exist_ok=True)
+    stderr.parent.mkdir(parents=True, exist_ok=True)
+    with open(stdout, "ab", buffering=0) as out, open(stderr, "ab", buffering=0) as err:
+        process = subprocess.Popen(
+            ["bash", str(script)],
+            cwd=cwd,
+            env={**env, "PYTHONUNBUFFERED": "1"},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+            close_fds=True,
+        )
+    try:
+        started = psutil.Process(process.pid).create_time()
+    except psutil.NoSuchProcess:
+        started = 0.0
+    _children[process.pid] = process
+    return Handle(process.pid, started, exit_file)
+
+
+# Processes this server started: kept so that they are reaped (no zombies) and waited on cheaply.
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+def _alive(handle: Handle) -> bool:
+    child = _children.get(handle.pid)
+    if child is not None:
+        return child.poll() is None
+    try:
+        process = psutil.Process(handle.pid)
+        return abs(process.create_time() - handle.start) < 0.5 and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _recorded(handle: Handle) -> int | None:
+    try:
+        return int(handle.exit_file.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def poll(handle: Handle) -> Outcome | None:
+    """None while the process runs; then its Outcome (exit code from the exit file, else from the OS)."""
+    if _alive(handle):
+        return None
+    child = _children.pop(handle.pid, None)
+    code = _recorded(handle)
+    if code is None and child is not None and child.returncode is not None:
+        code = child.returncode if child.returncode >= 0 else 128 - child.returncode
+    return Outcome(code)
+
+
+def wait(handle: Handle, timeout: float | None = None) -> Outcome | None:
+    """Block until the process ends (or ``timeout``); cheap for our own children."""
+    child = _children.get(handle.pid)
+    if child is not None:
+        try:
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        return poll(handle)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while (outcome := poll(handle)) is None:
+        if deadline is not None and time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)
+    return outcome
+
+
+def _tree(handle: Handle) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(handle.pid)
+        if abs(root.create_time() - handle.start) >= 0.5:
+            return []
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def stop(handle: Handle, grace: float) -> Outcome:
+    """SIGTERM the process tree, wait up to ``grace`` seconds, then SIGKILL what is left. Idempotent."""
+    tree = _tree(handle)
+    for process in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(signal.SIGTERM)
+    if tree:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(handle.pid, signal.SIGTERM)
+    _, alive = psutil.wait_procs(tree, timeout=grace)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    if alive:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(handle.pid, signal.SIGKILL)
+    psutil.wait_procs(alive, timeout=5)
+    return wait(handle, timeout=5) or Outcome(None)
+
+
+def tail(path: Path, lines: int = 10, max_bytes: int = 64 * 1024) -> list[str]:
+    """The last ``lines`` lines of a file, reading at most ``max_bytes`` from its end."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - max_bytes))
+            data = handle.read().decode(errors="replace")
+    except FileNotFoundError:
+        return []
+    return list(deque((line for line in data.splitlines() if line.strip()), maxlen=lines))

@@ -1,0 +1,53 @@
+"""Which queued jobs start now, on which free nodes: a pure function, testable without a database.
+
+Policy, per cluster:
+- Order: priority (high, normal, low), then first come first served.
+- Gang scheduling: a job gets all its ``nodeCount`` nodes at once, or none.
+- Backfill with a bound: when the job at the head does not fit, smaller jobs behind it may start on the
+  free nodes, so it never blocks them forever; each time one does, the head job's ``skips`` grows. Once
+  a job has been skipped ``max_skips`` times it holds a reservation: nothing behind it starts on that
+  cluster until it has started, so it never starves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class QueuedJob:
+    id: int
+    cluster_id: int
+    priority: int  # higher first: high=1, normal=0, low=-1
+    order: tuple[float, int]  # creation time and id: first come first served
+    node_count: int
+    skips: int = 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    starts: dict[int, list[int]]  # job id -> node ids
+    skipped: dict[int, int]  # job id -> new skip count
+
+
+def decide(queued: Sequence[QueuedJob], free_nodes: dict[int, list[int]], max_skips: int = 5) -> Decision:
+    starts: dict[int, list[int]] = {}
+    skipped: dict[int, int] = {}
+    by_cluster: dict[int, list[QueuedJob]] = {}
+    for job in queued:
+        by_cluster.setdefault(job.cluster_id, []).append(job)
+    for cluster_id, jobs in by_cluster.items():
+        free = list(free_nodes.get(cluster_id, []))
+        waiting: list[QueuedJob] = []  # jobs ahead in line that did not fit
+        for job in sorted(jobs, key=lambda j: (-j.priority, j.order)):
+            if any(w.skips >= max_skips for w in waiting):
+                break  # a reservation: the starved job goes first
+            if job.node_count <= len(free):
+                starts[job.id] = free[: job.node_count]
+                free = free[job.node_count :]
+                for w in waiting:
+                    skipped[w.id] = skipped.get(w.id, w.skips) + 1
+            else:
+                waiting.append(job)
+    return Decision(starts, skipped)
