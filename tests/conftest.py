@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -167,6 +168,27 @@ def no_children_left(pid: int) -> None:
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
 
 
+def leftovers(home: Path) -> list[psutil.Process]:
+    """Processes still running from a server home (job and setup scripts live under it)."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if any(str(home) in part for part in process.info["cmdline"] or []):
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
+
+
+def assert_nothing_left(home: Path) -> None:
+    """Fail if a process of the home outlived its server; kill it either way so nothing leaks."""
+    left = leftovers(home)
+    for process in left:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    assert not left, f"processes left behind: {[p.info['cmdline'] for p in left]}"
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     srv = Server(home=tmp_path / "home", port=free_port())
@@ -177,7 +199,9 @@ def server(tmp_path: Path) -> Iterator[Server]:
         yield srv
     finally:
         srv.stop()
+        assert_nothing_left(srv.home)
         no_children_left(pid)
+        assert_nothing_left(srv.home)
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +213,7 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield srv
     finally:
         srv.stop()
+        assert_nothing_left(srv.home)
 
 
 def url(path: str, api: str = API) -> str:

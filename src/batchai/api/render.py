@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from batchai.ids import PROVIDER, group_id, workspace_id
@@ -33,6 +34,25 @@ def without_secrets(value: Any) -> Any:
         return out
     if isinstance(value, list):
         return [without_secrets(v) for v in value]
+    return value
+
+
+def _timestamp(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def wire_json(value: Any) -> Any:
+    """Stored wire JSON plus server fields as JSON: datetimes as ISO 8601 UTC, nulls left out.
+
+    The stored specs were validated against the wire models on the way in, and the contract tests hold
+    every rendered resource against the SDK's models, so this need not validate again (it is on every GET).
+    """
+    if isinstance(value, dict):
+        return {k: wire_json(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [wire_json(v) for v in value]
+    if isinstance(value, datetime):
+        return _timestamp(value)
     return value
 
 
@@ -112,7 +132,7 @@ def cluster(row: Cluster) -> dict[str, Any]:
         "id": cluster_id(row),
         "name": row.name,
         "type": "Microsoft.BatchAI/workspaces/clusters",
-        "properties": wire.ClusterProperties.model_validate(props).wire(),
+        "properties": wire_json(props),
     }
 
 
@@ -132,7 +152,7 @@ def file_server(row: FileServer) -> dict[str, Any]:
         "id": f"{_workspace_id(row.workspace)}/fileServers/{row.name}",
         "name": row.name,
         "type": "Microsoft.BatchAI/workspaces/fileServers",
-        "properties": wire.FileServerProperties.model_validate(props).wire(),
+        "properties": wire_json(props),
     }
 
 
@@ -159,7 +179,7 @@ def job(row: Job) -> dict[str, Any]:
         "id": f"{_workspace_id(experiment_row.workspace)}/experiments/{experiment_row.name}/jobs/{row.name}",
         "name": row.name,
         "type": "Microsoft.BatchAI/workspaces/experiments/jobs",
-        "properties": wire.JobProperties.model_validate(props).wire(),
+        "properties": wire_json(props),
     }
 
 

@@ -28,6 +28,7 @@ class LaunchError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.started: list[Any] = []  # tasks that did start before the error (the engine stops them)
 
 
 def expand(text: str, env: dict[str, str]) -> str:

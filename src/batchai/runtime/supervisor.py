@@ -40,9 +40,9 @@ def wrapper_script(body: str, exit_file: Path) -> str:
     """A bash script that runs ``body`` and records its exit code atomically."""
     tmp = shlex.quote(str(exit_file) + ".tmp")
     final = shlex.quote(str(exit_file))
-    return (
-        f"{body}\n__batchai_rc=$?\nprintf '%s' \"$__batchai_rc\" > {tmp} && mv -f {tmp} {final}\nexit $__batchai_rc\n"
-    )
+    record = f"printf '%s' \"$__batchai_rc\" > {tmp} && mv -f {tmp} {final}"
+    # The body runs in a subshell, so that its own 'exit' still lets the wrapper record the code.
+    return f"(\n{body}\n)\n__batchai_rc=$?\n{record}\nexit $__batchai_rc\n"
 
 
 def start(script: Path, *, env: dict[str, str], cwd: Path, stdout: Path, stderr: Path, exit_file: Path) -> Handle:
@@ -69,8 +69,10 @@ def start(script: Path, *, env: dict[str, str], cwd: Path, stdout: Path, stderr:
     return Handle(process.pid, started, exit_file)
 
 
-# Processes this server started: kept so that they are reaped (no zombies) and waited on cheaply.
+# Processes this server started: kept so that they are reaped (no zombies) and waited on cheaply;
+# once reaped, their exit codes stay here for every later poll.
 _children: dict[int, subprocess.Popen[bytes]] = {}
+_exited: dict[tuple[int, float], int | None] = {}
 
 
 def _alive(handle: Handle) -> bool:
@@ -93,12 +95,18 @@ def _recorded(handle: Handle) -> int | None:
 
 def poll(handle: Handle) -> Outcome | None:
     """None while the process runs; then its Outcome (exit code from the exit file, else from the OS)."""
+    key = (handle.pid, handle.start)
+    if key in _exited:
+        return Outcome(_exited[key])
     if _alive(handle):
         return None
     child = _children.pop(handle.pid, None)
+    _kill_group(handle.pid)  # what the process left running in its session ends with it
     code = _recorded(handle)
     if code is None and child is not None and child.returncode is not None:
         code = child.returncode if child.returncode >= 0 else 128 - child.returncode
+    if child is not None:
+        _exited[key] = code
     return Outcome(code)
 
 
@@ -117,6 +125,11 @@ def wait(handle: Handle, timeout: float | None = None) -> Outcome | None:
             return None
         time.sleep(0.05)
     return outcome
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def _tree(handle: Handle) -> list[psutil.Process]:

@@ -66,11 +66,8 @@ def log(message: str = "") -> None:
 # The CNTK text format reader
 # ---------------------------------------------------------------------------------------------------------------
 
-_CHUNK_BYTES = 16 << 20
-_DIGIT_0, _DIGIT_9 = ord("0"), ord("9")
-_NEWLINE = ord("\n")
-# Bytes that mean the fast path (dense non-negative integers below 1000) does not apply.
-_NOT_INTEGER_TEXT = tuple(ord(c) for c in ".-+:")
+_CHUNK_BYTES = 4 << 20
+_NON_INTEGER_TEXT = (b".", b"-", b"+", b":")  # floats, signs or sparse values: not for the fast path
 
 
 class DataFormatError(Exception):
@@ -78,21 +75,22 @@ class DataFormatError(Exception):
 
 
 def _integer_tokens(chunk: torch.Tensor) -> torch.Tensor | None:
-    """All the runs of decimal digits in ``chunk`` (uint8) as int16 values; ``None`` if any is not a small integer."""
-    for byte in _NOT_INTEGER_TEXT:
-        if bool((chunk == byte).any()):
-            return None
-    digit = (chunk >= _DIGIT_0) & (chunk <= _DIGIT_9)
-    value = chunk.to(torch.int16) - _DIGIT_0
-    value.masked_fill_(~digit, 0)
-    # A token ends where a digit is followed by a non-digit; its value is read off its last three digits.
-    end = digit.clone()
-    end[:-1] &= ~digit[1:]
-    total = value.clone()
-    total[1:] += 10 * value[:-1]
-    total[2:] += 100 * value[:-2] * digit[1:-1]  # a zero-filled value[:-1] already stops the run at a non-digit
+    """The values of all the runs of decimal digits in ``chunk`` (uint8); ``None`` if one has four digits or more.
+
+    Vectorised: each byte gets the value of the number ending there (its last three digits), and the values at
+    the last digit of each run are kept.
+    """
+    value = chunk - ord("0")  # uint8: non-digits wrap around to 10 or more
+    digit = value < 10
+    value *= digit  # non-digits count as 0, so a run's value stops at its start
+    end = torch.empty_like(digit)  # the last digit of a run
+    torch.gt(digit[:-1], digit[1:], out=end[:-1])
+    end[-1] = digit[-1]
     if bool((end[3:] & digit[2:-1] & digit[1:-2] & digit[:-3]).any()):
-        return None  # a number with four or more digits
+        return None
+    total = value.to(torch.int16)
+    total[1:] += 10 * value[:-1]
+    total[2:] += 100 * (value[:-2] * digit[1:-1])  # only if the tens position is a digit too
     return total[end]
 
 
@@ -124,15 +122,18 @@ def _parse_fast(path: Path) -> tuple[torch.Tensor, torch.Tensor] | None:
             else:
                 chunk_end = buffer.rfind(b"\n", 0, filled) + 1
                 if chunk_end == 0:
-                    raise DataFormatError(f"{path}: a line is longer than {_CHUNK_BYTES} bytes")
+                    return None  # a line longer than the buffer: not MNIST
                 carry = bytes(view[chunk_end:filled])
             view.release()
-            chunk = torch.frombuffer(buffer, dtype=torch.uint8, count=chunk_end)
-            tokens = _integer_tokens(chunk)
-            lines = int((chunk == _NEWLINE).sum()) + int(chunk[-1] != _NEWLINE)
+            if any(buffer.find(text, 0, chunk_end) >= 0 for text in _NON_INTEGER_TEXT):
+                return None
+            tokens = _integer_tokens(torch.frombuffer(buffer, dtype=torch.uint8, count=chunk_end))
+            lines = buffer.count(b"\n", 0, chunk_end) + (buffer[chunk_end - 1] != ord("\n"))
             if tokens is None or tokens.numel() != lines * width:
                 return None  # floats, sparse values, blank lines or sequence ids: leave them to the general reader
             rows = tokens.view(lines, width)
+            if int(rows[:, feature_columns].max()) > 255:
+                return None
             features.append(rows[:, feature_columns].to(torch.uint8))
             labels.append(rows[:, label_columns].argmax(dim=1))
             if not read:
@@ -203,7 +204,8 @@ def build_model() -> nn.Sequential:
     for module in model.modules():
         if isinstance(module, nn.Conv2d | nn.Linear):
             nn.init.xavier_uniform_(module.weight)  # CNTK's default init is glorot_uniform
-            nn.init.zeros_(module.bias)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
     return model
 
 
@@ -240,7 +242,7 @@ def minibatches(count: int, epoch_size: int, generator: torch.Generator) -> list
         sweep = torch.randperm(count, generator=generator)[:needed]
         indices.append(sweep)
         needed -= sweep.numel()
-    return list(torch.cat(indices).split(MINIBATCH_SIZE))
+    return list(torch.split(torch.cat(indices), MINIBATCH_SIZE))
 
 
 def train(
@@ -318,7 +320,7 @@ def evaluate(model: nn.Module, features: torch.Tensor, labels: torch.Tensor) -> 
     minibatch_index = 0
     with torch.inference_mode():
         for batch_features, batch_labels in zip(
-            features.split(TEST_MINIBATCH_SIZE), labels.split(TEST_MINIBATCH_SIZE), strict=True
+            torch.split(features, TEST_MINIBATCH_SIZE), torch.split(labels, TEST_MINIBATCH_SIZE), strict=True
         ):
             outputs: torch.Tensor = model(to_input(batch_features))
             errors += int((outputs.argmax(dim=1) != batch_labels).sum())
@@ -374,7 +376,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args.output_dir.mkdir(parents=True, exist_ok=True)
 
-    model = build_model().to(memory_format=torch.channels_last)
+    model = build_model().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     parameters, tensors = count_parameters(model)
     log(f"Training {parameters} parameters in {tensors} parameter tensors.")
     log()

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -37,6 +38,7 @@ from batchai.store.db import Database
 from batchai.store.tables import Cluster, Job, Node, Task
 
 log = logging.getLogger("batchai.engine")
+CLUSTER_SYNC_SECONDS = 0.1
 
 
 class NodeState:
@@ -86,6 +88,8 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._stopping: set[int] = set()  # task ids being stopped by a helper thread
         self._lock = threading.Lock()
+        self._became_idle = False
+        self._last_sync = 0.0
 
     # -- life cycle ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -108,7 +112,8 @@ class Engine:
             self._wake.clear()
             try:
                 timeout = self.step()
-            except StaleDataError:
+            except StaleDataError as exc:
+                log.info("a job changed under the engine, looking again: %s", exc)
                 timeout = 0.0  # the API changed a job meanwhile: look again at once
             except Exception:
                 log.exception("engine pass failed")
@@ -117,9 +122,16 @@ class Engine:
 
     def step(self) -> float:
         """One pass over everything; returns how long the loop may sleep."""
-        self._sync_clusters()
         deadline = self._watch_jobs()
         self._schedule()
+        # Clusters change rarely and slowly (resizes, setup tasks): at most ten passes a second look.
+        now_mono = time.monotonic()
+        if now_mono - self._last_sync >= CLUSTER_SYNC_SECONDS:
+            self._last_sync = now_mono
+            if self._sync_clusters():
+                self._schedule()  # nodes became idle: start what waits for them
+        else:
+            deadline = _earliest(deadline, self.clock() + timedelta(seconds=CLUSTER_SYNC_SECONDS))
         now = self.clock()
         sleep = self.settings.tick_seconds
         if deadline is not None:
@@ -172,17 +184,22 @@ class Engine:
         if "manual" in scale:
             return int(scale["manual"]["targetNodeCount"])
         auto = scale["autoScale"]
-        queued = session.scalars(
-            select(Job).filter(Job.cluster_id == cluster.id, Job.execution_state == JobState.QUEUED)
-        ).all()
+        waiting = session.scalar(
+            select(func.coalesce(func.sum(Job.node_count), 0)).filter(
+                Job.cluster_id == cluster.id, Job.execution_state == JobState.QUEUED
+            )
+        )
         busy = sum(1 for n in cluster.nodes if n.job_id is not None)
-        need = busy + sum(j.node_count for j in queued)
+        need = busy + int(waiting or 0)
         return max(int(auto["minimumNodeCount"]), min(int(auto["maximumNodeCount"]), need))
 
-    def _sync_clusters(self) -> None:
+    def _sync_clusters(self) -> bool:
+        """Bring every cluster's nodes toward its target; True if some node became idle."""
+        self._became_idle = False
         with self.db.session() as session:
             for cluster in session.scalars(select(Cluster).filter(Cluster.provisioning_state != "deleting")).all():
                 self._sync_cluster(session, cluster)
+        return self._became_idle
 
     def _sync_cluster(self, session: Session, cluster: Cluster) -> None:
         now = self.clock()
@@ -194,7 +211,6 @@ class Engine:
                 index = next(i for i in range(len(used) + 1) if i not in used)
                 used.add(index)
                 node = Node(
-                    cluster_id=cluster.id,
                     name=f"node-{index}",
                     index=index,
                     state=NodeState.PREPARING,
@@ -202,7 +218,6 @@ class Engine:
                     info={},
                     errors=[],
                 )
-                session.add(node)
                 cluster.nodes.append(node)
             session.flush()
         elif len(nodes) > target:
@@ -316,6 +331,8 @@ class Engine:
         )
 
     def _node_state(self, node: Node, state: str) -> None:
+        if state == NodeState.IDLE and node.state != NodeState.IDLE:
+            self._became_idle = True
         node.state = state
         node.state_time = self.clock()
 
@@ -367,7 +384,9 @@ class Engine:
                 continue
             handle = _handle(task.info)
             outcome = self.provider.poll(handle) if handle is not None else Outcome(None)
-            if outcome is None:
+            with self._lock:
+                being_stopped = task.id in self._stopping
+            if outcome is None or being_stopped:
                 running.append(task)
                 continue
             task.exit_code = outcome.exit_code
@@ -487,136 +506,207 @@ class Engine:
                 self._node_state(node, NodeState.IDLE)
 
     def _log(self, job: Job, message: str) -> None:
-        path = job.notes.get("execution_log")
-        if not path:
-            return
-        try:
-            with open(path, "a") as handle:
-                handle.write(f"{self.clock().isoformat()} {message}\n")
-        except OSError:
-            pass
+        _append(job.notes.get("execution_log"), self.clock(), message)
 
     # -- scheduling ------------------------------------------------------------------------------------
     def _schedule(self) -> None:
-        launches: list[int] = []
+        """Load queued jobs and free nodes, decide (pure), apply; then start the processes outside any
+        transaction and record them. A crash in between leaves running jobs without processes, which
+        the next start fails as ``JobProcessesLost``."""
         with self.db.session() as session:
-            queued_rows = session.scalars(
-                select(Job)
-                .join(Cluster, Job.cluster_id == Cluster.id)
-                .filter(Job.execution_state == JobState.QUEUED, Cluster.provisioning_state != "deleting")
-            ).all()
-            if not queued_rows:
-                return
-            queued = [
-                QueuedJob(
-                    j.id, int(j.cluster_id or 0), j.priority, (j.created_at.timestamp(), j.id), j.node_count, j.skips
-                )
-                for j in queued_rows
-            ]
-            free: dict[int, list[int]] = {}
-            for node in session.scalars(
-                select(Node).filter(Node.state == NodeState.IDLE, Node.job_id.is_(None)).order_by(Node.index)
-            ):
-                free.setdefault(node.cluster_id, []).append(node.id)
-            decision = decide(queued, free, self.settings.max_skips)
-            ctx = self._ctx(session)
-            for job_id, skips in decision.skipped.items():
-                session.get_one(Job, job_id).skips = skips
-            for job_id, node_ids in decision.starts.items():
-                job = session.get_one(Job, job_id)
-                job.attempts += 1
-                job_service.switch_state(ctx, job, JobState.RUNNING)
-                for index, node_id in enumerate(node_ids):
-                    node = session.get_one(Node, node_id)
-                    node.job_id = job.id
-                    self._node_state(node, NodeState.RUNNING)
-                    task = Task(job_id=job.id, node_id=node.id, index=index, info={})
-                    session.add(task)
-                    job.tasks.append(task)
-                launches.append(job_id)
-        for job_id in launches:
-            self._launch(job_id)
+            starts = self._decide_and_mark(session)
+        for start in starts:
+            try:
+                started = self._start(start)
+                error = None
+            except launch.LaunchError as exc:
+                started, error = exc.started, exc
+            self._record(start, started, error)
 
-    def _launch(self, job_id: int) -> None:
-        """Start every task of a job that was just marked running; a launch error fails the job."""
-        with self.db.session() as session:
+    def _decide_and_mark(self, session: Session) -> list[JobStart]:
+        free: dict[int, list[int]] = {}
+        for node in session.scalars(
+            select(Node).filter(Node.state == NodeState.IDLE, Node.job_id.is_(None)).order_by(Node.index)
+        ):
+            free.setdefault(node.cluster_id, []).append(node.id)
+        if not free:
+            return []
+        # Only the columns the decision needs: the queue may be long, and this runs on every pass.
+        rows = session.execute(
+            select(Job.id, Job.cluster_id, Job.priority, Job.created_at, Job.node_count, Job.skips)
+            .join(Cluster, Job.cluster_id == Cluster.id)
+            .filter(
+                Job.execution_state == JobState.QUEUED,
+                Cluster.provisioning_state != "deleting",
+                Job.cluster_id.in_(list(free)),
+            )
+        ).all()
+        if not rows:
+            return []
+        queued = [
+            QueuedJob(r.id, int(r.cluster_id), r.priority, (r.created_at.timestamp(), r.id), r.node_count, r.skips)
+            for r in rows
+        ]
+        decision = decide(queued, free, self.settings.max_skips)
+        ctx = self._ctx(session)
+        for job_id, skips in decision.skipped.items():
+            session.get_one(Job, job_id).skips = skips
+        starts = []
+        for job_id, node_ids in decision.starts.items():
             job = session.get_one(Job, job_id)
             cluster = session.get_one(Cluster, job.cluster_id)
+            job.attempts += 1
+            job_service.switch_state(ctx, job, JobState.RUNNING)
+            slots = []
+            for index, node_id in enumerate(node_ids):
+                node = session.get_one(Node, node_id)
+                node.job_id = job.id
+                self._node_state(node, NodeState.RUNNING)
+                job.tasks.append(Task(node_id=node.id, index=index, info={}))
+                slots.append(
+                    launch.NodeSlot(
+                        node.name,
+                        self.provider.node_dir(cluster.id, node.name),
+                        self.provider.shared_dir(cluster.id),
+                        index,
+                        self.provider.gpus_for(node.index, max(1, len(cluster.nodes))),
+                    )
+                )
             try:
-                self._start_tasks(session, job, cluster)
-            except launch.LaunchError as exc:
-                job.notes = {**job.notes, "launch_error": {"code": exc.code, "message": exc.message}}
-                job.stop_reason = "launch"
-                for task in job.tasks:
-                    if task.info.get("pid") is None:
-                        task.finished_at = self.clock()
-                        task.exit_code = None
-                self._log(job, f"The job could not start: {exc.message}")
-        self.wake()
-
-    def _start_tasks(self, session: Session, job: Job, cluster: Cluster) -> None:
-        nodes = {n.id: n for n in cluster.nodes}
-        base_env = dict(self.settings.base_env)
-        for task in sorted(job.tasks, key=lambda t: t.index):
-            node = nodes[task.node_id or 0]
-            slot = launch.NodeSlot(
-                node.name,
-                self.provider.node_dir(cluster.id, node.name),
-                self.provider.shared_dir(cluster.id),
-                task.index,
-                self.provider.gpus_for(node.index, max(1, len(cluster.nodes))),
+                servers = self._file_servers(session, job.spec)
+            except launch.LaunchError:
+                servers = {}  # reported when the mount is made
+            starts.append(
+                JobStart(job.id, job.spec, job.output_segment, cluster.name, cluster.spec, job.attempts, slots, servers)
             )
-            try:
+        return starts
+
+    def _file_servers(self, session: Session, spec: dict[str, Any]) -> dict[str, Path]:
+        """Host directories of the file servers a job mounts, resolved while a session is at hand."""
+        resolve = self._file_server_path(session)
+        return {
+            m["fileServer"]["id"]: resolve(m["fileServer"]["id"], "")
+            for m in (spec.get("mountVolumes") or {}).get("fileServers") or []
+        }
+
+    def _start(self, start: JobStart) -> list[tuple[int, Handle, str]]:
+        """Start every task of a job (no database here); raises LaunchError carrying what did start."""
+        started: list[tuple[int, Handle, str]] = []
+
+        def file_server(resource_id: str, source: str) -> Path:
+            root = start.file_servers.get(resource_id)
+            if root is None:
+                raise launch.LaunchError("FileServerNotFound", f"The file server '{resource_id}' was not found.")
+            return root / source.strip("/") if source.strip("/") else root
+
+        try:
+            for slot in start.slots:
                 plan = launch.plan(
-                    job_id=job.id,
-                    spec=job.spec,
-                    segment=job.output_segment,
-                    cluster_spec=cluster.spec,
+                    job_id=start.job_id,
+                    spec=start.spec,
+                    segment=start.segment,
+                    cluster_spec=start.cluster_spec,
                     slot=slot,
-                    base_env=base_env,
+                    base_env=dict(self.settings.base_env),
                     resolve=self._resolver,
-                    file_server=self._file_server_path(session),
+                    file_server=file_server,
                     default_python=self.settings.default_python,
                 )
-                for link, target in plan.links:
-                    make_link(link, target)
-                for command, path in plan.unmanaged:
-                    _run_mount(command, path)
-                for directory in plan.directories:
-                    directory.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise launch.LaunchError(
-                    "JobPreparationFailed", f"Preparing the job's directories failed: {exc}"
-                ) from exc
-            command = launch.toolkit_command(job.spec, plan.env, self.settings.default_python)
-            if plan.container:
-                command = container_command(plan, command)
-            if task.index == 0:
-                job.notes = {
-                    **job.notes,
-                    "stderr": str(plan.stdouterr / plan.stderr_name),
-                    "execution_log": str(plan.stdouterr / "execution.log"),
-                }
-                self._log(
-                    job,
-                    f"Job started on {len(job.tasks)} node(s) of cluster {cluster.name}; "
-                    f"attempt {job.attempts}. {launch.describe(plan)}",
+                try:
+                    for link, target in plan.links:
+                        make_link(link, target)
+                    for command, path in plan.unmanaged:
+                        _run_mount(command, path)
+                    for directory in plan.directories:
+                        directory.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    raise launch.LaunchError(
+                        "JobPreparationFailed", f"Preparing the job's directories failed: {exc}"
+                    ) from exc
+                command = launch.toolkit_command(start.spec, plan.env, self.settings.default_python)
+                if plan.container:
+                    command = container_command(plan, command)
+                if slot.task_index == 0:
+                    start.stderr = str(plan.stdouterr / plan.stderr_name)
+                    start.execution_log = str(plan.stdouterr / "execution.log")
+                    _append(
+                        start.execution_log,
+                        self.clock(),
+                        f"Job started on {len(start.slots)} node(s) of cluster {start.cluster_name}; "
+                        f"attempt {start.attempts}. {launch.describe(plan)}",
+                    )
+                handle = self.provider.start(
+                    plan.job_temp / f"task-{slot.task_index}.sh",
+                    launch.script_body(plan, command),
+                    env=plan.env,
+                    cwd=Path(plan.env["AZ_BATCHAI_JOB_TEMP"]),
+                    stdout=plan.stdouterr / plan.stdout_name,
+                    stderr=plan.stdouterr / plan.stderr_name,
+                    exit_file=plan.job_temp / f"task-{slot.task_index}.exit",
                 )
-            handle = self.provider.start(
-                plan.job_temp / f"task-{task.index}.sh",
-                launch.script_body(plan, command),
-                env=plan.env,
-                cwd=Path(plan.env["AZ_BATCHAI_JOB_TEMP"]),
-                stdout=plan.stdouterr / plan.stdout_name,
-                stderr=plan.stdouterr / plan.stderr_name,
-                exit_file=plan.job_temp / f"task-{task.index}.exit",
-            )
-            task.pid = handle.pid
-            task.pid_start = handle.start
-            task.started_at = self.clock()
-            task.info = {**_handle_info(handle), "node": node.name}
-            session.flush()
-            self._watch(handle)
+                started.append((slot.task_index, handle, slot.node_name))
+                self._watch(handle)
+        except launch.LaunchError as exc:
+            exc.started = started
+            raise
+        return started
+
+    def _record(
+        self, start: JobStart, started: list[tuple[int, Handle, str]], error: launch.LaunchError | None
+    ) -> None:
+        """Write down the processes of a job just started, or why it could not start."""
+        with self.db.session() as session:
+            job = session.get(Job, start.job_id)
+            if job is None:
+                return
+            job.notes = {**job.notes, "stderr": start.stderr, "execution_log": start.execution_log}
+            by_index = {index: (handle, node) for index, handle, node in started}
+            for task in job.tasks:
+                if task.index in by_index:
+                    handle, node = by_index[task.index]
+                    task.pid = handle.pid
+                    task.pid_start = handle.start
+                    task.started_at = self.clock()
+                    task.info = {**_handle_info(handle), "node": node}
+                elif error is not None:
+                    task.finished_at = self.clock()
+            if error is not None:
+                job.notes = {**job.notes, "launch_error": {"code": error.code, "message": error.message}}
+                if job.stop_reason is None:
+                    job.stop_reason = "launch"
+                self._log(job, f"The job could not start: {error.message}")
+        if error is not None:
+            self.wake()
+
+
+@dataclass
+class JobStart:
+    """What starting a job needs, read from the database before its processes start."""
+
+    job_id: int
+    spec: dict[str, Any]
+    segment: str
+    cluster_name: str
+    cluster_spec: dict[str, Any]
+    attempts: int
+    slots: list[launch.NodeSlot]
+    file_servers: dict[str, Path]
+    stderr: str | None = None
+    execution_log: str | None = None
+
+
+def _earliest(a: datetime | None, b: datetime) -> datetime:
+    return b if a is None else min(a, b)
+
+
+def _append(path: str | None, when: datetime, message: str) -> None:
+    if not path:
+        return
+    try:
+        with open(path, "a") as handle:
+            handle.write(f"{when.isoformat()} {message}\n")
+    except OSError:
+        pass
 
 
 def _run_mount(command: str, path: Path) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from batchai.api import render
-from batchai.api.deps import api_version, delete_in_two_steps, page, run
+from batchai.api.deps import api_version, delete_in_two_steps, page, respond, run
 from batchai.api.routes import WORKSPACE
 from batchai.models.resources import ClusterInput, ClusterPatch, FileServerInput
 from batchai.services import clusters, file_servers
@@ -19,17 +19,17 @@ FILE_SERVER = WORKSPACE + "/fileServers/{server}"
 
 @router.put(CLUSTER)
 def put_cluster(sub: str, group: str, workspace: str, cluster: str, body: ClusterInput, request: Request) -> Any:
-    return run(request, lambda ctx: render.cluster(clusters.put(ctx, sub, group, workspace, cluster, body)[0]))
+    return respond(run(request, lambda ctx: render.cluster(clusters.put(ctx, sub, group, workspace, cluster, body)[0])))
 
 
 @router.patch(CLUSTER)
 def patch_cluster(sub: str, group: str, workspace: str, cluster: str, body: ClusterPatch, request: Request) -> Any:
-    return run(request, lambda ctx: render.cluster(clusters.patch(ctx, sub, group, workspace, cluster, body)))
+    return respond(run(request, lambda ctx: render.cluster(clusters.patch(ctx, sub, group, workspace, cluster, body))))
 
 
 @router.get(CLUSTER)
 def get_cluster(sub: str, group: str, workspace: str, cluster: str, request: Request) -> Any:
-    return run(request, lambda ctx: render.cluster(clusters.get(ctx, sub, group, workspace, cluster)))
+    return respond(run(request, lambda ctx: render.cluster(clusters.get(ctx, sub, group, workspace, cluster))))
 
 
 @router.get(WORKSPACE + "/clusters")
@@ -64,12 +64,14 @@ def delete_cluster(sub: str, group: str, workspace: str, cluster: str, request: 
 
 @router.put(FILE_SERVER)
 def put_file_server(sub: str, group: str, workspace: str, server: str, body: FileServerInput, request: Request) -> Any:
-    return run(request, lambda ctx: render.file_server(file_servers.put(ctx, sub, group, workspace, server, body)[0]))
+    return respond(
+        run(request, lambda ctx: render.file_server(file_servers.put(ctx, sub, group, workspace, server, body)[0]))
+    )
 
 
 @router.get(FILE_SERVER)
 def get_file_server(sub: str, group: str, workspace: str, server: str, request: Request) -> Any:
-    return run(request, lambda ctx: render.file_server(file_servers.get(ctx, sub, group, workspace, server)))
+    return respond(run(request, lambda ctx: render.file_server(file_servers.get(ctx, sub, group, workspace, server))))
 
 
 @router.get(WORKSPACE + "/fileServers")

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from batchai.api import render
-from batchai.api.deps import any_api_version, delete_in_two_steps, page, run
+from batchai.api.deps import any_api_version, delete_in_two_steps, page, respond, run
 from batchai.api.routes import GROUP, SUB
 from batchai.models.resources import ResourceGroupInput, ResourceGroupPatch
 from batchai.services import groups
@@ -18,19 +18,18 @@ router = APIRouter(dependencies=[Depends(any_api_version)], tags=["resource grou
 
 
 @router.put(GROUP)
-def put_group(sub: str, group: str, body: ResourceGroupInput, request: Request, response: Response) -> Any:
+def put_group(sub: str, group: str, body: ResourceGroupInput, request: Request) -> Any:
     def work(ctx: Ctx) -> tuple[dict[str, Any], bool]:
         row, created = groups.put(ctx, sub, group, body)
         return render.group(row), created
 
     rendered, created = run(request, work)
-    response.status_code = 201 if created else 200
-    return rendered
+    return respond(rendered, 201 if created else 200)
 
 
 @router.get(GROUP)
 def get_group(sub: str, group: str, request: Request) -> Any:
-    return run(request, lambda ctx: render.group(groups.get(ctx, sub, group)))
+    return respond(run(request, lambda ctx: render.group(groups.get(ctx, sub, group))))
 
 
 @router.head(GROUP)
@@ -41,7 +40,7 @@ def group_exists(sub: str, group: str, request: Request) -> Response:
 
 @router.patch(GROUP)
 def patch_group(sub: str, group: str, body: ResourceGroupPatch, request: Request) -> Any:
-    return run(request, lambda ctx: render.group(groups.patch(ctx, sub, group, body)))
+    return respond(run(request, lambda ctx: render.group(groups.patch(ctx, sub, group, body))))
 
 
 @router.get(SUB + "/resourceGroups")

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from batchai.api import links, render
-from batchai.api.deps import api_version, delete_in_two_steps, page, run
+from batchai.api.deps import api_version, delete_in_two_steps, page, respond, run
 from batchai.api.routes import EXPERIMENT
 from batchai.errors import InvalidInput
 from batchai.models.resources import JobInput
@@ -21,12 +21,14 @@ JOB = EXPERIMENT + "/jobs/{job}"
 
 @router.put(JOB)
 def put_job(sub: str, group: str, workspace: str, experiment: str, job: str, body: JobInput, request: Request) -> Any:
-    return run(request, lambda ctx: render.job(jobs.create(ctx, sub, group, workspace, experiment, job, body)[0]))
+    return respond(
+        run(request, lambda ctx: render.job(jobs.create(ctx, sub, group, workspace, experiment, job, body)[0]))
+    )
 
 
 @router.get(JOB)
 def get_job(sub: str, group: str, workspace: str, experiment: str, job: str, request: Request) -> Any:
-    return run(request, lambda ctx: render.job(jobs.get(ctx, sub, group, workspace, experiment, job)))
+    return respond(run(request, lambda ctx: render.job(jobs.get(ctx, sub, group, workspace, experiment, job))))
 
 
 @router.get(EXPERIMENT + "/jobs")

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from batchai.api import render
-from batchai.api.deps import any_api_version, page, run
+from batchai.api.deps import any_api_version, page, respond, run
 from batchai.api.routes import GROUP, SUB
 from batchai.errors import InvalidInput
 from batchai.models.resources import StorageAccountInput
@@ -30,23 +30,22 @@ def _endpoint(request: Request) -> str:
 
 
 @accounts.put(ACCOUNT)
-def put_account(
-    sub: str, group: str, account: str, body: StorageAccountInput, request: Request, response: Response
-) -> Any:
+def put_account(sub: str, group: str, account: str, body: StorageAccountInput, request: Request) -> Any:
     def work(ctx: Ctx) -> tuple[dict[str, Any], bool]:
         row, created = storage_accounts.put(ctx, sub, group, account, body)
         return render.storage_account(row, _endpoint(request)), created
 
     rendered, created = run(request, work)
-    response.status_code = 200 if not created else 201
-    return rendered
+    return respond(rendered, 201 if created else 200)
 
 
 @accounts.get(ACCOUNT)
 def get_account(sub: str, group: str, account: str, request: Request) -> Any:
-    return run(
-        request,
-        lambda ctx: render.storage_account(storage_accounts.get(ctx, sub, group, account), _endpoint(request)),
+    return respond(
+        run(
+            request,
+            lambda ctx: render.storage_account(storage_accounts.get(ctx, sub, group, account), _endpoint(request)),
+        )
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from batchai.api import render
-from batchai.api.deps import api_version, delete_in_two_steps, page, run
+from batchai.api.deps import api_version, delete_in_two_steps, page, respond, run
 from batchai.api.routes import BATCHAI, EXPERIMENT, SUB, WORKSPACE
 from batchai.models.resources import WorkspaceInput, WorkspacePatch
 from batchai.services import experiments, workspaces
@@ -17,17 +17,17 @@ router = APIRouter(dependencies=[Depends(api_version)], tags=["workspaces"])
 
 @router.put(WORKSPACE)
 def put_workspace(sub: str, group: str, workspace: str, body: WorkspaceInput, request: Request) -> Any:
-    return run(request, lambda ctx: render.workspace(workspaces.put(ctx, sub, group, workspace, body)[0]))
+    return respond(run(request, lambda ctx: render.workspace(workspaces.put(ctx, sub, group, workspace, body)[0])))
 
 
 @router.patch(WORKSPACE)
 def patch_workspace(sub: str, group: str, workspace: str, body: WorkspacePatch, request: Request) -> Any:
-    return run(request, lambda ctx: render.workspace(workspaces.patch(ctx, sub, group, workspace, body)))
+    return respond(run(request, lambda ctx: render.workspace(workspaces.patch(ctx, sub, group, workspace, body))))
 
 
 @router.get(WORKSPACE)
 def get_workspace(sub: str, group: str, workspace: str, request: Request) -> Any:
-    return run(request, lambda ctx: render.workspace(workspaces.get(ctx, sub, group, workspace)))
+    return respond(run(request, lambda ctx: render.workspace(workspaces.get(ctx, sub, group, workspace))))
 
 
 @router.get(BATCHAI + "/workspaces")
@@ -54,12 +54,14 @@ def delete_workspace(sub: str, group: str, workspace: str, request: Request) -> 
 
 @router.put(EXPERIMENT)
 def put_experiment(sub: str, group: str, workspace: str, experiment: str, request: Request) -> Any:
-    return run(request, lambda ctx: render.experiment(experiments.put(ctx, sub, group, workspace, experiment)[0]))
+    return respond(
+        run(request, lambda ctx: render.experiment(experiments.put(ctx, sub, group, workspace, experiment)[0]))
+    )
 
 
 @router.get(EXPERIMENT)
 def get_experiment(sub: str, group: str, workspace: str, experiment: str, request: Request) -> Any:
-    return run(request, lambda ctx: render.experiment(experiments.get(ctx, sub, group, workspace, experiment)))
+    return respond(run(request, lambda ctx: render.experiment(experiments.get(ctx, sub, group, workspace, experiment))))
 
 
 @router.get(WORKSPACE + "/experiments")

@@ -1,0 +1,111 @@
+"""Shared pieces of the benchmarks: a real server in a temporary home, a workspace with a cluster, stats."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+API = "?api-version=2018-05-01"
+SUB = "00000000-0000-0000-0000-000000000000"
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 120.0, interval: float = 0.005) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError("benchmark condition not reached")
+
+
+@dataclass
+class Bench:
+    http: httpx.Client
+    home: Path
+    ws: str
+
+    def job_path(self, name: str) -> str:
+        return f"{self.ws}/experiments/exp/jobs/{name}"
+
+    def submit(self, name: str, command: str, cluster: str = "c", node_count: int = 1,
+               **props: Any) -> float:
+        """Create a job; returns the time.time() just before the request was sent."""
+        body = {"properties": {"cluster": {"id": f"{self.ws}/clusters/{cluster}"}, "nodeCount": node_count,
+                               "stdOutErrPathPrefix": str(self.home / "logs"),
+                               "customToolkitSettings": {"commandLine": command}, **props}}
+        before = time.time()
+        response = self.http.put(self.job_path(name) + API, json=body)
+        response.raise_for_status()
+        return before
+
+    def state(self, name: str) -> str:
+        return str(self.http.get(self.job_path(name) + API).json()["properties"]["executionState"])
+
+
+@contextmanager
+def server(nodes: int = 1) -> Iterator[Bench]:
+    """A batchai server (its own process, as users run it) with a workspace, an experiment and a cluster."""
+    home = Path(tempfile.mkdtemp(prefix="batchai-bench-"))
+    port = free_port()
+    env = {**os.environ, "BATCHAI_GRACE_SECONDS": "2"}
+    log = open(home / "server.log", "wb")  # noqa: SIM115
+    process = subprocess.Popen([PYTHON, "-m", "batchai", "server", "start", "--home", str(home), "--port", str(port)],
+                               stdout=log, stderr=log, env=env, start_new_session=True)
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: (home / "credentials.json").exists() and _answers(endpoint), timeout=60, interval=0.05)
+        token = json.loads((home / "credentials.json").read_text())["token"]
+        http = httpx.Client(base_url=endpoint, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        group = f"/subscriptions/{SUB}/resourceGroups/bench"
+        http.put(group + "?api-version=2021-04-01", json={"location": "local"}).raise_for_status()
+        ws = f"{group}/providers/Microsoft.BatchAI/workspaces/ws"
+        http.put(ws + API, json={"location": "local"}).raise_for_status()
+        http.put(f"{ws}/experiments/exp" + API).raise_for_status()
+        http.put(f"{ws}/clusters/c" + API, json={"properties": {
+            "vmSize": "local", "scaleSettings": {"manual": {"targetNodeCount": nodes}}}}).raise_for_status()
+        wait_for(lambda: http.get(f"{ws}/clusters/c" + API).json()["properties"]["nodeStateCounts"]
+                 ["idleNodeCount"] == nodes, interval=0.05)
+        yield Bench(http, home, ws)
+        http.close()
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
+
+
+def _answers(endpoint: str) -> bool:
+    try:
+        return httpx.get(endpoint + "/openapi.json", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
+    return {"median": statistics.median(ordered), "p90": p90, "n": len(ordered)}
+
+
+def ms(value: float) -> str:
+    return f"{value * 1000:.1f} ms"

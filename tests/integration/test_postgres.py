@@ -1,0 +1,386 @@
+"""The real server on a real PostgreSQL (``batchai server start --database-url postgresql+psycopg://...``).
+
+The same resources, storage and a job as on SQLite, over HTTP and through the CLI; they survive a restart, bad input
+creates nothing, deleting a group cascades, and the schema in PostgreSQL is the one the Alembic migrations make.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from batchai.store.db import MIGRATIONS
+from batchai.store.tables import Base, UtcDateTime
+from tests.conftest import API, BIN, SUB, Server, arm_error, assert_nothing_left, free_port, url, wait_for
+from tests.pg import TIME_ZONE, postgres_server, postgres_url  # noqa: F401 - fixtures used here
+
+RG_API = "2021-04-01"
+BATCHAI_API = API
+SA_API = "2023-01-01"
+GROUPS = f"/subscriptions/{SUB}/resourceGroups"
+
+
+@dataclass
+class PgBatchServer(Server):
+    """``Server`` started with ``--database-url``."""
+
+    database_url: str = ""
+
+    def start(self) -> None:
+        log = open(self.home / "test-server.log", "ab")  # noqa: SIM115 - closed with the process
+        command = [str(BIN / "batchai"), "server", "start", "--home", str(self.home), "--port", str(self.port)]
+        self.process = subprocess.Popen(
+            [*command, "--database-url", self.database_url],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env={**os.environ, "BATCHAI_GRACE_SECONDS": "3", **self.env},
+        )
+
+        def ready() -> bool:
+            assert self.process is not None and self.process.poll() is None, (
+                "server exited: " + (self.home / "test-server.log").read_text()[-2000:]
+            )
+            try:
+                return (
+                    httpx.get(f"{self.endpoint}/openapi.json", timeout=1).status_code == 200
+                    and (self.home / "credentials.json").exists()
+                )
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, timeout=60, message="the server to answer")
+        self.http = httpx.Client(base_url=self.endpoint, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def db(postgres_url: str) -> Iterator[sa.Engine]:  # noqa: F811 - the fixture imported above
+    engine = sa.create_engine(postgres_url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def pg(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PgBatchServer]:  # noqa: F811
+    """One server on the session's PostgreSQL database for this module (each test uses its own group)."""
+    srv = PgBatchServer(home=tmp_path_factory.mktemp("pg-home"), port=free_port(), database_url=postgres_url)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        assert_nothing_left(srv.home)
+
+
+def rows(engine: sa.Engine, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+    with engine.connect() as connection:
+        return [tuple(row) for row in connection.execute(sa.text(sql), params)]
+
+
+def ws_path(group: str, ws: str = "ws") -> str:
+    return f"{GROUPS}/{group}/providers/Microsoft.BatchAI/workspaces/{ws}"
+
+
+def account_path(group: str, account: str) -> str:
+    return f"{GROUPS}/{group}/providers/Microsoft.Storage/storageAccounts/{account}"
+
+
+def cluster_body(target: int = 1) -> dict[str, Any]:
+    return {"properties": {"vmSize": "STANDARD_NC6", "scaleSettings": {"manual": {"targetNodeCount": target}}}}
+
+
+def job_body(cluster_id: str, logs: Path, command: str = "echo hi") -> dict[str, Any]:
+    return {
+        "properties": {
+            "cluster": {"id": cluster_id},
+            "nodeCount": 1,
+            "stdOutErrPathPrefix": str(logs),
+            "customToolkitSettings": {"commandLine": command},
+        }
+    }
+
+
+def wait_job(srv: Server, path: str, states: tuple[str, ...] = ("succeeded", "failed")) -> dict[str, Any]:
+    def ended() -> dict[str, Any] | None:
+        response = srv.http.get(url(path))
+        assert response.status_code == 200, response.text
+        props = response.json()["properties"]
+        return dict(props) if props["executionState"] in states else None
+
+    return dict(wait_for(ended, timeout=60, message=f"{path} to be one of {states}"))
+
+
+@dataclass
+class Estate:
+    """What ``build`` made in one group: ARM paths by kind, the storage account, the job's output."""
+
+    group: str
+    account: str
+    paths: dict[str, str]
+    logs: Path
+
+
+def build(srv: Server, group: str, account: str, logs: Path) -> Estate:
+    """A group with a workspace, experiment, cluster, storage account (share and file) and a succeeded job."""
+    assert srv.ok("group", "create", "-n", group, "-l", "eastus")["name"] == group
+    srv.ok("workspace", "create", "-g", group, "-n", "ws", "-l", "eastus")
+    srv.ok("experiment", "create", "-g", group, "-w", "ws", "-n", "exp")
+    ws = ws_path(group)
+    cluster = srv.http.put(url(f"{ws}/clusters/c1"), json=cluster_body())
+    assert cluster.status_code == 200, cluster.text
+    created = srv.ok("storage", "account", "create", "-n", account, "--sku", "Standard_LRS", "-g", group)
+    assert created["name"] == account and created["resourceGroup"] == group
+    assert srv.ok("storage", "share", "create", "-n", "scripts", "--account-name", account) == {"created": True}
+    source = logs.parent / "hello.txt"
+    source.write_bytes(b"hello postgres\n")
+    uploaded = srv.ok(
+        "storage",
+        "file",
+        "upload",
+        "-s",
+        "scripts",
+        "--source",
+        str(source),
+        "-p",
+        "dir/hello.txt",
+        "--account-name",
+        account,
+    )
+    assert (uploaded["name"], uploaded["contentLength"]) == ("dir/hello.txt", 15)
+    job = f"{ws}/experiments/exp/jobs/j1"
+    submitted = srv.http.put(url(job), json=job_body(cluster.json()["id"], logs))
+    assert submitted.status_code == 200, submitted.text
+    ended = wait_job(srv, job)
+    assert ended["executionState"] == "succeeded", ended
+    assert ended["executionInfo"]["exitCode"] == 0
+    paths = {
+        "group": f"{GROUPS}/{group}",
+        "workspace": ws,
+        "experiment": f"{ws}/experiments/exp",
+        "cluster": f"{ws}/clusters/c1",
+        "job": job,
+        "account": account_path(group, account),
+    }
+    return Estate(group, account, paths, logs)
+
+
+def api_version(kind: str) -> str:
+    return {"group": RG_API, "account": SA_API}.get(kind, BATCHAI_API)
+
+
+def snapshot(srv: Server, estate: Estate) -> dict[str, Any]:
+    """The resources as the API shows them, without what the engine may change at any time."""
+    found: dict[str, Any] = {}
+    for kind, path in estate.paths.items():
+        response = srv.http.get(url(path, api_version(kind)))
+        assert response.status_code == 200, f"{kind}: {response.text}"
+        body = response.json()
+        if kind == "cluster":
+            for volatile in ("nodeStateCounts", "currentNodeCount", "allocationState", "allocationStateTransitionTime"):
+                body["properties"].pop(volatile, None)
+        found[kind] = body
+    return found
+
+
+def check_estate(srv: Server, estate: Estate) -> None:
+    """Everything ``build`` made is there, over HTTP and through the CLI, with the job still succeeded."""
+    group, account = estate.group, estate.account
+    g = ("-g", group, "-w", "ws")
+    assert srv.ok("group", "show", "-n", group.upper())["name"] == group
+    assert srv.ok("workspace", "list", "-g", group, "--query", "[].name") == ["ws"]
+    assert srv.ok("experiment", "show", *g, "-n", "EXP")["name"] == "exp"
+    assert srv.ok("cluster", "list", *g, "--query", "[].name") == ["c1"]
+    assert srv.ok("job", "show", *g, "-e", "exp", "-n", "j1", "--query", "executionState") == "succeeded"
+    assert srv.ok("job", "list", *g, "-e", "exp", "--query", "[].name") == ["j1"]
+    outputs = srv.ok("job", "file", "list", *g, "-e", "exp", "-j", "j1", "--query", "[].name")
+    assert "stdout.txt" in outputs, outputs
+    job = srv.http.get(url(estate.paths["job"])).json()["properties"]
+    stdout = estate.logs / job["jobOutputDirectoryPathSegment"] / "stdouterr" / "stdout.txt"
+    assert stdout.read_text() == "hi\n"
+    assert srv.ok("storage", "account", "list", "-g", group, "--query", "[].name") == [account]
+    files = srv.ok("storage", "file", "list", "-s", "scripts", "-p", "dir", "--account-name", account)
+    assert [(f["name"], f["type"]) for f in files] == [("dir/hello.txt", "file")]
+    download = srv.http.get(f"/storage/{account}/shares/scripts/files/dir/hello.txt")
+    assert download.status_code == 200 and download.content == b"hello postgres\n"
+
+
+def test_the_migrations_made_the_schema_in_postgres(pg: PgBatchServer, db: sa.Engine) -> None:
+    assert not (pg.home / "batchai.db").exists(), "the server must not fall back to SQLite"
+    public = "table_schema = 'public'"
+    tables = rows(db, f"SELECT table_name FROM information_schema.tables WHERE {public} AND table_type = 'BASE TABLE'")
+    assert {t for (t,) in tables} == {*Base.metadata.tables, "alembic_version"}
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert rows(db, "SELECT version_num FROM alembic_version") == [(head,)]
+    # Every column is there with the type its model asks for (JSON as json, times with their zone).
+    columns = {
+        f"{table}.{column}": (data_type, length)
+        for table, column, data_type, length in rows(
+            db,
+            "SELECT table_name, column_name, data_type, character_maximum_length"
+            f" FROM information_schema.columns WHERE {public} AND table_name <> 'alembic_version'",
+        )
+    }
+    expected = {}
+    for table in Base.metadata.tables.values():
+        for column in table.columns:
+            kind = column.type
+            data_type = (
+                "json"
+                if isinstance(kind, sa.JSON)
+                else "timestamp with time zone"
+                if isinstance(kind, UtcDateTime)
+                else "character varying"
+                if isinstance(kind, sa.String)
+                else "double precision"
+                if isinstance(kind, sa.Double)
+                else "integer"
+            )
+            expected[f"{table.name}.{column.name}"] = (data_type, getattr(kind, "length", None))
+    assert columns == expected
+    # ... and nothing differs from the models as Alembic sees it.
+    with db.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    rules = dict(
+        rows(
+            db,
+            "SELECT tc.table_name || '.' || kcu.column_name, rc.delete_rule"
+            " FROM information_schema.referential_constraints rc"
+            " JOIN information_schema.table_constraints tc ON tc.constraint_name = rc.constraint_name"
+            " JOIN information_schema.key_column_usage kcu ON kcu.constraint_name = rc.constraint_name",
+        )
+    )
+    assert rules == {
+        "workspaces.group_id": "CASCADE",
+        "storage_accounts.group_id": "CASCADE",
+        "clusters.workspace_id": "CASCADE",
+        "experiments.workspace_id": "CASCADE",
+        "file_servers.workspace_id": "CASCADE",
+        "jobs.experiment_id": "CASCADE",
+        "jobs.cluster_id": "SET NULL",
+        "nodes.cluster_id": "CASCADE",
+        "nodes.job_id": "SET NULL",
+        "tasks.job_id": "CASCADE",
+        "tasks.node_id": "SET NULL",
+    }
+
+
+def test_resources_storage_and_a_job_survive_a_restart(pg: PgBatchServer, db: sa.Engine, tmp_path: Path) -> None:
+    estate = build(pg, "PG.Restart", "pgrestart1", tmp_path / "logs")
+    check_estate(pg, estate)
+    before = snapshot(pg, estate)
+    assert rows(db, "SELECT name, location FROM resource_groups WHERE key = 'pg.restart'") == [("PG.Restart", "eastus")]
+    token = pg.token
+    pg.restart()
+    assert pg.token == token
+    assert snapshot(pg, estate) == before
+    check_estate(pg, estate)
+    assert not (pg.home / "batchai.db").exists(), "the server must not fall back to SQLite"
+
+
+def test_names_are_looked_up_case_insensitively(pg: PgBatchServer) -> None:
+    http = pg.http
+    created = http.put(url(f"{GROUPS}/PG-Case", RG_API), json={"location": "eastus"})
+    assert created.status_code == 201, created.text
+    again = http.put(url(f"{GROUPS}/pg-CASE", RG_API), json={"location": "EastUS"})
+    assert again.status_code == 200 and again.json()["name"] == "PG-Case"
+    assert http.get(url(f"/subscriptions/{SUB}/resourcegroups/pg-case", RG_API)).json()["name"] == "PG-Case"
+    assert http.put(url(ws_path("pg-case", "MyWs")), json={"location": "eastus"}).status_code == 200
+    assert http.put(url(ws_path("PG-CASE", "myws")), json={"location": "eastus"}).json()["name"] == "MyWs"
+    listed = http.get(url(f"{GROUPS}/PG-Case/providers/Microsoft.BatchAI/workspaces")).json()["value"]
+    assert [w["name"] for w in listed] == ["MyWs"]
+    assert pg.ok("group", "exists", "-n", "PG-CASE") is True
+    assert http.delete(url(f"{GROUPS}/pg-case", RG_API)).status_code == 200
+    assert pg.ok("group", "exists", "-n", "PG-Case") is False
+
+
+def test_bad_names_give_400_and_create_nothing(pg: PgBatchServer, db: sa.Engine, tmp_path: Path) -> None:
+    http = pg.http
+    tables = [t for t in Base.metadata.tables if t != "alembic_version"]
+
+    def counts() -> dict[str, int]:
+        return {t: rows(db, f"SELECT count(*) FROM {t}")[0][0] for t in tables}
+
+    assert http.put(url(f"{GROUPS}/pg-bad", RG_API), json={"location": "eastus"}).status_code == 201
+    ws = ws_path("pg-bad")
+    assert http.put(url(ws), json={"location": "eastus"}).status_code == 200
+    assert http.put(url(f"{ws}/experiments/exp")).status_code == 200
+    cluster_id = http.put(url(f"{ws}/clusters/c1"), json=cluster_body()).json()["id"]
+    before = counts()
+    bad = [
+        http.put(url(f"{GROUPS}/bad name!", RG_API), json={"location": "eastus"}),
+        http.put(url(f"{GROUPS}/{'g' * 91}", RG_API), json={"location": "eastus"}),
+        http.put(url(ws_path("pg-bad", "bad name!")), json={"location": "eastus"}),
+        http.put(url(ws_path("pg-bad", "w" * 65)), json={"location": "eastus"}),
+        http.put(url(f"{ws}/experiments/bad name!")),
+        http.put(url(f"{ws}/clusters/bad name!"), json=cluster_body()),
+        http.put(url(f"{ws}/experiments/exp/jobs/bad name!"), json=job_body(cluster_id, tmp_path)),
+        http.put(url(account_path("pg-bad", "Bad_Name")), json={"location": "eastus", "sku": {"name": "Standard_LRS"}}),
+    ]
+    for response in bad:
+        assert arm_error(response, 400)["code"] == "InvalidResourceName", response.text
+    error = pg.fails("workspace", "create", "-g", "pg-bad", "-n", "bad name!", "-l", "eastus")
+    assert "invalid" in error.lower()
+    assert counts() == before
+    assert http.get(url(f"{ws}/experiments/exp/jobs")).json()["value"] == []
+
+
+def test_deleting_a_group_cascades(pg: PgBatchServer, db: sa.Engine, tmp_path: Path) -> None:
+    estate = build(pg, "pg-cascade", "pgcascade1", tmp_path / "logs")
+    (group_id,) = rows(db, "SELECT id FROM resource_groups WHERE key = 'pg-cascade'")[0]
+    owned = {
+        "workspaces": "group_id = :g",
+        "storage_accounts": "group_id = :g",
+        "experiments": "workspace_id IN (SELECT id FROM workspaces WHERE group_id = :g)",
+        "clusters": "workspace_id IN (SELECT id FROM workspaces WHERE group_id = :g)",
+        "jobs": "experiment_id IN (SELECT e.id FROM experiments e JOIN workspaces w ON e.workspace_id = w.id"
+        " WHERE w.group_id = :g)",
+    }
+    job_id = rows(db, f"SELECT id FROM jobs WHERE {owned['jobs']}", g=group_id)[0][0]
+    cluster_id = rows(db, f"SELECT id FROM clusters WHERE {owned['clusters']}", g=group_id)[0][0]
+
+    def left() -> dict[str, int]:
+        found = {t: rows(db, f"SELECT count(*) FROM {t} WHERE {where}", g=group_id)[0][0] for t, where in owned.items()}
+        found["nodes"] = rows(db, "SELECT count(*) FROM nodes WHERE cluster_id = :c", c=cluster_id)[0][0]
+        found["tasks"] = rows(db, "SELECT count(*) FROM tasks WHERE job_id = :j", j=job_id)[0][0]
+        found["resource_groups"] = rows(db, "SELECT count(*) FROM resource_groups WHERE id = :g", g=group_id)[0][0]
+        return found
+
+    assert all(left().values()), left()
+    assert pg.ok("group", "delete", "-n", "PG-Cascade", "-y") is None
+    assert left() == dict.fromkeys(left(), 0)
+    for kind, path in estate.paths.items():
+        arm_error(pg.http.get(url(path, api_version(kind))), 404)
+    assert arm_error(pg.http.get(f"/storage/{estate.account}/shares"), 404)["code"] == "StorageAccountNotFound"
+    assert pg.ok("group", "exists", "-n", "pg-cascade") is False
+
+
+def test_times_are_utc_whatever_the_database_time_zone(pg: PgBatchServer, db: sa.Engine, tmp_path: Path) -> None:
+    # tests/pg.py runs PostgreSQL in a non-UTC zone: times read back must still be UTC ("Z"), as on SQLite.
+    assert rows(db, "SHOW TimeZone") == [(TIME_ZONE,)]
+    estate = build(pg, "pg-times", "pgtimes1", tmp_path / "logs")
+    pg.restart()  # nothing cached: every row comes from the database
+    shown = snapshot(pg, estate)
+    stamps = {
+        f"{kind}.{key}": value
+        for kind, body in shown.items()
+        for key, value in {**body.get("properties", {}), **body.get("properties", {}).get("executionInfo", {})}.items()
+        if key.endswith("Time")
+    }
+    assert {"workspace.creationTime", "job.creationTime", "job.startTime", "job.endTime"} <= set(stamps)
+    assert {k: v for k, v in stamps.items() if not v.endswith("Z")} == {}
+    files = pg.http.get(f"/storage/{estate.account}/shares/scripts/files", params={"path": "dir"}).json()["value"]
+    assert files[0]["lastModified"].endswith("Z")

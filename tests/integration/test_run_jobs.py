@@ -1,0 +1,419 @@
+"""Jobs run for real on the local provider: toolkits, environment, preparation, directories, secrets,
+terminate, wall clock, priorities, gang scheduling, resize, auto-scale, setup tasks, restarts."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from tests.conftest import Server, url, wait_for
+from tests.integration.jobkit import Bench, make_bench
+
+CHECK = """
+import json, os, sys
+out = os.environ["AZ_BATCHAI_OUTPUT_OUT"]
+keys = [k for k in os.environ if k.startswith(("AZ_BATCHAI_", "CUDA_", "MY_", "PYTHONUNBUFFERED"))]
+with open(os.path.join(out, "result.json"), "w") as f:
+    json.dump({"argv": sys.argv[1:], "env": {k: os.environ[k] for k in keys}, "cwd": os.getcwd()}, f)
+print("hello from", os.environ["AZ_BATCHAI_TASK_INDEX"])
+print("to stderr", file=sys.stderr)
+"""
+
+
+@pytest.fixture
+def bench(server: Server, tmp_path: Path) -> Bench:
+    return make_bench(server, "run.rg", tmp_path)
+
+
+def write_script(bench: Bench, text: str = CHECK, name: str = "check.py") -> Path:
+    script = bench.tmp / "scripts" / name
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(text)
+    return script
+
+
+def outputs(bench: Bench) -> list[dict[str, Any]]:
+    return [{"id": "OUT", "pathPrefix": str(bench.tmp / "out")}]
+
+
+def result(bench: Bench, name: str) -> dict[str, Any]:
+    segment = bench.job(name)["jobOutputDirectoryPathSegment"]
+    return dict(json.loads((bench.tmp / "out" / segment / "result.json").read_text()))
+
+
+TOOLKITS = {
+    "cntkSettings": lambda s: {"pythonScriptFilePath": s, "commandLineArgs": "a1 $MY_VAR"},
+    "pyTorchSettings": lambda s: {"pythonScriptFilePath": s, "commandLineArgs": "a1 $MY_VAR"},
+    "tensorFlowSettings": lambda s: {
+        "pythonScriptFilePath": s,
+        "masterCommandLineArgs": "a1 $MY_VAR",
+        "workerCommandLineArgs": "worker",
+    },
+    "chainerSettings": lambda s: {"pythonScriptFilePath": s, "commandLineArgs": "a1 $MY_VAR"},
+    "caffe2Settings": lambda s: {"pythonScriptFilePath": s, "commandLineArgs": "a1 $MY_VAR"},
+    "caffeSettings": lambda s: {"pythonScriptFilePath": s, "commandLineArgs": "a1 $MY_VAR"},
+    "customToolkitSettings": lambda s: {"commandLine": f"python3 {s} a1 $MY_VAR"},
+}
+
+
+def test_each_toolkit_gets_its_arguments_and_environment(bench: Bench) -> None:
+    bench.cluster(target=2)
+    script = write_script(bench)
+    env = [{"name": "MY_VAR", "value": "v-$AZ_BATCHAI_TASK_INDEX"}]
+    for key, settings in TOOLKITS.items():
+        name = key.replace("Settings", "").lower()
+        bench.submit(name, environmentVariables=env, outputDirectories=outputs(bench), **{key: settings(str(script))})
+    for key in TOOLKITS:
+        name = key.replace("Settings", "").lower()
+        props = bench.wait_job(name)
+        assert props["executionState"] == "succeeded", (name, props.get("executionInfo"))
+        assert props["executionInfo"]["exitCode"] == 0
+        got = result(bench, name)
+        assert got["argv"] == ["a1", "v-0"], name
+        env_seen = got["env"]
+        for var in (
+            "AZ_BATCHAI_MOUNT_ROOT",
+            "AZ_BATCHAI_JOB_MOUNT_ROOT",
+            "AZ_BATCHAI_JOB_TEMP",
+            "AZ_BATCHAI_JOB_TEMP_DIR",
+            "AZ_BATCHAI_SHARED_JOB_TEMP",
+            "AZ_BATCHAI_STDOUTERR_DIR",
+        ):
+            assert Path(env_seen[var]).is_absolute(), var
+        assert env_seen["AZ_BATCHAI_NUM_GPUS"] == "0" and env_seen["CUDA_VISIBLE_DEVICES"] == ""
+        assert env_seen["AZ_BATCHAI_TASK_INDEX"] == "0" and env_seen["PYTHONUNBUFFERED"] == "1"
+        assert env_seen["AZ_BATCHAI_OUTPUT_OUT"].endswith(props["jobOutputDirectoryPathSegment"])
+        assert got["cwd"] == env_seen["AZ_BATCHAI_JOB_TEMP"]
+        out_dir = Path(env_seen["AZ_BATCHAI_STDOUTERR_DIR"])
+        assert (out_dir / "stdout.txt").read_text() == "hello from 0\n"
+        assert (out_dir / "stderr.txt").read_text() == "to stderr\n"
+        assert "started" in (out_dir / "execution.log").read_text()
+    assert bench.job("tensorflow")["toolType"] == "tensorflow"
+
+
+def test_distributed_settings_fail_clearly_until_supported(bench: Bench) -> None:
+    bench.cluster(target=2)
+    script = write_script(bench)
+    bench.submit("mpi", customMpiSettings={"commandLine": "echo hi", "processCount": 2})
+    bench.submit("twonodes", node_count=2, pyTorchSettings={"pythonScriptFilePath": str(script)})
+    for name in ("mpi", "twonodes"):
+        props = bench.wait_job(name)
+        assert props["executionState"] == "failed"
+        error = props["executionInfo"]["errors"][0]
+        assert error["code"] == "DistributedNotSupported" and "nodeCount" in error["message"]
+
+
+def test_missing_script_fails_with_a_clear_error(bench: Bench) -> None:
+    bench.cluster()
+    bench.submit("missing", pyTorchSettings={"pythonScriptFilePath": str(bench.tmp / "nope.py")})
+    props = bench.wait_job("missing")
+    assert props["executionState"] == "failed"
+    error = props["executionInfo"]["errors"][0]
+    assert error["code"] == "ScriptNotFound" and "nope.py" in error["message"]
+
+
+def test_failure_quotes_the_last_lines_of_stderr(bench: Bench) -> None:
+    bench.cluster()
+    bench.submit("boom", customToolkitSettings={"commandLine": "echo first >&2; echo 'the real reason' >&2; exit 3"})
+    props = bench.wait_job("boom")
+    assert props["executionState"] == "failed" and props["executionInfo"]["exitCode"] == 3
+    error = props["executionInfo"]["errors"][0]
+    assert "code 3" in error["message"] and "the real reason" in error["message"]
+    assert error["details"][0]["name"] == "stderr"
+
+
+def test_job_preparation_input_and_output_directories(bench: Bench) -> None:
+    bench.cluster()
+    data = bench.tmp / "data"
+    data.mkdir()
+    (data / "in.txt").write_text("input!")
+    command = "cat $AZ_BATCHAI_INPUT_DATA/in.txt > $AZ_BATCHAI_OUTPUT_MODEL/copy.txt; cat $AZ_BATCHAI_JOB_TEMP/prep.txt"
+    bench.submit(
+        "dirs",
+        jobPreparation={"commandLine": "echo prepared; echo ready > prep.txt"},
+        inputDirectories=[{"id": "DATA", "path": str(data)}],
+        outputDirectories=[{"id": "MODEL", "pathPrefix": str(bench.tmp / "out"), "pathSuffix": "models"}],
+        customToolkitSettings={"commandLine": command},
+    )
+    props = bench.wait_job("dirs")
+    assert props["executionState"] == "succeeded", props.get("executionInfo")
+    model_dir = bench.tmp / "out" / props["jobOutputDirectoryPathSegment"] / "models"
+    assert (model_dir / "copy.txt").read_text() == "input!"
+    stdouterr = bench.stdouterr("dirs")
+    assert (stdouterr / "stdout-job_prep.txt").read_text() == "prepared\n"
+    assert (stdouterr / "stdout.txt").read_text() == "ready\n"
+    # Files are listed with signed links that download without a token, and expire.
+    files = bench.files("dirs", "MODEL")
+    assert set(files) == {"copy.txt"} and files["copy.txt"]["properties"]["contentLength"] == 6
+    assert httpx.get(files["copy.txt"]["downloadUrl"]).content == b"input!"
+    tampered = files["copy.txt"]["downloadUrl"].replace("sig=", "sig=0")
+    assert httpx.get(tampered).status_code == 403
+    logs = bench.files("dirs")
+    assert {"stdout.txt", "stderr.txt", "stdout-job_prep.txt", "execution.log"} <= set(logs)
+
+
+def test_failing_job_preparation_fails_the_job(bench: Bench) -> None:
+    bench.cluster()
+    bench.submit(
+        "prep",
+        jobPreparation={"commandLine": "echo nope >&2; exit 7"},
+        customToolkitSettings={"commandLine": "echo should-not-run"},
+    )
+    props = bench.wait_job("prep")
+    assert props["executionState"] == "failed" and props["executionInfo"]["exitCode"] == 7
+    assert (bench.stdouterr("prep") / "stdout.txt").read_text() == ""
+    assert (bench.stdouterr("prep") / "stderr-job_prep.txt").read_text() == "nope\n"
+
+
+def test_secrets_reach_the_job_but_never_the_api_or_logs(bench: Bench) -> None:
+    bench.cluster()
+    secret = "s3cr3t-token-value"
+    expected = bench.tmp / "expected"
+    expected.write_text(secret)
+    bench.submit(
+        "secret",
+        secrets=[{"name": "MY_SECRET", "value": secret}],
+        customToolkitSettings={"commandLine": f'test "$MY_SECRET" = "$(cat {expected})"'},
+    )
+    props = bench.wait_job("secret")
+    assert props["executionState"] == "succeeded"
+    for response in (
+        bench.server.http.get(url(bench.job_path("secret"))),
+        bench.server.http.get(url(f"{bench.ws}/experiments/exp/jobs")),
+    ):
+        assert secret not in response.text
+    assert props["secrets"] == [{"name": "MY_SECRET"}]
+    assert secret not in (bench.server.home / "test-server.log").read_text()
+    for path in bench.stdouterr("secret").iterdir():
+        assert secret not in path.read_text(), path
+
+
+def pid_of(marker: Path) -> int:
+    return int(wait_for(lambda: marker.exists() and marker.read_text().strip(), message=f"{marker}"))
+
+
+def gone(pid: int) -> bool:
+    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_terminate_stops_the_process_tree(bench: Bench) -> None:
+    bench.cluster()
+    marker = bench.tmp / "child.pid"
+    bench.submit("long", customToolkitSettings={"commandLine": f"sleep 300 & echo $! > {marker}; wait"})
+    bench.wait_job("long", ("running",))
+    child = pid_of(marker)
+    bench.terminate("long")
+    props = bench.wait_job("long")
+    assert props["executionState"] == "failed"
+    assert props["executionInfo"]["errors"][0]["code"] == "JobTerminated"
+    assert gone(child)
+    # A job that ignores SIGTERM is killed after the grace period.
+    marker2 = bench.tmp / "stubborn.pid"
+    bench.submit(
+        "stubborn",
+        customToolkitSettings={"commandLine": f"trap '' TERM; echo $$ > {marker2}; while true; do sleep 0.1; done"},
+    )
+    pid = pid_of(marker2)
+    bench.terminate("stubborn")
+    assert bench.wait_job("stubborn", timeout=30)["executionState"] == "failed"
+    assert gone(pid)
+
+
+def test_max_wall_clock_time_is_enforced(bench: Bench) -> None:
+    bench.cluster()
+    bench.submit("slow", constraints={"maxWallClockTime": "PT1S"}, customToolkitSettings={"commandLine": "sleep 300"})
+    props = bench.wait_job("slow", timeout=30)
+    assert props["executionState"] == "failed"
+    error = props["executionInfo"]["errors"][0]
+    assert error["code"] == "MaxWallClockTimeExceeded" and "PT1S" in error["message"]
+
+
+def test_priority_order_high_normal_low(bench: Bench) -> None:
+    bench.cluster()
+    order = bench.tmp / "order.txt"
+    gate = bench.tmp / "gate"
+    bench.submit("blocker", customToolkitSettings={"commandLine": f"while [ ! -e {gate} ]; do sleep 0.05; done"})
+    bench.wait_job("blocker", ("running",))
+    for name, priority in (("low1", "low"), ("normal1", "normal"), ("high1", "high"), ("normal2", "normal")):
+        bench.submit(
+            name, schedulingPriority=priority, customToolkitSettings={"commandLine": f"echo {name} >> {order}"}
+        )
+    assert all(bench.job(n)["executionState"] == "queued" for n in ("low1", "normal1", "high1", "normal2"))
+    gate.touch()
+    for name in ("low1", "normal1", "high1", "normal2"):
+        assert bench.wait_job(name)["executionState"] == "succeeded"
+    assert order.read_text().split() == ["high1", "normal1", "normal2", "low1"]
+
+
+def test_two_node_job_waits_until_both_nodes_are_free(bench: Bench) -> None:
+    bench.cluster(target=2)
+    bench.wait_nodes(idle=2)
+    gate = bench.tmp / "gate"
+    bench.submit("one", customToolkitSettings={"commandLine": f"while [ ! -e {gate} ]; do sleep 0.05; done"})
+    bench.wait_job("one", ("running",))
+    seen = bench.tmp / "seen"
+    seen.mkdir()
+    bench.submit(
+        "two",
+        node_count=2,
+        customToolkitSettings={"commandLine": f"touch {seen}/$AZ_BATCHAI_TASK_INDEX-$AZ_BATCHAI_NODE_NAME"},
+    )
+    counts = bench.cluster_state()["nodeStateCounts"]
+    assert counts["idleNodeCount"] == 1 and counts["runningNodeCount"] == 1
+    assert bench.job("two")["executionState"] == "queued"
+    gate.touch()
+    assert bench.wait_job("two")["executionState"] == "succeeded"
+    assert sorted(p.name for p in seen.iterdir()) == ["0-node-0", "1-node-1"] or len(list(seen.iterdir())) == 2
+    out = bench.stdouterr("two")
+    assert (out / "stdout.txt").exists() and (out / "stdout-wk-1.txt").exists()
+
+
+def gated(bench: Bench, name: str, gate: Path) -> None:
+    bench.submit(name, customToolkitSettings={"commandLine": f"while [ ! -e {gate} ]; do sleep 0.05; done"})
+
+
+@pytest.mark.parametrize("option", ["requeue", "terminate", "waitforjobcompletion"])
+def test_resize_down_honours_the_deallocation_option(bench: Bench, option: str) -> None:
+    bench.cluster(target=1, option=option)
+    gate = bench.tmp / "gate"
+    gated(bench, "busy", gate)
+    bench.wait_job("busy", ("running",))
+    response = bench.server.http.patch(
+        url(f"{bench.ws}/clusters/c"),
+        json={"properties": {"scaleSettings": {"manual": {"targetNodeCount": 0, "nodeDeallocationOption": option}}}},
+    )
+    assert response.status_code == 200
+    if option == "requeue":
+        assert bench.wait_job("busy", ("queued",))["executionState"] == "queued"
+        bench.wait_nodes(total=0)
+        gate.touch()
+        bench.server.http.patch(
+            url(f"{bench.ws}/clusters/c"),
+            json={
+                "properties": {"scaleSettings": {"manual": {"targetNodeCount": 1, "nodeDeallocationOption": option}}}
+            },
+        )
+        assert bench.wait_job("busy")["executionState"] == "succeeded"
+    elif option == "terminate":
+        props = bench.wait_job("busy")
+        assert props["executionState"] == "failed"
+        assert props["executionInfo"]["errors"][0]["code"] == "NodeDeallocated"
+        bench.wait_nodes(total=0)
+    else:
+        state = wait_for(
+            lambda: bench.cluster_state()["nodeStateCounts"]["leavingNodeCount"] == 1 or None,
+            message="the node to be leaving",
+        )
+        assert state
+        assert bench.job("busy")["executionState"] == "running"
+        gate.touch()
+        assert bench.wait_job("busy")["executionState"] == "succeeded"
+        bench.wait_nodes(total=0)
+
+
+def test_auto_scale_grows_while_jobs_wait_and_shrinks_when_idle(bench: Bench) -> None:
+    bench.cluster(auto=(0, 2))
+    bench.wait_nodes(total=0)
+    gate = bench.tmp / "gate"
+    gated(bench, "a", gate)
+    gated(bench, "b", gate)
+    wait_for(lambda: bench.cluster_state()["nodeStateCounts"]["runningNodeCount"] == 2, message="two nodes running")
+    gate.touch()
+    for name in ("a", "b"):
+        assert bench.wait_job(name)["executionState"] == "succeeded"
+    bench.wait_nodes(total=0, timeout=20)
+
+
+def test_failing_setup_task_makes_nodes_unusable_and_the_cluster_reports_it(bench: Bench) -> None:
+    prefix = bench.tmp / "setup-logs"
+    bench.cluster(
+        target=1,
+        nodeSetup={
+            "setupTask": {"commandLine": "echo setting up; echo broken >&2; exit 4", "stdOutErrPathPrefix": str(prefix)}
+        },
+    )
+    props = wait_for(
+        lambda: (p := bench.cluster_state())["nodeStateCounts"]["unusableNodeCount"] == 1 and p,
+        message="the node to become unusable",
+    )
+    error = props["errors"][0]
+    assert error["code"] == "SetupTaskFailed" and "exit code 4" in error["message"]
+    suffix = props["nodeSetup"]["setupTask"]["stdOutErrPathSuffix"]
+    assert (prefix / suffix / "node-0" / "stdout.txt").read_text() == "setting up\n"
+    # A good setup task runs once per node and leaves it idle.
+    bench.cluster(
+        "good",
+        target=2,
+        nodeSetup={
+            "setupTask": {
+                "commandLine": f"echo $AZ_BATCHAI_NODE_NAME >> {bench.tmp}/setup-runs",
+                "stdOutErrPathPrefix": str(prefix),
+            }
+        },
+    )
+    bench.wait_nodes("good", idle=2)
+    assert sorted((bench.tmp / "setup-runs").read_text().split()) == ["node-0", "node-1"]
+
+
+def test_cluster_mounts_appear_under_the_mount_root(bench: Bench) -> None:
+    http = bench.server.http
+    account = "runmount1"
+    assert http.put(
+        url(
+            f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/{bench.group}/"
+            f"providers/Microsoft.Storage/storageAccounts/{account}"
+        ),
+        json={},
+    ).status_code in (200, 201)
+    assert http.put(f"/storage/{account}/shares/common").status_code == 201
+    assert http.put(f"/storage/{account}/shares/common/files/hello.txt", content=b"shared").status_code == 201
+    bench.cluster(
+        target=1,
+        nodeSetup={
+            "mountVolumes": {
+                "azureFileShares": [
+                    {"azureFileUrl": f"https://{account}.file.core.windows.net/common", "relativeMountPath": "afs"}
+                ]
+            }
+        },
+    )
+    bench.submit(
+        "reads", customToolkitSettings={"commandLine": 'test "$(cat $AZ_BATCHAI_MOUNT_ROOT/afs/hello.txt)" = shared'}
+    )
+    assert bench.wait_job("reads")["executionState"] == "succeeded"
+
+
+def test_the_server_killed_mid_job_reattaches_and_the_job_finishes(bench: Bench) -> None:
+    bench.cluster()
+    gate = bench.tmp / "gate"
+    command = f"echo before; while [ ! -e {gate} ]; do sleep 0.05; done; echo after; echo err-line >&2"
+    bench.submit("survivor", customToolkitSettings={"commandLine": command})
+    bench.wait_job("survivor", ("running",))
+    bench.server.restart(kill=True)
+    assert bench.job("survivor")["executionState"] == "running"
+    gate.touch()
+    props = bench.wait_job("survivor")
+    assert props["executionState"] == "succeeded", props.get("executionInfo")
+    assert (bench.stdouterr("survivor") / "stdout.txt").read_text() == "before\nafter\n"
+    assert (bench.stdouterr("survivor") / "stderr.txt").read_text() == "err-line\n"
+
+
+def test_a_job_whose_processes_vanished_while_the_server_was_down_fails(bench: Bench) -> None:
+    bench.cluster()
+    marker = bench.tmp / "victim.pid"
+    bench.submit("victim", customToolkitSettings={"commandLine": f"echo $$ > {marker}; exec sleep 300"})
+    pid = pid_of(marker)
+    bench.server.stop(kill=True)
+    os.killpg(os.getpgid(pid), signal.SIGKILL)  # the job's whole process group, as a crash would
+    wait_for(lambda: gone(pid), message="the job's processes to die")
+    bench.server.start()
+    props = bench.wait_job("victim")
+    assert props["executionState"] == "failed"
+    assert props["executionInfo"]["errors"][0]["code"] == "JobProcessesLost"
