@@ -7,7 +7,9 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[dev]'
+# torch for the sample's tests: a CPU build, pinned so that nothing pulls a CUDA build.
+.venv/bin/python -m pip install --quiet torch==2.13.0
+.venv/bin/python -m pip install --quiet -e '.[dev,postgres]'
 .venv/bin/ruff check src tests tools
 .venv/bin/ruff format --check src tests tools
 .venv/bin/mypy

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import importlib.util
 import os
 import pwd
 import shutil
@@ -82,7 +83,7 @@ class PgServer:
         command = [str(self.bin_dir / tool), *args]
         if self.as_root:
             command = ["runuser", "-u", OS_USER, "--", *command]
-        # The tools look at their working directory: use one the postgres user may enter.
+        # The tools look at their working directory: give them one the postgres user may enter.
         proc = subprocess.run(
             command,
             cwd=self.root,
@@ -90,7 +91,7 @@ class PgServer:
             text=True,
             timeout=timeout,
             stdin=subprocess.DEVNULL,
-            env={**os.environ, "LC_ALL": "C.UTF-8", "PGTZ": TIME_ZONE},
+            env={**os.environ, "LC_ALL": "C.UTF-8"},
         )
         if proc.returncode != 0:
             log = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
@@ -130,7 +131,6 @@ class PgServer:
                 "synchronous_commit = off\n"
                 "full_page_writes = off\n"
                 f"timezone = '{TIME_ZONE}'\n"
-                "max_connections = 100\n"
             )
 
     def start(self, attempts: int = 3) -> None:
@@ -170,24 +170,24 @@ class PgServer:
         self.run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER, name)
 
     def processes(self) -> list[psutil.Process]:
-        """The postmaster we started and its children (none if it is gone, or its pid now names another process)."""
-        if self.pid is None:
-            with contextlib.suppress(ValueError, IndexError, OSError):
-                self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
+        """The postmaster of ``data`` and its children; none once it is gone (or its pid names another process)."""
+        with contextlib.suppress(ValueError, IndexError, OSError):
+            self.pid = int((self.data / "postmaster.pid").read_text().split()[0])
         if self.pid is None:
             return []
         try:
             postmaster = psutil.Process(self.pid)
-            if str(self.data) not in " ".join(postmaster.cmdline()):
+            # The postmaster works in its data directory (whatever its command line says).
+            if Path(postmaster.cwd()).resolve() != self.data.resolve():
                 return []
             return [postmaster, *postmaster.children(recursive=True)]
-        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+        except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied, OSError):
             return []
 
     def stop(self) -> list[psutil.Process]:
         """Stop at once (``pg_ctl stop -m immediate``); SIGKILL whatever still runs 10 s later and return it."""
         processes = self.processes()
-        if processes:
+        if processes or (self.data / "postmaster.pid").exists():
             with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):
                 self.run("pg_ctl", "--pgdata", str(self.data), "--mode=immediate", "--wait", "stop", timeout=60)
         with contextlib.suppress(AssertionError):
@@ -246,4 +246,6 @@ def postgres_server() -> Iterator[PgServer]:
 @pytest.fixture(scope="session")
 def postgres_url(postgres_server: PgServer) -> str:
     """``postgresql+psycopg://postgres@127.0.0.1:PORT/batchai`` of the session's PostgreSQL server."""
+    if importlib.util.find_spec("psycopg") is None:
+        pytest.fail("the PostgreSQL driver is missing: pip install -e '.[postgres]' (psycopg[binary])")
     return postgres_server.url()

@@ -2,6 +2,7 @@
 
 The same resources, storage and a job as on SQLite, over HTTP and through the CLI; they survive a restart, bad input
 creates nothing, deleting a group cascades, and the schema in PostgreSQL is the one the Alembic migrations make.
+The PostgreSQL server comes from ``tests/pg.py`` (a throwaway one per session, in a non-UTC time zone).
 """
 
 from __future__ import annotations
@@ -86,6 +87,11 @@ def pg(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         assert_nothing_left(srv.home)
 
 
+def fresh(srv: Server) -> httpx.Client:
+    """A client on a new connection: the server drops a keep-alive connection after answering a 500."""
+    return httpx.Client(base_url=srv.endpoint, headers={"Authorization": f"Bearer {srv.token}"}, timeout=30)
+
+
 def rows(engine: sa.Engine, sql: str, **params: Any) -> list[tuple[Any, ...]]:
     with engine.connect() as connection:
         return [tuple(row) for row in connection.execute(sa.text(sql), params)]
@@ -114,6 +120,13 @@ def job_body(cluster_id: str, logs: Path, command: str = "echo hi") -> dict[str,
     }
 
 
+def wait_idle(srv: Server, cluster: str) -> None:
+    def idle() -> bool:
+        return bool(srv.http.get(url(cluster)).json()["properties"]["nodeStateCounts"]["idleNodeCount"] == 1)
+
+    wait_for(idle, message=f"the node of {cluster} to be idle")
+
+
 def wait_job(srv: Server, path: str, states: tuple[str, ...] = ("succeeded", "failed")) -> dict[str, Any]:
     def ended() -> dict[str, Any] | None:
         response = srv.http.get(url(path))
@@ -126,7 +139,7 @@ def wait_job(srv: Server, path: str, states: tuple[str, ...] = ("succeeded", "fa
 
 @dataclass
 class Estate:
-    """What ``build`` made in one group: ARM paths by kind, the storage account, the job's output."""
+    """What ``build`` made in one group: ARM paths by kind, the storage account, where job output goes."""
 
     group: str
     account: str
@@ -134,7 +147,7 @@ class Estate:
     logs: Path
 
 
-def build(srv: Server, group: str, account: str, logs: Path) -> Estate:
+def build(srv: Server, group: str, account: str, logs: Path, job: bool = True) -> Estate:
     """A group with a workspace, experiment, cluster, storage account (share and file) and a succeeded job."""
     assert srv.ok("group", "create", "-n", group, "-l", "eastus")["name"] == group
     srv.ok("workspace", "create", "-g", group, "-n", "ws", "-l", "eastus")
@@ -142,39 +155,29 @@ def build(srv: Server, group: str, account: str, logs: Path) -> Estate:
     ws = ws_path(group)
     cluster = srv.http.put(url(f"{ws}/clusters/c1"), json=cluster_body())
     assert cluster.status_code == 200, cluster.text
+    wait_idle(srv, f"{ws}/clusters/c1")
     created = srv.ok("storage", "account", "create", "-n", account, "--sku", "Standard_LRS", "-g", group)
     assert created["name"] == account and created["resourceGroup"] == group
     assert srv.ok("storage", "share", "create", "-n", "scripts", "--account-name", account) == {"created": True}
-    source = logs.parent / "hello.txt"
+    logs.mkdir(parents=True, exist_ok=True)
+    source = logs / "hello.txt"
     source.write_bytes(b"hello postgres\n")
-    uploaded = srv.ok(
-        "storage",
-        "file",
-        "upload",
-        "-s",
-        "scripts",
-        "--source",
-        str(source),
-        "-p",
-        "dir/hello.txt",
-        "--account-name",
-        account,
-    )
+    share = ("-s", "scripts", "--account-name", account)
+    uploaded = srv.ok("storage", "file", "upload", *share, "--source", str(source), "-p", "dir/hello.txt")
     assert (uploaded["name"], uploaded["contentLength"]) == ("dir/hello.txt", 15)
-    job = f"{ws}/experiments/exp/jobs/j1"
-    submitted = srv.http.put(url(job), json=job_body(cluster.json()["id"], logs))
-    assert submitted.status_code == 200, submitted.text
-    ended = wait_job(srv, job)
-    assert ended["executionState"] == "succeeded", ended
-    assert ended["executionInfo"]["exitCode"] == 0
     paths = {
         "group": f"{GROUPS}/{group}",
         "workspace": ws,
         "experiment": f"{ws}/experiments/exp",
         "cluster": f"{ws}/clusters/c1",
-        "job": job,
         "account": account_path(group, account),
     }
+    if job:
+        paths["job"] = f"{ws}/experiments/exp/jobs/j1"
+        submitted = srv.http.put(url(paths["job"]), json=job_body(cluster.json()["id"], logs))
+        assert submitted.status_code == 200, submitted.text
+        ended = wait_job(srv, paths["job"])
+        assert (ended["executionState"], ended["executionInfo"]["exitCode"]) == ("succeeded", 0), ended
     return Estate(group, account, paths, logs)
 
 
@@ -208,14 +211,31 @@ def check_estate(srv: Server, estate: Estate) -> None:
     assert srv.ok("job", "list", *g, "-e", "exp", "--query", "[].name") == ["j1"]
     outputs = srv.ok("job", "file", "list", *g, "-e", "exp", "-j", "j1", "--query", "[].name")
     assert "stdout.txt" in outputs, outputs
-    job = srv.http.get(url(estate.paths["job"])).json()["properties"]
-    stdout = estate.logs / job["jobOutputDirectoryPathSegment"] / "stdouterr" / "stdout.txt"
-    assert stdout.read_text() == "hi\n"
+    segment = srv.http.get(url(estate.paths["job"])).json()["properties"]["jobOutputDirectoryPathSegment"]
+    assert (estate.logs / segment / "stdouterr" / "stdout.txt").read_text() == "hi\n"
     assert srv.ok("storage", "account", "list", "-g", group, "--query", "[].name") == [account]
     files = srv.ok("storage", "file", "list", "-s", "scripts", "-p", "dir", "--account-name", account)
-    assert [(f["name"], f["type"]) for f in files] == [("dir/hello.txt", "file")]
+    assert [(f["name"], f["type"]) for f in files] == [("hello.txt", "file")]
     download = srv.http.get(f"/storage/{account}/shares/scripts/files/dir/hello.txt")
     assert download.status_code == 200 and download.content == b"hello postgres\n"
+
+
+def counts(db: sa.Engine) -> dict[str, int]:
+    return {t: rows(db, f"SELECT count(*) FROM {t}")[0][0] for t in Base.metadata.tables}
+
+
+def pg_type(kind: Any) -> str:
+    """The ``information_schema`` data type PostgreSQL should have for a column of the models."""
+    for python_type, name in (
+        (sa.JSON, "json"),
+        (UtcDateTime, "timestamp with time zone"),
+        (sa.String, "character varying"),
+        (sa.Double, "double precision"),
+        (sa.Integer, "integer"),
+    ):
+        if isinstance(kind, python_type):
+            return name
+    raise AssertionError(f"no PostgreSQL type known for {kind!r}")
 
 
 def test_the_migrations_made_the_schema_in_postgres(pg: PgBatchServer, db: sa.Engine) -> None:
@@ -234,22 +254,11 @@ def test_the_migrations_made_the_schema_in_postgres(pg: PgBatchServer, db: sa.En
             f" FROM information_schema.columns WHERE {public} AND table_name <> 'alembic_version'",
         )
     }
-    expected = {}
-    for table in Base.metadata.tables.values():
-        for column in table.columns:
-            kind = column.type
-            data_type = (
-                "json"
-                if isinstance(kind, sa.JSON)
-                else "timestamp with time zone"
-                if isinstance(kind, UtcDateTime)
-                else "character varying"
-                if isinstance(kind, sa.String)
-                else "double precision"
-                if isinstance(kind, sa.Double)
-                else "integer"
-            )
-            expected[f"{table.name}.{column.name}"] = (data_type, getattr(kind, "length", None))
+    expected = {
+        f"{table.name}.{column.name}": (pg_type(column.type), getattr(column.type, "length", None))
+        for table in Base.metadata.tables.values()
+        for column in table.columns
+    }
     assert columns == expected
     # ... and nothing differs from the models as Alembic sees it.
     with db.connect() as connection:
@@ -283,6 +292,11 @@ def test_resources_storage_and_a_job_survive_a_restart(pg: PgBatchServer, db: sa
     check_estate(pg, estate)
     before = snapshot(pg, estate)
     assert rows(db, "SELECT name, location FROM resource_groups WHERE key = 'pg.restart'") == [("PG.Restart", "eastus")]
+    in_group = (
+        "SELECT j.execution_state, j.exit_code FROM jobs j JOIN experiments e ON j.experiment_id = e.id"
+        " JOIN workspaces w ON e.workspace_id = w.id JOIN resource_groups g ON w.group_id = g.id WHERE g.key = :k"
+    )
+    assert rows(db, in_group, k="pg.restart") == [("succeeded", 0)]
     token = pg.token
     pg.restart()
     assert pg.token == token
@@ -309,17 +323,14 @@ def test_names_are_looked_up_case_insensitively(pg: PgBatchServer) -> None:
 
 def test_bad_names_give_400_and_create_nothing(pg: PgBatchServer, db: sa.Engine, tmp_path: Path) -> None:
     http = pg.http
-    tables = [t for t in Base.metadata.tables if t != "alembic_version"]
-
-    def counts() -> dict[str, int]:
-        return {t: rows(db, f"SELECT count(*) FROM {t}")[0][0] for t in tables}
-
     assert http.put(url(f"{GROUPS}/pg-bad", RG_API), json={"location": "eastus"}).status_code == 201
     ws = ws_path("pg-bad")
     assert http.put(url(ws), json={"location": "eastus"}).status_code == 200
     assert http.put(url(f"{ws}/experiments/exp")).status_code == 200
     cluster_id = http.put(url(f"{ws}/clusters/c1"), json=cluster_body()).json()["id"]
-    before = counts()
+    wait_idle(pg, f"{ws}/clusters/c1")
+    before = counts(db)
+    account = {"location": "eastus", "sku": {"name": "Standard_LRS"}, "kind": "StorageV2"}
     bad = [
         http.put(url(f"{GROUPS}/bad name!", RG_API), json={"location": "eastus"}),
         http.put(url(f"{GROUPS}/{'g' * 91}", RG_API), json={"location": "eastus"}),
@@ -328,44 +339,80 @@ def test_bad_names_give_400_and_create_nothing(pg: PgBatchServer, db: sa.Engine,
         http.put(url(f"{ws}/experiments/bad name!")),
         http.put(url(f"{ws}/clusters/bad name!"), json=cluster_body()),
         http.put(url(f"{ws}/experiments/exp/jobs/bad name!"), json=job_body(cluster_id, tmp_path)),
-        http.put(url(account_path("pg-bad", "Bad_Name")), json={"location": "eastus", "sku": {"name": "Standard_LRS"}}),
+        http.put(url(account_path("pg-bad", "Bad_Name"), SA_API), json=account),
     ]
     for response in bad:
         assert arm_error(response, 400)["code"] == "InvalidResourceName", response.text
     error = pg.fails("workspace", "create", "-g", "pg-bad", "-n", "bad name!", "-l", "eastus")
-    assert "invalid" in error.lower()
-    assert counts() == before
+    assert "InvalidResourceName" in error
+    assert counts(db) == before
     assert http.get(url(f"{ws}/experiments/exp/jobs")).json()["value"] == []
 
 
+def test_values_postgres_cannot_store_give_400_and_create_nothing(pg: PgBatchServer, db: sa.Engine) -> None:
+    with fresh(pg) as http:
+        assert http.put(url(f"{GROUPS}/pg-long", RG_API), json={"location": "eastus"}).status_code == 201
+    before = counts(db)
+    sku = {"sku": {"name": "Standard_LRS"}, "kind": "StorageV2"}
+    requests: list[tuple[str, dict[str, Any]]] = [
+        (url(f"{GROUPS}/pg-long-location", RG_API), {"location": "x" * 65}),
+        (url(f"{GROUPS}/pg-nul", RG_API), {"location": "east\u0000us"}),
+        (url(f"/subscriptions/{'s' * 65}/resourceGroups/pg-sub", RG_API), {"location": "eastus"}),
+        (url(ws_path("pg-long")), {"location": "y" * 65}),
+        (url(account_path("pg-long", "pglong1"), SA_API), {"location": "z" * 65, **sku}),
+        (url(account_path("pg-long", "pglong2"), SA_API), {"location": "eastus", "sku": {"name": "S" * 33}}),
+    ]
+    statuses = {}
+    for path, body in requests:
+        with fresh(pg) as http:  # a 500 drops the connection
+            response = http.put(path, json=body)
+            statuses[path.split("?")[0]] = response.status_code
+            if response.status_code < 500:
+                arm_error(response, response.status_code)
+    assert {p: s for p, s in statuses.items() if s not in (400, 404)} == {}
+    assert counts(db) == before
+
+
 def test_deleting_a_group_cascades(pg: PgBatchServer, db: sa.Engine, tmp_path: Path) -> None:
-    estate = build(pg, "pg-cascade", "pgcascade1", tmp_path / "logs")
-    (group_id,) = rows(db, "SELECT id FROM resource_groups WHERE key = 'pg-cascade'")[0]
+    check_cascade(pg, db, build(pg, "pg-cascade", "pgcascade1", tmp_path / "logs", job=False))
+
+
+def test_deleting_a_group_with_a_job_cascades(pg: PgBatchServer, db: sa.Engine, tmp_path: Path) -> None:
+    check_cascade(pg, db, build(pg, "pg-cascade-job", "pgcascade2", tmp_path / "logs"))
+
+
+def check_cascade(srv: Server, db: sa.Engine, estate: Estate) -> None:
+    """Deleting the group through the CLI removes every row it owned, and the storage account's data."""
+    key = estate.group.lower()
+    ((group_id,),) = rows(db, "SELECT id FROM resource_groups WHERE key = :k", k=key)
+    in_ws = "workspace_id IN (SELECT id FROM workspaces WHERE group_id = :g)"
+    in_exp = f"experiment_id IN (SELECT id FROM experiments WHERE {in_ws})"
     owned = {
+        "resource_groups": "id = :g",
         "workspaces": "group_id = :g",
         "storage_accounts": "group_id = :g",
-        "experiments": "workspace_id IN (SELECT id FROM workspaces WHERE group_id = :g)",
-        "clusters": "workspace_id IN (SELECT id FROM workspaces WHERE group_id = :g)",
-        "jobs": "experiment_id IN (SELECT e.id FROM experiments e JOIN workspaces w ON e.workspace_id = w.id"
-        " WHERE w.group_id = :g)",
+        "experiments": in_ws,
+        "clusters": in_ws,
+        "nodes": f"cluster_id IN (SELECT id FROM clusters WHERE {in_ws})",
+        "jobs": in_exp,
+        "tasks": f"job_id IN (SELECT id FROM jobs WHERE {in_exp})",
     }
-    job_id = rows(db, f"SELECT id FROM jobs WHERE {owned['jobs']}", g=group_id)[0][0]
-    cluster_id = rows(db, f"SELECT id FROM clusters WHERE {owned['clusters']}", g=group_id)[0][0]
 
     def left() -> dict[str, int]:
-        found = {t: rows(db, f"SELECT count(*) FROM {t} WHERE {where}", g=group_id)[0][0] for t, where in owned.items()}
-        found["nodes"] = rows(db, "SELECT count(*) FROM nodes WHERE cluster_id = :c", c=cluster_id)[0][0]
-        found["tasks"] = rows(db, "SELECT count(*) FROM tasks WHERE job_id = :j", j=job_id)[0][0]
-        found["resource_groups"] = rows(db, "SELECT count(*) FROM resource_groups WHERE id = :g", g=group_id)[0][0]
-        return found
+        return {t: rows(db, f"SELECT count(*) FROM {t} WHERE {where}", g=group_id)[0][0] for t, where in owned.items()}
 
-    assert all(left().values()), left()
-    assert pg.ok("group", "delete", "-n", "PG-Cascade", "-y") is None
-    assert left() == dict.fromkeys(left(), 0)
+    before = left()
+    expected = {"nodes": 1, "jobs": 1, "tasks": 1} if "job" in estate.paths else {"nodes": 1, "jobs": 0, "tasks": 0}
+    assert before == {**dict.fromkeys(owned, 1), **expected}
+    # The group goes with every row under it: ids of the deleted rows are not reused.
+    row_ids = {t: {i for (i,) in rows(db, f"SELECT id FROM {t} WHERE {w}", g=group_id)} for t, w in owned.items()}
+    assert srv.ok("group", "delete", "-n", estate.group.upper(), "-y") is None
+    for table, ids in row_ids.items():
+        assert rows(db, f"SELECT id FROM {table} WHERE id = ANY(:ids)", ids=list(ids)) == [], table
     for kind, path in estate.paths.items():
-        arm_error(pg.http.get(url(path, api_version(kind))), 404)
-    assert arm_error(pg.http.get(f"/storage/{estate.account}/shares"), 404)["code"] == "StorageAccountNotFound"
-    assert pg.ok("group", "exists", "-n", "pg-cascade") is False
+        arm_error(srv.http.get(url(path, api_version(kind))), 404)
+    assert arm_error(srv.http.get(f"/storage/{estate.account}/shares"), 404)["code"] == "StorageAccountNotFound"
+    assert srv.ok("group", "exists", "-n", estate.group) is False
 
 
 def test_times_are_utc_whatever_the_database_time_zone(pg: PgBatchServer, db: sa.Engine, tmp_path: Path) -> None:
@@ -373,14 +420,11 @@ def test_times_are_utc_whatever_the_database_time_zone(pg: PgBatchServer, db: sa
     assert rows(db, "SHOW TimeZone") == [(TIME_ZONE,)]
     estate = build(pg, "pg-times", "pgtimes1", tmp_path / "logs")
     pg.restart()  # nothing cached: every row comes from the database
-    shown = snapshot(pg, estate)
-    stamps = {
-        f"{kind}.{key}": value
-        for kind, body in shown.items()
-        for key, value in {**body.get("properties", {}), **body.get("properties", {}).get("executionInfo", {})}.items()
-        if key.endswith("Time")
-    }
-    assert {"workspace.creationTime", "job.creationTime", "job.startTime", "job.endTime"} <= set(stamps)
+    stamps = {}
+    for kind, body in snapshot(pg, estate).items():
+        props = body.get("properties", {})
+        for key, value in {**props, **props.get("executionInfo", {})}.items():
+            if key.endswith("Time"):
+                stamps[f"{kind}.{key}"] = value
+    assert {"workspace.creationTime", "account.creationTime", "job.creationTime", "job.endTime"} <= set(stamps)
     assert {k: v for k, v in stamps.items() if not v.endswith("Z")} == {}
-    files = pg.http.get(f"/storage/{estate.account}/shares/scripts/files", params={"path": "dir"}).json()["value"]
-    assert files[0]["lastModified"].endswith("Z")

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from batchai import API_VERSION
@@ -41,7 +42,8 @@ def run(request: Request, fn: Callable[[Ctx], T], attempts: int = 3) -> T:
         try:
             with unit_of_work(request) as ctx:
                 return fn(ctx)
-        except StaleDataError:
+        except (StaleDataError, IntegrityError):
+            # Another request created the same row meanwhile (a unique key): the next attempt finds it.
             if attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
@@ -67,7 +69,14 @@ def delete_in_two_steps(request: Request, prepare: Callable[[Ctx], list[int]], d
     """Deleting what may hold running jobs: ask them to stop, wait for the engine to end them, delete."""
     job_ids = run(request, prepare)
     wait_jobs_ended(request, job_ids, request.app.state.settings.grace_seconds + 15)
-    return run(request, delete)
+    return run(request, lambda ctx: _flushed_once(ctx, delete))
+
+
+def _flushed_once(ctx: Ctx, delete: Callable[[Ctx], bool]) -> bool:
+    """``delete`` with one flush at commit: an autoflush halfway (a lazy load) would delete the children it has
+    marked, and the parent's ORM delete cascade would then delete them again (0 rows: StaleDataError on jobs)."""
+    with ctx.session.no_autoflush:
+        return delete(ctx)
 
 
 def api_version(request: Request) -> str:

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException
 
 from batchai.errors import ApiError
@@ -77,6 +78,16 @@ def install(app: FastAPI) -> None:
             else ("No such API path. Check the URL and the api-version." if exc.status_code == 404 else str(exc.detail))
         )
         return arm_error(exc.status_code, codes.get(exc.status_code, "BadRequest"), message)
+
+    @app.exception_handler(DataError)
+    async def unstorable(_request: Request, exc: DataError) -> JSONResponse:
+        # PostgreSQL refuses what SQLite stores: a string longer than its column, or one holding NUL.
+        log.info("refused a value the database cannot store: %s", exc.orig)
+        return arm_error(
+            400,
+            "InvalidRequestContent",
+            "The request holds a value that is too long or contains a NUL character.",
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:

@@ -215,6 +215,14 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     return sum(tensor.numel() for tensor in tensors), len(tensors)
 
 
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Store the convolution kernels channels-last, like ``model.to(memory_format=torch.channels_last)``."""
+    for parameter in model.parameters():
+        if parameter.dim() == 4:
+            parameter.data = parameter.data.to(memory_format=torch.channels_last)
+    return model
+
+
 def to_input(features: torch.Tensor) -> torch.Tensor:
     """Raw 0..255 feature rows -> the scaled N x 1 x 28 x 28 input batch, in channels-last layout."""
     images = (features.to(torch.float32) * INPUT_SCALE).view(-1, NUM_CHANNELS, IMAGE_HEIGHT, IMAGE_WIDTH)
@@ -299,7 +307,7 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             outputs: torch.Tensor = model(inputs)
             loss: torch.Tensor = loss_function(outputs, targets)
-            loss.backward()  # type: ignore[no-untyped-call]
+            torch.autograd.backward(loss)
             optimizer.step()
             loss_sum += loss.detach()
             errors += (outputs.detach().argmax(dim=1) != targets).sum()
@@ -325,7 +333,7 @@ def evaluate(model: nn.Module, features: torch.Tensor, labels: torch.Tensor) -> 
             outputs: torch.Tensor = model(to_input(batch_features))
             errors += int((outputs.argmax(dim=1) != batch_labels).sum())
             minibatch_index += 1
-    total = labels.numel()
+    total = int(labels.numel())
     log()
     # The original prints minibatch_index + 1 after counting the minibatches (so "[1-11]" for 10 minibatches,
     # as its logs show); kept for fidelity.
@@ -376,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args.output_dir.mkdir(parents=True, exist_ok=True)
 
-    model = build_model().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    model = to_channels_last(build_model())
     parameters, tensors = count_parameters(model)
     log(f"Training {parameters} parameters in {tensors} parameter tensors.")
     log()

@@ -1,0 +1,92 @@
+"""``batchai job file list|stream|download`` and ``job wait`` against jobs that really run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from tests.conftest import BIN, Server, wait_for
+
+
+def setup(server: Server, tmp_path: Path) -> tuple[str, ...]:
+    server.ok("group", "create", "-n", "files.rg")
+    server.ok("workspace", "create", "-g", "files.rg", "-n", "ws")
+    server.ok("experiment", "create", "-g", "files.rg", "-w", "ws", "-n", "exp")
+    server.ok("cluster", "create", "-n", "c", "-g", "files.rg", "-w", "ws", "-s", "local", "-t", "1")
+    return ("-g", "files.rg", "-w", "ws", "-e", "exp")
+
+
+def job_file(tmp_path: Path, command: str, **extra: object) -> str:
+    path = tmp_path / f"job-{abs(hash(command))}.json"
+    path.write_text(
+        json.dumps(
+            {
+                "properties": {
+                    "nodeCount": 1,
+                    "stdOutErrPathPrefix": str(tmp_path / "logs"),
+                    "customToolkitSettings": {"commandLine": command},
+                    **extra,
+                }
+            }
+        )
+    )
+    return str(path)
+
+
+def test_stream_follows_the_file_until_the_job_ends(server: Server, tmp_path: Path) -> None:
+    e = setup(server, tmp_path)
+    gate = tmp_path / "gate"
+    command = f"echo line-1 >&2; while [ ! -e {gate} ]; do sleep 0.05; done; echo line-2 >&2; echo line-3 >&2"
+    server.ok("job", "create", "-n", "talker", "-c", "c", *e, "-f", job_file(tmp_path, command))
+    environ = {"BATCHAI_HOME": str(server.home), "PATH": "/usr/bin:/bin"}
+    stream = subprocess.Popen(
+        [str(BIN / "batchai"), "job", "file", "stream", "-j", "talker", *e, "-f", "stderr.txt"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=environ,
+    )
+    try:
+        assert stream.stdout is not None
+        first = stream.stdout.readline()
+        assert first == b"line-1\n"
+        gate.touch()
+        rest, err = stream.communicate(timeout=60)
+    finally:
+        if stream.poll() is None:
+            stream.kill()
+            stream.wait()
+    assert stream.returncode == 0, err
+    assert rest == b"line-2\nline-3\n"
+    assert b"File found with URL" in err
+
+
+def test_list_download_and_wait(server: Server, tmp_path: Path) -> None:
+    e = setup(server, tmp_path)
+    command = (
+        "mkdir -p $AZ_BATCHAI_OUTPUT_MODEL/sub; echo weights > $AZ_BATCHAI_OUTPUT_MODEL/model.bin; "
+        "echo deep > $AZ_BATCHAI_OUTPUT_MODEL/sub/x.txt; echo done"
+    )
+    spec = job_file(tmp_path, command, outputDirectories=[{"id": "MODEL", "pathPrefix": str(tmp_path / "out")}])
+    server.ok("job", "create", "-n", "maker", "-c", "c", *e, "-f", spec)
+    waited = server.cli("job", "wait", "-n", "maker", *e, "--interval", "0.1")
+    assert waited.code == 0 and "succeeded" in waited.stderr
+    files = server.ok("job", "file", "list", "-j", "maker", *e, "-d", "MODEL")
+    by_name = {f["name"]: f for f in files}
+    assert by_name["model.bin"]["fileType"] == "file" and by_name["model.bin"]["contentLength"] == 8
+    assert by_name["sub"]["fileType"] == "directory"
+    nested = server.ok("job", "file", "list", "-j", "maker", *e, "-d", "MODEL", "-p", "sub")
+    assert [f["name"] for f in nested] == ["x.txt"]
+    table = server.cli("job", "file", "list", "-j", "maker", *e, "-d", "MODEL", "-o", "table")
+    assert "model.bin" in table.stdout and "Name" in table.stdout
+    dest = tmp_path / "downloaded"
+    server.ok("job", "file", "download", "-j", "maker", *e, "-d", "MODEL", "--dest", str(dest))
+    assert (dest / "model.bin").read_text() == "weights\n"
+    logs = {f["name"] for f in server.ok("job", "file", "list", "-j", "maker", *e)}
+    assert {"stdout.txt", "stderr.txt", "execution.log"} <= logs
+    assert "OutputDirectoryNotFound" in server.fails("job", "file", "list", "-j", "maker", *e, "-d", "NOPE")
+    # A failing job: wait exits with its exit code.
+    server.ok("job", "create", "-n", "bad", "-c", "c", *e, "-f", job_file(tmp_path, "exit 5"))
+    failed = server.cli("job", "wait", "-n", "bad", *e, "--interval", "0.1")
+    assert failed.code == 5 and "failed" in failed.stderr
+    wait_for(lambda: server.ok("job", "show", "-n", "bad", *e, "--query", "executionState") == "failed")
