@@ -38,7 +38,8 @@ def main() -> None:
             wait_for(lambda n=name: bench.state(n) == "succeeded", interval=0.01)
             finished = time.time()
             segment = bench.http.get(bench.job_path(name) + "?api-version=2018-05-01").json()["properties"][
-                "jobOutputDirectoryPathSegment"]
+                "jobOutputDirectoryPathSegment"
+            ]
             first = float((bench.home / "logs" / segment / "stdouterr" / "stdout.txt").read_text())
             if i >= 3:
                 base.append(b)

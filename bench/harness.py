@@ -48,12 +48,18 @@ class Bench:
     def job_path(self, name: str) -> str:
         return f"{self.ws}/experiments/exp/jobs/{name}"
 
-    def submit(self, name: str, command: str, cluster: str = "c", node_count: int = 1,
-               **props: Any) -> float:
+    def submit(self, name: str, command: str, cluster: str = "c", node_count: int = 1, **props: Any) -> float:
         """Create a job; returns the time.time() just before the request was sent."""
-        body = {"properties": {"cluster": {"id": f"{self.ws}/clusters/{cluster}"}, "nodeCount": node_count,
-                               "stdOutErrPathPrefix": str(self.home / "logs"),
-                               "customToolkitSettings": {"commandLine": command}, **props}}
+        body: dict[str, Any] = {
+            "properties": {
+                "cluster": {"id": f"{self.ws}/clusters/{cluster}"},
+                "nodeCount": node_count,
+                "stdOutErrPathPrefix": str(self.home / "logs"),
+                **props,
+            }
+        }
+        if command:
+            body["properties"]["customToolkitSettings"] = {"commandLine": command}
         before = time.time()
         response = self.http.put(self.job_path(name) + API, json=body)
         response.raise_for_status()
@@ -70,8 +76,13 @@ def server(nodes: int = 1) -> Iterator[Bench]:
     port = free_port()
     env = {**os.environ, "BATCHAI_GRACE_SECONDS": "2"}
     log = open(home / "server.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen([PYTHON, "-m", "batchai", "server", "start", "--home", str(home), "--port", str(port)],
-                               stdout=log, stderr=log, env=env, start_new_session=True)
+    process = subprocess.Popen(
+        [PYTHON, "-m", "batchai", "server", "start", "--home", str(home), "--port", str(port)],
+        stdout=log,
+        stderr=log,
+        env=env,
+        start_new_session=True,
+    )
     endpoint = f"http://127.0.0.1:{port}"
     try:
         wait_for(lambda: (home / "credentials.json").exists() and _answers(endpoint), timeout=60, interval=0.05)
@@ -82,10 +93,16 @@ def server(nodes: int = 1) -> Iterator[Bench]:
         ws = f"{group}/providers/Microsoft.BatchAI/workspaces/ws"
         http.put(ws + API, json={"location": "local"}).raise_for_status()
         http.put(f"{ws}/experiments/exp" + API).raise_for_status()
-        http.put(f"{ws}/clusters/c" + API, json={"properties": {
-            "vmSize": "local", "scaleSettings": {"manual": {"targetNodeCount": nodes}}}}).raise_for_status()
-        wait_for(lambda: http.get(f"{ws}/clusters/c" + API).json()["properties"]["nodeStateCounts"]
-                 ["idleNodeCount"] == nodes, interval=0.05)
+        http.put(
+            f"{ws}/clusters/c" + API,
+            json={"properties": {"vmSize": "local", "scaleSettings": {"manual": {"targetNodeCount": nodes}}}},
+        ).raise_for_status()
+        wait_for(
+            lambda: (
+                http.get(f"{ws}/clusters/c" + API).json()["properties"]["nodeStateCounts"]["idleNodeCount"] == nodes
+            ),
+            interval=0.05,
+        )
         yield Bench(http, home, ws)
         http.close()
     finally:
@@ -103,7 +120,7 @@ def _answers(endpoint: str) -> bool:
 
 def stats(values: list[float]) -> dict[str, float]:
     ordered = sorted(values)
-    p90 = ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
+    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
     return {"median": statistics.median(ordered), "p90": p90, "n": len(ordered)}
 
 

@@ -19,8 +19,12 @@ COMMAND = f"{PYTHON} -c pass"
 
 def xargs_seconds(jobs: int) -> float:
     start = time.perf_counter()
-    subprocess.run(["xargs", "-P2", "-I{}", "sh", "-c", COMMAND], input="\n".join(str(i) for i in range(jobs)),
-                   text=True, check=True)
+    subprocess.run(
+        ["xargs", "-P2", "-I{}", "sh", "-c", COMMAND],
+        input="\n".join(str(i) for i in range(jobs)),
+        text=True,
+        check=True,
+    )
     return time.perf_counter() - start
 
 
@@ -31,16 +35,22 @@ def batchai_seconds(bench, jobs: int, prefix: str) -> float:  # type: ignore[no-
     jobs_path = f"{bench.ws}/experiments/exp/jobs?api-version=2018-05-01"
 
     def all_done() -> bool:
-        states = [j["properties"]["executionState"] for j in bench.http.get(jobs_path).json()["value"]
-                  if j["name"].startswith(prefix)]
+        states = [
+            j["properties"]["executionState"]
+            for j in bench.http.get(jobs_path).json()["value"]
+            if j["name"].startswith(prefix)
+        ]
         return len(states) == jobs and all(s in ("succeeded", "failed") for s in states)
 
     # Poll the last job (cheap); once it has ended, confirm with the whole list.
     wait_for(lambda: bench.state(f"{prefix}{jobs - 1}") in ("succeeded", "failed"), timeout=600, interval=0.02)
     wait_for(all_done, timeout=600, interval=0.05)
     elapsed = time.perf_counter() - start
-    failed = [j["name"] for j in bench.http.get(jobs_path).json()["value"]
-              if j["name"].startswith(prefix) and j["properties"]["executionState"] != "succeeded"]
+    failed = [
+        j["name"]
+        for j in bench.http.get(jobs_path).json()["value"]
+        if j["name"].startswith(prefix) and j["properties"]["executionState"] != "succeeded"
+    ]
     assert not failed, f"failed jobs: {failed[:5]}"
     return elapsed
 
@@ -56,8 +66,10 @@ def main() -> None:
             base = xargs_seconds(args.jobs)
             ours = batchai_seconds(bench, args.jobs, f"r{r}-")
             ratios.append(base / ours)
-            print(f"round {r + 1}: xargs -P2 {args.jobs / base:.1f} jobs/s, batchai {args.jobs / ours:.1f} jobs/s, "
-                  f"ratio {base / ours:.2f}")
+            print(
+                f"round {r + 1}: xargs -P2 {args.jobs / base:.1f} jobs/s, batchai {args.jobs / ours:.1f} jobs/s, "
+                f"ratio {base / ours:.2f}"
+            )
     print(f"median ratio {statistics.median(ratios):.2f} (target >= 0.7)")
 
 

@@ -92,7 +92,7 @@ class Bench:
 
     def stdouterr(self, name: str) -> Path:
         props = self.job(name)
-        return self.tmp / "logs" / props["jobOutputDirectoryPathSegment"] / "stdouterr"
+        return self.tmp / "logs" / str(props["jobOutputDirectoryPathSegment"]) / "stdouterr"
 
     def files(self, name: str, directory: str = "stdouterr", path: str = ".") -> dict[str, dict[str, Any]]:
         response = self.server.http.post(

@@ -19,6 +19,8 @@ def test_the_quickstart_runs_end_to_end(server: Server, tmp_path: Path, seed_job
     assert "Finished Epoch[1 of 1]: [Training] loss = " in run.stderr_stream
     assert run.final_error is not None
     assert [f["name"] for f in run.model_files if f["fileType"] == "file"] == ["ConvNet_MNIST_0.dnn"]
-    assert run.segment.startswith("00000000-0000-0000-0000-000000000000/batchai.quickstart/workspaces/quickstart/"
-                                  "experiments/quickstart/jobs/cntk_python_1/")
+    assert run.segment.startswith(
+        "00000000-0000-0000-0000-000000000000/batchai.quickstart/workspaces/quickstart/"
+        "experiments/quickstart/jobs/cntk_python_1/"
+    )
     assert server.ok("group", "exists", "-n", "batchai.quickstart") is False

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ def result(bench: Bench, name: str) -> dict[str, Any]:
     return dict(json.loads((bench.tmp / "out" / segment / "result.json").read_text()))
 
 
-TOOLKITS = {
+TOOLKITS: dict[str, Callable[[str], dict[str, Any]]] = {
     "cntkSettings": lambda s: {"pythonScriptFilePath": s, "commandLineArgs": "a1 $MY_VAR"},
     "pyTorchSettings": lambda s: {"pythonScriptFilePath": s, "commandLineArgs": "a1 $MY_VAR"},
     "tensorFlowSettings": lambda s: {
@@ -69,7 +70,8 @@ def test_each_toolkit_gets_its_arguments_and_environment(bench: Bench) -> None:
     env = [{"name": "MY_VAR", "value": "v-$AZ_BATCHAI_TASK_INDEX"}]
     for key, settings in TOOLKITS.items():
         name = key.replace("Settings", "").lower()
-        bench.submit(name, environmentVariables=env, outputDirectories=outputs(bench), **{key: settings(str(script))})
+        props: dict[str, Any] = {key: settings(str(script))}
+        bench.submit(name, environmentVariables=env, outputDirectories=outputs(bench), **props)
     for key in TOOLKITS:
         name = key.replace("Settings", "").lower()
         props = bench.wait_job(name)

@@ -25,6 +25,8 @@ def test_two_epochs_as_a_job_reach_low_test_error(server: Server, tmp_path: Path
     print(run.stderr_stream)
     print(f"quickstart with two epochs on full MNIST: {elapsed:.0f}s, test error {run.final_error}%")
     assert run.state == "succeeded"
-    assert sorted(f["name"] for f in run.model_files if f["fileType"] == "file") == [
-        "ConvNet_MNIST_0.dnn", "ConvNet_MNIST_1.dnn"]
+    assert sorted(str(f["name"]) for f in run.model_files if f["fileType"] == "file") == [
+        "ConvNet_MNIST_0.dnn",
+        "ConvNet_MNIST_1.dnn",
+    ]
     assert run.final_error is not None and run.final_error <= MAX_TEST_ERROR
