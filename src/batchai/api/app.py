@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from batchai import __version__
 from batchai.api import errors
 from batchai.api.auth import authenticate, ensure_credentials, signing_key
-from batchai.api.routes import clusters, downloads, groups, jobs, meta, storage, workspaces
+from batchai.api.routes import clusters, downloads, groups, jobs, legacy, meta, storage, workspaces
 from batchai.config import Settings
 from batchai.providers.local import LocalProvider
 from batchai.scheduler.engine import Engine, EngineSettings
@@ -145,6 +145,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
         clusters.router,
         jobs.router,
         meta.router,
+        legacy.router,
         storage.accounts,
         storage.data,
     ):

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException
 
@@ -40,6 +41,19 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return arm_error(exc.status, exc.code, exc.message, exc.target, exc.details)
+
+    @app.exception_handler(ValidationError)
+    async def invalid_model(request: Request, exc: ValidationError) -> JSONResponse:
+        # Bodies validated inside a route (the api versions before 2018-05-01 translate first).
+        return await invalid_request(
+            request,
+            RequestValidationError(
+                [
+                    {**e, "loc": ("body", "properties", *e["loc"][1:]) if e["loc"][:1] == ("properties",) else e["loc"]}
+                    for e in exc.errors()
+                ]
+            ),
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:

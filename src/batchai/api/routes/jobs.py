@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -13,7 +14,7 @@ from batchai.errors import InvalidInput
 from batchai.models.resources import JobInput
 from batchai.services import job_files, jobs
 from batchai.services.context import Ctx
-from batchai.store.tables import Cluster
+from batchai.store.tables import Cluster, Job
 
 router = APIRouter(dependencies=[Depends(api_version)], tags=["jobs"])
 JOB = EXPERIMENT + "/jobs/{job}"
@@ -69,6 +70,27 @@ def list_output_files(
     linkexpiryinminutes: int = 60,
 ) -> Any:
     """Files of ``stdouterr`` or an output directory, each with a signed link valid for the given minutes."""
+    return page(
+        request,
+        output_files(
+            request,
+            lambda ctx: jobs.get(ctx, sub, group, workspace, experiment, job),
+            outputdirectoryid,
+            directory,
+            linkexpiryinminutes,
+        ),
+    )
+
+
+def output_files(
+    request: Request,
+    find_job: Callable[[Ctx], Job],
+    outputdirectoryid: str,
+    directory: str,
+    linkexpiryinminutes: int,
+    with_is_directory: bool = False,
+) -> list[dict[str, Any]]:
+    """The File items of a job's directory (``isDirectory`` added for the api versions before 2018-05-01)."""
     if not 5 <= linkexpiryinminutes <= 600:
         raise InvalidInput("linkexpiryinminutes must be between 5 and 600.", target="linkexpiryinminutes")
     state = request.app.state
@@ -76,7 +98,7 @@ def list_output_files(
     endpoint = str(request.base_url).rstrip("/")
 
     def work(ctx: Ctx) -> list[dict[str, Any]]:
-        row = jobs.get(ctx, sub, group, workspace, experiment, job)
+        row = find_job(ctx)
         cluster = ctx.session.get(Cluster, row.cluster_id) if row.cluster_id else None
         base = job_files.directory_of(row, cluster, outputdirectoryid)
         if base is None:
@@ -96,6 +118,8 @@ def list_output_files(
                     "contentLength": entry.size,
                 },
             }
+            if with_is_directory:
+                item["isDirectory"] = entry.is_directory
             if not entry.is_directory:
                 item["downloadUrl"] = links.sign(
                     state.signing_key, endpoint, folder.child(entry.name).resource, entry.name, expiry
@@ -103,7 +127,7 @@ def list_output_files(
             out.append(item)
         return out
 
-    return page(request, run(request, work))
+    return run(request, work)
 
 
 @router.post(JOB + "/listRemoteLoginInformation")

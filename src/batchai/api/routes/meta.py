@@ -8,11 +8,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 
-from batchai.api.deps import api_version, page, run
+from batchai.api.deps import any_api_version, page, run
 from batchai.services.context import Ctx
 from batchai.store.tables import Cluster, ResourceGroup, Workspace
 
-router = APIRouter(dependencies=[Depends(api_version)], tags=["provider"])
+router = APIRouter(dependencies=[Depends(any_api_version)], tags=["provider"])
 
 OPERATIONS = [
     ("workspaces", "read", "List or get workspaces"),
