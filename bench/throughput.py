@@ -43,7 +43,7 @@ def batchai_seconds(bench, jobs: int, prefix: str) -> float:  # type: ignore[no-
         return len(states) == jobs and all(s in ("succeeded", "failed") for s in states)
 
     # Poll the last job (cheap); once it has ended, confirm with the whole list.
-    wait_for(lambda: bench.state(f"{prefix}{jobs - 1}") in ("succeeded", "failed"), timeout=600, interval=0.02)
+    wait_for(lambda: bench.state(f"{prefix}{jobs - 1}") in ("succeeded", "failed"), timeout=600, interval=0.1)
     wait_for(all_done, timeout=600, interval=0.05)
     elapsed = time.perf_counter() - start
     failed = [

@@ -19,34 +19,63 @@ def test_clusters_and_jobs_directly_in_the_group(shared_server: Server, tmp_path
     group = f"/subscriptions/{SUB}/resourceGroups/legacy-{api}"
     p = f"{group}/providers/Microsoft.BatchAI"
     assert http.put(url(group, "2021-04-01"), json={"location": "westus"}).status_code in (200, 201)
-    cluster = http.put(url(f"{p}/clusters/c1", api), json={
-        "location": "westus", "properties": {
-            "vmSize": "STANDARD_NC6", "scaleSettings": {"manual": {"targetNodeCount": 1}},
-            "userAccountSettings": {"adminUserName": "me", "adminUserPassword": "pw-secret"},
-            "nodeSetup": {"setupTask": {"commandLine": "true", "runElevated": False,
-                                        "stdOutErrPathPrefix": str(tmp_path / "setup")}}}})
+    cluster = http.put(
+        url(f"{p}/clusters/c1", api),
+        json={
+            "location": "westus",
+            "properties": {
+                "vmSize": "STANDARD_NC6",
+                "scaleSettings": {"manual": {"targetNodeCount": 1}},
+                "userAccountSettings": {"adminUserName": "me", "adminUserPassword": "pw-secret"},
+                "nodeSetup": {
+                    "setupTask": {
+                        "commandLine": "true",
+                        "runElevated": False,
+                        "stdOutErrPathPrefix": str(tmp_path / "setup"),
+                    }
+                },
+            },
+        },
+    )
     assert cluster.status_code == 200, cluster.text
     body = cluster.json()
     assert body["id"] == f"{p}/clusters/c1" and body["type"] == "Microsoft.BatchAI/Clusters"
     assert body["location"] == "westus" and "pw-secret" not in cluster.text
     model = tmp_path / "model"
-    job = http.put(url(f"{p}/jobs/j1", api), json={"location": "westus", "properties": {
-        "experimentName": "exp1", "priority": 100, "cluster": {"id": f"{p}/clusters/c1"}, "nodeCount": 1,
-        "stdOutErrPathPrefix": str(tmp_path / "logs"),
-        "outputDirectories": [{"id": "MODEL", "pathPrefix": str(model), "type": "model", "createNew": True}],
-        "customToolkitSettings": {"commandLine": "echo weights > $AZ_BATCHAI_OUTPUT_MODEL/m.bin"}}})
+    job = http.put(
+        url(f"{p}/jobs/j1", api),
+        json={
+            "location": "westus",
+            "properties": {
+                "experimentName": "exp1",
+                "priority": 100,
+                "cluster": {"id": f"{p}/clusters/c1"},
+                "nodeCount": 1,
+                "stdOutErrPathPrefix": str(tmp_path / "logs"),
+                "outputDirectories": [{"id": "MODEL", "pathPrefix": str(model), "type": "model", "createNew": True}],
+                "customToolkitSettings": {"commandLine": "echo weights > $AZ_BATCHAI_OUTPUT_MODEL/m.bin"},
+            },
+        },
+    )
     assert job.status_code == 200, job.text
     props = job.json()["properties"]
     assert job.json()["id"] == f"{p}/jobs/j1" and props["experimentName"] == "exp1" and props["priority"] == 100
     assert props["cluster"]["id"] == f"{p}/clusters/c1"
-    done = wait_for(lambda: (r := http.get(url(f"{p}/jobs/j1", api)).json()["properties"])["executionState"]
-                    in ("succeeded", "failed") and r, message="the job to end")
+    done = wait_for(
+        lambda: (
+            (r := http.get(url(f"{p}/jobs/j1", api)).json()["properties"])["executionState"] in ("succeeded", "failed")
+            and r
+        ),
+        message="the job to end",
+    )
     assert done["executionState"] == "succeeded", done
     files = http.post(url(f"{p}/jobs/j1/listOutputFiles", api) + "&outputdirectoryid=MODEL").json()["value"]
     assert [(f["name"], f["isDirectory"]) for f in files] == [("m.bin", False)]
     assert [j["name"] for j in http.get(url(f"{p}/jobs", api)).json()["value"]] == ["j1"]
-    assert f"{p}/clusters/c1" in [c["id"] for c in http.get(url(f"/subscriptions/{SUB}/providers/Microsoft.BatchAI/"
-                                                                  "clusters", api)).json()["value"]]
+    assert f"{p}/clusters/c1" in [
+        c["id"]
+        for c in http.get(url(f"/subscriptions/{SUB}/providers/Microsoft.BatchAI/clusters", api)).json()["value"]
+    ]
     # The same resources through 2018-05-01: the implicit workspace and the job's experiment.
     modern = http.get(url(f"{p}/workspaces/default/experiments/exp1/jobs/j1")).json()
     assert modern["properties"]["schedulingPriority"] == "high"

@@ -22,6 +22,7 @@ from batchai.runtime.supervisor import Handle, Outcome
 
 class NodeProvider(Protocol):
     name: str
+    gpus: tuple[int, ...]  # GPU indices to share among nodes (empty: none)
 
     def node_dir(self, cluster_id: int, node_name: str) -> Path: ...
 

@@ -38,9 +38,10 @@ class Outcome:
 
 def wrapper_script(body: str, exit_file: Path) -> str:
     """A bash script that runs ``body`` and records its exit code atomically."""
-    tmp = shlex.quote(str(exit_file) + ".tmp")
     final = shlex.quote(str(exit_file))
-    record = f"printf '%s' \"$__batchai_rc\" > {tmp} && mv -f {tmp} {final}"
+    # Written just before the wrapper exits: whoever sees the process gone sees the whole file (no rename,
+    # which would cost a process per task).
+    record = f"printf '%s' \"$__batchai_rc\" > {final}"
     # The body runs in a subshell, so that its own 'exit' still lets the wrapper record the code.
     return f"(\n{body}\n)\n__batchai_rc=$?\n{record}\nexit $__batchai_rc\n"
 

@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from batchai.models.base import parse_duration
@@ -122,8 +122,11 @@ class Engine:
 
     def step(self) -> float:
         """One pass over everything; returns how long the loop may sleep."""
-        deadline = self._watch_jobs()
-        self._schedule()
+        # Settling ended jobs and deciding what starts on the nodes they freed is one transaction.
+        with self.db.session() as session:
+            deadline = self._watch_jobs(session)
+            starts = self._decide_and_mark(session)
+        self._launch_all(starts)
         # Clusters change rarely and slowly (resizes, setup tasks): at most ten passes a second look.
         now_mono = time.monotonic()
         if now_mono - self._last_sync >= CLUSTER_SYNC_SECONDS:
@@ -351,23 +354,24 @@ class Engine:
         log.warning("%s: %s", cluster.name, message)
 
     # -- jobs ------------------------------------------------------------------------------------------
-    def _watch_jobs(self) -> datetime | None:
+    def _watch_jobs(self, session: Session) -> datetime | None:
         """Settle ended tasks, act on stop requests and wall-clock limits; the next deadline, if any."""
         deadline: datetime | None = None
-        with self.db.session() as session:
-            ctx = self._ctx(session)
-            active = session.scalars(
-                select(Job).filter(Job.execution_state.in_([JobState.RUNNING, JobState.TERMINATING]))
-            ).all()
-            for job in active:
-                limit = self._wall_clock_deadline(job)
-                if limit is not None and job.stop_reason is None and self.clock() >= limit:
-                    job.stop_reason = "wallclock"
-                elif limit is not None:
-                    deadline = limit if deadline is None else min(deadline, limit)
-                if job.execution_state == JobState.TERMINATING and job.stop_reason is None:
-                    job.stop_reason = "user"
-                self._settle(ctx, job)
+        ctx = self._ctx(session)
+        active = session.scalars(
+            select(Job)
+            .filter(Job.execution_state.in_([JobState.RUNNING, JobState.TERMINATING]))
+            .options(selectinload(Job.tasks))
+        ).all()
+        for job in active:
+            limit = self._wall_clock_deadline(job)
+            if limit is not None and job.stop_reason is None and self.clock() >= limit:
+                job.stop_reason = "wallclock"
+            elif limit is not None:
+                deadline = limit if deadline is None else min(deadline, limit)
+            if job.execution_state == JobState.TERMINATING and job.stop_reason is None:
+                job.stop_reason = "user"
+            self._settle(ctx, job)
         return deadline
 
     @staticmethod
@@ -443,7 +447,8 @@ class Engine:
         """All tasks ended: the job's final state follows from why it stopped and how its tasks ended."""
         master = next((t for t in job.tasks if t.index == 0), None)
         reason = job.stop_reason
-        stderr = Path(job.notes.get("stderr", "")) if job.notes.get("stderr") else None
+        stderr_file = self._master_info(job).get("stderr")
+        stderr = Path(stderr_file) if stderr_file else None
         last = supervisor.tail(stderr) if stderr else []
         details = [{"name": "stderr", "value": "\n".join(last)}] if last else []
         code = master.exit_code if master else None
@@ -500,13 +505,26 @@ class Engine:
         job_service.switch_state(ctx, job, JobState.FAILED, error=error, exit_code=code)
 
     def _free_nodes(self, session: Session, job: Job) -> None:
-        for node in session.scalars(select(Node).filter(Node.job_id == job.id)):
-            node.job_id = None
-            if node.state == NodeState.RUNNING:
-                self._node_state(node, NodeState.IDLE)
+        """The job's nodes are free: running ones become idle, leaving ones stay leaving (one statement)."""
+        freed = session.execute(
+            update(Node)
+            .where(Node.job_id == job.id)
+            .values(
+                job_id=None,
+                state=case((Node.state == NodeState.RUNNING, NodeState.IDLE), else_=Node.state),
+                state_time=self.clock(),
+            )
+            .execution_options(synchronize_session="fetch")
+        )
+        if getattr(freed, "rowcount", 0):
+            self._became_idle = True
+
+    @staticmethod
+    def _master_info(job: Job) -> dict[str, Any]:
+        return next((dict(t.info) for t in job.tasks if t.index == 0), {})
 
     def _log(self, job: Job, message: str) -> None:
-        _append(job.notes.get("execution_log"), self.clock(), message)
+        _append(self._master_info(job).get("execution_log"), self.clock(), message)
 
     # -- scheduling ------------------------------------------------------------------------------------
     def _schedule(self) -> None:
@@ -515,6 +533,9 @@ class Engine:
         the next start fails as ``JobProcessesLost``."""
         with self.db.session() as session:
             starts = self._decide_and_mark(session)
+        self._launch_all(starts)
+
+    def _launch_all(self, starts: list[JobStart]) -> None:
         for start in starts:
             try:
                 started = self._start(start)
@@ -548,9 +569,14 @@ class Engine:
             for r in rows
         ]
         decision = decide(queued, free, self.settings.max_skips)
+        if not decision.starts and not decision.skipped:
+            return []
         ctx = self._ctx(session)
         for job_id, skips in decision.skipped.items():
             session.get_one(Job, job_id).skips = skips
+        sizes: dict[int, int] = {}
+        if self.provider.gpus:  # only GPU shares need the cluster sizes
+            sizes = dict(session.execute(select(Node.cluster_id, func.count()).group_by(Node.cluster_id)).all())
         starts = []
         for job_id, node_ids in decision.starts.items():
             job = session.get_one(Job, job_id)
@@ -559,17 +585,17 @@ class Engine:
             job_service.switch_state(ctx, job, JobState.RUNNING)
             slots = []
             for index, node_id in enumerate(node_ids):
-                node = session.get_one(Node, node_id)
+                node = session.get_one(Node, node_id)  # loaded above: no query
                 node.job_id = job.id
                 self._node_state(node, NodeState.RUNNING)
-                job.tasks.append(Task(node_id=node.id, index=index, info={}))
+                session.add(Task(job_id=job.id, node_id=node.id, index=index, info={}))
                 slots.append(
                     launch.NodeSlot(
                         node.name,
                         self.provider.node_dir(cluster.id, node.name),
                         self.provider.shared_dir(cluster.id),
                         index,
-                        self.provider.gpus_for(node.index, max(1, len(cluster.nodes))),
+                        self.provider.gpus_for(node.index, sizes.get(cluster.id, 1)),
                     )
                 )
             try:
@@ -655,11 +681,21 @@ class Engine:
         self, start: JobStart, started: list[tuple[int, Handle, str]], error: launch.LaunchError | None
     ) -> None:
         """Write down the processes of a job just started, or why it could not start."""
+        now = self.clock()
+        files = {"stderr": start.stderr, "execution_log": start.execution_log}
         with self.db.session() as session:
+            if error is None:  # the common case, in plain UPDATEs: this runs for every job
+                for index, handle, node in started:
+                    info = {**_handle_info(handle), "node": node, **(files if index == 0 else {})}
+                    session.execute(
+                        update(Task)
+                        .where(Task.job_id == start.job_id, Task.index == index)
+                        .values(pid=handle.pid, pid_start=handle.start, started_at=now, info=info)
+                    )
+                return
             job = session.get(Job, start.job_id)
             if job is None:
                 return
-            job.notes = {**job.notes, "stderr": start.stderr, "execution_log": start.execution_log}
             by_index = {index: (handle, node) for index, handle, node in started}
             for task in job.tasks:
                 if task.index in by_index:
@@ -667,16 +703,15 @@ class Engine:
                     task.pid = handle.pid
                     task.pid_start = handle.start
                     task.started_at = self.clock()
-                    task.info = {**_handle_info(handle), "node": node}
-                elif error is not None:
-                    task.finished_at = self.clock()
-            if error is not None:
-                job.notes = {**job.notes, "launch_error": {"code": error.code, "message": error.message}}
-                if job.stop_reason is None:
-                    job.stop_reason = "launch"
-                self._log(job, f"The job could not start: {error.message}")
-        if error is not None:
-            self.wake()
+                    task.info = {**_handle_info(handle), "node": node, **(files if task.index == 0 else {})}
+                else:
+                    task.finished_at = now
+                    task.info = {**task.info, **(files if task.index == 0 else {})}
+            job.notes = {**job.notes, "launch_error": {"code": error.code, "message": error.message}}
+            if job.stop_reason is None:
+                job.stop_reason = "launch"
+            self._log(job, f"The job could not start: {error.message}")
+        self.wake()
 
 
 @dataclass

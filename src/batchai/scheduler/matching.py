@@ -41,13 +41,15 @@ def decide(queued: Sequence[QueuedJob], free_nodes: dict[int, list[int]], max_sk
         free = list(free_nodes.get(cluster_id, []))
         waiting: list[QueuedJob] = []  # jobs ahead in line that did not fit
         for job in sorted(jobs, key=lambda j: (-j.priority, j.order)):
-            if any(w.skips >= max_skips for w in waiting):
-                break  # a reservation: the starved job goes first
+            if not free:
+                break  # nothing more can start on this cluster now
             if job.node_count <= len(free):
                 starts[job.id] = free[: job.node_count]
                 free = free[job.node_count :]
                 for w in waiting:
                     skipped[w.id] = skipped.get(w.id, w.skips) + 1
-            else:
-                waiting.append(job)
+                continue
+            waiting.append(job)
+            if job.skips >= max_skips:
+                break  # a reservation: the starved job goes first
     return Decision(starts, skipped)

@@ -50,6 +50,15 @@ def batchai_cli(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "batchai", *args, "-o", "none"], check=True)
 
 
+def download(job, directory, name):
+    """check: a file of a job's output directory, through the download link of list_output_files."""
+    options = models.JobsListOutputFilesOptions(outputdirectoryid=directory)
+    found = batchai_client.jobs.list_output_files(resource_group_name, workspace_name, experiment_name, job, options)
+    url = next(f.download_url for f in found if f.name == name)
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.read()
+
+
 ## Create Batch AI client
 
 # batchai: instead of ServicePrincipalCredentials(...) and batchai.BatchAIManagementClient(credentials=creds, ...)
@@ -231,10 +240,12 @@ files = batchai_client.jobs.list_output_files(
 for file in (f for f in files if f.download_url):
     print("file: {0}, download url: {1}".format(file.name, file.download_url))
 
-# check: the model file downloads (signed link, no token) and is what the stand-in trained
-model_files = [f for f in files if f.download_url]
-with urllib.request.urlopen(model_files[0].download_url, timeout=30) as response:
-    print(f"check: model {model_files[0].name}: {check_model(response.read())}")
+# check: the files download through their links (signed, no token): the model is what the stand-in trained,
+# stderr holds its progress, and the execution log says where the job ran
+print(f"check: model: {check_model(download(job_name, 'MODEL', 'ConvNet_MNIST_0.dnn'))}")
+print(f"check: stderr: {download(job_name, 'stdouterr', 'stderr.txt').decode().splitlines()[1]}")
+for line in download(job_name, "stdouterr", "execution.log").decode().splitlines():
+    print(f"check: execution.log: {line}")
 
 ## Delete resources
 

@@ -1,0 +1,269 @@
+# ruff: noqa: UP030, UP032 - the seed's str.format calls are kept as they are
+# mypy: ignore-errors
+# (seed code for an SDK version of its own venv; the dev venv's azure-mgmt-batchai may be another)
+"""Batch AI's Python SDK walkthrough ("Run a CNTK training job using the Azure Python SDK", seeds 001/002),
+with azure-mgmt-batchai 7.0.0 and azure-mgmt-resource 23.x (azure-core based), against a batchai server.
+
+The seed's code, changed only where batchai differs, each change marked ``# batchai:``:
+- the clients come from ``batchai.sdk`` (the CLI's configuration: $BATCHAI_ENDPOINT/$BATCHAI_TOKEN or the
+  home's files) instead of ServicePrincipalCredentials and an Azure subscription;
+- the file share is batchai's storage, through the ``batchai storage`` CLI, instead of azure.storage.file;
+- the sample package is a stand-in (``sample_package.py``) that trains in a moment.
+The seed was written for 2.0.0; where 7.0.0 renamed a call (long-running operations are ``begin_*``, a
+workspace takes ``WorkspaceCreateParameters``), the line is marked ``# 7.0.0:``.
+Lines marked ``# check:`` are added so that a test can tell the walkthrough worked; they wait with deadlines.
+Run: ``python walkthrough_7_0_0.py`` in a virtual environment with azure-mgmt-batchai==7.0.0, msrest (which
+7.0.0 imports but does not declare), azure-mgmt-resource==23.1.1 and batchai installed.
+"""
+
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import azure.mgmt.batchai.models as models
+from sample_package import FILES, check_model, unpack
+
+# batchai: the seed binds the name batchai to azure.mgmt.batchai; batchai's own package is imported by another name
+from batchai import sdk
+
+# credentials used for authentication
+# batchai: none here; batchai.sdk reads the endpoint and token the batchai CLI uses.
+
+# credentials used for storage
+storage_account_name = "walkthrough700"
+storage_account_key = "not-needed-by-batchai"  # batchai: accepted, never checked
+
+# specify the credentials used to remote login your GPU node
+admin_user_name = "demoUser"
+admin_user_password = "demo-Passw0rd"
+
+# specify the location in which to create Batch AI resources
+mylocation = "eastus"
+
+# check: how long the job may take
+JOB_DEADLINE_SECONDS = 120
+
+
+def batchai_cli(*args: str) -> None:
+    """batchai: ``az storage`` becomes ``batchai storage`` (batchai's own storage, same server)."""
+    subprocess.run([sys.executable, "-m", "batchai", *args, "-o", "none"], check=True)
+
+
+def download(job, directory, name):
+    """check: a file of a job's output directory, through the download link of list_output_files."""
+    options = models.JobsListOutputFilesOptions(outputdirectoryid=directory)
+    found = batchai_client.jobs.list_output_files(resource_group_name, workspace_name, experiment_name, job, options)
+    url = next(f.download_url for f in found if f.name == name)
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.read()
+
+
+## Create Batch AI client
+
+# batchai: instead of ServicePrincipalCredentials(...) and batchai.BatchAIManagementClient(credentials=creds, ...)
+batchai_client = sdk.client()
+print(f"client: {type(batchai_client).__name__}")
+
+## Create a resource group
+
+resource_group_name = "myresourcegroup"
+# batchai: instead of ResourceManagementClient(credentials=creds, subscription_id=subscription_id)
+resource_management_client = sdk.resource_client()
+resource = resource_management_client.resource_groups.create_or_update(resource_group_name, {"location": mylocation})
+
+## Prepare Azure file share
+
+# batchai: instead of FileService(storage_account_name, storage_account_key) and service.create_share(...)
+azure_file_share_name = "batchaiquickstart"
+batchai_cli("storage", "account", "create", "-n", storage_account_name, "-g", resource_group_name)
+batchai_cli("storage", "share", "create", "-n", azure_file_share_name, "--account-name", storage_account_name)
+
+mnist_dataset_directory = "mnistcntksample"
+# batchai: instead of service.create_directory(azure_file_share_name, mnist_dataset_directory, fail_on_exist=False)
+batchai_cli(
+    "storage", "directory", "create", "-n", mnist_dataset_directory,
+    "-s", azure_file_share_name, "--account-name", storage_account_name,
+)  # fmt: skip
+
+sample_dir = Path(tempfile.mkdtemp())  # batchai: the unzipped sample package (a stand-in)
+unpack(sample_dir)
+for f in FILES:
+    # batchai: instead of service.create_file_from_path(azure_file_share_name, mnist_dataset_directory, f, f)
+    batchai_cli(
+        "storage", "file", "upload", "-s", azure_file_share_name, "--source", str(sample_dir / f),
+        "--path", mnist_dataset_directory, "--account-name", storage_account_name,
+    )  # fmt: skip
+
+## Create Batch AI workspace
+
+workspace_name = "myworkspace"
+batchai_client.workspaces.begin_create(  # 7.0.0: begin_create, WorkspaceCreateParameters
+    resource_group_name, workspace_name, models.WorkspaceCreateParameters(location=mylocation)
+).result()
+
+## Create GPU cluster
+
+cluster_name = "mycluster"
+
+relative_mount_point = "azurefileshare"
+
+parameters = models.ClusterCreateParameters(
+    # VM size. Use N-series for GPU
+    vm_size="STANDARD_NC6",
+    # Configure the ssh users
+    user_account_settings=models.UserAccountSettings(
+        admin_user_name=admin_user_name, admin_user_password=admin_user_password
+    ),
+    # Number of VMs in the cluster
+    scale_settings=models.ScaleSettings(manual=models.ManualScaleSettings(target_node_count=1)),
+    # Configure each node in the cluster
+    node_setup=models.NodeSetup(
+        # Mount shared volumes to the host
+        mount_volumes=models.MountVolumes(
+            azure_file_shares=[
+                models.AzureFileShareReference(
+                    account_name=storage_account_name,
+                    credentials=models.AzureStorageCredentialsInfo(account_key=storage_account_key),
+                    # batchai: service.primary_endpoint is <account>.file.core.windows.net, as on Azure
+                    azure_file_url="https://{0}/{1}".format(
+                        storage_account_name + ".file.core.windows.net", azure_file_share_name
+                    ),
+                    relative_mount_path=relative_mount_point,
+                )
+            ],
+        ),
+    ),
+)
+batchai_client.clusters.begin_create(  # 7.0.0: begin_create
+    resource_group_name, workspace_name, cluster_name, parameters
+).result()
+
+## Get cluster status
+
+cluster = batchai_client.clusters.get(resource_group_name, workspace_name, cluster_name)
+print(
+    "Cluster state: {0} Target: {1}; Allocated: {2}; Idle: {3}; "
+    "Unusable: {4}; Running: {5}; Preparing: {6}; Leaving: {7}".format(
+        cluster.allocation_state,
+        cluster.scale_settings.manual.target_node_count,
+        cluster.current_node_count,
+        cluster.node_state_counts.idle_node_count,
+        cluster.node_state_counts.unusable_node_count,
+        cluster.node_state_counts.running_node_count,
+        cluster.node_state_counts.preparing_node_count,
+        cluster.node_state_counts.leaving_node_count,
+    )
+)
+
+## Create experiment and training job
+
+experiment_name = "myexperiment"
+
+batchai_client.experiments.begin_create(resource_group_name, workspace_name, experiment_name).result()  # 7.0.0
+
+job_name = "myjob"
+
+parameters = models.JobCreateParameters(
+    # The cluster this job will run on
+    cluster=models.ResourceId(id=cluster.id),
+    # The number of VMs in the cluster to use
+    node_count=1,
+    # Write job's standard output and execution log to Azure File Share
+    std_out_err_path_prefix="$AZ_BATCHAI_MOUNT_ROOT/{0}".format(relative_mount_point),
+    # Configure location of the training script and MNIST dataset
+    input_directories=[
+        models.InputDirectory(
+            id="SAMPLE", path="$AZ_BATCHAI_MOUNT_ROOT/{0}/{1}".format(relative_mount_point, mnist_dataset_directory)
+        )
+    ],
+    # Specify location where generated model will be stored
+    output_directories=[
+        models.OutputDirectory(
+            id="MODEL", path_prefix="$AZ_BATCHAI_MOUNT_ROOT/{0}".format(relative_mount_point), path_suffix="Models"
+        )
+    ],
+    # Container configuration
+    container_settings=models.ContainerSettings(
+        image_source_registry=models.ImageSourceRegistry(image="microsoft/cntk:2.1-gpu-python3.5-cuda8.0-cudnn6.0")
+    ),
+    # Toolkit specific settings
+    cntk_settings=models.CNTKsettings(
+        python_script_file_path="$AZ_BATCHAI_INPUT_SAMPLE/ConvNet_MNIST.py",
+        command_line_args="$AZ_BATCHAI_INPUT_SAMPLE $AZ_BATCHAI_OUTPUT_MODEL",
+    ),
+)
+
+# Create the job
+batchai_client.jobs.begin_create(  # 7.0.0: begin_create
+    resource_group_name, workspace_name, experiment_name, job_name, parameters
+).result()
+
+## Monitor job
+
+job = batchai_client.jobs.get(resource_group_name, workspace_name, experiment_name, job_name)
+
+print("Job state: {0} ".format(job.execution_state))
+
+# check: wait (with a deadline) for the job to end, printing each state it passes through
+deadline = time.monotonic() + JOB_DEADLINE_SECONDS
+while job.execution_state not in ("succeeded", "failed"):
+    if time.monotonic() > deadline:
+        sys.exit(f"check: the job did not end within {JOB_DEADLINE_SECONDS}s")
+    time.sleep(0.2)
+    state = job.execution_state
+    job = batchai_client.jobs.get(resource_group_name, workspace_name, experiment_name, job_name)
+    if job.execution_state != state:
+        print("Job state: {0} ".format(job.execution_state))
+if job.execution_state != "succeeded":
+    errors = [(e.code, e.message) for e in (job.execution_info.errors or [])] if job.execution_info else []
+    sys.exit(f"check: the job failed: {errors}")
+print(f"check: exit code {job.execution_info.exit_code}")
+
+## List stdout and stderr output
+
+files = batchai_client.jobs.list_output_files(
+    resource_group_name,
+    workspace_name,
+    experiment_name,
+    job_name,
+    models.JobsListOutputFilesOptions(outputdirectoryid="stdouterr"),
+)
+
+for file in (f for f in files if f.download_url):
+    print("file: {0}, download url: {1}".format(file.name, file.download_url))
+
+## List generated model files
+
+files = batchai_client.jobs.list_output_files(
+    resource_group_name,
+    workspace_name,
+    experiment_name,
+    job_name,
+    models.JobsListOutputFilesOptions(outputdirectoryid="MODEL"),
+)
+
+for file in (f for f in files if f.download_url):
+    print("file: {0}, download url: {1}".format(file.name, file.download_url))
+
+# check: the files download through their links (signed, no token): the model is what the stand-in trained,
+# stderr holds its progress, and the execution log says where the job ran
+print(f"check: model: {check_model(download(job_name, 'MODEL', 'ConvNet_MNIST_0.dnn'))}")
+print(f"check: stderr: {download(job_name, 'stdouterr', 'stderr.txt').decode().splitlines()[1]}")
+for line in download(job_name, "stdouterr", "execution.log").decode().splitlines():
+    print(f"check: execution.log: {line}")
+
+## Delete resources
+
+batchai_client.jobs.begin_delete(resource_group_name, workspace_name, experiment_name, job_name)  # 7.0.0
+
+batchai_client.clusters.begin_delete(resource_group_name, workspace_name, cluster_name)  # 7.0.0
+
+resource_management_client.resource_groups.begin_delete("myresourcegroup")  # azure-mgmt-resource 15+
+
+# check: everything is gone
+exists = resource_management_client.resource_groups.check_existence(resource_group_name)
+print(f"check: group exists after delete: {exists}")
+print("walkthrough done")

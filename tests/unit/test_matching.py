@@ -1,0 +1,41 @@
+"""The scheduling decision, as a pure function: priorities, FIFO, gang scheduling, bounded backfill."""
+
+from __future__ import annotations
+
+from batchai.scheduler.matching import QueuedJob, decide
+
+
+def job(id: int, nodes: int = 1, priority: int = 0, at: float | None = None, skips: int = 0, cluster: int = 1):
+    return QueuedJob(id, cluster, priority, (at if at is not None else float(id), id), nodes, skips)
+
+
+def test_priority_then_first_come_first_served() -> None:
+    queued = [job(1, priority=-1), job(2), job(3, priority=1), job(4)]
+    assert list(decide(queued, {1: [10, 11, 12]}).starts) == [3, 2, 4]
+
+
+def test_a_job_gets_all_its_nodes_at_once_or_none() -> None:
+    decision = decide([job(1, nodes=2)], {1: [10]})
+    assert decision.starts == {}
+    assert decide([job(1, nodes=2)], {1: [10, 11]}).starts == {1: [10, 11]}
+
+
+def test_smaller_jobs_backfill_and_count_as_skips() -> None:
+    decision = decide([job(1, nodes=2), job(2), job(3)], {1: [10]})
+    assert decision.starts == {2: [10]}
+    assert decision.skipped == {1: 1}
+
+
+def test_a_job_skipped_too_often_holds_a_reservation() -> None:
+    decision = decide([job(1, nodes=2, skips=5), job(2)], {1: [10]}, max_skips=5)
+    assert decision.starts == {} and decision.skipped == {}
+
+
+def test_clusters_are_independent() -> None:
+    decision = decide([job(1, cluster=1), job(2, cluster=2)], {1: [10], 2: [20]})
+    assert decision.starts == {1: [10], 2: [20]}
+    assert decide([job(1, cluster=2)], {1: [10]}).starts == {}
+
+
+def test_nothing_free_nothing_starts() -> None:
+    assert decide([job(i) for i in range(1000)], {1: []}).starts == {}
