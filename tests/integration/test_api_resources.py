@@ -96,7 +96,7 @@ def test_credentials_file_is_private(shared_server: Server) -> None:
 def test_api_version_is_required_and_checked(shared_server: Server) -> None:
     missing = shared_server.http.get("/providers/Microsoft.BatchAI/operations")
     assert arm_error(missing, 400)["code"] == "MissingApiVersionParameter"
-    wrong = shared_server.http.get(f"/subscriptions/{SUB}/providers/Microsoft.BatchAI/workspaces?api-version=1999-01-01")
+    wrong = shared_server.http.get(url(f"/subscriptions/{SUB}/providers/Microsoft.BatchAI/workspaces", "1999-01-01"))
     assert arm_error(wrong, 400)["code"] == "InvalidApiVersionParameter"
 
 

@@ -31,10 +31,10 @@ def check(cls: type, data: Any, where: str) -> None:
         known.setdefault(head, set())
         if rest:
             known[head].add(rest)
-    for key, value in data.items():
+    for key, item in data.items():
         assert key in known, f"{where}: unknown key '{key}' (the SDK's {cls.__name__} has {sorted(known)})"
-        if known[key] and isinstance(value, dict):
-            extra = set(value) - known[key]
+        if known[key] and isinstance(item, dict):
+            extra = set(item) - known[key]
             assert not extra, f"{where}.{key}: unknown keys {sorted(extra)}"
     for attr, spec in amap.items():
         value: Any = data

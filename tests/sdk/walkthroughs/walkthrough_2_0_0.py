@@ -14,6 +14,7 @@ Run: ``python walkthrough_2_0_0.py`` in a virtual environment with azure-mgmt-ba
 azure-mgmt-resource==10.3.0 and batchai installed.
 """
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -94,6 +95,7 @@ for f in FILES:
         "storage", "file", "upload", "-s", azure_file_share_name, "--source", str(sample_dir / f),
         "--path", mnist_dataset_directory, "--account-name", storage_account_name,
     )  # fmt: skip
+shutil.rmtree(sample_dir)  # batchai: uploaded, no longer needed
 
 ## Create Batch AI workspace
 

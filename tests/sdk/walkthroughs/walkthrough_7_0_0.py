@@ -16,6 +16,7 @@ Run: ``python walkthrough_7_0_0.py`` in a virtual environment with azure-mgmt-ba
 7.0.0 imports but does not declare), azure-mgmt-resource==23.1.1 and batchai installed.
 """
 
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -96,6 +97,7 @@ for f in FILES:
         "storage", "file", "upload", "-s", azure_file_share_name, "--source", str(sample_dir / f),
         "--path", mnist_dataset_directory, "--account-name", storage_account_name,
     )  # fmt: skip
+shutil.rmtree(sample_dir)  # batchai: uploaded, no longer needed
 
 ## Create Batch AI workspace
 
