@@ -73,18 +73,34 @@ def read_with_sdk(cls_name: str, data: dict[str, Any]) -> Any:
 def full(server: Server, tmp_path: Path) -> Bench:
     """One of every resource, in the states where most read-only fields are filled in."""
     bench = make_bench(server, "contract.rg", tmp_path)
-    bench.cluster(target=1, nodeSetup={"setupTask": {"commandLine": "true", "stdOutErrPathPrefix": str(tmp_path),
-                                                     "secrets": [{"name": "S", "value": "hidden"}]}},
-                  userAccountSettings={"adminUserName": "me", "adminUserPassword": "pw"})
+    bench.cluster(
+        target=1,
+        nodeSetup={
+            "setupTask": {
+                "commandLine": "true",
+                "stdOutErrPathPrefix": str(tmp_path),
+                "secrets": [{"name": "S", "value": "hidden"}],
+            }
+        },
+        userAccountSettings={"adminUserName": "me", "adminUserPassword": "pw"},
+    )
     bench.wait_nodes(idle=1)
-    bench.submit("done", secrets=[{"name": "TOKEN", "value": "t0ken"}],
-                 outputDirectories=[{"id": "MODEL", "pathPrefix": str(tmp_path / "out")}],
-                 environmentVariables=[{"name": "A", "value": "b"}], constraints={"maxWallClockTime": "PT1H"},
-                 customToolkitSettings={"commandLine": "echo x > $AZ_BATCHAI_OUTPUT_MODEL/m; exit 3"})
+    bench.submit(
+        "done",
+        secrets=[{"name": "TOKEN", "value": "t0ken"}],
+        outputDirectories=[{"id": "MODEL", "pathPrefix": str(tmp_path / "out")}],
+        environmentVariables=[{"name": "A", "value": "b"}],
+        constraints={"maxWallClockTime": "PT1H"},
+        customToolkitSettings={"commandLine": "echo x > $AZ_BATCHAI_OUTPUT_MODEL/m; exit 3"},
+    )
     bench.wait_job("done")
-    body = {"properties": {"vmSize": "STANDARD_D2", "dataDisks": {"diskCount": 1, "diskSizeInGB": 10,
-                                                                  "storageAccountType": "Standard_LRS"},
-                           "sshConfiguration": {"userAccountSettings": {"adminUserName": "me"}}}}
+    body = {
+        "properties": {
+            "vmSize": "STANDARD_D2",
+            "dataDisks": {"diskCount": 1, "diskSizeInGB": 10, "storageAccountType": "Standard_LRS"},
+            "sshConfiguration": {"userAccountSettings": {"adminUserName": "me"}},
+        }
+    }
     assert server.http.put(url(f"{bench.ws}/fileServers/fs"), json=body).status_code == 200
     return bench
 
@@ -101,15 +117,17 @@ def test_resources_match_the_sdk_models(full: Bench) -> None:
     check(models.Experiment, http.get(url(f"{full.ws}/experiments/exp")).json(), "experiment")
     check(models.FileServer, http.get(url(f"{full.ws}/fileServers/fs")).json(), "file server")
     lists = {
-        "WorkspaceListResult": url(f"/subscriptions/{'0' * 8}-0000-0000-0000-{'0' * 12}/providers/"
-                                   "Microsoft.BatchAI/workspaces"),
+        "WorkspaceListResult": url(
+            f"/subscriptions/{'0' * 8}-0000-0000-0000-{'0' * 12}/providers/Microsoft.BatchAI/workspaces"
+        ),
         "ClusterListResult": url(f"{full.ws}/clusters"),
         "JobListResult": url(f"{full.ws}/experiments/exp/jobs"),
         "ExperimentListResult": url(f"{full.ws}/experiments"),
         "FileServerListResult": url(f"{full.ws}/fileServers"),
         "OperationListResult": url("/providers/Microsoft.BatchAI/operations"),
-        "ListUsagesResult": url(f"/subscriptions/{'0' * 8}-0000-0000-0000-{'0' * 12}/providers/Microsoft.BatchAI/"
-                                "locations/eastus/usages"),
+        "ListUsagesResult": url(
+            f"/subscriptions/{'0' * 8}-0000-0000-0000-{'0' * 12}/providers/Microsoft.BatchAI/locations/eastus/usages"
+        ),
     }
     for name, path in lists.items():
         body = http.get(path).json()
