@@ -10,6 +10,7 @@ from pathlib import Path
 DEFAULT_PORT = 8600
 DEFAULT_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 DEFAULT_LOCATION = "local"
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 
 
 def resolve_home(home: str | Path | None, environ: Mapping[str, str]) -> Path:
@@ -35,6 +36,9 @@ class Settings:
     grace_seconds: float = 10.0
     # The Python that jobs get when they name none (the server's own, with batchai's environment).
     node_python: str = sys.executable
+    # Run jobs that ask for a container image (containerSettings) directly on the host instead, without a
+    # container engine. Off by default; each job it affects says so in its execution.log.
+    containers_on_host: bool = False
 
     @classmethod
     def build(
@@ -45,11 +49,21 @@ class Settings:
         database_url: str | None = None,
         host: str = "127.0.0.1",
         port: int = DEFAULT_PORT,
+        containers_on_host: bool | None = None,
     ) -> Settings:
         root = resolve_home(home, environ)
         url = database_url or environ.get("BATCHAI_DATABASE_URL") or f"sqlite:///{root / 'batchai.db'}"
         grace = float(environ.get("BATCHAI_GRACE_SECONDS", "10"))
-        return cls(home=root, database_url=url, host=host, port=port, grace_seconds=grace)
+        if containers_on_host is None:
+            containers_on_host = environ.get("BATCHAI_CONTAINERS_ON_HOST", "").strip().lower() in TRUE_WORDS
+        return cls(
+            home=root,
+            database_url=url,
+            host=host,
+            port=port,
+            grace_seconds=grace,
+            containers_on_host=containers_on_host,
+        )
 
     @property
     def storage_root(self) -> Path:

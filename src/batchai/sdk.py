@@ -99,6 +99,10 @@ class BatchaiCredential:
         session.headers["Authorization"] = f"Bearer {self.token}"
         return session
 
+    def refresh_session(self, session: Any = None) -> Any:
+        """msrest's ``Authentication.refresh_session``: the token does not expire, so as ``signed_session``."""
+        return self.signed_session(session)
+
     def authorization(self) -> str:
         """The ``Authorization`` header value."""
         return f"Bearer {self.token}"

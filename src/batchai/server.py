@@ -86,6 +86,8 @@ def start_detached(settings: Settings, timeout: float = 60.0) -> int:
     ]
     if settings.certfile and settings.keyfile:
         args += ["--certfile", str(settings.certfile), "--keyfile", str(settings.keyfile)]
+    if settings.containers_on_host:
+        args.append("--containers-on-host")
     log_path = settings.home / "server.log"
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(

@@ -57,7 +57,7 @@ def test_cluster_and_file_server_verbs(shared_server: Server, tmp_path: Path) ->
         "-p",
         "p4ssw0rd-secret",
     )
-    assert cluster["vmSize"] == "Standard_NC6" and cluster["allocationState"] == "steady"
+    assert cluster["vmSize"] == "Standard_NC6" and cluster["allocationState"] == "resizing"  # no nodes yet
     assert cluster["virtualMachineConfiguration"]["imageReference"]["offer"] == "linux-data-science-vm-ubuntu"
     assert cluster["userAccountSettings"]["adminUserName"] == "alice"
     assert "p4ssw0rd-secret" not in json.dumps(cluster)

@@ -115,12 +115,15 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
                 default_python=settings.node_python,
                 grace_seconds=settings.grace_seconds,
                 base_env=tuple(sorted(base_environment(os.environ).items())),
+                containers_on_host=settings.containers_on_host,
             ),
             clock,
         )
         engine.start()
         app.state.engine = engine
         log.info("batchai %s serving at %s, home %s", __version__, settings.endpoint, settings.home)
+        if settings.containers_on_host:
+            log.warning("containers on host: jobs that ask for a container image run directly on this host")
         yield
         app.state.engine = None
         engine.shutdown()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -27,6 +28,13 @@ def server() -> None:
 @click.option("--certfile", type=click.Path(exists=True, dir_okay=False), help="TLS certificate (serve HTTPS).")
 @click.option("--keyfile", type=click.Path(exists=True, dir_okay=False), help="TLS private key.")
 @click.option("--detach", "-d", is_flag=True, help="Run in the background; return once the server answers.")
+@click.option(
+    "--containers-on-host",
+    is_flag=True,
+    default=None,
+    help="Run jobs that ask for a container image directly on the host (no container engine); each such job "
+    "says so in its execution.log. Also $BATCHAI_CONTAINERS_ON_HOST=1. Off by default.",
+)
 def start(
     host: str,
     port: int,
@@ -35,22 +43,23 @@ def start(
     certfile: str | None,
     keyfile: str | None,
     detach: bool,
+    containers_on_host: bool | None,
 ) -> None:
     """Start the server (in the foreground, logging to stderr, unless --detach)."""
     from batchai import server as runner
 
     if bool(certfile) != bool(keyfile):
         raise CliError("--certfile and --keyfile go together")
-    settings = Settings.build(os.environ, home=home, database_url=database_url, host=host, port=port)
+    settings = Settings.build(
+        os.environ,
+        home=home,
+        database_url=database_url,
+        host=host,
+        port=port,
+        containers_on_host=containers_on_host,
+    )
     if certfile and keyfile:
-        settings = Settings(
-            settings.home,
-            settings.database_url,
-            host,
-            port,
-            Path(certfile).resolve(),
-            Path(keyfile).resolve(),
-        )
+        settings = dataclasses.replace(settings, certfile=Path(certfile).resolve(), keyfile=Path(keyfile).resolve())
     pid = runner.running_pid(settings.home)
     if pid is not None:
         raise CliError(

@@ -57,6 +57,8 @@ class EngineSettings:
     tick_seconds: float = 1.0
     max_skips: int = 5
     base_env: tuple[tuple[str, str], ...] = ()
+    # Run jobs that ask for a container image on the host instead (the server's --containers-on-host).
+    containers_on_host: bool = False
 
 
 def _handle(info: dict[str, Any]) -> Handle | None:
@@ -650,7 +652,9 @@ class Engine:
                         "JobPreparationFailed", f"Preparing the job's directories failed: {exc}"
                     ) from exc
                 command = launch.toolkit_command(start.spec, plan.env, self.settings.default_python)
-                if plan.container:
+                if plan.container and self.settings.containers_on_host:
+                    start.container_on_host = container_image(plan)
+                elif plan.container:
                     command = container_command(plan, command)
                 if slot.task_index == 0:
                     start.stderr = str(plan.stdouterr / plan.stderr_name)
@@ -661,6 +665,13 @@ class Engine:
                         f"Job started on {len(start.slots)} node(s) of cluster {start.cluster_name}; "
                         f"attempt {start.attempts}. {launch.describe(plan)}",
                     )
+                    if start.container_on_host is not None:
+                        _append(
+                            start.execution_log,
+                            self.clock(),
+                            f"Container image '{start.container_on_host}' (containerSettings) not used: the server "
+                            "runs container jobs directly on the host (--containers-on-host).",
+                        )
                 handle = self.provider.start(
                     plan.job_temp / f"task-{slot.task_index}.sh",
                     launch.script_body(plan, command),
@@ -683,6 +694,9 @@ class Engine:
         """Write down the processes of a job just started, or why it could not start."""
         now = self.clock()
         files = {"stderr": start.stderr, "execution_log": start.execution_log}
+        if start.container_on_host is not None:  # recorded with the job's master task
+            files["container_on_host"] = start.container_on_host
+            log.info("job %s runs on the host, not in the image %s", start.job_id, start.container_on_host)
         with self.db.session() as session:
             if error is None:  # the common case, in plain UPDATEs: this runs for every job
                 for index, handle, node in started:
@@ -728,6 +742,7 @@ class JobStart:
     file_servers: dict[str, Path]
     stderr: str | None = None
     execution_log: str | None = None
+    container_on_host: str | None = None  # the image not used, when the job ran on the host instead
 
 
 def _earliest(a: datetime | None, b: datetime) -> datetime:
@@ -760,13 +775,17 @@ def _run_mount(command: str, path: Path) -> None:
         )
 
 
+def container_image(plan: launch.LaunchPlan) -> str:
+    return str((plan.container or {}).get("imageSourceRegistry", {}).get("image", ""))
+
+
 def container_command(plan: launch.LaunchPlan, command: str) -> str:
     """Run ``command`` in the job's container image with docker or podman; an error if neither runs here."""
     import shlex
     import shutil
     import subprocess
 
-    image = (plan.container or {}).get("imageSourceRegistry", {}).get("image", "")
+    image = container_image(plan)
     for engine in ("docker", "podman"):
         binary = shutil.which(engine)
         if binary and subprocess.run([binary, "info"], capture_output=True, timeout=30).returncode == 0:
@@ -782,5 +801,6 @@ def container_command(plan: launch.LaunchPlan, command: str) -> str:
     raise launch.LaunchError(
         "ContainerEngineNotFound",
         f"The job asks for the container image '{image}' (containerSettings), but no container engine (docker or "
-        "podman) runs on this node. Install one, or remove containerSettings to run on the host.",
+        "podman) runs on this node. Install one, remove containerSettings, or start the server with "
+        "--containers-on-host to run such jobs on the host.",
     )

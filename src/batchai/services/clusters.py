@@ -148,7 +148,8 @@ def put(ctx: Ctx, sub: str, group: str, workspace: str, name: str, body: Cluster
         created_at=now,
         provisioning_state="succeeded",
         provisioning_state_time=now,
-        allocation_state="steady",
+        # As Azure: "resizing" until the engine has the nodes (a new cluster has none yet).
+        allocation_state="resizing" if initial_nodes(spec) > 0 else "steady",
         allocation_state_time=now,
         errors=[],
     )
@@ -157,13 +158,23 @@ def put(ctx: Ctx, sub: str, group: str, workspace: str, name: str, body: Cluster
     return row, True
 
 
+def initial_nodes(spec: dict[str, Any]) -> int:
+    """How many nodes a new cluster starts with (the engine grows auto-scale clusters further as jobs wait)."""
+    scale = spec["scaleSettings"]
+    if "manual" in scale:
+        return int(scale["manual"]["targetNodeCount"])
+    return int(scale["autoScale"]["minimumNodeCount"])
+
+
 def patch(ctx: Ctx, sub: str, group: str, workspace: str, name: str, body: ClusterPatch) -> Cluster:
     row = get(ctx, sub, group, workspace, name)
     if body.properties.scale_settings is not None:
-        row.spec = {
-            **row.spec,
-            "scaleSettings": scale_spec(body.properties.scale_settings, "properties.scaleSettings"),
-        }
+        scale = scale_spec(body.properties.scale_settings, "properties.scaleSettings")
+        if scale != row.spec["scaleSettings"] and row.allocation_state != "resizing":
+            # The engine makes it steady again once the nodes match the new settings.
+            row.allocation_state = "resizing"
+            row.allocation_state_time = ctx.clock()
+        row.spec = {**row.spec, "scaleSettings": scale}
     return row
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from batchai.api import links, render
-from batchai.api.deps import api_version, delete_in_two_steps, page, respond, run
+from batchai.api.deps import api_version, delete_in_two_steps, page, respond, run, wait_jobs_ended
 from batchai.api.routes import EXPERIMENT
 from batchai.errors import InvalidInput
 from batchai.models.resources import JobInput
@@ -43,7 +43,9 @@ def list_jobs(sub: str, group: str, workspace: str, experiment: str, request: Re
 
 @router.post(JOB + "/terminate")
 def terminate_job(sub: str, group: str, workspace: str, experiment: str, job: str, request: Request) -> Response:
-    run(request, lambda ctx: jobs.terminate(ctx, sub, group, workspace, experiment, job))
+    """A long-running operation in Batch AI: done when the job has ended, so wait (bounded) for the engine."""
+    job_id = run(request, lambda ctx: jobs.terminate(ctx, sub, group, workspace, experiment, job).id)
+    wait_jobs_ended(request, [job_id], request.app.state.settings.grace_seconds + 15)
     return Response(status_code=200)
 
 

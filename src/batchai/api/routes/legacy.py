@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Body, Depends, Request, Response
 
 from batchai.api import render
-from batchai.api.deps import delete_in_two_steps, page, respond, run
+from batchai.api.deps import delete_in_two_steps, page, respond, run, wait_jobs_ended
 from batchai.api.routes import BATCHAI, SUB
 from batchai.api.routes.jobs import output_files
 from batchai.errors import InvalidInput
@@ -217,10 +217,12 @@ def list_jobs_in_subscription(sub: str, request: Request) -> Any:
 
 @router.post(JOB + "/terminate")
 def terminate_job(sub: str, group: str, job: str, request: Request) -> Response:
-    def work(ctx: Ctx) -> None:
-        jobs.request_stop(ctx, legacy.require_job(ctx, sub, group, job), "user")
+    def work(ctx: Ctx) -> int:
+        row = legacy.require_job(ctx, sub, group, job)
+        jobs.request_stop(ctx, row, "user")
+        return row.id
 
-    run(request, work)
+    wait_jobs_ended(request, [run(request, work)], request.app.state.settings.grace_seconds + 15)
     return Response(status_code=200)
 
 
