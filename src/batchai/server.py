@@ -33,6 +33,7 @@ def serve(settings: Settings) -> None:
             port=settings.port,
             log_level="info",
             access_log=False,
+            timeout_graceful_shutdown=5,  # open keep-alive connections must not hold a stop for long
             ssl_certfile=str(settings.certfile) if settings.certfile else None,
             ssl_keyfile=str(settings.keyfile) if settings.keyfile else None,
         )

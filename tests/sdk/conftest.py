@@ -51,6 +51,24 @@ SDKS: dict[str, list[str]] = {
         "adal==1.2.7",
         "isodate==0.7.2",
     ],
+    # The SDKs of api-versions 2018-03-01 (1.0.1) and 2017-09-01-preview (0.2.0): no workspaces or experiments.
+    # 1.0.1's models take keyword arguments only; 0.2.0's (positional) need msrestazure 0.4.
+    "1.0.1": [
+        "azure-mgmt-batchai==1.0.1",
+        "azure-mgmt-resource==10.3.0",
+        "msrestazure==0.6.4.post1",
+        "msrest==0.7.1",
+        "adal==1.2.7",
+        "isodate==0.7.2",
+    ],
+    "0.2.0": [
+        "azure-mgmt-batchai==0.2.0",
+        "azure-mgmt-resource==10.3.0",
+        "msrestazure==0.4.34",
+        "msrest==0.7.1",
+        "adal==1.2.7",
+        "isodate==0.7.2",
+    ],
 }
 
 

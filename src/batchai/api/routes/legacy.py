@@ -11,7 +11,7 @@ from batchai.api import render
 from batchai.api.deps import delete_in_two_steps, page, respond, run, wait_jobs_ended
 from batchai.api.routes import BATCHAI, SUB
 from batchai.api.routes.jobs import output_files
-from batchai.errors import InvalidInput
+from batchai.errors import ApiError, InvalidInput
 from batchai.services import clusters, file_servers, jobs, legacy
 from batchai.services.context import Ctx
 from batchai.store.tables import Cluster, FileServer, Job
@@ -193,7 +193,13 @@ def put_job(sub: str, group: str, job: str, request: Request, body: dict[str, An
         legacy.experiment_for(ctx, sub, group, experiment)
         existing = legacy.find_job(ctx, sub, group, job)
         target = existing.experiment.name if existing is not None else experiment
-        row, _ = jobs.create(ctx, sub, group, legacy.WORKSPACE, target, job, job_body)
+        try:
+            row, _ = jobs.create(ctx, sub, group, legacy.WORKSPACE, target, job, job_body)
+        except ApiError as exc:  # name the cluster as the request did, not by its id in the implicit workspace
+            if job_body.properties.cluster is not None:
+                cluster = job_body.properties.cluster.id
+                exc.message = exc.message.replace(cluster, legacy.legacy_id(cluster))
+            raise
         row.notes = {**row.notes, "legacy": extras}
         return _job(row)
 
