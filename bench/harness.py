@@ -45,8 +45,15 @@ class Bench:
     home: Path
     ws: str
 
+    experiment: str = "exp"
+
     def job_path(self, name: str) -> str:
-        return f"{self.ws}/experiments/exp/jobs/{name}"
+        return f"{self.ws}/experiments/{self.experiment}/jobs/{name}"
+
+    def use_experiment(self, name: str) -> None:
+        """Jobs from now on go to a new experiment (keeps each round's list short)."""
+        self.http.put(f"{self.ws}/experiments/{name}" + API).raise_for_status()
+        self.experiment = name
 
     def submit(self, name: str, command: str, cluster: str = "c", node_count: int = 1, **props: Any) -> float:
         """Create a job; returns the time.time() just before the request was sent."""

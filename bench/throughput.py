@@ -29,10 +29,11 @@ def xargs_seconds(jobs: int) -> float:
 
 
 def batchai_seconds(bench, jobs: int, prefix: str) -> float:  # type: ignore[no-untyped-def]
+    bench.use_experiment(prefix.rstrip("-"))
     start = time.perf_counter()
     for i in range(jobs):
         bench.submit(f"{prefix}{i}", COMMAND)
-    jobs_path = f"{bench.ws}/experiments/exp/jobs?api-version=2018-05-01"
+    jobs_path = f"{bench.ws}/experiments/{bench.experiment}/jobs?api-version=2018-05-01"
 
     def all_done() -> bool:
         states = [
@@ -58,7 +59,7 @@ def batchai_seconds(bench, jobs: int, prefix: str) -> float:  # type: ignore[no-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=200)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
     ratios = []
     with server(nodes=2) as bench:
@@ -70,7 +71,12 @@ def main() -> None:
                 f"round {r + 1}: xargs -P2 {args.jobs / base:.1f} jobs/s, batchai {args.jobs / ours:.1f} jobs/s, "
                 f"ratio {base / ours:.2f}"
             )
-    print(f"median ratio {statistics.median(ratios):.2f} (target >= 0.7)")
+    ordered = sorted(ratios)
+    p10 = ordered[int(0.1 * (len(ordered) - 1))]
+    print(
+        f"rounds: {len(ratios)}; ratio batchai/xargs: median {statistics.median(ratios):.2f}, "
+        f"p90 (the worst tenth) {p10:.2f} (target: median >= 0.7)"
+    )
 
 
 if __name__ == "__main__":
