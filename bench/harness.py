@@ -77,11 +77,14 @@ class Bench:
 
 
 @contextmanager
-def server(nodes: int = 1) -> Iterator[Bench]:
-    """A batchai server (its own process, as users run it) with a workspace, an experiment and a cluster."""
+def server(nodes: int = 1, env: dict[str, str] | None = None, ready_timeout: float = 120.0) -> Iterator[Bench]:
+    """A batchai server (its own process, as users run it) with a workspace, an experiment and a cluster.
+
+    ``env`` is added to the server's environment (e.g. ``BATCHAI_RAY_ADDRESS``); ``ready_timeout`` bounds
+    the wait for the cluster's nodes to be idle and its allocation steady."""
     home = Path(tempfile.mkdtemp(prefix="batchai-bench-"))
     port = free_port()
-    env = {**os.environ, "BATCHAI_GRACE_SECONDS": "2"}
+    env = {**os.environ, "BATCHAI_GRACE_SECONDS": "2", **(env or {})}
     log = open(home / "server.log", "wb")  # noqa: SIM115
     process = subprocess.Popen(
         [PYTHON, "-m", "batchai", "server", "start", "--home", str(home), "--port", str(port)],
@@ -104,12 +107,14 @@ def server(nodes: int = 1) -> Iterator[Bench]:
             f"{ws}/clusters/c" + API,
             json={"properties": {"vmSize": "local", "scaleSettings": {"manual": {"targetNodeCount": nodes}}}},
         ).raise_for_status()
-        wait_for(
-            lambda: (
-                http.get(f"{ws}/clusters/c" + API).json()["properties"]["nodeStateCounts"]["idleNodeCount"] == nodes
-            ),
-            interval=0.05,
-        )
+
+        def ready() -> bool:
+            properties = http.get(f"{ws}/clusters/c" + API).json()["properties"]
+            return bool(
+                properties["nodeStateCounts"]["idleNodeCount"] == nodes and properties["allocationState"] == "steady"
+            )
+
+        wait_for(ready, timeout=ready_timeout, interval=0.05)
         yield Bench(http, home, ws)
         http.close()
     finally:

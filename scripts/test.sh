@@ -9,7 +9,7 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 # torch for the sample's tests: a CPU build, pinned so that nothing pulls a CUDA build.
 .venv/bin/python -m pip install --quiet torch==2.13.0
-.venv/bin/python -m pip install --quiet -e '.[dev,postgres]'
+.venv/bin/python -m pip install --quiet -e '.[dev,postgres,ray]'
 .venv/bin/ruff check src tests tools bench
 .venv/bin/ruff format --check src tests tools bench
 .venv/bin/mypy

@@ -39,6 +39,10 @@ class Settings:
     # Run jobs that ask for a container image (containerSettings) directly on the host instead, without a
     # container engine. Off by default; each job it affects says so in its execution.log.
     containers_on_host: bool = False
+    # Run clusters on a Ray cluster at this address instead of local processes (the Ray provider); the
+    # Ray nodes that offer the custom resource ``ray_resource`` (one unit each) are the nodes it uses.
+    ray_address: str | None = None
+    ray_resource: str = "batchai"
 
     @classmethod
     def build(
@@ -50,6 +54,8 @@ class Settings:
         host: str = "127.0.0.1",
         port: int = DEFAULT_PORT,
         containers_on_host: bool | None = None,
+        ray_address: str | None = None,
+        ray_resource: str | None = None,
     ) -> Settings:
         root = resolve_home(home, environ)
         url = database_url or environ.get("BATCHAI_DATABASE_URL") or f"sqlite:///{root / 'batchai.db'}"
@@ -63,6 +69,8 @@ class Settings:
             port=port,
             grace_seconds=grace,
             containers_on_host=containers_on_host,
+            ray_address=ray_address or environ.get("BATCHAI_RAY_ADDRESS") or None,
+            ray_resource=ray_resource or environ.get("BATCHAI_RAY_RESOURCE") or "batchai",
         )
 
     @property

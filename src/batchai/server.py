@@ -89,6 +89,8 @@ def start_detached(settings: Settings, timeout: float = 60.0) -> int:
         args += ["--certfile", str(settings.certfile), "--keyfile", str(settings.keyfile)]
     if settings.containers_on_host:
         args.append("--containers-on-host")
+    if settings.ray_address:
+        args += ["--ray-address", settings.ray_address, "--ray-resource", settings.ray_resource]
     log_path = settings.home / "server.log"
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(

@@ -102,6 +102,18 @@ class Bench:
         return {f["name"]: f for f in response.json()["value"]}
 
 
+def write_script(bench: Bench, text: str, name: str) -> Path:
+    script = bench.tmp / "scripts" / name
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(text)
+    return script
+
+
+def outputs(bench: Bench) -> list[dict[str, Any]]:
+    """One output directory, OUT, under the bench's temporary directory."""
+    return [{"id": "OUT", "pathPrefix": str(bench.tmp / "out")}]
+
+
 def make_bench(server: Server, group: str, tmp: Path) -> Bench:
     http = server.http
     assert http.put(

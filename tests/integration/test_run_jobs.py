@@ -15,7 +15,8 @@ import psutil
 import pytest
 
 from tests.conftest import Server, url, wait_for
-from tests.integration.jobkit import Bench, make_bench
+from tests.integration import jobkit
+from tests.integration.jobkit import Bench, make_bench, outputs
 
 CHECK = """
 import json, os, sys
@@ -34,14 +35,7 @@ def bench(server: Server, tmp_path: Path) -> Bench:
 
 
 def write_script(bench: Bench, text: str = CHECK, name: str = "check.py") -> Path:
-    script = bench.tmp / "scripts" / name
-    script.parent.mkdir(parents=True, exist_ok=True)
-    script.write_text(text)
-    return script
-
-
-def outputs(bench: Bench) -> list[dict[str, Any]]:
-    return [{"id": "OUT", "pathPrefix": str(bench.tmp / "out")}]
+    return jobkit.write_script(bench, text, name)
 
 
 def result(bench: Bench, name: str) -> dict[str, Any]:
@@ -98,18 +92,6 @@ def test_each_toolkit_gets_its_arguments_and_environment(bench: Bench) -> None:
         assert (out_dir / "stderr.txt").read_text() == "to stderr\n"
         assert "started" in (out_dir / "execution.log").read_text()
     assert bench.job("tensorflow")["toolType"] == "tensorflow"
-
-
-def test_distributed_settings_fail_clearly_until_supported(bench: Bench) -> None:
-    bench.cluster(target=2)
-    script = write_script(bench)
-    bench.submit("mpi", customMpiSettings={"commandLine": "echo hi", "processCount": 2})
-    bench.submit("twonodes", node_count=2, pyTorchSettings={"pythonScriptFilePath": str(script)})
-    for name in ("mpi", "twonodes"):
-        props = bench.wait_job(name)
-        assert props["executionState"] == "failed"
-        error = props["executionInfo"]["errors"][0]
-        assert error["code"] == "DistributedNotSupported" and "nodeCount" in error["message"]
 
 
 def test_missing_script_fails_with_a_clear_error(bench: Bench) -> None:

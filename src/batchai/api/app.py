@@ -17,6 +17,7 @@ from batchai.api import errors
 from batchai.api.auth import authenticate, ensure_credentials, signing_key
 from batchai.api.routes import clusters, downloads, groups, jobs, legacy, meta, storage, workspaces
 from batchai.config import Settings
+from batchai.providers.base import NodeProvider
 from batchai.providers.local import LocalProvider
 from batchai.scheduler.engine import Engine, EngineSettings
 from batchai.services.context import utc_now
@@ -94,6 +95,21 @@ def base_environment(environ: dict[str, str] | os._Environ[str]) -> dict[str, st
     return {k: v for k, v in environ.items() if not k.startswith(("BATCHAI_", "AZURE_"))}
 
 
+def node_provider(settings: Settings) -> NodeProvider:
+    """The local provider, or the Ray provider when the server is bound to a Ray cluster."""
+    if settings.ray_address:
+        from batchai.providers.ray_cluster import RayProvider
+
+        return RayProvider(
+            settings.ray_address,
+            settings.ray_resource,
+            settings.nodes_root,
+            settings.home,
+            grace_seconds=settings.grace_seconds,
+        )
+    return LocalProvider(settings.nodes_root)
+
+
 def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> FastAPI:
     """A batchai server for ``settings``: migrates the database and writes credentials on start-up."""
     settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -109,7 +125,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
         engine = Engine(
             database,
             backend,
-            LocalProvider(settings.nodes_root),
+            node_provider(settings),
             EngineSettings(
                 home=settings.home,
                 default_python=settings.node_python,
@@ -127,6 +143,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
         yield
         app.state.engine = None
         engine.shutdown()
+        engine.provider.close()
         database.dispose()
 
     app = FastAPI(

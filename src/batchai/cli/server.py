@@ -35,6 +35,16 @@ def server() -> None:
     help="Run jobs that ask for a container image directly on the host (no container engine); each such job "
     "says so in its execution.log. Also $BATCHAI_CONTAINERS_ON_HOST=1. Off by default.",
 )
+@click.option(
+    "--ray-address",
+    help="Run clusters on the Ray cluster at this address (e.g. 127.0.0.1:6379) instead of local processes. "
+    "Also $BATCHAI_RAY_ADDRESS. Needs the 'ray' extra.",
+)
+@click.option(
+    "--ray-resource",
+    help="The custom resource that marks the Ray nodes batchai may use (one unit per node). "
+    "Default 'batchai'; also $BATCHAI_RAY_RESOURCE.",
+)
 def start(
     host: str,
     port: int,
@@ -44,6 +54,8 @@ def start(
     keyfile: str | None,
     detach: bool,
     containers_on_host: bool | None,
+    ray_address: str | None,
+    ray_resource: str | None,
 ) -> None:
     """Start the server (in the foreground, logging to stderr, unless --detach)."""
     from batchai import server as runner
@@ -57,6 +69,8 @@ def start(
         host=host,
         port=port,
         containers_on_host=containers_on_host,
+        ray_address=ray_address,
+        ray_resource=ray_resource,
     )
     if certfile and keyfile:
         settings = dataclasses.replace(settings, certfile=Path(certfile).resolve(), keyfile=Path(keyfile).resolve())

@@ -4,25 +4,36 @@ A provider gives a cluster its nodes and runs processes on them. The engine (sch
 what runs where; the provider only does it. Contract:
 
 - ``prepare_node`` makes a node's work area and cluster mounts; it is idempotent.
-- ``start`` starts one process (a task, or a setup task) and returns a ``Handle`` that survives a
-  restart of the server (it is stored); it never blocks on the process.
+- ``start`` starts one process (a task, or a setup task) on a node (``node``: the node's entries named
+  in ``node_keys``) and returns a ``Handle`` that survives a restart of the server (it is stored); it
+  never blocks on the process.
+- ``address`` is the node's address as other nodes reach it; ``free_ports`` finds ports free on it
+  (for the rendezvous of distributed jobs).
 - ``poll`` returns None while the process runs, then its ``Outcome`` (exit code None if it vanished).
 - ``stop`` ends a process tree (SIGTERM, grace period, SIGKILL) and is idempotent: stopping what has
   already ended is not an error.
 - ``release_node`` removes a node's work area; idempotent. It never touches storage volumes.
+- ``inventory`` lists the machines that can be nodes (each a dict holding ``node_keys`` and ``address``),
+  or None when the provider makes nodes on demand (the local provider). A node whose machine leaves the
+  inventory is lost.
+- ``reserve`` takes a job's nodes at once (all or none, raising ``LaunchError`` when it cannot within its
+  timeout); ``unreserve`` gives them back and is idempotent. ``close`` lets go of the provider's
+  connections; processes keep running.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
+from batchai.runtime.launch import NodeSlot
 from batchai.runtime.supervisor import Handle, Outcome
 
 
 class NodeProvider(Protocol):
     name: str
     gpus: tuple[int, ...]  # GPU indices to share among nodes (empty: none)
+    node_keys: tuple[str, ...]  # the entries of a node's info that identify it to the provider
 
     def node_dir(self, cluster_id: int, node_name: str) -> Path: ...
 
@@ -30,10 +41,33 @@ class NodeProvider(Protocol):
 
     def gpus_for(self, node_index: int, node_count: int) -> tuple[int, ...]: ...
 
-    def prepare_node(self, cluster_id: int, node_name: str, links: list[tuple[Path, Path]]) -> Path: ...
+    def prepare_node(
+        self, cluster_id: int, node_name: str, links: list[tuple[Path, Path]], node: dict[str, str]
+    ) -> Path: ...
+
+    def inventory(self) -> list[dict[str, str]] | None: ...
+
+    def reserve(self, key: str, nodes: list[dict[str, str]]) -> None: ...
+
+    def unreserve(self, key: str) -> None: ...
+
+    def close(self) -> None: ...
+
+    def address(self, node: dict[str, Any]) -> str: ...
+
+    def free_ports(self, node: NodeSlot, count: int) -> list[int]: ...
 
     def start(
-        self, script: Path, body: str, *, env: dict[str, str], cwd: Path, stdout: Path, stderr: Path, exit_file: Path
+        self,
+        script: Path,
+        body: str,
+        *,
+        env: dict[str, str],
+        cwd: Path,
+        stdout: Path,
+        stderr: Path,
+        exit_file: Path,
+        node: dict[str, str],
     ) -> Handle: ...
 
     def poll(self, handle: Handle) -> Outcome | None: ...

@@ -3,13 +3,17 @@ processes run here, each in its own session. GPUs, if any, are shared out among 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
 import subprocess
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from batchai.runtime import supervisor
+from batchai.runtime.launch import NodeSlot
 from batchai.runtime.supervisor import Handle, Outcome
 
 
@@ -27,6 +31,7 @@ def host_gpus() -> tuple[int, ...]:
 
 class LocalProvider:
     name = "local"
+    node_keys: tuple[str, ...] = ()
 
     def __init__(self, root: Path, gpus: tuple[int, ...] | None = None) -> None:
         self.root = root
@@ -45,17 +50,28 @@ class LocalProvider:
         share = max(1, len(self.gpus) // node_count)
         return tuple(self.gpus[(node_index * share) % len(self.gpus) :][:share])
 
-    def prepare_node(self, cluster_id: int, node_name: str, links: list[tuple[Path, Path]]) -> Path:
-        node = self.node_dir(cluster_id, node_name)
-        for sub in ("mounts", "jobs", "setup"):
-            (node / sub).mkdir(parents=True, exist_ok=True)
-        self.shared_dir(cluster_id).mkdir(parents=True, exist_ok=True)
-        for link, target in links:
-            make_link(link, target)
-        return node
+    def prepare_node(
+        self, cluster_id: int, node_name: str, links: list[tuple[Path, Path]], node: dict[str, str]
+    ) -> Path:
+        return prepare_work_area(self.node_dir(cluster_id, node_name), self.shared_dir(cluster_id), links)
+
+    def address(self, node: dict[str, Any]) -> str:
+        return "127.0.0.1"
+
+    def free_ports(self, node: NodeSlot, count: int) -> list[int]:
+        return free_ports(count)
 
     def start(
-        self, script: Path, body: str, *, env: dict[str, str], cwd: Path, stdout: Path, stderr: Path, exit_file: Path
+        self,
+        script: Path,
+        body: str,
+        *,
+        env: dict[str, str],
+        cwd: Path,
+        stdout: Path,
+        stderr: Path,
+        exit_file: Path,
+        node: dict[str, str],
     ) -> Handle:
         script.parent.mkdir(parents=True, exist_ok=True)
         script.write_text(supervisor.wrapper_script(body, exit_file))
@@ -72,6 +88,39 @@ class LocalProvider:
 
     def release_node(self, cluster_id: int, node_name: str) -> None:
         shutil.rmtree(self.node_dir(cluster_id, node_name), ignore_errors=True)
+
+    def inventory(self) -> list[dict[str, str]] | None:
+        return None  # nodes are work areas on this host, made on demand
+
+    def reserve(self, key: str, nodes: list[dict[str, str]]) -> None:
+        pass  # the scheduler's choice is the reservation
+
+    def unreserve(self, key: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def prepare_work_area(node_dir: Path, shared_dir: Path, links: list[tuple[Path, Path]]) -> Path:
+    """A node's work area (mounts, jobs, setup) with its cluster mounts linked in; idempotent."""
+    for sub in ("mounts", "jobs", "setup"):
+        (node_dir / sub).mkdir(parents=True, exist_ok=True)
+    shared_dir.mkdir(parents=True, exist_ok=True)
+    for link, target in links:
+        make_link(link, target)
+    return node_dir
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """``count`` distinct ports free on ``host`` now (the OS picks them; all held until all are found)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket())
+            sock.bind((host, 0))
+            ports.append(int(sock.getsockname()[1]))
+        return ports
 
 
 def make_link(link: Path, target: Path) -> None:

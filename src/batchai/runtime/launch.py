@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batchai.runtime import distributed
 from batchai.services.mounts import parse_file_url
 from batchai.storage.base import Volume, VolumeKind, clean_path
 
@@ -38,13 +39,15 @@ def expand(text: str, env: dict[str, str]) -> str:
 
 @dataclass(frozen=True)
 class NodeSlot:
-    """Where one task of a job runs: the node's directories, its task index and its GPUs."""
+    """One of a job's nodes: its directories, its place in the job, its GPUs and its address."""
 
     node_name: str
     node_dir: Path
     shared_dir: Path
-    task_index: int
+    node_index: int
     gpus: tuple[int, ...] = ()
+    address: str = "127.0.0.1"
+    info: tuple[tuple[str, str], ...] = ()  # what the provider needs to reach the node (e.g. its Ray id)
 
 
 @dataclass
@@ -61,6 +64,9 @@ class LaunchPlan:
     stderr_name: str
     container: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    prep_marker: Path | None = None  # where the node's job preparation records its exit code
+    runs_prep: bool = True  # False: another process on this node runs it, this one waits for it
+    mpi_hostfile: str | None = None
 
 
 Resolver = Callable[[Volume], Path]
@@ -104,48 +110,64 @@ def _script(settings: dict[str, Any], env: dict[str, str], key: str = "pythonScr
     return path
 
 
-def toolkit_command(spec: dict[str, Any], env: dict[str, str], default_python: str) -> str:
-    """The command line of the job's toolkit for one task (single-process jobs)."""
-    node_count = int(spec["nodeCount"])
-    for key, settings in spec.items():
-        if not key.endswith("Settings") or key == "containerSettings" or not isinstance(settings, dict):
-            continue
-        processes = settings.get("processCount")
-        if (
-            key in ("customMpiSettings", "horovodSettings")
-            or (processes or 1) > 1
-            or (node_count > 1 and key != "customToolkitSettings")
-        ):
-            raise LaunchError(
-                "DistributedNotSupported",
-                f"{key} with nodeCount {node_count} and processCount {processes or 1} needs batchai's distributed "
-                "launcher, which this version does not have; run it with nodeCount 1 and processCount 1 "
-                "(customToolkitSettings runs its command line on every node).",
-            )
-        args = expand(settings.get("commandLineArgs") or "", env)
-        if key == "customToolkitSettings":
-            return str(settings.get("commandLine") or "")
-        if key == "cntkSettings" and settings.get("languageType") == "BrainScript":
-            cntk = shutil.which("cntk", path=env.get("PATH"))
-            if cntk is None:
-                raise LaunchError(
-                    "ToolkitNotInstalled",
-                    "CNTK BrainScript jobs need the 'cntk' program, which is not installed on the node.",
-                )
-            return f"{shlex.quote(cntk)} configFile={shlex.quote(expand(settings['configFilePath'], env))} {args}"
-        if key == "caffeSettings" and settings.get("configFilePath"):
-            caffe = shutil.which("caffe", path=env.get("PATH"))
-            if caffe is None:
-                raise LaunchError(
-                    "ToolkitNotInstalled",
-                    "Caffe jobs with configFilePath need the 'caffe' program, which is not installed.",
-                )
-            return f"{shlex.quote(caffe)} train --solver={shlex.quote(expand(settings['configFilePath'], env))} {args}"
-        if key == "tensorFlowSettings":
-            args = expand(settings.get("masterCommandLineArgs") or settings.get("workerCommandLineArgs") or "", env)
-        python = _python(settings, default_python)
-        return f"{shlex.quote(python)} {shlex.quote(_script(settings, env))} {args}".rstrip()
-    raise LaunchError("InvalidToolkit", "The job has no toolkit settings.")
+def _program(name: str, env: dict[str, str], who: str) -> str:
+    """The quoted path of a toolkit's program on the node's PATH, or a clear job error."""
+    found = shutil.which(name, path=env.get("PATH"))
+    if found is None:
+        raise LaunchError(
+            "ToolkitNotInstalled", f"{who} need the '{name}' program, which is not installed on the node."
+        )
+    return shlex.quote(found)
+
+
+def _single_command(key: str, settings: dict[str, Any], env: dict[str, str], default_python: str, role: str) -> str:
+    """The command line of one process of the toolkit (what mpirun starts, for MPI jobs)."""
+    args = expand(settings.get("commandLineArgs") or "", env)
+    if key in ("customToolkitSettings", "customMpiSettings"):
+        return str(settings.get("commandLine") or "")  # bash expands its variables
+    if key == "cntkSettings" and settings.get("languageType") == "BrainScript":
+        cntk = _program("cntk", env, "CNTK BrainScript jobs")
+        return f"{cntk} configFile={shlex.quote(expand(settings['configFilePath'], env))} {args}"
+    if key == "caffeSettings" and settings.get("configFilePath"):
+        caffe = _program("caffe", env, "Caffe jobs with configFilePath")
+        return f"{caffe} train --solver={shlex.quote(expand(settings['configFilePath'], env))} {args}"
+    if key == "tensorFlowSettings":
+        master = settings.get("masterCommandLineArgs")
+        worker = settings.get("workerCommandLineArgs")
+        chosen = {
+            "master": master or worker,
+            "worker": worker or master,
+            "ps": settings.get("parameterServerCommandLineArgs"),
+        }[role]
+        args = expand(chosen or "", env)
+    python = _python(settings, default_python)
+    return f"{shlex.quote(python)} {shlex.quote(_script(settings, env))} {args}".rstrip()
+
+
+def toolkit_command(
+    spec: dict[str, Any], env: dict[str, str], default_python: str, process: distributed.Process | None = None
+) -> str:
+    """The command line of one process of the job; MPI jobs get their ``mpirun`` here."""
+    process = process or distributed.Process(0, 0, "master", 0)
+    try:
+        key, settings = distributed.toolkit(spec)
+    except ValueError:
+        raise LaunchError("InvalidToolkit", "The job has no toolkit settings.") from None
+    command = _single_command(key, settings, env, default_python, process.role)
+    if process.role != "mpirun":
+        return command
+    mpirun = _program("mpirun", env, f"{key} jobs run through mpirun (OpenMPI, e.g. apt-get install openmpi-bin) and")
+    exported = " ".join(f"-x {shlex.quote(name)}" for name in sorted(env) if _forwarded(name))
+    inner = f"bash -c {shlex.quote(command)}" if key == "customMpiSettings" else command
+    return (
+        f'{shlex.quote(mpirun)} -np {distributed.process_count(spec)} --hostfile "$AZ_BATCHAI_MPI_HOST_FILE" '
+        f"--bind-to none {exported} {inner}"
+    )
+
+
+def _forwarded(name: str) -> bool:
+    """Variables mpirun hands to the processes it starts on other hosts (the local ones inherit them all)."""
+    return name not in ("HOME", "PWD", "SHLVL", "OLDPWD", "_") and not name.startswith(("OMPI_", "BASH_FUNC"))
 
 
 def _gpu_env(gpus: tuple[int, ...]) -> dict[str, str]:
@@ -159,12 +181,17 @@ def plan(
     segment: str,
     cluster_spec: dict[str, Any],
     slot: NodeSlot,
+    process: distributed.Process,
+    wiring: dict[str, str],
     base_env: dict[str, str],
+    runs_prep: bool = True,
+    attempt: int = 1,
+    mpi_hostfile: str | None = None,
     resolve: Resolver,
     file_server: FileServerResolver,
     default_python: str,
 ) -> LaunchPlan:
-    """Everything needed to start task ``slot.task_index`` of a job on a node."""
+    """Everything needed to start one process of a job on its node (``wiring``: its distributed variables)."""
     job_temp = slot.node_dir / "jobs" / str(job_id)
     mount_root = slot.node_dir / "mounts"
     job_mounts = job_temp / "mounts"
@@ -177,10 +204,13 @@ def plan(
             "AZ_BATCHAI_JOB_TEMP": str(job_temp / "wd"),
             "AZ_BATCHAI_JOB_TEMP_DIR": str(slot.node_dir / "jobs"),
             "AZ_BATCHAI_SHARED_JOB_TEMP": str(slot.shared_dir / "jobs" / str(job_id)),
-            "AZ_BATCHAI_TASK_INDEX": str(slot.task_index),
+            "AZ_BATCHAI_TASK_INDEX": str(process.role_index),
             "AZ_BATCHAI_NODE_NAME": slot.node_name,
         }
     )
+    env.update(wiring)
+    if process.role == "mpirun":
+        env["AZ_BATCHAI_MPI_HOST_FILE"] = str(job_temp / "mpi_hostfile")
     links, unmanaged = _mount_links(spec.get("mountVolumes"), job_mounts, resolve, file_server)
     stdouterr = Path(expand(spec["stdOutErrPathPrefix"], env)) / segment / "stdouterr"
     env["AZ_BATCHAI_STDOUTERR_DIR"] = str(stdouterr)
@@ -198,7 +228,7 @@ def plan(
     for secret in spec.get("secrets") or []:
         if secret.get("value") is not None:
             env[secret["name"]] = secret["value"]
-    suffix = "" if slot.task_index == 0 else f"-wk-{slot.task_index}"
+    suffix = process.suffix
     prep = (spec.get("jobPreparation") or {}).get("commandLine")
     return LaunchPlan(
         env=env,
@@ -212,22 +242,35 @@ def plan(
         stdout_name=f"stdout{suffix}.txt",
         stderr_name=f"stderr{suffix}.txt",
         container=spec.get("containerSettings"),
+        prep_marker=job_temp / f"prep-{attempt}.rc",
+        runs_prep=runs_prep,
+        mpi_hostfile=mpi_hostfile,
     )
 
 
 def script_body(plan: LaunchPlan, command: str) -> str:
-    """The bash body a task runs: the job preparation (output beside stdout), then the toolkit command."""
+    """The bash body a process runs: the job preparation once per node (its output beside stdout; the
+    node's other processes wait for it), the MPI host file if any, then the toolkit command."""
     lines = ["set +e", f"cd {shlex.quote(plan.env['AZ_BATCHAI_JOB_TEMP'])} || exit 1"]
-    if plan.prep_command:
+    marker = shlex.quote(str(plan.prep_marker))
+    fail = (
+        'if [ "$__batchai_prep" -ne 0 ]; then echo "batchai: job preparation failed with exit code '
+        '$__batchai_prep" >&2; exit "$__batchai_prep"; fi'
+    )
+    if plan.prep_command and plan.runs_prep:
         suffix = plan.stdout_name[len("stdout") : -len(".txt")]
         out = shlex.quote(str(plan.stdouterr / f"stdout-job_prep{suffix}.txt"))
         err = shlex.quote(str(plan.stdouterr / f"stderr-job_prep{suffix}.txt"))
         lines += [
             f"bash -c {shlex.quote(plan.prep_command)} >> {out} 2>> {err}",
             "__batchai_prep=$?",
-            'if [ "$__batchai_prep" -ne 0 ]; then echo "batchai: job preparation failed with exit code '
-            '$__batchai_prep" >&2; exit "$__batchai_prep"; fi',
+            f'printf "%s" "$__batchai_prep" > {marker}.tmp && mv {marker}.tmp {marker}',
+            fail,
         ]
+    elif plan.prep_command:
+        lines += [f"while [ ! -e {marker} ]; do sleep 0.05; done", f"__batchai_prep=$(cat {marker})", fail]
+    if plan.mpi_hostfile is not None:
+        lines.append(f"cat > \"$AZ_BATCHAI_MPI_HOST_FILE\" <<'__BATCHAI_HOSTS__'\n{plan.mpi_hostfile}__BATCHAI_HOSTS__")
     lines.append(command)
     return "\n".join(lines)
 

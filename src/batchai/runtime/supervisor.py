@@ -27,13 +27,16 @@ class Handle:
     pid: int
     start: float  # psutil create_time, to recognise the process after a restart
     exit_file: Path
+    where: str = ""  # the node the process runs on, for providers with remote nodes (e.g. a Ray node id)
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a process ended: its exit code, or None if it vanished without recording one."""
+    """How a process ended: its exit code, or None if it vanished without recording one (``node_lost``:
+    because the node it ran on went away)."""
 
     exit_code: int | None
+    node_lost: bool = False
 
 
 def wrapper_script(body: str, exit_file: Path) -> str:

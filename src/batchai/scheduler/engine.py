@@ -25,7 +25,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from batchai.models.base import parse_duration
 from batchai.providers.base import NodeProvider
 from batchai.providers.local import make_link
-from batchai.runtime import launch, supervisor
+from batchai.runtime import distributed, launch, supervisor
 from batchai.runtime.supervisor import Handle, Outcome
 from batchai.scheduler.matching import QueuedJob, decide
 from batchai.services import clusters as cluster_service
@@ -59,16 +59,21 @@ class EngineSettings:
     base_env: tuple[tuple[str, str], ...] = ()
     # Run jobs that ask for a container image on the host instead (the server's --containers-on-host).
     containers_on_host: bool = False
+    # How many times a job may start: requeues (a lost node, a resize with 'requeue') beyond it fail it.
+    max_attempts: int = 3
 
 
 def _handle(info: dict[str, Any]) -> Handle | None:
     if not info.get("pid"):
         return None
-    return Handle(int(info["pid"]), float(info.get("start", 0.0)), Path(info["exit_file"]))
+    return Handle(int(info["pid"]), float(info.get("start", 0.0)), Path(info["exit_file"]), str(info.get("where", "")))
 
 
 def _handle_info(handle: Handle) -> dict[str, Any]:
-    return {"pid": handle.pid, "start": handle.start, "exit_file": str(handle.exit_file)}
+    info: dict[str, Any] = {"pid": handle.pid, "start": handle.start, "exit_file": str(handle.exit_file)}
+    if handle.where:
+        info["where"] = handle.where
+    return info
 
 
 class Engine:
@@ -150,7 +155,10 @@ class Engine:
         """Wake the loop when the process ends."""
 
         def wait() -> None:
-            self.provider.wait(handle)
+            try:
+                self.provider.wait(handle)
+            except Exception as exc:  # e.g. the provider's connection closed at shutdown: the next pass polls
+                log.debug("waiting on %s stopped: %s", handle.pid, exc)
             self.wake()
 
         threading.Thread(target=wait, name=f"wait-{handle.pid}", daemon=True).start()
@@ -201,18 +209,22 @@ class Engine:
     def _sync_clusters(self) -> bool:
         """Bring every cluster's nodes toward its target; True if some node became idle."""
         self._became_idle = False
+        machines = self.provider.inventory()
         with self.db.session() as session:
             for cluster in session.scalars(select(Cluster).filter(Cluster.provisioning_state != "deleting")).all():
-                self._sync_cluster(session, cluster)
+                self._sync_cluster(session, cluster, machines)
         return self._became_idle
 
-    def _sync_cluster(self, session: Session, cluster: Cluster) -> None:
+    def _sync_cluster(self, session: Session, cluster: Cluster, machines: list[dict[str, str]] | None) -> None:
         now = self.clock()
         target = self._desired_nodes(session, cluster)
+        if machines is not None:
+            self._lose_nodes(session, cluster, machines)
         nodes = [n for n in cluster.nodes if n.state != NodeState.LEAVING]
         if len(nodes) < target:
+            free = self._free_machines(session, machines)
             used = {n.index for n in cluster.nodes}
-            for _ in range(target - len(nodes)):
+            for i in range(target - len(nodes) if free is None else min(target - len(nodes), len(free))):
                 index = next(i for i in range(len(used) + 1) if i not in used)
                 used.add(index)
                 node = Node(
@@ -220,7 +232,7 @@ class Engine:
                     index=index,
                     state=NodeState.PREPARING,
                     state_time=now,
-                    info={},
+                    info=dict(free[i]) if free is not None else {},
                     errors=[],
                 )
                 cluster.nodes.append(node)
@@ -239,6 +251,42 @@ class Engine:
         if cluster.allocation_state != state:
             cluster.allocation_state = state
             cluster.allocation_state_time = now
+
+    @staticmethod
+    def _free_machines(session: Session, machines: list[dict[str, str]] | None) -> list[dict[str, str]] | None:
+        """Machines no node holds yet (None: the provider makes nodes on demand)."""
+        if machines is None:
+            return None
+        held = {str(info.get("ray_node_id")) for info in session.scalars(select(Node.info)) if info}
+        return [m for m in machines if m["ray_node_id"] not in held]
+
+    def _lose_nodes(self, session: Session, cluster: Cluster, machines: list[dict[str, str]]) -> None:
+        """Nodes whose machine left the provider's inventory are lost: their jobs stop (failed with an
+        error that names the node, or requeued as the cluster's nodeDeallocationOption says)."""
+        alive = {m["ray_node_id"] for m in machines}
+        for node in cluster.nodes:
+            key = node.info.get("ray_node_id")
+            if key is not None and key not in alive:
+                self._lose_node(session, cluster, node)
+
+    def _lose_node(self, session: Session, cluster: Cluster, node: Node) -> None:
+        """A node's machine is gone: it leaves the cluster (never to be scheduled again) and its job stops."""
+        if node.state == NodeState.LEAVING:
+            return
+        name = _describe_node(node.name, node.info)
+        error = {"code": "NodeLost", "message": f"Node {name} left the cluster.", "details": []}
+        node.errors = [error]
+        cluster.errors = [*(cluster.errors or []), error][-10:]
+        self._node_state(node, NodeState.LEAVING)
+        log.warning("%s: node %s was lost", cluster.name, name)
+        job = session.get(Job, node.job_id) if node.job_id is not None else None
+        if job is not None and job.stop_reason is None:
+            job.stop_reason = self._lost_reason(cluster, job)
+            job.notes = {**job.notes, "lost_node": name}
+
+    def _lost_reason(self, cluster: Cluster, job: Job) -> str:
+        option = (cluster.spec["scaleSettings"].get("manual") or {}).get("nodeDeallocationOption", "requeue")
+        return "requeue" if option == "requeue" and job.attempts < self.settings.max_attempts else "node_lost"
 
     def _shrink(self, session: Session, cluster: Cluster, nodes: list[Node], count: int) -> None:
         """Remove ``count`` nodes: unusable, idle and preparing ones first, then busy ones as
@@ -280,7 +328,7 @@ class Engine:
                 links, unmanaged = launch.cluster_mounts(
                     cluster.spec, node_dir / "mounts", self._resolver, self._file_server_path(session)
                 )
-                self.provider.prepare_node(cluster.id, node.name, links)
+                self.provider.prepare_node(cluster.id, node.name, links, self._node_keys(node))
                 for command, path in unmanaged:
                     _run_mount(command, path)
             except (launch.LaunchError, OSError, Exception) as exc:
@@ -310,6 +358,7 @@ class Engine:
                     stdout=out_dir / "stdout.txt",
                     stderr=out_dir / "stderr.txt",
                     exit_file=node_dir / "setup" / "exit_code",
+                    node=self._node_keys(node),
                 )
             except OSError as exc:
                 self._node_unusable(cluster, node, "SetupTaskFailed", f"The setup task could not start: {exc}")
@@ -334,6 +383,10 @@ class Engine:
             f"The setup task on {node.name} failed with exit code {outcome.exit_code}.",
             last,
         )
+
+    def _node_keys(self, node: Node) -> dict[str, str]:
+        """What identifies the node to the provider (e.g. its Ray node id)."""
+        return {k: str(v) for k, v in node.info.items() if k in self.provider.node_keys}
 
     def _node_state(self, node: Node, state: str) -> None:
         if state == NodeState.IDLE and node.state != NodeState.IDLE:
@@ -398,9 +451,14 @@ class Engine:
             task.exit_code = outcome.exit_code
             task.finished_at = self.clock()
             if outcome.exit_code is None:
-                task.info = {**task.info, "vanished": True}
-        failed = [t for t in job.tasks if t.finished_at is not None and t.exit_code != 0]
-        if running and (job.stop_reason is not None or failed):
+                task.info = {**task.info, "vanished": True, **({"node_lost": True} if outcome.node_lost else {})}
+            node = ctx.session.get(Node, task.node_id) if outcome.node_lost and task.node_id else None
+            if node is not None:  # before its job frees it: a lost node must never be scheduled again
+                self._lose_node(ctx.session, node.cluster, node)
+        failed = [t for t in _essential(job.tasks) if t.finished_at is not None and t.exit_code != 0]
+        # Parameter servers (auxiliary) never end by themselves: they stop once the workers are done.
+        done = not _essential(running)
+        if running and (job.stop_reason is not None or failed or done):
             for task in running:
                 self._stop_task_async(task)
             return
@@ -430,6 +488,9 @@ class Engine:
         with self.db.session() as session:
             tasks = session.scalars(select(Task).filter(Task.job_id == job_id, Task.finished_at.is_(None))).all()
             handles = [h for h in (_handle(t.info) for t in tasks) if h is not None]
+            attempts = session.scalar(select(Job.attempts).filter(Job.id == job_id))
+        if attempts:
+            self.provider.unreserve(_gang(job_id, attempts))
         threads = [threading.Thread(target=self.provider.stop, args=(h, self.settings.grace_seconds)) for h in handles]
         for thread in threads:
             thread.start()
@@ -455,13 +516,25 @@ class Engine:
         details = [{"name": "stderr", "value": "\n".join(last)}] if last else []
         code = master.exit_code if master else None
         self._free_nodes(ctx.session, job)
+        self.provider.unreserve(_gang(job.id, job.attempts))
+        lost = [t for t in job.tasks if t.info.get("node_lost")]
+        if reason is None and lost:
+            cluster = ctx.session.get_one(Cluster, job.cluster_id)
+            reason = self._lost_reason(cluster, job)
+            job.notes = {**job.notes, "lost_node": _describe_node(str(lost[0].info.get("node")), lost[0].info)}
         if reason == "requeue":
+            why = (
+                f"node {job.notes['lost_node']} was lost"
+                if job.notes.get("lost_node")
+                else "its nodes left the cluster"
+            )
+            self._log(job, f"The job was requeued: {why}.")
             for task in list(job.tasks):
                 ctx.session.delete(task)
             job.tasks.clear()
             job.stop_reason = None
+            job.notes = {k: v for k, v in job.notes.items() if k != "lost_node"}
             job_service.switch_state(ctx, job, JobState.QUEUED)
-            self._log(job, "The job was requeued: its nodes left the cluster.")
             return
         error: dict[str, Any]
         if reason == "user":
@@ -481,16 +554,21 @@ class Engine:
                 "code": "NodeDeallocated",
                 "message": "The job was terminated because its nodes were removed from the cluster.",
             }
+        elif reason == "node_lost":
+            error = {
+                "code": "NodeLost",
+                "message": f"The job's node {job.notes.get('lost_node', '')} was lost while the job ran.",
+            }
         elif reason == "launch":
             error = dict(job.notes.get("launch_error") or {"code": "LaunchFailed", "message": "launch failed"})
-        elif any(t.info.get("vanished") for t in job.tasks):
+        elif any(t.info.get("vanished") for t in _essential(job.tasks)):
             error = {
                 "code": "JobProcessesLost",
                 "message": "The job's processes ended without recording an exit code (the server or node "
                 "went away while it ran).",
             }
         else:
-            failed = [t for t in job.tasks if t.exit_code != 0]
+            failed = [t for t in _essential(job.tasks) if t.exit_code != 0]
             if not failed:
                 self._log(job, "The job succeeded.")
                 job_service.switch_state(ctx, job, JobState.SUCCEEDED, exit_code=0)
@@ -590,7 +668,6 @@ class Engine:
                 node = session.get_one(Node, node_id)  # loaded above: no query
                 node.job_id = job.id
                 self._node_state(node, NodeState.RUNNING)
-                session.add(Task(job_id=job.id, node_id=node.id, index=index, info={}))
                 slots.append(
                     launch.NodeSlot(
                         node.name,
@@ -598,14 +675,30 @@ class Engine:
                         self.provider.shared_dir(cluster.id),
                         index,
                         self.provider.gpus_for(node.index, sizes.get(cluster.id, 1)),
+                        self.provider.address(node.info),
+                        tuple(sorted(self._node_keys(node).items())),
                     )
                 )
+            processes = distributed.layout(job.spec)
+            for process in processes:
+                node_id = node_ids[process.node]
+                session.add(Task(job_id=job.id, node_id=node_id, index=process.rank, info=_process_info(process)))
             try:
                 servers = self._file_servers(session, job.spec)
             except launch.LaunchError:
                 servers = {}  # reported when the mount is made
             starts.append(
-                JobStart(job.id, job.spec, job.output_segment, cluster.name, cluster.spec, job.attempts, slots, servers)
+                JobStart(
+                    job.id,
+                    job.spec,
+                    job.output_segment,
+                    cluster.name,
+                    cluster.spec,
+                    job.attempts,
+                    slots,
+                    servers,
+                    processes,
+                )
             )
         return starts
 
@@ -628,17 +721,32 @@ class Engine:
             return root / source.strip("/") if source.strip("/") else root
 
         try:
-            for slot in start.slots:
+            spec = start.spec
+            self.provider.reserve(_gang(start.job_id, start.attempts), [dict(slot.info) for slot in start.slots])
+            hosts = [slot.address for slot in start.slots]
+            ports = {
+                node: self.provider.free_ports(start.slots[node], count)
+                for node, count in distributed.ports_needed(spec, start.processes).items()
+            }
+            wiring = distributed.environment(spec, start.processes, hosts, ports)
+            first_on_node: dict[int, int] = {}
+            for process in start.processes:
+                slot = start.slots[process.node]
                 plan = launch.plan(
                     job_id=start.job_id,
-                    spec=start.spec,
+                    spec=spec,
                     segment=start.segment,
                     cluster_spec=start.cluster_spec,
                     slot=slot,
+                    process=process,
+                    wiring=wiring[process.rank],
                     base_env=dict(self.settings.base_env),
                     resolve=self._resolver,
                     file_server=file_server,
                     default_python=self.settings.default_python,
+                    runs_prep=first_on_node.setdefault(process.node, process.rank) == process.rank,
+                    attempt=start.attempts,
+                    mpi_hostfile=distributed.mpi_hostfile(spec, hosts) if process.role == "mpirun" else None,
                 )
                 try:
                     for link, target in plan.links:
@@ -651,12 +759,12 @@ class Engine:
                     raise launch.LaunchError(
                         "JobPreparationFailed", f"Preparing the job's directories failed: {exc}"
                     ) from exc
-                command = launch.toolkit_command(start.spec, plan.env, self.settings.default_python)
+                command = launch.toolkit_command(spec, plan.env, self.settings.default_python, process)
                 if plan.container and self.settings.containers_on_host:
                     start.container_on_host = container_image(plan)
                 elif plan.container:
                     command = container_command(plan, command)
-                if slot.task_index == 0:
+                if process.rank == 0:
                     start.stderr = str(plan.stdouterr / plan.stderr_name)
                     start.execution_log = str(plan.stdouterr / "execution.log")
                     _append(
@@ -673,15 +781,16 @@ class Engine:
                             "runs container jobs directly on the host (--containers-on-host).",
                         )
                 handle = self.provider.start(
-                    plan.job_temp / f"task-{slot.task_index}.sh",
+                    plan.job_temp / f"task-{process.rank}.sh",
                     launch.script_body(plan, command),
                     env=plan.env,
                     cwd=Path(plan.env["AZ_BATCHAI_JOB_TEMP"]),
                     stdout=plan.stdouterr / plan.stdout_name,
                     stderr=plan.stdouterr / plan.stderr_name,
-                    exit_file=plan.job_temp / f"task-{slot.task_index}.exit",
+                    exit_file=plan.job_temp / f"task-{process.rank}.exit",
+                    node=dict(slot.info),
                 )
-                started.append((slot.task_index, handle, slot.node_name))
+                started.append((process.rank, handle, slot.node_name))
                 self._watch(handle)
         except launch.LaunchError as exc:
             exc.started = started
@@ -699,8 +808,9 @@ class Engine:
             log.info("job %s runs on the host, not in the image %s", start.job_id, start.container_on_host)
         with self.db.session() as session:
             if error is None:  # the common case, in plain UPDATEs: this runs for every job
+                roles = {p.rank: _process_info(p) for p in start.processes}
                 for index, handle, node in started:
-                    info = {**_handle_info(handle), "node": node, **(files if index == 0 else {})}
+                    info = {**roles[index], **_handle_info(handle), "node": node, **(files if index == 0 else {})}
                     session.execute(
                         update(Task)
                         .where(Task.job_id == start.job_id, Task.index == index)
@@ -740,9 +850,30 @@ class JobStart:
     attempts: int
     slots: list[launch.NodeSlot]
     file_servers: dict[str, Path]
+    processes: list[distributed.Process]
     stderr: str | None = None
     execution_log: str | None = None
     container_on_host: str | None = None  # the image not used, when the job ran on the host instead
+
+
+def _describe_node(name: str, info: dict[str, Any]) -> str:
+    """A node's name with where it ran (for errors): ``node-1 (Ray node 3f2a..., 10.0.0.5)``."""
+    where = info.get("ray_node_id") or info.get("where")
+    return f"{name} (Ray node {str(where)[:12]}, {info.get('address', '')})".replace(", )", ")") if where else name
+
+
+def _gang(job_id: int, attempt: int) -> str:
+    """The name of a job's node reservation for one attempt (names are never reused)."""
+    return f"job-{job_id}-{attempt}"
+
+
+def _process_info(process: distributed.Process) -> dict[str, Any]:
+    return {"role": process.role, **({"auxiliary": True} if process.auxiliary else {})}
+
+
+def _essential(tasks: list[Task]) -> list[Task]:
+    """The tasks whose ending ends the job (all but parameter servers)."""
+    return [t for t in tasks if not t.info.get("auxiliary")]
 
 
 def _earliest(a: datetime | None, b: datetime) -> datetime:

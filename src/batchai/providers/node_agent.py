@@ -1,0 +1,64 @@
+"""The agent batchai keeps on each node of a Ray cluster (as a detached Ray actor).
+
+It runs processes on its node under the same supervision contract as the local provider
+(``runtime.supervisor``: a new session, output to files, an exit file, SIGTERM/grace/SIGKILL) and
+answers for them. It outlives the server, so a restarted server re-attaches to the jobs it runs. If the
+agent itself goes away (its node or its Ray worker died), a watchdog in each process's session ends the
+session, so no job runs on unsupervised.
+
+This module does not import ray: the provider wraps ``NodeAgent`` with ``ray.remote``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from batchai.providers.local import free_ports, prepare_work_area
+from batchai.runtime import supervisor
+from batchai.runtime.supervisor import Handle, Outcome
+
+
+def watchdog(agent_pid: int, grace: float) -> str:
+    """Bash that ends the whole session (SIGTERM, grace, SIGKILL) once process ``agent_pid`` is gone."""
+    return (
+        f"( while kill -0 {agent_pid} 2>/dev/null; do sleep 1; done; trap '' TERM; kill -TERM 0; "
+        f"sleep {grace:g}; kill -KILL 0 ) >/dev/null 2>&1 &\n"
+    )
+
+
+class NodeAgent:
+    """Runs and watches processes on one node. Every method is safe to call again (idempotent)."""
+
+    def __init__(self, grace_seconds: float) -> None:
+        self.grace_seconds = grace_seconds
+
+    def ping(self) -> int:
+        return os.getpid()
+
+    def prepare(self, node_dir: Path, shared_dir: Path, links: list[tuple[Path, Path]]) -> None:
+        prepare_work_area(node_dir, shared_dir, links)
+
+    def release(self, node_dir: Path) -> None:
+        shutil.rmtree(node_dir, ignore_errors=True)
+
+    def free_ports(self, count: int) -> list[int]:
+        return free_ports(count, host="")
+
+    def start(
+        self, script: Path, body: str, env: dict[str, str], cwd: Path, stdout: Path, stderr: Path, exit_file: Path
+    ) -> Handle:
+        script.parent.mkdir(parents=True, exist_ok=True)
+        guarded = watchdog(os.getpid(), self.grace_seconds) + body
+        script.write_text(supervisor.wrapper_script(guarded, exit_file))
+        return supervisor.start(script, env=env, cwd=cwd, stdout=stdout, stderr=stderr, exit_file=exit_file)
+
+    def poll(self, handle: Handle) -> Outcome | None:
+        return supervisor.poll(handle)
+
+    def wait(self, handle: Handle, timeout: float | None) -> Outcome | None:
+        return supervisor.wait(handle, timeout)
+
+    def stop(self, handle: Handle, grace: float) -> Outcome:
+        return supervisor.stop(handle, grace)

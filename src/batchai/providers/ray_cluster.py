@@ -1,0 +1,267 @@
+"""The Ray provider: a cluster's nodes are machines of a Ray cluster.
+
+Binding: the server is given a Ray address and a custom resource name (``--ray-address``,
+``--ray-resource``, default ``batchai``). Every alive Ray node that offers one unit of that resource is
+a machine batchai may use; each batchai node holds one such machine (clusters never share one).
+
+- Nodes: ``inventory`` is Ray's view (``ray.nodes()``); a machine that leaves it is a lost node.
+- Agents: one detached actor (``node_agent.NodeAgent``) per machine and server home, pinned to its node,
+  runs the processes there with the local provider's supervision contract. Detached, it outlives the
+  server: a restarted server finds it by name and re-attaches.
+- Gangs: a job takes its nodes at once through a placement group, one bundle of the resource on each of
+  its machines (``STRICT_SPREAD``, each bundle pinned to its node by the ``ray.io/node-id`` label); the
+  group is removed when the job ends.
+- Files: node work areas and the job's output directories are paths on the machines, so the server and
+  the Ray nodes must share a filesystem (one machine, or NFS at the same paths). Staging through the
+  storage API for nodes without one is not implemented.
+
+``ray`` is imported lazily: the package works without it (the ``ray`` extra installs it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from batchai.providers.node_agent import NodeAgent
+from batchai.runtime.launch import LaunchError, NodeSlot
+from batchai.runtime.supervisor import Handle, Outcome
+
+log = logging.getLogger("batchai.ray")
+NAMESPACE = "batchai"
+INVENTORY_SECONDS = 0.5  # how long Ray's node list is reused
+CALL_TIMEOUT = 120.0  # the longest a call to an agent may take (an agent's first start included)
+
+
+def name_prefix(home: Path) -> str:
+    """The prefix of a server's agents and placement groups: several servers can share one Ray cluster."""
+    return "batchai-" + hashlib.sha256(str(home).encode()).hexdigest()[:10]
+
+
+class RayProvider:
+    name = "ray"
+    node_keys: tuple[str, ...] = ("ray_node_id",)
+    gpus: tuple[int, ...] = ()
+
+    def __init__(
+        self,
+        ray_address: str,
+        resource: str,
+        root: Path,
+        home: Path,
+        *,
+        grace_seconds: float = 10.0,
+        reserve_timeout: float = 10.0,
+    ) -> None:
+        self.ray_address = ray_address
+        self.resource = resource
+        self.root = root
+        self.grace_seconds = grace_seconds
+        self.reserve_timeout = reserve_timeout
+        self.prefix = name_prefix(home)
+        self._lock = threading.Lock()
+        self._agents: dict[str, Any] = {}
+        self._inventory: tuple[float, list[dict[str, str]]] = (0.0, [])
+
+    # -- connection ------------------------------------------------------------------------------------
+    def _ray(self) -> Any:
+        import ray
+
+        with self._lock:
+            if not ray.is_initialized():
+                ray.init(
+                    address=self.ray_address,
+                    namespace=NAMESPACE,
+                    log_to_driver=False,
+                    logging_level=logging.WARNING,
+                )
+        return ray
+
+    def close(self) -> None:
+        import sys
+
+        ray = sys.modules.get("ray")
+        if ray is not None and ray.is_initialized():
+            ray.shutdown()
+
+    # -- nodes -----------------------------------------------------------------------------------------
+    def inventory(self) -> list[dict[str, str]] | None:
+        stamp, machines = self._inventory
+        if time.monotonic() - stamp < INVENTORY_SECONDS:
+            return machines
+        ray = self._ray()
+        machines = [
+            {"ray_node_id": str(n["NodeID"]), "address": str(n["NodeManagerAddress"])}
+            for n in ray.nodes()
+            if n.get("Alive") and float((n.get("Resources") or {}).get(self.resource, 0)) >= 1
+        ]
+        self._inventory = (time.monotonic(), machines)
+        return machines
+
+    def _alive(self, node_id: str) -> bool:
+        self._inventory = (0.0, [])  # look again
+        return any(m["ray_node_id"] == node_id for m in self.inventory() or [])
+
+    def _agent(self, node_id: str) -> Any:
+        """The node's agent, started if need be (it keeps running after the server stops)."""
+        agent = self._agents.get(node_id)
+        if agent is not None:
+            return agent
+        ray = self._ray()
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        agent = (
+            ray.remote(NodeAgent)
+            .options(
+                name=f"{self.prefix}-agent-{node_id[:16]}",
+                namespace=NAMESPACE,
+                lifetime="detached",
+                get_if_exists=True,
+                num_cpus=0,
+                max_concurrency=1000,
+                max_restarts=0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+            )
+            .remote(self.grace_seconds)
+        )
+        self._agents[node_id] = agent
+        return agent
+
+    def _call(self, node_id: str, method: str, *args: Any, timeout: float | None = CALL_TIMEOUT) -> Any:
+        ray = self._ray()
+        try:
+            return ray.get(getattr(self._agent(node_id), method).remote(*args), timeout=timeout)
+        except ray.exceptions.RayActorError:
+            self._agents.pop(node_id, None)
+            raise
+
+    def node_dir(self, cluster_id: int, node_name: str) -> Path:
+        return self.root / str(cluster_id) / node_name
+
+    def shared_dir(self, cluster_id: int) -> Path:
+        return self.root / str(cluster_id) / "shared"
+
+    def gpus_for(self, node_index: int, node_count: int) -> tuple[int, ...]:
+        return ()  # a Ray node's GPUs are its own; CUDA_VISIBLE_DEVICES is left to the node
+
+    def address(self, node: dict[str, Any]) -> str:
+        return str(node.get("address") or "127.0.0.1")
+
+    def free_ports(self, node: NodeSlot, count: int) -> list[int]:
+        return list(self._call(dict(node.info)["ray_node_id"], "free_ports", count))
+
+    def prepare_node(
+        self, cluster_id: int, node_name: str, links: list[tuple[Path, Path]], node: dict[str, str]
+    ) -> Path:
+        node_dir = self.node_dir(cluster_id, node_name)
+        try:
+            self._call(node["ray_node_id"], "prepare", node_dir, self.shared_dir(cluster_id), links)
+        except Exception as exc:  # the agent could not start there: the node is unusable
+            raise OSError(f"the batchai agent on Ray node {node['ray_node_id'][:12]} did not start: {exc}") from exc
+        return node_dir
+
+    def release_node(self, cluster_id: int, node_name: str) -> None:
+        shutil.rmtree(self.node_dir(cluster_id, node_name), ignore_errors=True)  # a shared filesystem
+
+    # -- processes -------------------------------------------------------------------------------------
+    def start(
+        self,
+        script: Path,
+        body: str,
+        *,
+        env: dict[str, str],
+        cwd: Path,
+        stdout: Path,
+        stderr: Path,
+        exit_file: Path,
+        node: dict[str, str],
+    ) -> Handle:
+        node_id = node["ray_node_id"]
+        handle: Handle = self._call(node_id, "start", script, body, env, cwd, stdout, stderr, exit_file)
+        return Handle(handle.pid, handle.start, handle.exit_file, node_id)
+
+    def _lost(self, handle: Handle) -> Outcome:
+        """The agent is gone: the node was lost, or (node alive) the process vanished with its agent."""
+        return Outcome(None, node_lost=not self._alive(handle.where))
+
+    def poll(self, handle: Handle) -> Outcome | None:
+        ray = self._ray()
+        if not self._alive_cached(handle.where):
+            return self._lost(handle)
+        try:
+            outcome: Outcome | None = self._call(handle.where, "poll", handle, timeout=30)
+            return outcome
+        except ray.exceptions.RayActorError:
+            return self._lost(handle)
+        except ray.exceptions.GetTimeoutError:
+            return None
+
+    def _alive_cached(self, node_id: str) -> bool:
+        return any(m["ray_node_id"] == node_id for m in self.inventory() or [])
+
+    def wait(self, handle: Handle, timeout: float | None = None) -> Outcome | None:
+        ray = self._ray()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = 5.0 if deadline is None else max(0.0, min(5.0, deadline - time.monotonic()))
+            if not self._alive_cached(handle.where):
+                return self._lost(handle)
+            try:
+                outcome: Outcome | None = self._call(handle.where, "wait", handle, step, timeout=step + 30)
+            except ray.exceptions.RayActorError:
+                return self._lost(handle)
+            except ray.exceptions.GetTimeoutError:
+                outcome = None
+            if outcome is not None or (deadline is not None and time.monotonic() >= deadline):
+                return outcome
+
+    def stop(self, handle: Handle, grace: float) -> Outcome:
+        ray = self._ray()
+        if not self._alive_cached(handle.where):
+            return self._lost(handle)
+        try:
+            outcome: Outcome = self._call(handle.where, "stop", handle, grace, timeout=grace + 60)
+            return outcome
+        except ray.exceptions.RayActorError:
+            return self._lost(handle)
+
+    # -- gangs -----------------------------------------------------------------------------------------
+    def _group_name(self, key: str) -> str:
+        return f"{self.prefix}-{key}"
+
+    def reserve(self, key: str, nodes: list[dict[str, str]]) -> None:
+        ray = self._ray()
+        from ray.util.placement_group import placement_group, remove_placement_group
+
+        self.unreserve(key)  # a group left by an earlier start of the same attempt
+        group = placement_group(
+            [{self.resource: 1.0} for _ in nodes],
+            strategy="STRICT_SPREAD",
+            name=self._group_name(key),
+            lifetime="detached",
+            bundle_label_selector=[{"ray.io/node-id": n["ray_node_id"]} for n in nodes],
+        )
+        try:
+            ray.get(group.ready(), timeout=self.reserve_timeout)
+        except ray.exceptions.GetTimeoutError:
+            remove_placement_group(group)
+            raise LaunchError(
+                "NodesNotAvailable",
+                f"Ray did not give the job its {len(nodes)} node(s) within {self.reserve_timeout:g}s "
+                f"(placement group of '{self.resource}' bundles).",
+            ) from None
+
+    def unreserve(self, key: str) -> None:
+        self._ray()
+        from ray.util.placement_group import get_placement_group, remove_placement_group
+
+        try:
+            group = get_placement_group(self._group_name(key))
+        except ValueError:
+            return
+        remove_placement_group(group)

@@ -1,0 +1,347 @@
+"""Distributed jobs on 2 nodes, on the local provider and on a real 3-node Ray cluster: PyTorch DDP
+(Gloo, CPU) against a single process, TensorFlow's TF_CONFIG and host lists, an mpirun job; then, on
+Ray, a node killed mid-job and a server restarted mid-job."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from batchai.providers.ray_cluster import name_prefix
+from tests.conftest import Server, assert_nothing_left, free_port, leftovers, wait_for
+from tests.integration.jobkit import Bench, make_bench, outputs, write_script
+from tests.raykit import RAY_ENV, RayCluster
+
+DDP = """
+import json, os, sys
+import torch
+import torch.distributed as dist
+
+world = int(os.environ.get("WORLD_SIZE", "1"))
+rank = int(os.environ.get("RANK", "0"))
+generator = torch.Generator().manual_seed(0)
+x = torch.randn(64, 5, dtype=torch.float64, generator=generator)
+noise = 0.1 * torch.randn(64, 1, dtype=torch.float64, generator=generator)
+y = x @ torch.arange(1.0, 6.0, dtype=torch.float64).unsqueeze(1) + noise
+torch.manual_seed(1)
+model = torch.nn.Linear(5, 1, dtype=torch.float64)
+if world > 1:
+    init = os.environ["AZ_BATCHAI_PYTORCH_INIT_METHOD"]
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    model = torch.nn.parallel.DistributedDataParallel(model)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+xs, ys = x[rank::world], y[rank::world]
+for step in range(30):
+    optimizer.zero_grad()
+    loss = torch.nn.functional.mse_loss(model(xs), ys)
+    loss.backward()
+    optimizer.step()
+with torch.no_grad():
+    final = torch.nn.functional.mse_loss(model(x), y).item()
+keys = ["MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "AZ_BATCHAI_TASK_INDEX"]
+keys.append("AZ_BATCHAI_NODE_NAME")
+print(f"rank {rank} of {world} loss {final!r}", json.dumps({k: os.environ.get(k) for k in keys}))
+if rank == 0:
+    with open(os.path.join(os.environ["AZ_BATCHAI_OUTPUT_OUT"], "loss.json"), "w") as f:
+        json.dump({"loss": final, "world": world}, f)
+if world > 1:
+    dist.destroy_process_group()
+"""
+
+TF = """
+import json, os, socket, sys, time
+
+config = json.loads(os.environ["TF_CONFIG"])
+task = config["task"]
+host, port = config["cluster"][task["type"]][task["index"]].rsplit(":", 1)
+if task["type"] == "ps":
+    server = socket.create_server((host, int(port)))
+    while True:  # a parameter server serves until batchai stops it
+        connection, _ = server.accept()
+        connection.sendall(f"ps {task['index']}".encode())
+        connection.close()
+replies = []
+for address in config["cluster"]["ps"]:
+    ps_host, ps_port = address.rsplit(":", 1)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection((ps_host, int(ps_port)), timeout=5) as connection:
+                replies.append(connection.recv(100).decode())
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+result = {
+    "argv": sys.argv[1:],
+    "config": config,
+    "ps_hosts": os.environ["AZ_BATCHAI_PS_HOSTS"],
+    "worker_hosts": os.environ["AZ_BATCHAI_WORKER_HOSTS"],
+    "task_index": os.environ["AZ_BATCHAI_TASK_INDEX"],
+    "replies": replies,
+}
+with open(os.path.join(os.environ["AZ_BATCHAI_OUTPUT_OUT"], f"worker-{task['index']}.json"), "w") as f:
+    json.dump(result, f)
+print("worker", task["index"], "done")
+"""
+
+ALLREDUCE = r"""
+#include <mpi.h>
+#include <stdio.h>
+int main(int argc, char **argv) {
+    int rank, size, value, sum;
+    MPI_Init(&argc, &argv);
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    value = rank + 1;
+    MPI_Allreduce(&value, &sum, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    printf("rank %d of %d sum %d\n", rank, size, sum);
+    MPI_Finalize();
+    return 0;
+}
+"""
+
+GATED = "import os, pathlib, time\nwhile not pathlib.Path(os.environ['GATE']).exists():\n    time.sleep(0.05)\n"
+
+
+@pytest.fixture(scope="module")
+def ray_nodes() -> Iterator[RayCluster]:
+    cluster = RayCluster(3)
+    try:
+        yield cluster
+    finally:
+        cluster.shutdown()
+
+
+def start_server(home: Path, env: dict[str, str]) -> Server:
+    home.mkdir()
+    server = Server(home=home, port=free_port(), env=env)
+    server.start()
+    return server
+
+
+@pytest.fixture(params=["local", "ray"])
+def dist(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Bench]:
+    """A 2-node cluster 'c' on the local provider or on the Ray cluster."""
+    env: dict[str, str] = {}
+    ray: RayCluster | None = None
+    if request.param == "ray":
+        ray = request.getfixturevalue("ray_nodes")
+        env = {**RAY_ENV, "BATCHAI_RAY_ADDRESS": ray.address}
+    server = start_server(tmp_path / "home", env)
+    try:
+        bench = make_bench(server, "dist.rg", tmp_path)
+        bench.cluster(target=2, option="terminate")
+        bench.wait_nodes(idle=2, timeout=90)
+        yield bench
+    finally:
+        server.stop()
+        if ray is not None:
+            ray.kill_agents(name_prefix(server.home))
+            wait_for(lambda: not leftovers(server.home), timeout=15, message="the agents' processes to end")
+        assert_nothing_left(server.home)
+
+
+def script(bench: Bench, name: str, text: str) -> Path:
+    return write_script(bench, text, name)
+
+
+def out_dir(bench: Bench, name: str) -> Path:
+    return bench.tmp / "out" / str(bench.job(name)["jobOutputDirectoryPathSegment"])
+
+
+GLOO = [{"name": "GLOO_SOCKET_IFNAME", "value": "lo"}]
+
+
+def test_pytorch_ddp_matches_a_single_process(dist: Bench) -> None:
+    ddp = script(dist, "ddp.py", DDP)
+    settings = {"pythonScriptFilePath": str(ddp), "communicationBackend": "gloo"}
+    dist.submit(
+        "ddp", node_count=2, pyTorchSettings=settings, outputDirectories=outputs(dist), environmentVariables=GLOO
+    )
+    dist.submit("single", pyTorchSettings={"pythonScriptFilePath": str(ddp)}, outputDirectories=outputs(dist))
+    for name in ("ddp", "single"):
+        props = dist.wait_job(name, timeout=120)
+        assert props["executionState"] == "succeeded", props
+    both = json.loads((out_dir(dist, "ddp") / "loss.json").read_text())
+    alone = json.loads((out_dir(dist, "single") / "loss.json").read_text())
+    assert both["world"] == 2 and alone["world"] == 1
+    assert abs(both["loss"] - alone["loss"]) < 1e-9 * max(1.0, alone["loss"]), (both, alone)
+
+    logs = dist.stdouterr("ddp")
+    master, worker = (logs / "stdout.txt").read_text(), (logs / "stdout-wk-1.txt").read_text()
+    assert master.startswith("rank 0 of 2") and worker.startswith("rank 1 of 2")
+    env0, env1 = (json.loads(text.split(" ", 6)[6]) for text in (master, worker))
+    assert env0["MASTER_ADDR"] == env1["MASTER_ADDR"] == "127.0.0.1" and env0["MASTER_PORT"] == env1["MASTER_PORT"]
+    assert (env0["RANK"], env1["RANK"], env0["WORLD_SIZE"], env0["LOCAL_RANK"], env1["LOCAL_RANK"]) == (
+        "0",
+        "1",
+        "2",
+        "0",
+        "0",
+    )
+    assert {env0["AZ_BATCHAI_NODE_NAME"], env1["AZ_BATCHAI_NODE_NAME"]} == {"node-0", "node-1"}
+    # A worker's file streams like stdout.txt does.
+    where = ("-g", "dist.rg", "-w", "ws", "-e", "exp", "-j", "ddp")
+    stream = dist.server.cli("job", "file", "stream", *where, "-f", "stdout-wk-1.txt")
+    assert stream.code == 0 and "rank 1 of 2" in stream.stdout, stream.stderr
+
+
+def test_tensorflow_gets_its_cluster_spec(dist: Bench) -> None:
+    tf = script(dist, "tf.py", TF)
+    settings = {
+        "pythonScriptFilePath": str(tf),
+        "workerCommandLineArgs": "--job_name=worker --task_index=$AZ_BATCHAI_TASK_INDEX",
+        "parameterServerCommandLineArgs": "--job_name=ps --task_index=$AZ_BATCHAI_TASK_INDEX",
+        "workerCount": 2,
+        "parameterServerCount": 1,
+    }
+    dist.submit("tf", node_count=2, tensorFlowSettings=settings, outputDirectories=outputs(dist))
+    props = dist.wait_job("tf", timeout=90)
+    assert props["executionState"] == "succeeded", props
+    results = [json.loads((out_dir(dist, "tf") / f"worker-{i}.json").read_text()) for i in (0, 1)]
+    cluster = results[0]["config"]["cluster"]
+    assert len(cluster["worker"]) == 2 and len(cluster["ps"]) == 1
+    assert len({*cluster["worker"], *cluster["ps"]}) == 3  # every process has its own address
+    for index, result in enumerate(results):
+        assert result["config"]["cluster"] == cluster
+        assert result["config"]["task"] == {"type": "worker", "index": index}
+        assert result["worker_hosts"] == ",".join(cluster["worker"])
+        assert result["ps_hosts"] == ",".join(cluster["ps"])
+        assert result["task_index"] == str(index)
+        assert result["argv"] == ["--job_name=worker", f"--task_index={index}"]
+        assert result["replies"] == ["ps 0"]  # it reached the parameter server at its address
+    logs = dist.stdouterr("tf")
+    assert {"stdout.txt", "stdout-wk-1.txt", "stdout-ps-0.txt"} <= {p.name for p in logs.iterdir()}
+
+
+def test_mpi_job_runs_its_processes_through_mpirun(dist: Bench) -> None:
+    source = script(dist, "allreduce.c", ALLREDUCE)
+    binary = dist.tmp / "scripts" / "allreduce"
+    subprocess.run([shutil.which("mpicc") or "mpicc", "-o", str(binary), str(source)], check=True)
+    command = f'echo "hosts: $(tr "\\n" " " < $AZ_BATCHAI_MPI_HOST_FILE)"; exec {binary}'
+    dist.submit("mpi", node_count=2, customMpiSettings={"commandLine": command, "processCount": 2})
+    props = dist.wait_job("mpi", timeout=90)
+    assert props["executionState"] == "succeeded", props
+    out = (dist.stdouterr("mpi") / "stdout.txt").read_text()
+    assert "rank 0 of 2 sum 3" in out and "rank 1 of 2 sum 3" in out, out
+    assert "hosts: 127.0.0.1 slots=2" in out, out
+
+
+def test_job_preparation_runs_once_per_node(dist: Bench) -> None:
+    counter = dist.tmp / "prepared"
+    counter.mkdir()
+    ddp = script(dist, "ddp.py", DDP)
+    dist.submit(
+        "four",
+        node_count=2,
+        pyTorchSettings={"pythonScriptFilePath": str(ddp), "processCount": 4, "communicationBackend": "gloo"},
+        jobPreparation={"commandLine": f"touch {counter}/$AZ_BATCHAI_NODE_NAME; sleep 0.5"},
+        outputDirectories=outputs(dist),
+        environmentVariables=GLOO,
+    )
+    props = dist.wait_job("four", timeout=120)
+    assert props["executionState"] == "succeeded", props
+    assert sorted(p.name for p in counter.iterdir()) == ["node-0", "node-1"]
+    logs = dist.stdouterr("four")
+    ranks = {name: (logs / name).read_text().split(" loss")[0] for name in ("stdout.txt", "stdout-wk-3.txt")}
+    assert ranks == {"stdout.txt": "rank 0 of 4", "stdout-wk-3.txt": "rank 3 of 4"}
+    local = json.loads((logs / "stdout-wk-3.txt").read_text().split(" ", 6)[6])
+    assert local["LOCAL_RANK"] == "1" and local["AZ_BATCHAI_NODE_NAME"] == "node-1"
+
+
+# -- Ray only: faults and restarts -----------------------------------------------------------------------
+@pytest.fixture
+def on_ray(ray_nodes: RayCluster, tmp_path: Path) -> Iterator[tuple[Bench, RayCluster]]:
+    server = start_server(tmp_path / "home", {**RAY_ENV, "BATCHAI_RAY_ADDRESS": ray_nodes.address})
+    try:
+        yield make_bench(server, "ray.rg", tmp_path), ray_nodes
+    finally:
+        server.stop()
+        ray_nodes.kill_agents(name_prefix(server.home))  # their watchdogs end what still runs
+        wait_for(lambda: not leftovers(server.home), timeout=15, message="the agents' processes to end")
+        assert_nothing_left(server.home)
+
+
+def node_of(bench: Bench, job: str, rank: int) -> str:
+    """The Ray node id a job's process runs on (once started), from the server's database."""
+    import sqlite3
+
+    query = "SELECT tasks.info FROM tasks JOIN jobs ON jobs.id = tasks.job_id WHERE jobs.name = ? AND tasks.[index] = ?"
+
+    def recorded() -> str | None:
+        with sqlite3.connect(bench.server.home / "batchai.db") as db:
+            rows = db.execute(query, (job, rank)).fetchall()
+        return json.loads(rows[0][0]).get("where") if rows else None
+
+    return str(wait_for(recorded, message=f"task {rank} of {job} to start"))
+
+
+def submit_gated(bench: Bench, name: str, gate: Path, node_count: int = 1, after: str = "") -> None:
+    """A PyTorch job on ``node_count`` nodes whose processes wait until ``gate`` exists; returns once the
+    server has recorded every process as started."""
+    waiting = script(bench, f"{name}.py", GATED + after)
+    bench.submit(
+        name,
+        node_count=node_count,
+        pyTorchSettings={"pythonScriptFilePath": str(waiting)},
+        environmentVariables=[{"name": "GATE", "value": str(gate)}],
+    )
+    for rank in range(node_count):
+        node_of(bench, name, rank)  # started and recorded
+
+
+def test_a_lost_node_fails_the_job_and_names_the_node(on_ray: tuple[Bench, RayCluster]) -> None:
+    bench, ray = on_ray
+    bench.cluster(target=2, option="terminate")
+    bench.wait_nodes(idle=2, timeout=90)
+    submit_gated(bench, "doomed", bench.tmp / "never", node_count=2)
+    victim = node_of(bench, "doomed", 1)
+    ray.remove_node(victim)
+    props = bench.wait_job("doomed", timeout=60)
+    assert props["executionState"] == "failed"
+    error = props["executionInfo"]["errors"][0]
+    assert error["code"] == "NodeLost" and victim[:12] in error["message"] and "node-" in error["message"], error
+    ray.add_node()  # the next tests want three machines again
+    state = bench.wait_nodes(idle=2, timeout=90)
+    assert state["currentNodeCount"] == 2  # the lost node was replaced by a free machine
+
+
+def test_a_lost_node_requeues_the_job_when_the_cluster_says_so(on_ray: tuple[Bench, RayCluster]) -> None:
+    bench, ray = on_ray
+    bench.cluster(target=1, option="requeue")
+    bench.wait_nodes(idle=1, timeout=90)
+    gate = bench.tmp / "gate"
+    submit_gated(bench, "again", gate)
+    first = node_of(bench, "again", 0)
+    ray.remove_node(first)
+    # Requeued, it starts again on the machine that replaced the lost one.
+    wait_for(lambda: node_of(bench, "again", 0) != first, timeout=60, message="the job to start again elsewhere")
+    gate.touch()
+    props = bench.wait_job("again", timeout=60)
+    assert props["executionState"] == "succeeded", props
+    log = (bench.stdouterr("again") / "execution.log").read_text()
+    assert "requeued" in log and "attempt 2" in log, log
+    ray.add_node()
+
+
+def test_a_restarted_server_reattaches_to_jobs_on_ray(on_ray: tuple[Bench, RayCluster]) -> None:
+    bench, _ = on_ray
+    bench.cluster(target=2, option="terminate")
+    bench.wait_nodes(idle=2, timeout=90)
+    gate = bench.tmp / "gate"
+    submit_gated(bench, "survivor", gate, node_count=2, after="print('finished after the restart')\n")
+    bench.server.stop(kill=True)
+    gate.touch()  # the job ends while no server watches
+    bench.server.start()
+    props = bench.wait_job("survivor", timeout=60)
+    assert props["executionState"] == "succeeded", props
+    logs = bench.stdouterr("survivor")
+    assert "finished after the restart" in (logs / "stdout.txt").read_text()
+    assert "finished after the restart" in (logs / "stdout-wk-1.txt").read_text()

@@ -1,0 +1,76 @@
+"""A real multi-node Ray cluster on this machine (ray.cluster_utils), on loopback only.
+
+The head offers no ``batchai`` resource; each worker node offers one unit of it (plus one CPU), so each
+is one machine batchai may use. Node death is noticed within a few seconds (short health checks).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+RAY_ENV = {
+    # Keep every Ray node on 127.0.0.1 (otherwise Ray picks the machine's external address).
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    # Notice a killed node within seconds, not the default half minute.
+    "RAY_health_check_initial_delay_ms": "1000",
+    "RAY_health_check_period_ms": "500",
+    "RAY_health_check_timeout_ms": "500",
+    "RAY_health_check_failure_threshold": "4",
+    "RAY_USAGE_STATS_ENABLED": "0",
+}
+os.environ.update(RAY_ENV)  # before anything imports ray
+
+
+class RayCluster:
+    """A head plus ``size`` worker nodes; the test process is connected as a driver.
+
+    With ``dashboard_port`` the head also serves Ray's dashboard (and its job submission API) on
+    ``http://127.0.0.1:<dashboard_port>``."""
+
+    def __init__(self, size: int, dashboard_port: int | None = None) -> None:
+        os.environ.update(RAY_ENV)
+        import ray
+        from ray.cluster_utils import Cluster
+
+        self.ray: Any = ray
+        head: dict[str, Any] = {"num_cpus": 0}
+        if dashboard_port is not None:
+            head.update(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=dashboard_port)
+        self.dashboard_url = f"http://127.0.0.1:{dashboard_port}" if dashboard_port is not None else None
+        self.cluster: Any = Cluster(initialize_head=True, head_node_args=head)
+        self.workers: list[Any] = []
+        for _ in range(size):
+            self.add_node()
+        self.cluster.wait_for_nodes()
+        ray.init(address=self.cluster.address, namespace="batchai-tests", log_to_driver=False)
+
+    @property
+    def address(self) -> str:
+        return str(self.cluster.address)
+
+    def add_node(self) -> Any:
+        node = self.cluster.add_node(num_cpus=1, resources={"batchai": 1})
+        self.workers.append(node)
+        return node
+
+    def remove_node(self, node_id: str) -> None:
+        """Kill a worker node outright (its raylet and every worker on it), as a machine failure would."""
+        node = next(n for n in self.workers if n.node_id == node_id)
+        self.workers.remove(node)
+        self.cluster.remove_node(node, allow_graceful=False)
+
+    def kill_agents(self, prefix: str) -> None:
+        """Kill the detached batchai agents a server left (they outlive their server on purpose)."""
+        from ray.util import list_named_actors
+
+        for entry in list_named_actors(all_namespaces=True):
+            if entry["name"].startswith(prefix):
+                try:
+                    self.ray.kill(self.ray.get_actor(entry["name"], namespace=entry["namespace"]))
+                except ValueError:
+                    continue
+
+    def shutdown(self) -> None:
+        self.ray.shutdown()
+        self.cluster.shutdown()

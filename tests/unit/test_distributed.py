@@ -1,0 +1,101 @@
+"""The processes of distributed jobs and their wiring (runtime.distributed), without running anything."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from batchai.runtime import distributed, launch
+from batchai.runtime.distributed import Process
+
+
+def spec(node_count: int, **toolkit: Any) -> dict[str, Any]:
+    return {"nodeCount": node_count, "stdOutErrPathPrefix": "/logs", **toolkit}
+
+
+def test_pytorch_spreads_its_processes_over_the_nodes_in_blocks() -> None:
+    job = spec(2, pyTorchSettings={"pythonScriptFilePath": "t.py", "processCount": 3})
+    assert distributed.layout(job) == [
+        Process(0, 0, "worker", 0, 0),
+        Process(1, 0, "worker", 1, 1),
+        Process(2, 1, "worker", 2, 0),
+    ]
+    env = distributed.environment(job, distributed.layout(job), ["10.0.0.1", "10.0.0.2"], {0: [2345]})
+    assert env[2]["RANK"] == "2" and env[2]["LOCAL_RANK"] == "0" and env[2]["WORLD_SIZE"] == "3"
+    assert env[1]["AZ_BATCHAI_PYTORCH_INIT_METHOD"] == "tcp://10.0.0.1:2345"
+    assert {e["MASTER_ADDR"] for e in env.values()} == {"10.0.0.1"}
+
+
+def test_tensorflow_has_workers_and_parameter_servers_with_their_own_ports() -> None:
+    job = spec(2, tensorFlowSettings={"pythonScriptFilePath": "t.py", "workerCount": 2, "parameterServerCount": 1})
+    processes = distributed.layout(job)
+    assert [(p.role, p.role_index, p.node, p.suffix) for p in processes] == [
+        ("worker", 0, 0, ""),
+        ("worker", 1, 1, "-wk-1"),
+        ("ps", 0, 1, "-ps-0"),
+    ]
+    assert processes[2].auxiliary and distributed.ports_needed(job, processes) == {0: 1, 1: 2}
+    env = distributed.environment(job, processes, ["a", "b"], {0: [1000], 1: [2000, 2001]})
+    config = json.loads(env[2]["TF_CONFIG"])
+    assert config["cluster"] == {"worker": ["a:1000", "b:2000"], "ps": ["b:2001"]}
+    assert config["task"] == {"type": "ps", "index": 0}
+    assert env[1]["AZ_BATCHAI_WORKER_HOSTS"] == "a:1000,b:2000" and env[1]["AZ_BATCHAI_PS_HOSTS"] == "b:2001"
+
+
+def test_a_single_node_tensorflow_job_is_one_master() -> None:
+    job = spec(1, tensorFlowSettings={"pythonScriptFilePath": "t.py", "masterCommandLineArgs": "m"})
+    assert distributed.layout(job) == [Process(0, 0, "master", 0)]
+
+
+@pytest.mark.parametrize(
+    "toolkit",
+    [
+        {"customMpiSettings": {"commandLine": "hello", "processCount": 4}},
+        {"horovodSettings": {"pythonScriptFilePath": "t.py", "processCount": 4}},
+        {"cntkSettings": {"pythonScriptFilePath": "t.py", "processCount": 4}},
+        {"chainerSettings": {"pythonScriptFilePath": "t.py", "processCount": 4}},
+        {"pyTorchSettings": {"pythonScriptFilePath": "t.py", "processCount": 4, "communicationBackend": "MPI"}},
+    ],
+)
+def test_mpi_jobs_are_one_mpirun_with_a_host_file(toolkit: dict[str, Any]) -> None:
+    job = spec(2, **toolkit)
+    assert distributed.layout(job) == [Process(0, 0, "mpirun", 0)]
+    assert distributed.mpi_hostfile(job, ["10.0.0.1", "10.0.0.2"]) == "10.0.0.1 slots=2\n10.0.0.2 slots=2\n"
+    # Nodes on one machine share a line: OpenMPI refuses a host named twice.
+    assert distributed.mpi_hostfile(job, ["127.0.0.1", "127.0.0.1"]) == "127.0.0.1 slots=4\n"
+
+
+def test_mpirun_command_line_starts_the_toolkit(tmp_path: Any) -> None:
+    fake = tmp_path / "mpirun"
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    (tmp_path / "t.py").write_text("")
+    job = spec(2, horovodSettings={"pythonScriptFilePath": "$DIR/t.py", "processCount": 4})
+    env = {"PATH": str(tmp_path), "DIR": str(tmp_path), "AZ_BATCHAI_MPI_HOST_FILE": "/h"}
+    command = launch.toolkit_command(job, env, "/py", Process(0, 0, "mpirun", 0))
+    assert command.startswith(f'{fake} -np 4 --hostfile "$AZ_BATCHAI_MPI_HOST_FILE"')
+    assert command.endswith(f"/py {tmp_path}/t.py") and "-x DIR" in command
+
+
+def test_mpi_jobs_fail_clearly_without_mpirun() -> None:
+    job = spec(1, customMpiSettings={"commandLine": "hello", "processCount": 2})
+    with pytest.raises(launch.LaunchError) as error:
+        launch.toolkit_command(job, {"PATH": "/nonexistent"}, "/py", Process(0, 0, "mpirun", 0))
+    assert error.value.code == "ToolkitNotInstalled" and "mpirun" in error.value.message
+
+
+def test_the_custom_toolkit_runs_once_per_node() -> None:
+    job = spec(3, customToolkitSettings={"commandLine": "echo"})
+    assert [(p.rank, p.node, p.suffix) for p in distributed.layout(job)] == [
+        (0, 0, ""),
+        (1, 1, "-wk-1"),
+        (2, 2, "-wk-2"),
+    ]
+
+
+def test_blocks_fill_the_first_nodes_first() -> None:
+    assert distributed.blocks(4, 2) == [2, 2]
+    assert distributed.blocks(3, 2) == [2, 1]
+    assert distributed.blocks(1, 3) == [1, 0, 0]
