@@ -389,6 +389,32 @@ def test_the_server_killed_mid_job_reattaches_and_the_job_finishes(bench: Bench)
     assert (bench.stdouterr("survivor") / "stderr.txt").read_text() == "err-line\n"
 
 
+def test_a_process_started_but_never_recorded_is_found_after_a_restart(bench: Bench) -> None:
+    """The server died after starting a process and before writing its pid down: the restarted server finds
+    it by its pid file, so the job neither fails as lost nor leaves the process running unseen."""
+    import sqlite3
+
+    bench.cluster()
+    gate = bench.tmp / "gate"
+    bench.submit("unrecorded", customToolkitSettings={"commandLine": f"while [ ! -e {gate} ]; do sleep 0.05; done"})
+    bench.wait_job("unrecorded", ("running",))
+    database = bench.server.home / "batchai.db"
+
+    def recorded() -> bool:
+        with sqlite3.connect(database) as db:
+            return db.execute("SELECT pid FROM tasks").fetchone()[0] is not None
+
+    wait_for(recorded, message="the task's pid to be recorded")
+    bench.server.stop(kill=True)
+    with sqlite3.connect(database) as db:  # as if the server had died before recording the process
+        db.execute("UPDATE tasks SET pid = NULL, pid_start = NULL, started_at = NULL, info = '{}'")
+    bench.server.start()
+    assert bench.job("unrecorded")["executionState"] == "running"
+    gate.touch()
+    props = bench.wait_job("unrecorded")
+    assert props["executionState"] == "succeeded", props.get("executionInfo")
+
+
 def test_a_job_whose_processes_vanished_while_the_server_was_down_fails(bench: Bench) -> None:
     bench.cluster()
     marker = bench.tmp / "victim.pid"

@@ -174,6 +174,16 @@ def _gpu_env(gpus: tuple[int, ...]) -> dict[str, str]:
     return {"AZ_BATCHAI_NUM_GPUS": str(len(gpus)), "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus)}
 
 
+def job_temp_dir(node_dir: Path, job_id: int) -> Path:
+    """A job's directory on a node (its scripts, exit files, ``wd`` and job mounts)."""
+    return node_dir / "jobs" / str(job_id)
+
+
+def exit_file(job_temp: Path, index: int, attempt: int) -> Path:
+    """Where task ``index`` records its exit code (its pid file beside it); unique per attempt."""
+    return job_temp / f"task-{index}-{attempt}.exit"
+
+
 def plan(
     *,
     job_id: int,
@@ -192,7 +202,7 @@ def plan(
     default_python: str,
 ) -> LaunchPlan:
     """Everything needed to start one process of a job on its node (``wiring``: its distributed variables)."""
-    job_temp = slot.node_dir / "jobs" / str(job_id)
+    job_temp = job_temp_dir(slot.node_dir, job_id)
     mount_root = slot.node_dir / "mounts"
     job_mounts = job_temp / "mounts"
     env = dict(base_env)

@@ -52,6 +52,7 @@ def wrapper_script(body: str, exit_file: Path) -> str:
 def start(script: Path, *, env: dict[str, str], cwd: Path, stdout: Path, stderr: Path, exit_file: Path) -> Handle:
     """Start ``bash script`` in a new session with output appended to the given files."""
     exit_file.unlink(missing_ok=True)
+    pid_file(exit_file).unlink(missing_ok=True)
     stdout.parent.mkdir(parents=True, exist_ok=True)
     stderr.parent.mkdir(parents=True, exist_ok=True)
     with open(stdout, "ab", buffering=0) as out, open(stderr, "ab", buffering=0) as err:
@@ -70,7 +71,22 @@ def start(script: Path, *, env: dict[str, str], cwd: Path, stdout: Path, stderr:
     except psutil.NoSuchProcess:
         started = 0.0
     _children[process.pid] = process
+    # Written at once, so that a server that dies before it records the process can still find it.
+    pid_file(exit_file).write_text(f"{process.pid} {started!r}")
     return Handle(process.pid, started, exit_file)
+
+
+def pid_file(exit_file: Path) -> Path:
+    return exit_file.with_suffix(".pid")
+
+
+def find(exit_file: Path, where: str = "") -> Handle | None:
+    """The handle of the process started with ``exit_file``, from its pid file; None if it never started."""
+    try:
+        pid, started = pid_file(exit_file).read_text().split()
+        return Handle(int(pid), float(started), exit_file, where)
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 # Processes this server started: kept so that they are reaped (no zombies) and waited on cheaply;

@@ -168,7 +168,7 @@ class Engine:
         """Re-attach to every process recorded as running; the next pass settles those that ended."""
         with self.db.session() as session:
             for task in session.scalars(select(Task).filter(Task.exit_code.is_(None), Task.finished_at.is_(None))):
-                handle = _handle(task.info)
+                handle = _handle(task.info) or self._unrecorded(ctx.session, job, task)
                 if handle is not None:
                     self._watch(handle)
             for node in session.scalars(select(Node).filter(Node.state == NodeState.PREPARING)):
@@ -441,7 +441,7 @@ class Engine:
         for task in job.tasks:
             if task.finished_at is not None:
                 continue
-            handle = _handle(task.info)
+            handle = _handle(task.info) or self._unrecorded(ctx.session, job, task)
             outcome = self.provider.poll(handle) if handle is not None else Outcome(None)
             with self._lock:
                 being_stopped = task.id in self._stopping
@@ -465,6 +465,22 @@ class Engine:
         if running:
             return
         self._finish(ctx, job)
+
+    def _unrecorded(self, session: Session, job: Job, task: Task) -> Handle | None:
+        """A task that started but was never recorded (the server died in between): found by its pid file,
+        recorded now and watched, so that it is neither lost nor left running unseen."""
+        node = session.get(Node, task.node_id) if task.node_id is not None else None
+        if node is None:
+            return None
+        job_temp = launch.job_temp_dir(self.provider.node_dir(node.cluster_id, node.name), job.id)
+        exit_file = launch.exit_file(job_temp, task.index, job.attempts)
+        handle = supervisor.find(exit_file, str(node.info.get("ray_node_id", "")))
+        if handle is not None:
+            task.pid, task.pid_start, task.started_at = handle.pid, handle.start, task.started_at or self.clock()
+            task.info = {**task.info, **_handle_info(handle), "node": node.name}
+            self._watch(handle)
+            log.info("job %s: found task %s that started unrecorded (pid %s)", job.name, task.index, handle.pid)
+        return handle
 
     def _stop_task_async(self, task: Task) -> None:
         handle = _handle(task.info)
@@ -787,7 +803,7 @@ class Engine:
                     cwd=Path(plan.env["AZ_BATCHAI_JOB_TEMP"]),
                     stdout=plan.stdouterr / plan.stdout_name,
                     stderr=plan.stdouterr / plan.stderr_name,
-                    exit_file=plan.job_temp / f"task-{process.rank}.exit",
+                    exit_file=launch.exit_file(plan.job_temp, process.rank, start.attempts),
                     node=dict(slot.info),
                 )
                 started.append((process.rank, handle, slot.node_name))
