@@ -3,7 +3,8 @@
 A provider gives a cluster its nodes and runs processes on them. The engine (scheduler.engine) decides
 what runs where; the provider only does it. Contract:
 
-- ``prepare_node`` makes a node's work area and cluster mounts; it is idempotent.
+- ``prepare_node`` makes a node's work area and cluster mounts; it is idempotent. It may raise
+  ``NodeNotReady`` instead of blocking (the node is still coming up): call it again later.
 - ``start`` starts one process (a task, or a setup task) on a node (``node``: the node's entries named
   in ``node_keys``) and returns a ``Handle`` that survives a restart of the server (it is stored); it
   never blocks on the process.
@@ -28,6 +29,10 @@ from typing import Any, Protocol
 
 from batchai.runtime.launch import NodeSlot
 from batchai.runtime.supervisor import Handle, Outcome
+
+
+class NodeNotReady(Exception):
+    """The node is still coming up (e.g. its agent is starting); prepare it again on a later pass."""
 
 
 class NodeProvider(Protocol):

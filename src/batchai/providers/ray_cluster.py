@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from batchai.providers.base import NodeNotReady
 from batchai.providers.node_agent import NodeAgent
 from batchai.runtime.launch import LaunchError, NodeSlot
 from batchai.runtime.supervisor import Handle, Outcome
@@ -66,6 +67,7 @@ class RayProvider:
         self.prefix = name_prefix(home)
         self._lock = threading.Lock()
         self._agents: dict[str, Any] = {}
+        self._preparing: dict[str, tuple[Any, float]] = {}  # node id -> (agent.prepare ref, when asked)
         self._inventory: tuple[float, list[dict[str, str]]] = (0.0, [])
 
     # -- connection ------------------------------------------------------------------------------------
@@ -158,11 +160,28 @@ class RayProvider:
     def prepare_node(
         self, cluster_id: int, node_name: str, links: list[tuple[Path, Path]], node: dict[str, str]
     ) -> Path:
+        """Asks the node's agent (started on first use) to make the work area; raises NodeNotReady while the
+        agent is still starting, so that the engine never waits on it with the database locked."""
+        ray = self._ray()
+        node_id = node["ray_node_id"]
         node_dir = self.node_dir(cluster_id, node_name)
+        pending = self._preparing.get(node_id)
+        if pending is None:
+            ref = self._agent(node_id).prepare.remote(node_dir, self.shared_dir(cluster_id), links)
+            pending = self._preparing[node_id] = (ref, time.monotonic())
+        ref, since = pending
+        ready, _ = ray.wait([ref], timeout=0.2)
+        if not ready:
+            if time.monotonic() - since < CALL_TIMEOUT:
+                raise NodeNotReady(node_id)
+            self._preparing.pop(node_id, None)
+            raise OSError(f"the batchai agent on Ray node {node_id[:12]} did not start in {CALL_TIMEOUT:g}s")
+        self._preparing.pop(node_id, None)
         try:
-            self._call(node["ray_node_id"], "prepare", node_dir, self.shared_dir(cluster_id), links)
+            ray.get(ref)
         except Exception as exc:  # the agent could not start there: the node is unusable
-            raise OSError(f"the batchai agent on Ray node {node['ray_node_id'][:12]} did not start: {exc}") from exc
+            self._agents.pop(node_id, None)
+            raise OSError(f"the batchai agent on Ray node {node_id[:12]} did not start: {exc}") from exc
         return node_dir
 
     def release_node(self, cluster_id: int, node_name: str) -> None:

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from batchai.models.base import parse_duration
-from batchai.providers.base import NodeProvider
+from batchai.providers.base import NodeNotReady, NodeProvider
 from batchai.providers.local import make_link
 from batchai.runtime import distributed, launch, supervisor
 from batchai.runtime.supervisor import Handle, Outcome
@@ -168,7 +168,7 @@ class Engine:
         """Re-attach to every process recorded as running; the next pass settles those that ended."""
         with self.db.session() as session:
             for task in session.scalars(select(Task).filter(Task.exit_code.is_(None), Task.finished_at.is_(None))):
-                handle = _handle(task.info) or self._unrecorded(ctx.session, job, task)
+                handle = _handle(task.info)
                 if handle is not None:
                     self._watch(handle)
             for node in session.scalars(select(Node).filter(Node.state == NodeState.PREPARING)):
@@ -331,6 +331,8 @@ class Engine:
                 self.provider.prepare_node(cluster.id, node.name, links, self._node_keys(node))
                 for command, path in unmanaged:
                     _run_mount(command, path)
+            except NodeNotReady:
+                return  # still coming up: the next pass looks again
             except (launch.LaunchError, OSError, Exception) as exc:
                 self._node_unusable(cluster, node, "NodePreparationFailed", f"Preparing {node.name} failed: {exc}")
                 return
