@@ -9,6 +9,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -232,6 +233,26 @@ def test_mpi_job_runs_its_processes_through_mpirun(dist: Bench) -> None:
     out = (dist.stdouterr("mpi") / "stdout.txt").read_text()
     assert "rank 0 of 2 sum 3" in out and "rank 1 of 2 sum 3" in out, out
     assert "hosts: 127.0.0.1 slots=2" in out, out
+
+
+# One write per line: the ranks' unbuffered output meets in mpirun's stdout.
+RANKS = """
+import os, sys
+rank, size = os.environ["OMPI_COMM_WORLD_RANK"], os.environ["OMPI_COMM_WORLD_SIZE"]
+sys.stdout.write(f"rank {rank} of {size}\\n")
+"""
+
+
+@pytest.mark.parametrize("dist", ["local"], indirect=True)  # the launch is the MPI test's, run on Ray above
+@pytest.mark.parametrize("toolkit", ["horovodSettings", "cntkSettings", "chainerSettings"])
+def test_python_toolkits_with_many_processes_run_through_mpirun(dist: Bench, toolkit: str) -> None:
+    ranks = script(dist, "ranks.py", RANKS)
+    settings: dict[str, Any] = {toolkit: {"pythonScriptFilePath": str(ranks), "processCount": 2}}
+    dist.submit("py", node_count=2, **settings)
+    props = dist.wait_job("py", timeout=90)
+    assert props["executionState"] == "succeeded", props
+    out = (dist.stdouterr("py") / "stdout.txt").read_text()
+    assert sorted(out.splitlines()) == ["rank 0 of 2", "rank 1 of 2"], out
 
 
 def test_job_preparation_runs_once_per_node(dist: Bench) -> None:
