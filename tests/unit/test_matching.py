@@ -39,3 +39,10 @@ def test_clusters_are_independent() -> None:
 
 def test_nothing_free_nothing_starts() -> None:
     assert decide([job(i) for i in range(1000)], {1: []}).starts == {}
+
+
+def test_a_job_bigger_than_its_shrunk_cluster_neither_starts_nor_blocks() -> None:
+    reserved = job(1, nodes=3, skips=5)  # it held a reservation, then the cluster shrank to 2 nodes
+    decision = decide([reserved, job(2)], {1: [10, 11]}, max_skips=5, capacity={1: 2})
+    assert decision.starts == {2: [10]}
+    assert 1 not in decision.skipped

@@ -61,6 +61,8 @@ class EngineSettings:
     containers_on_host: bool = False
     # How many times a job may start: requeues (a lost node, a resize with 'requeue') beyond it fail it.
     max_attempts: int = 3
+    # How many queued jobs of a cluster, from the head of its line, each scheduling pass considers.
+    queue_window: int = 64
 
 
 def _handle(info: dict[str, Any]) -> Handle | None:
@@ -651,22 +653,31 @@ class Engine:
         if not free:
             return []
         # Only the columns the decision needs: the queue may be long, and this runs on every pass.
-        rows = session.execute(
-            select(Job.id, Job.cluster_id, Job.priority, Job.created_at, Job.node_count, Job.skips)
-            .join(Cluster, Job.cluster_id == Cluster.id)
-            .filter(
-                Job.execution_state == JobState.QUEUED,
-                Cluster.provisioning_state != "deleting",
-                Job.cluster_id.in_(list(free)),
+        # The head of each cluster's line only: a long queue costs no more per pass than a short one.
+        rows = [
+            row
+            for cluster_id in free
+            for row in session.execute(
+                select(Job.id, Job.cluster_id, Job.priority, Job.created_at, Job.node_count, Job.skips)
+                .join(Cluster, Job.cluster_id == Cluster.id)
+                .filter(
+                    Job.execution_state == JobState.QUEUED,
+                    Cluster.provisioning_state != "deleting",
+                    Job.cluster_id == cluster_id,
+                )
+                .order_by(Job.priority.desc(), Job.created_at, Job.id)
+                .limit(self.settings.queue_window)
             )
-        ).all()
+        ]
         if not rows:
             return []
         queued = [
             QueuedJob(r.id, int(r.cluster_id), r.priority, (r.created_at.timestamp(), r.id), r.node_count, r.skips)
             for r in rows
         ]
-        decision = decide(queued, free, self.settings.max_skips)
+        specs = session.execute(select(Cluster.id, Cluster.spec).filter(Cluster.id.in_(list(free)))).all()
+        sizes_now = {row.id: cluster_service.capacity(row.spec) for row in specs}
+        decision = decide(queued, free, self.settings.max_skips, sizes_now)
         if not decision.starts and not decision.skipped:
             return []
         ctx = self._ctx(session)

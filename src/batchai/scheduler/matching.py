@@ -7,6 +7,8 @@ Policy, per cluster:
   free nodes, so it never blocks them forever; each time one does, the head job's ``skips`` grows. Once
   a job has been skipped ``max_skips`` times it holds a reservation: nothing behind it starts on that
   cluster until it has started, so it never starves.
+- A job bigger than its cluster can now become (it was resized down below its ``nodeCount``) waits aside:
+  it neither starts nor blocks anyone, until the cluster grows again.
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ class Decision:
     skipped: dict[int, int]  # job id -> new skip count
 
 
-def decide(queued: Sequence[QueuedJob], free_nodes: dict[int, list[int]], max_skips: int = 5) -> Decision:
+def decide(
+    queued: Sequence[QueuedJob],
+    free_nodes: dict[int, list[int]],
+    max_skips: int = 5,
+    capacity: dict[int, int] | None = None,
+) -> Decision:
+    """``capacity``: the most nodes each cluster can have (a cluster missing from it: no limit)."""
     starts: dict[int, list[int]] = {}
     skipped: dict[int, int] = {}
     by_cluster: dict[int, list[QueuedJob]] = {}
@@ -43,6 +51,8 @@ def decide(queued: Sequence[QueuedJob], free_nodes: dict[int, list[int]], max_sk
         for job in sorted(jobs, key=lambda j: (-j.priority, j.order)):
             if not free:
                 break  # nothing more can start on this cluster now
+            if capacity is not None and job.node_count > capacity.get(cluster_id, job.node_count):
+                continue  # can never fit as the cluster is now: it must not hold a reservation
             if job.node_count <= len(free):
                 starts[job.id] = free[: job.node_count]
                 free = free[job.node_count :]
