@@ -27,3 +27,6 @@ if [ "$node_ip" = 127.0.0.1 ]; then
 fi
 ray start --head --port "$port" --node-ip-address "$node_ip" --resources '{"batchai": 1}' --disable-usage-stats
 echo "batchai: start the server with --ray-address $node_ip:$port"
+if [ "$node_ip" = 127.0.0.1 ]; then
+    echo "batchai: Ray's own commands (ray status, ray stop) need RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 here"
+fi

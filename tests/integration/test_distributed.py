@@ -366,3 +366,21 @@ def test_a_restarted_server_reattaches_to_jobs_on_ray(on_ray: tuple[Bench, RayCl
     logs = bench.stdouterr("survivor")
     assert "finished after the restart" in (logs / "stdout.txt").read_text()
     assert "finished after the restart" in (logs / "stdout-wk-1.txt").read_text()
+
+
+def test_an_unreachable_ray_cluster_is_reported_not_waited_on(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "home", {**RAY_ENV, "BATCHAI_RAY_ADDRESS": f"127.0.0.1:{free_port()}"})
+    try:
+        bench = make_bench(server, "down.rg", tmp_path)
+        bench.cluster(target=1)
+
+        def reported() -> list[dict[str, Any]]:
+            return [e for e in bench.cluster_state().get("errors") or [] if e["code"] == "ProviderUnavailable"]
+
+        error = wait_for(reported, timeout=60, message="the cluster to report Ray unreachable")[0]
+        assert "cannot be reached" in error["message"]
+        bench.submit("waits")  # the API still answers; the job waits for nodes
+        assert bench.job("waits")["executionState"] == "queued"
+    finally:
+        server.stop()
+        assert_nothing_left(server.home)

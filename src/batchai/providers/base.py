@@ -20,6 +20,7 @@ what runs where; the provider only does it. Contract:
 - ``reserve`` takes a job's nodes at once (all or none, raising ``LaunchError`` when it cannot within its
   timeout); ``unreserve`` gives them back and is idempotent. ``close`` lets go of the provider's
   connections; processes keep running.
+- Any call may raise ``ProviderUnavailable`` rather than block while the provider cannot be reached.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ from typing import Any, Protocol
 
 from batchai.runtime.launch import NodeSlot
 from batchai.runtime.supervisor import Handle, Outcome
+
+
+class ProviderUnavailable(Exception):
+    """The provider cannot be reached now (e.g. its Ray cluster is down); the engine tries again later."""
 
 
 class NodeNotReady(Exception):

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from batchai.providers.base import NodeNotReady
+from batchai.providers.base import NodeNotReady, ProviderUnavailable
 from batchai.providers.node_agent import NodeAgent
 from batchai.runtime.launch import LaunchError, NodeSlot
 from batchai.runtime.supervisor import Handle, Outcome
@@ -37,6 +38,7 @@ log = logging.getLogger("batchai.ray")
 NAMESPACE = "batchai"
 INVENTORY_SECONDS = 0.5  # how long Ray's node list is reused
 CALL_TIMEOUT = 120.0  # the longest a call to an agent may take (an agent's first start included)
+CONNECT_SECONDS = 10.0  # how long a call waits for the first connection to Ray
 
 
 def name_prefix(home: Path) -> str:
@@ -68,21 +70,43 @@ class RayProvider:
         self._lock = threading.Lock()
         self._agents: dict[str, Any] = {}
         self._preparing: dict[str, tuple[Any, float]] = {}  # node id -> (agent.prepare ref, when asked)
+        self._connector: threading.Thread | None = None
+        self._connect_error: Exception | None = None
         self._inventory: tuple[float, list[dict[str, str]]] = (0.0, [])
 
     # -- connection ------------------------------------------------------------------------------------
     def _ray(self) -> Any:
+        """The connected ``ray`` module. Connecting runs in its own thread (``ray.init`` retries for a long
+        time when the cluster is down), so a call waits a bounded time and then raises ProviderUnavailable."""
+        if self.ray_address.split(":")[0] in ("127.0.0.1", "localhost"):
+            # A Ray cluster on loopback: unless this is set before ray is imported, Ray swaps 127.0.0.1 for
+            # the machine's external address and never reaches it.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         import ray
 
+        if ray.is_initialized():
+            return ray
         with self._lock:
-            if not ray.is_initialized():
-                ray.init(
-                    address=self.ray_address,
-                    namespace=NAMESPACE,
-                    log_to_driver=False,
-                    logging_level=logging.WARNING,
-                )
+            if self._connector is None or not self._connector.is_alive():
+                self._connect_error = None
+                self._connector = threading.Thread(target=self._connect, name="batchai-ray-connect", daemon=True)
+                self._connector.start()
+                wait = CONNECT_SECONDS
+            else:
+                wait = 0.5  # an earlier attempt is still trying: do not hold the engine for it again
+        self._connector.join(wait)
+        if not ray.is_initialized():
+            reason = f": {self._connect_error}" if self._connect_error else ""
+            raise ProviderUnavailable(f"the Ray cluster at {self.ray_address} cannot be reached{reason}")
         return ray
+
+    def _connect(self) -> None:
+        import ray
+
+        try:
+            ray.init(address=self.ray_address, namespace=NAMESPACE, log_to_driver=False, logging_level=logging.WARNING)
+        except Exception as exc:  # reported by the next _ray() call
+            self._connect_error = exc
 
     def close(self) -> None:
         import sys

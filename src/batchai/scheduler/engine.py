@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from batchai.models.base import parse_duration
-from batchai.providers.base import NodeNotReady, NodeProvider
+from batchai.providers.base import NodeNotReady, NodeProvider, ProviderUnavailable
 from batchai.providers.local import make_link
 from batchai.runtime import distributed, launch, supervisor
 from batchai.runtime.supervisor import Handle, Outcome
@@ -211,7 +211,11 @@ class Engine:
     def _sync_clusters(self) -> bool:
         """Bring every cluster's nodes toward its target; True if some node became idle."""
         self._became_idle = False
-        machines = self.provider.inventory()
+        try:
+            machines = self.provider.inventory()
+        except ProviderUnavailable as exc:
+            self._provider_down(str(exc))
+            return False
         with self.db.session() as session:
             for cluster in session.scalars(select(Cluster).filter(Cluster.provisioning_state != "deleting")).all():
                 self._sync_cluster(session, cluster, machines)
@@ -253,6 +257,15 @@ class Engine:
         if cluster.allocation_state != state:
             cluster.allocation_state = state
             cluster.allocation_state_time = now
+
+    def _provider_down(self, message: str) -> None:
+        """Say on every cluster that its nodes cannot be reached (once per outage), and in the log."""
+        error = {"code": "ProviderUnavailable", "message": message, "details": []}
+        with self.db.session() as session:
+            for cluster in session.scalars(select(Cluster).filter(Cluster.provisioning_state != "deleting")):
+                if not cluster.errors or cluster.errors[-1] != error:
+                    cluster.errors = [*(cluster.errors or []), error][-10:]
+                    log.warning("%s: %s", cluster.name, message)
 
     @staticmethod
     def _free_machines(session: Session, machines: list[dict[str, str]] | None) -> list[dict[str, str]] | None:
