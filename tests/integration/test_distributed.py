@@ -352,6 +352,30 @@ def test_a_lost_node_requeues_the_job_when_the_cluster_says_so(on_ray: tuple[Ben
     ray.add_node()
 
 
+def test_a_job_whose_nodes_ray_will_not_give_yet_is_requeued(on_ray: tuple[Bench, RayCluster]) -> None:
+    bench, ray = on_ray
+    bench.cluster(target=1, option="terminate")
+    bench.wait_nodes(idle=1, timeout=90)
+    import sqlite3
+
+    with sqlite3.connect(bench.server.home / "batchai.db") as db:
+        machine = json.loads(db.execute("SELECT info FROM nodes").fetchone()[0])["ray_node_id"]
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    # Another Ray workload holds the machine's batchai unit: the job cannot get its node yet.
+    other = placement_group([{"batchai": 1}], bundle_label_selector=[{"ray.io/node-id": machine}])
+    ray.ray.get(other.ready(), timeout=30)
+    try:
+        bench.submit("patient")
+        log = bench.stdouterr("patient") / "execution.log"
+        wait_for(lambda: log.exists() and "requeued" in log.read_text(), timeout=60, message="the job to be requeued")
+    finally:
+        remove_placement_group(other)
+    props = bench.wait_job("patient", timeout=60)
+    assert props["executionState"] == "succeeded", props
+    assert "NodesNotAvailable" not in json.dumps(props.get("executionInfo"))
+
+
 def test_a_restarted_server_reattaches_to_jobs_on_ray(on_ray: tuple[Bench, RayCluster]) -> None:
     bench, _ = on_ray
     bench.cluster(target=2, option="terminate")

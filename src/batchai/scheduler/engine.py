@@ -39,6 +39,8 @@ from batchai.store.tables import Cluster, Job, Node, Task
 
 log = logging.getLogger("batchai.engine")
 CLUSTER_SYNC_SECONDS = 0.1
+# Launch errors that say "not now" rather than "never": the job is requeued (up to max_attempts starts).
+RETRYABLE_LAUNCH_ERRORS = frozenset({"NodesNotAvailable"})
 
 
 class NodeState:
@@ -556,17 +558,17 @@ class Engine:
             reason = self._lost_reason(cluster, job)
             job.notes = {**job.notes, "lost_node": _describe_node(str(lost[0].info.get("node")), lost[0].info)}
         if reason == "requeue":
-            why = (
-                f"node {job.notes['lost_node']} was lost"
-                if job.notes.get("lost_node")
-                else "its nodes left the cluster"
-            )
-            self._log(job, f"The job was requeued: {why}.")
+            why = "its nodes left the cluster."
+            if job.notes.get("lost_node"):
+                why = f"node {job.notes['lost_node']} was lost."
+            elif job.notes.get("launch_error"):
+                why = str(job.notes["launch_error"]["message"])
+            self._log(job, f"The job was requeued: {why}")
             for task in list(job.tasks):
                 ctx.session.delete(task)
             job.tasks.clear()
             job.stop_reason = None
-            job.notes = {k: v for k, v in job.notes.items() if k != "lost_node"}
+            job.notes = {k: v for k, v in job.notes.items() if k not in ("lost_node", "launch_error")}
             job_service.switch_state(ctx, job, JobState.QUEUED)
             return
         error: dict[str, Any]
@@ -764,7 +766,6 @@ class Engine:
 
         try:
             spec = start.spec
-            self.provider.reserve(_gang(start.job_id, start.attempts), [dict(slot.info) for slot in start.slots])
             hosts = [slot.address for slot in start.slots]
             ports = {
                 node: self.provider.free_ports(start.slots[node], count)
@@ -822,6 +823,8 @@ class Engine:
                             f"Container image '{start.container_on_host}' (containerSettings) not used: the server "
                             "runs container jobs directly on the host (--containers-on-host).",
                         )
+                if process.rank == 0:  # once the job's log exists: a refusal is written there
+                    self.provider.reserve(_gang(start.job_id, start.attempts), [dict(s.info) for s in start.slots])
                 handle = self.provider.start(
                     plan.job_temp / f"task-{process.rank}.sh",
                     launch.script_body(plan, command),
@@ -875,7 +878,9 @@ class Engine:
                     task.info = {**task.info, **(files if task.index == 0 else {})}
             job.notes = {**job.notes, "launch_error": {"code": error.code, "message": error.message}}
             if job.stop_reason is None:
-                job.stop_reason = "launch"
+                # Nodes that the provider would not give now (e.g. Ray busy elsewhere): try again later.
+                retry = error.code in RETRYABLE_LAUNCH_ERRORS and job.attempts < self.settings.max_attempts
+                job.stop_reason = "requeue" if retry else "launch"
             self._log(job, f"The job could not start: {error.message}")
         self.wake()
 
