@@ -129,8 +129,10 @@ class RayProvider:
         self._inventory = (time.monotonic(), machines)
         return machines
 
-    def _alive(self, node_id: str) -> bool:
-        self._inventory = (0.0, [])  # look again
+    def _alive(self, node_id: str, fresh: bool = False) -> bool:
+        """Whether the machine is in Ray's view (``fresh``: ask Ray again rather than use the last list)."""
+        if fresh:
+            self._inventory = (0.0, [])
         return any(m["ray_node_id"] == node_id for m in self.inventory() or [])
 
     def _agent(self, node_id: str) -> Any:
@@ -230,11 +232,11 @@ class RayProvider:
 
     def _lost(self, handle: Handle) -> Outcome:
         """The agent is gone: the node was lost, or (node alive) the process vanished with its agent."""
-        return Outcome(None, node_lost=not self._alive(handle.where))
+        return Outcome(None, node_lost=not self._alive(handle.where, fresh=True))
 
     def poll(self, handle: Handle) -> Outcome | None:
         ray = self._ray()
-        if not self._alive_cached(handle.where):
+        if not self._alive(handle.where):
             return self._lost(handle)
         try:
             outcome: Outcome | None = self._call(handle.where, "poll", handle, timeout=30)
@@ -244,15 +246,12 @@ class RayProvider:
         except ray.exceptions.GetTimeoutError:
             return None
 
-    def _alive_cached(self, node_id: str) -> bool:
-        return any(m["ray_node_id"] == node_id for m in self.inventory() or [])
-
     def wait(self, handle: Handle, timeout: float | None = None) -> Outcome | None:
         ray = self._ray()
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             step = 5.0 if deadline is None else max(0.0, min(5.0, deadline - time.monotonic()))
-            if not self._alive_cached(handle.where):
+            if not self._alive(handle.where):
                 return self._lost(handle)
             try:
                 outcome: Outcome | None = self._call(handle.where, "wait", handle, step, timeout=step + 30)
@@ -265,7 +264,7 @@ class RayProvider:
 
     def stop(self, handle: Handle, grace: float) -> Outcome:
         ray = self._ray()
-        if not self._alive_cached(handle.where):
+        if not self._alive(handle.where):
             return self._lost(handle)
         try:
             outcome: Outcome = self._call(handle.where, "stop", handle, grace, timeout=grace + 60)

@@ -145,10 +145,9 @@ def _single_command(key: str, settings: dict[str, Any], env: dict[str, str], def
 
 
 def toolkit_command(
-    spec: dict[str, Any], env: dict[str, str], default_python: str, process: distributed.Process | None = None
+    spec: dict[str, Any], env: dict[str, str], default_python: str, process: distributed.Process
 ) -> str:
     """The command line of one process of the job; MPI jobs get their ``mpirun`` here."""
-    process = process or distributed.Process(0, 0, "master", 0)
     try:
         key, settings = distributed.toolkit(spec)
     except ValueError:
