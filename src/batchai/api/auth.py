@@ -29,7 +29,7 @@ def signing_key(path: Path) -> bytes:
     return str(json.loads(path.read_text())["signingKey"]).encode()
 
 
-def authenticate(request: Request) -> None:
+async def authenticate(request: Request) -> None:
     """FastAPI dependency: a request must carry ``Authorization: Bearer <admin token>``."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")

@@ -32,7 +32,7 @@ def unit_of_work(request: Request) -> Iterator[Ctx]:
         yield ctx
     for action in ctx.after_commit:
         action()
-    if state.engine is not None:
+    if state.engine is not None and request.method != "GET":  # a read changes nothing the engine acts on
         state.engine.wake()
 
 
@@ -79,7 +79,7 @@ def _flushed_once(ctx: Ctx, delete: Callable[[Ctx], bool]) -> bool:
         return delete(ctx)
 
 
-def api_version(request: Request) -> str:
+async def api_version(request: Request) -> str:
     """FastAPI dependency for Batch AI routes: ``api-version`` must be given and known."""
     version = request.query_params.get("api-version")
     if not version:
@@ -97,7 +97,7 @@ def api_version(request: Request) -> str:
     return version
 
 
-def any_api_version(request: Request) -> str:
+async def any_api_version(request: Request) -> str:
     version = request.query_params.get("api-version")
     if not version:
         raise InvalidInput(

@@ -8,6 +8,7 @@ until the next wall-clock deadline or a short tick. On start it re-attaches to p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 import threading
@@ -18,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import Connection, case, func, select, update
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -27,6 +28,7 @@ from batchai.providers.base import NodeNotReady, NodeProvider, ProviderUnavailab
 from batchai.providers.local import make_link
 from batchai.runtime import distributed, launch, supervisor
 from batchai.runtime.supervisor import Handle, Outcome
+from batchai.scheduler import statements
 from batchai.scheduler.matching import QueuedJob, decide
 from batchai.services import clusters as cluster_service
 from batchai.services import jobs as job_service
@@ -101,6 +103,7 @@ class Engine:
         self._lock = threading.Lock()
         self._became_idle = False
         self._last_sync = 0.0
+        self._limits: dict[tuple[int, datetime], datetime] = {}  # wall-clock deadlines of running jobs
 
     # -- life cycle ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -403,8 +406,8 @@ class Engine:
             last,
         )
 
-    def _node_keys(self, node: Node) -> dict[str, str]:
-        """What identifies the node to the provider (e.g. its Ray node id)."""
+    def _node_keys(self, node: Any) -> dict[str, str]:
+        """What identifies the node (a Node, or a row with its info) to the provider (e.g. its Ray node id)."""
         return {k: str(v) for k, v in node.info.items() if k in self.provider.node_keys}
 
     def _node_state(self, node: Node, state: str) -> None:
@@ -429,31 +432,112 @@ class Engine:
 
     # -- jobs ------------------------------------------------------------------------------------------
     def _watch_jobs(self, session: Session) -> datetime | None:
-        """Settle ended tasks, act on stop requests and wall-clock limits; the next deadline, if any."""
+        """Settle ended tasks, act on stop requests and wall-clock limits; the next deadline, if any.
+
+        One query reads every active job's tasks. A job whose tasks all ended normally is finished in a
+        few statements (``_finish_in_sql``, the common case); a job with anything else to do (a stop
+        request, a limit reached, a failed or lost task while others run) is loaded and settled."""
         deadline: datetime | None = None
-        ctx = self._ctx(session)
-        active = session.scalars(
-            select(Job)
-            .filter(Job.execution_state.in_([JobState.RUNNING, JobState.TERMINATING]))
-            .options(selectinload(Job.tasks))
-        ).all()
-        for job in active:
-            limit = self._wall_clock_deadline(job)
-            if limit is not None and job.stop_reason is None and self.clock() >= limit:
-                job.stop_reason = "wallclock"
-            elif limit is not None:
+        connection = session.connection()
+        now = self.clock()
+        by_job: dict[int, list[Any]] = {}
+        for row in connection.execute(statements.ACTIVE_TASKS):
+            by_job.setdefault(row.job_id, []).append(row)
+        self._limits = {k: v for k, v in self._limits.items() if k[0] in by_job}
+        attention: list[int] = []
+        for job_id, rows in by_job.items():
+            head = rows[0]
+            limit = self._wall_clock_deadline(connection, head)
+            if limit is not None and head.stop_reason is None and now >= limit:
+                attention.append(job_id)
+                continue
+            if limit is not None:
                 deadline = limit if deadline is None else min(deadline, limit)
-            if job.execution_state == JobState.TERMINATING and job.stop_reason is None:
-                job.stop_reason = "user"
-            self._settle(ctx, job)
+            if head.stop_reason is not None or head.execution_state == JobState.TERMINATING:
+                attention.append(job_id)
+                continue
+            ended, running, simple = self._poll_tasks(rows)
+            if not simple or (ended and running) or (not ended and not running):
+                attention.append(job_id)
+            elif ended:
+                self._finish_in_sql(connection, head, rows, ended)
+        if attention:
+            ctx = self._ctx(session)
+            for job in session.scalars(
+                select(Job).filter(Job.id.in_(attention)).options(selectinload(Job.tasks))
+            ).all():
+                self._watch_job(ctx, job)
+            session.flush()
         return deadline
 
-    @staticmethod
-    def _wall_clock_deadline(job: Job) -> datetime | None:
+    def _poll_tasks(self, rows: list[Any]) -> tuple[dict[int, Outcome], list[Any], bool]:
+        """The tasks that ended (by task id), those still running, and whether every ending was a plain
+        exit (an exit code recorded, no node lost, no task without a process)."""
+        ended: dict[int, Outcome] = {}
+        running: list[Any] = []
+        for row in rows:
+            if row.task_id is None or row.finished_at is not None:
+                continue
+            handle = _handle(row.info)
+            if handle is None:
+                return ended, running, False  # started unrecorded, or never started: see _settle
+            outcome = self.provider.poll(handle)
+            with self._lock:
+                being_stopped = row.task_id in self._stopping
+            if outcome is None or being_stopped:
+                running.append(row)
+            elif outcome.exit_code is None or outcome.node_lost:
+                return ended, running, False
+            else:
+                ended[row.task_id] = outcome
+        return ended, running, True
+
+    def _finish_in_sql(self, connection: Connection, head: Any, rows: list[Any], ended: dict[int, Outcome]) -> None:
+        """A job whose every task just exited: record the exits, free its nodes, and end it."""
+        now = self.clock()
+        connection.execute(
+            statements.TASK_ENDED, [{"tid": tid, "code": o.exit_code, "at": now} for tid, o in ended.items()]
+        )
+        freed = connection.execute(statements.FREE_NODES_OF_JOB, {"jid": head.job_id, "now": now})
+        if getattr(freed, "rowcount", 0):
+            self._became_idle = True
+        self.provider.unreserve(_gang(head.job_id, head.attempts))
+        codes = {r.rank: ended[r.task_id].exit_code if r.task_id in ended else r.exit_code for r in rows}
+        failed = [r for r in rows if not r.info.get("auxiliary") and codes[r.rank] != 0]
+        master: dict[str, Any] = next((r.info for r in rows if r.rank == 0), {})
+        if not failed:
+            changed = job_service.switch_state_row(connection, head.job_id, head, JobState.SUCCEEDED, now, exit_code=0)
+            message = "The job succeeded."
+        else:
+            worst = failed[0]
+            error = _exit_error(worst.rank, codes[worst.rank], _stderr_tail(master.get("stderr")))
+            changed = job_service.switch_state_row(
+                connection, head.job_id, head, JobState.FAILED, now, error=error, exit_code=codes[worst.rank]
+            )
+            message = f"The job failed: {error['message']}"
+        if not changed:
+            raise StaleDataError(f"job {head.job_id} changed while it was being finished")
+        _append(master.get("execution_log"), now, message)
+
+    def _watch_job(self, ctx: Ctx, job: Job) -> None:
+        limit = self._wall_clock_deadline(ctx.session.connection(), job)
+        if limit is not None and job.stop_reason is None and self.clock() >= limit:
+            job.stop_reason = "wallclock"
+        if job.execution_state == JobState.TERMINATING and job.stop_reason is None:
+            job.stop_reason = "user"
+        self._settle(ctx, job)
+
+    def _wall_clock_deadline(self, connection: Connection, job: Any) -> datetime | None:
+        """When a running job's maxWallClockTime ends (``job``: a row or a Job with id and start_time)."""
         if job.start_time is None:
             return None
-        limit = parse_duration(job.spec.get("constraints", {}).get("maxWallClockTime", "P7D"))
-        return job.start_time + limit
+        job_id = getattr(job, "job_id", None) or job.id
+        key = (job_id, job.start_time)
+        if key not in self._limits:
+            spec = connection.execute(statements.JOB_SPEC, {"jid": job_id}).scalar_one()
+            limit = parse_duration(spec.get("constraints", {}).get("maxWallClockTime", "P7D"))
+            self._limits[key] = job.start_time + limit
+        return self._limits[key]
 
     def _settle(self, ctx: Ctx, job: Job) -> None:
         running = []
@@ -545,10 +629,8 @@ class Engine:
         """All tasks ended: the job's final state follows from why it stopped and how its tasks ended."""
         master = next((t for t in job.tasks if t.index == 0), None)
         reason = job.stop_reason
-        stderr_file = self._master_info(job).get("stderr")
-        stderr = Path(stderr_file) if stderr_file else None
-        last = supervisor.tail(stderr) if stderr else []
-        details = [{"name": "stderr", "value": "\n".join(last)}] if last else []
+        last = _stderr_tail(self._master_info(job).get("stderr"))
+        details = _stderr_details(last)
         code = master.exit_code if master else None
         self._free_nodes(ctx.session, job)
         self.provider.unreserve(_gang(job.id, job.attempts))
@@ -610,11 +692,7 @@ class Engine:
                 return
             worst = failed[0]
             code = worst.exit_code
-            tail_text = f" Last lines of stderr: {' | '.join(last[-3:])}" if last else ""
-            error = {
-                "code": "JobFailed",
-                "message": f"The job exited with code {worst.exit_code} (task {worst.index}).{tail_text}",
-            }
+            error = _exit_error(worst.index, worst.exit_code, last)
         error["details"] = error.get("details") or details
         self._log(job, f"The job failed: {error['message']}")
         job_service.switch_state(ctx, job, JobState.FAILED, error=error, exit_code=code)
@@ -651,94 +729,91 @@ class Engine:
         self._launch_all(starts)
 
     def _launch_all(self, starts: list[JobStart]) -> None:
+        launched: list[Launched] = []
         for start in starts:
             try:
-                started = self._start(start)
-                error = None
+                launched.append((start, self._start(start), None))
             except launch.LaunchError as exc:
-                started, error = exc.started, exc
-            self._record(start, started, error)
+                launched.append((start, exc.started, exc))
+        if launched:
+            self._record(launched)
 
     def _decide_and_mark(self, session: Session) -> list[JobStart]:
+        """Load queued jobs and free nodes, decide (pure), and mark the jobs that start as running on
+        their nodes, with a task per process; their processes start once this transaction commits."""
+        connection = session.connection()
+        nodes = {row.id: row for row in connection.execute(statements.FREE_NODES)}
+        if not nodes:
+            return []
+        candidates = {row.cluster_id for row in nodes.values()}
+        clusters = {
+            row.id: row for row in connection.execute(statements.SCHEDULABLE_CLUSTERS, {"ids": list(candidates)})
+        }
         free: dict[int, list[int]] = {}
-        for node in session.scalars(
-            select(Node).filter(Node.state == NodeState.IDLE, Node.job_id.is_(None)).order_by(Node.index)
-        ):
-            free.setdefault(node.cluster_id, []).append(node.id)
-        if not free:
-            return []
-        # Only the columns the decision needs: the queue may be long, and this runs on every pass.
-        # The head of each cluster's line only: a long queue costs no more per pass than a short one.
-        rows = [
-            row
-            for cluster_id in free
-            for row in session.execute(
-                select(Job.id, Job.cluster_id, Job.priority, Job.created_at, Job.node_count, Job.skips)
-                .join(Cluster, Job.cluster_id == Cluster.id)
-                .filter(
-                    Job.execution_state == JobState.QUEUED,
-                    Cluster.provisioning_state != "deleting",
-                    Job.cluster_id == cluster_id,
-                )
-                .order_by(Job.priority.desc(), Job.created_at, Job.id)
-                .limit(self.settings.queue_window)
-            )
-        ]
-        if not rows:
-            return []
+        for row in nodes.values():
+            if row.cluster_id in clusters:
+                free.setdefault(row.cluster_id, []).append(row.id)
         queued = [
             QueuedJob(r.id, int(r.cluster_id), r.priority, (r.created_at.timestamp(), r.id), r.node_count, r.skips)
-            for r in rows
+            for cluster_id in free
+            for r in connection.execute(
+                statements.QUEUE_HEAD, {"cid": cluster_id, "window": self.settings.queue_window}
+            )
         ]
-        specs = session.execute(select(Cluster.id, Cluster.spec).filter(Cluster.id.in_(list(free)))).all()
-        sizes_now = {row.id: cluster_service.capacity(row.spec) for row in specs}
-        decision = decide(queued, free, self.settings.max_skips, sizes_now)
-        if not decision.starts and not decision.skipped:
+        if not queued:
             return []
-        ctx = self._ctx(session)
-        for job_id, skips in decision.skipped.items():
-            session.get_one(Job, job_id).skips = skips
+        capacity = {cluster_id: cluster_service.capacity(row.spec) for cluster_id, row in clusters.items()}
+        decision = decide(queued, free, self.settings.max_skips, capacity)
+        if decision.skipped:
+            connection.execute(
+                statements.SET_SKIPS, [{"jid": job_id, "count": n} for job_id, n in decision.skipped.items()]
+            )
+        if not decision.starts:
+            return []
         sizes: dict[int, int] = {}
         if self.provider.gpus:  # only GPU shares need the cluster sizes
             sizes = dict(session.execute(select(Node.cluster_id, func.count()).group_by(Node.cluster_id)).all())
+        now = self.clock()
+        jobs = {row.id: row for row in connection.execute(statements.JOBS_TO_START, {"ids": list(decision.starts)})}
         starts = []
         for job_id, node_ids in decision.starts.items():
-            job = session.get_one(Job, job_id)
-            cluster = session.get_one(Cluster, job.cluster_id)
-            job.attempts += 1
-            job_service.switch_state(ctx, job, JobState.RUNNING)
-            slots = []
-            for index, node_id in enumerate(node_ids):
-                node = session.get_one(Node, node_id)  # loaded above: no query
-                node.job_id = job.id
-                self._node_state(node, NodeState.RUNNING)
-                slots.append(
-                    launch.NodeSlot(
-                        node.name,
-                        self.provider.node_dir(cluster.id, node.name),
-                        self.provider.shared_dir(cluster.id),
-                        index,
-                        self.provider.gpus_for(node.index, sizes.get(cluster.id, 1)),
-                        self.provider.address(node.info),
-                        tuple(sorted(self._node_keys(node).items())),
-                    )
+            job = jobs[job_id]
+            if not job_service.switch_state_row(
+                connection, job_id, job, JobState.RUNNING, now, attempts=job.attempts + 1
+            ):
+                continue  # the API changed it meanwhile (e.g. terminated): the next pass sees it
+            cluster = clusters[job.cluster_id]
+            connection.execute(statements.TAKE_NODE, [{"nid": n, "jid": job_id, "now": now} for n in node_ids])
+            slots = [
+                launch.NodeSlot(
+                    node.name,
+                    self.provider.node_dir(cluster.id, node.name),
+                    self.provider.shared_dir(cluster.id),
+                    index,
+                    self.provider.gpus_for(node.node_index, sizes.get(cluster.id, 1)),
+                    self.provider.address(node.info),
+                    tuple(sorted(self._node_keys(node).items())),
                 )
+                for index, node in enumerate(nodes[n] for n in node_ids)
+            ]
             processes = distributed.layout(job.spec)
-            for process in processes:
-                node_id = node_ids[process.node]
-                session.add(Task(job_id=job.id, node_id=node_id, index=process.rank, info=_process_info(process)))
-            try:
-                servers = self._file_servers(session, job.spec)
-            except launch.LaunchError:
-                servers = {}  # reported when the mount is made
+            connection.execute(
+                statements.ADD_TASK,
+                [{"jid": job_id, "nid": node_ids[p.node], "rank": p.rank, "role": _process_info(p)} for p in processes],
+            )
+            servers: dict[str, Path] = {}
+            if (job.spec.get("mountVolumes") or {}).get("fileServers"):
+                with contextlib.suppress(launch.LaunchError):  # reported when the mount is made
+                    servers = self._file_servers(session, job.spec)
+            attempts = job.attempts + 1
             starts.append(
                 JobStart(
-                    job.id,
+                    job_id,
                     job.spec,
                     job.output_segment,
                     cluster.name,
                     cluster.spec,
-                    job.attempts,
+                    attempts,
                     slots,
                     servers,
                     processes,
@@ -842,46 +917,69 @@ class Engine:
             raise
         return started
 
-    def _record(
-        self, start: JobStart, started: list[tuple[int, Handle, str]], error: launch.LaunchError | None
-    ) -> None:
-        """Write down the processes of a job just started, or why it could not start."""
+    def _record(self, launched: list[Launched]) -> None:
+        """Write down the processes of the jobs just started (one transaction), or why one could not start."""
         now = self.clock()
-        files = {"stderr": start.stderr, "execution_log": start.execution_log}
-        if start.container_on_host is not None:  # recorded with the job's master task
-            files["container_on_host"] = start.container_on_host
-            log.info("job %s runs on the host, not in the image %s", start.job_id, start.container_on_host)
         with self.db.session() as session:
-            if error is None:  # the common case, in plain UPDATEs: this runs for every job
-                roles = {p.rank: _process_info(p) for p in start.processes}
-                for index, handle, node in started:
-                    info = {**roles[index], **_handle_info(handle), "node": node, **(files if index == 0 else {})}
-                    session.execute(
-                        update(Task)
-                        .where(Task.job_id == start.job_id, Task.index == index)
-                        .values(pid=handle.pid, pid_start=handle.start, started_at=now, info=info)
-                    )
-                return
-            job = session.get(Job, start.job_id)
-            if job is None:
-                return
-            by_index = {index: (handle, node) for index, handle, node in started}
-            for task in job.tasks:
-                if task.index in by_index:
-                    handle, node = by_index[task.index]
-                    task.pid = handle.pid
-                    task.pid_start = handle.start
-                    task.started_at = self.clock()
-                    task.info = {**_handle_info(handle), "node": node, **(files if task.index == 0 else {})}
+            rows = []
+            for start, started, error in launched:
+                files = {"stderr": start.stderr, "execution_log": start.execution_log}
+                if start.container_on_host is not None:  # recorded with the job's master task
+                    files["container_on_host"] = start.container_on_host
+                    log.info("job %s runs on the host, not in the image %s", start.job_id, start.container_on_host)
+                if error is None:  # the common case
+                    roles = {p.rank: _process_info(p) for p in start.processes}
+                    rows += [
+                        {
+                            "jid": start.job_id,
+                            "rank": index,
+                            "process": handle.pid,
+                            "process_start": handle.start,
+                            "at": now,
+                            "details": {
+                                **roles[index],
+                                **_handle_info(handle),
+                                "node": node,
+                                **(files if index == 0 else {}),
+                            },
+                        }
+                        for index, handle, node in started
+                    ]
                 else:
-                    task.finished_at = now
-                    task.info = {**task.info, **(files if task.index == 0 else {})}
-            job.notes = {**job.notes, "launch_error": {"code": error.code, "message": error.message}}
-            if job.stop_reason is None:
-                # Nodes that the provider would not give now (e.g. Ray busy elsewhere): try again later.
-                retry = error.code in RETRYABLE_LAUNCH_ERRORS and job.attempts < self.settings.max_attempts
-                job.stop_reason = "requeue" if retry else "launch"
-            self._log(job, f"The job could not start: {error.message}")
+                    self._record_failure(session, start, started, error, files)
+            if rows:
+                session.connection().execute(statements.TASK_STARTED, rows)
+
+    def _record_failure(
+        self,
+        session: Session,
+        start: JobStart,
+        started: list[tuple[int, Handle, str]],
+        error: launch.LaunchError,
+        files: dict[str, str | None],
+    ) -> None:
+        """A job that could not start: what did start is recorded (to be stopped), and why it failed."""
+        now = self.clock()
+        job = session.get(Job, start.job_id)
+        if job is None:
+            return
+        by_index = {index: (handle, node) for index, handle, node in started}
+        for task in job.tasks:
+            if task.index in by_index:
+                handle, node = by_index[task.index]
+                task.pid = handle.pid
+                task.pid_start = handle.start
+                task.started_at = self.clock()
+                task.info = {**_handle_info(handle), "node": node, **(files if task.index == 0 else {})}
+            else:
+                task.finished_at = now
+                task.info = {**task.info, **(files if task.index == 0 else {})}
+        job.notes = {**job.notes, "launch_error": {"code": error.code, "message": error.message}}
+        if job.stop_reason is None:
+            # Nodes that the provider would not give now (e.g. Ray busy elsewhere): try again later.
+            retry = error.code in RETRYABLE_LAUNCH_ERRORS and job.attempts < self.settings.max_attempts
+            job.stop_reason = "requeue" if retry else "launch"
+        self._log(job, f"The job could not start: {error.message}")
         self.wake()
 
 
@@ -903,6 +1001,10 @@ class JobStart:
     container_on_host: str | None = None  # the image not used, when the job ran on the host instead
 
 
+# A job's start: what was planned, the processes that started (rank, handle, node name), and the error if any.
+Launched = tuple[JobStart, list[tuple[int, Handle, str]], launch.LaunchError | None]
+
+
 def _describe_node(name: str, info: dict[str, Any]) -> str:
     """A node's name with where it ran (for errors): ``node-1 (Ray node 3f2a..., 10.0.0.5)``."""
     where = info.get("ray_node_id") or info.get("where")
@@ -921,6 +1023,24 @@ def _process_info(process: distributed.Process) -> dict[str, Any]:
 def _essential(tasks: list[Task]) -> list[Task]:
     """The tasks whose ending ends the job (all but parameter servers)."""
     return [t for t in tasks if not t.info.get("auxiliary")]
+
+
+def _stderr_tail(path: str | None) -> list[str]:
+    return supervisor.tail(Path(path)) if path else []
+
+
+def _stderr_details(last: list[str]) -> list[dict[str, str]]:
+    return [{"name": "stderr", "value": "\n".join(last)}] if last else []
+
+
+def _exit_error(index: int, code: int | None, last: list[str]) -> dict[str, Any]:
+    """The error of a job whose task ``index`` exited with ``code``, quoting the end of its stderr."""
+    tail_text = f" Last lines of stderr: {' | '.join(last[-3:])}" if last else ""
+    return {
+        "code": "JobFailed",
+        "message": f"The job exited with code {code} (task {index}).{tail_text}",
+        "details": _stderr_details(last),
+    }
 
 
 def _earliest(a: datetime | None, b: datetime) -> datetime:

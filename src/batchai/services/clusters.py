@@ -15,7 +15,7 @@ from batchai.models.resources import ClusterInput, ClusterPatch
 from batchai.models.wire import ClusterProperties, ScaleSettings
 from batchai.services import mounts, workspaces
 from batchai.services.context import Ctx, find, require
-from batchai.store.tables import Cluster, ResourceGroup, Workspace
+from batchai.store.tables import Cluster
 
 READ_ONLY = {
     "creationTime",
@@ -30,16 +30,17 @@ READ_ONLY = {
 
 
 def get(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> Cluster:
-    parent = workspaces.get(ctx, sub, group, workspace)
+    row = workspaces.child(ctx, Cluster, sub, group, workspace, name)
+    if row is not None:
+        return row
+    parent = workspaces.get(ctx, sub, group, workspace)  # says which part of the path is missing
     return require(ctx.session, Cluster, name, "cluster", workspace_id=parent.id)
 
 
 def by_id(ctx: Ctx, resource_id: str, target: str) -> Cluster:
     """The cluster an ARM id names; an unknown one is the client's error (400, ClusterNotFound)."""
     ref = parse_child_id(resource_id, "clusters", target)
-    group = find(ctx.session, ResourceGroup, ref.group, subscription=ref.subscription)
-    workspace = find(ctx.session, Workspace, ref.workspace, group_id=group.id) if group else None
-    row = find(ctx.session, Cluster, ref.name, workspace_id=workspace.id) if workspace else None
+    row = workspaces.child(ctx, Cluster, ref.subscription, ref.group, ref.workspace, ref.name)
     if row is None:
         raise InvalidInput(f"The cluster '{resource_id}' was not found.", code="ClusterNotFound", target=target)
     return row

@@ -11,7 +11,10 @@ from batchai.store.tables import Experiment
 
 
 def get(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> Experiment:
-    parent = workspaces.get(ctx, sub, group, workspace)
+    row = workspaces.child(ctx, Experiment, sub, group, workspace, name)
+    if row is not None:
+        return row
+    parent = workspaces.get(ctx, sub, group, workspace)  # says which part of the path is missing
     return require(ctx.session, Experiment, name, "experiment", workspace_id=parent.id)
 
 

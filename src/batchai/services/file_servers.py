@@ -18,7 +18,10 @@ READ_ONLY = {"mountSettings", "provisioningStateTransitionTime", "creationTime",
 
 
 def get(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> FileServer:
-    parent = workspaces.get(ctx, sub, group, workspace)
+    row = workspaces.child(ctx, FileServer, sub, group, workspace, name)
+    if row is not None:
+        return row
+    parent = workspaces.get(ctx, sub, group, workspace)  # says which part of the path is missing
     return require(ctx.session, FileServer, name, "file server", workspace_id=parent.id)
 
 

@@ -1,12 +1,14 @@
-"""Jobs: validation on create, and the one function that changes a job's execution state."""
+"""Jobs: validation on create, and the rules of changing a job's execution state (``transition``)."""
 
 from __future__ import annotations
 
 import re
 import uuid
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, Update, bindparam, select, update
+from sqlalchemy.orm import contains_eager
 
 from batchai.errors import Conflict, InvalidInput
 from batchai.ids import check_name
@@ -15,7 +17,7 @@ from batchai.models.wire import JobProperties
 from batchai.services import clusters, experiments, mounts
 from batchai.services.context import Ctx, find, require
 from batchai.states import PRIORITY_RANK, JobState, check_transition
-from batchai.store.tables import Cluster, Job
+from batchai.store.tables import Cluster, Experiment, Job, ResourceGroup, Workspace
 
 TOOLKITS = {
     "cntkSettings": "cntk",
@@ -150,8 +152,30 @@ def build_spec(ctx: Ctx, props: JobProperties) -> tuple[dict[str, Any], Cluster]
     return spec, cluster
 
 
+# A job by its path, with its experiment, workspace and group (what rendering it reads), in one query.
+_BY_PATH = (
+    select(Job)
+    .join(Job.experiment)
+    .join(Experiment.workspace)
+    .join(Workspace.group)
+    .options(contains_eager(Job.experiment).contains_eager(Experiment.workspace).contains_eager(Workspace.group))
+    .where(
+        ResourceGroup.subscription == bindparam("sub"),
+        ResourceGroup.key == bindparam("group"),
+        Workspace.key == bindparam("workspace"),
+        Experiment.key == bindparam("experiment"),
+        Job.key == bindparam("name"),
+    )
+)
+_EXISTS = select(Job.id).where(Job.experiment_id == bindparam("experiment_id"), Job.key == bindparam("key"))
+
+
 def get(ctx: Ctx, sub: str, group: str, workspace: str, experiment: str, name: str) -> Job:
-    parent = experiments.get(ctx, sub, group, workspace, experiment)
+    names = {"group": group.lower(), "workspace": workspace.lower(), "experiment": experiment.lower()}
+    row: Job | None = ctx.session.scalars(_BY_PATH, {"sub": sub, "name": name.lower(), **names}).first()
+    if row is not None:
+        return row
+    parent = experiments.get(ctx, sub, group, workspace, experiment)  # says which part of the path is missing
     return require(ctx.session, Job, name, "job", experiment_id=parent.id)
 
 
@@ -162,7 +186,8 @@ def create(
     check_name("job", name)
     parent = experiments.get(ctx, sub, group, workspace, experiment)
     spec, cluster = build_spec(ctx, body.properties)
-    row = find(ctx.session, Job, name, experiment_id=parent.id)
+    exists = ctx.session.connection().execute(_EXISTS, {"experiment_id": parent.id, "key": name.lower()}).first()
+    row = find(ctx.session, Job, name, experiment_id=parent.id) if exists else None
     if row is not None:
         if row.spec != spec:
             raise Conflict(
@@ -174,7 +199,7 @@ def create(
     now = ctx.clock()
     toolkit = next(k for k in TOOLKITS if k in spec)
     row = Job(
-        experiment_id=parent.id,
+        experiment=parent,  # (the relationship, not just the id: rendering the job needs the parent's names)
         cluster_id=cluster.id,
         name=name,
         key=name.lower(),
@@ -189,6 +214,14 @@ def create(
         execution_state=JobState.QUEUED,
         execution_state_time=now,
         errors=[],
+        # Every column given: one left out would be read back from the database when rendered.
+        start_time=None,
+        end_time=None,
+        exit_code=None,
+        stop_reason=None,
+        skips=0,
+        attempts=0,
+        notes={},
     )
     ctx.session.add(row)
     ctx.session.flush()
@@ -200,22 +233,85 @@ def list_in_experiment(ctx: Ctx, sub: str, group: str, workspace: str, experimen
     return list(ctx.session.scalars(select(Job).filter_by(experiment_id=parent.id).order_by(Job.created_at, Job.id)))
 
 
+def transition(
+    current: JobState,
+    new: JobState,
+    now: datetime,
+    *,
+    start_time: datetime | None,
+    errors: list[Any],
+    error: dict[str, Any] | None = None,
+    exit_code: int | None = None,
+) -> dict[str, Any]:
+    """The columns a change of ``execution_state`` writes: checks the transition and stamps the times."""
+    check_transition(current, new)
+    values: dict[str, Any] = {"execution_state": new, "execution_state_time": now}
+    if new is JobState.RUNNING and start_time is None:
+        values["start_time"] = now
+    if new.is_terminal:
+        values["end_time"] = now
+        values["exit_code"] = exit_code
+    if error:
+        values["errors"] = [*errors, error]
+    return values
+
+
 def switch_state(
     ctx: Ctx, job: Job, new: JobState, *, error: dict[str, Any] | None = None, exit_code: int | None = None
 ) -> None:
-    """The only writer of ``execution_state``: checks the transition and stamps the times."""
-    current = JobState(job.execution_state)
-    check_transition(current, new)
-    now = ctx.clock()
-    job.execution_state = new
-    job.execution_state_time = now
-    if new is JobState.RUNNING and job.start_time is None:
-        job.start_time = now
-    if new.is_terminal:
-        job.end_time = now
-        job.exit_code = exit_code
-    if error:
-        job.errors = [*job.errors, error]
+    """The only writer of ``execution_state`` on a loaded job (see ``switch_state_row`` for the engine's)."""
+    values = transition(
+        JobState(job.execution_state),
+        new,
+        ctx.clock(),
+        start_time=job.start_time,
+        errors=job.errors,
+        error=error,
+        exit_code=exit_code,
+    )
+    for column, value in values.items():
+        setattr(job, column, value)
+
+
+_SWITCH_STATEMENTS: dict[tuple[str, ...], Update] = {}
+
+
+def switch_state_row(
+    connection: Connection,
+    job_id: int,
+    row: Any,
+    new: JobState,
+    now: datetime,
+    *,
+    error: dict[str, Any] | None = None,
+    exit_code: int | None = None,
+    **also: Any,
+) -> bool:
+    """``switch_state`` in one UPDATE, for the engine's hot path: ``row`` has the job's
+    ``execution_state``, ``start_time`` and ``errors``; ``also`` are more columns to set. The UPDATE
+    applies only if the job is still in ``row``'s state; False if it was not (somebody changed it)."""
+    values = transition(
+        JobState(row.execution_state),
+        new,
+        now,
+        start_time=row.start_time,
+        errors=row.errors,
+        error=error,
+        exit_code=exit_code,
+    )
+    values.update(also)
+    columns = tuple(sorted(values))
+    statement = _SWITCH_STATEMENTS.get(columns)
+    if statement is None:  # one statement per set of columns, built once
+        statement = (
+            update(Job)
+            .where(Job.id == bindparam("_id"), Job.execution_state == bindparam("_current"))
+            .values({**{c: bindparam(f"_{c}") for c in columns}, "version": Job.version + 1})
+        )
+        _SWITCH_STATEMENTS[columns] = statement
+    params = {f"_{c}": v for c, v in values.items()}
+    result = connection.execute(statement, {"_id": job_id, "_current": row.execution_state, **params})
+    return bool(getattr(result, "rowcount", 0) == 1)
 
 
 def request_stop(ctx: Ctx, job: Job, reason: str) -> bool:

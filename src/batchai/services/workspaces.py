@@ -3,19 +3,48 @@ experiments and their jobs (as Batch AI did)."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, bindparam, select
+from sqlalchemy.orm import contains_eager
 
 from batchai.errors import InvalidInput
 from batchai.ids import check_name
 from batchai.models.resources import WorkspaceInput, WorkspacePatch
 from batchai.services import groups
 from batchai.services.context import Ctx, find, require
-from batchai.store.tables import ResourceGroup, Workspace
+from batchai.store.tables import Cluster, Experiment, FileServer, ResourceGroup, Workspace
+
+Child = TypeVar("Child", Experiment, Cluster, FileServer)
+_CHILD_QUERIES: dict[type[Any], Select[Any]] = {}
 
 
 def get(ctx: Ctx, sub: str, group: str, name: str) -> Workspace:
     parent = groups.get(ctx, sub, group)
     return require(ctx.session, Workspace, name, "workspace", group_id=parent.id)
+
+
+def child(ctx: Ctx, model: type[Child], sub: str, group: str, workspace: str, name: str) -> Child | None:
+    """A workspace's experiment, cluster or file server by its path, in one query that also loads its
+    workspace and group; None if any part of the path is missing (``get`` then says which)."""
+    statement = _CHILD_QUERIES.get(model)
+    if statement is None:  # built once per kind
+        statement = (
+            select(model)
+            .join(model.workspace)
+            .join(Workspace.group)
+            .options(contains_eager(model.workspace).contains_eager(Workspace.group))
+            .where(
+                ResourceGroup.subscription == bindparam("sub"),
+                ResourceGroup.key == bindparam("group"),
+                Workspace.key == bindparam("workspace"),
+                model.key == bindparam("name"),
+            )
+        )
+        _CHILD_QUERIES[model] = statement
+    names = {"sub": sub, "group": group.lower(), "workspace": workspace.lower(), "name": name.lower()}
+    row: Child | None = ctx.session.scalars(statement, names).first()
+    return row
 
 
 def put(ctx: Ctx, sub: str, group: str, name: str, body: WorkspaceInput) -> tuple[Workspace, bool]:

@@ -19,7 +19,7 @@ from batchai.store.tables import Cluster, FileServer, Job
 LEGACY_VERSIONS = frozenset({"2017-09-01-preview", "2018-03-01"})
 
 
-def legacy_version(request: Request) -> str:
+async def legacy_version(request: Request) -> str:
     version = request.query_params.get("api-version")
     if version not in LEGACY_VERSIONS:
         raise InvalidInput(

@@ -1,0 +1,105 @@
+"""The engine's hot reads and writes as SQL statements built once, executed on the session's connection.
+
+Every job passes through these (started, watched, ended), so they skip the ORM: building a statement
+and loading objects costs about ten times more than running a prepared one. Changes of a job's state
+still go through ``jobs.switch_state_row`` (the rules of ``batchai.states``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import bindparam, case, insert, select, update
+
+from batchai.states import JobState
+from batchai.store.tables import Cluster, Job, Node, Task
+
+RUNNING_NODE = "running"
+IDLE_NODE = "idle"
+
+# The tasks of every running or terminating job, with what deciding whether the job needs attention takes.
+ACTIVE_TASKS = (
+    select(
+        Job.id.label("job_id"),
+        Job.execution_state,
+        Job.stop_reason,
+        Job.start_time,
+        Job.attempts,
+        Job.errors,
+        Task.id.label("task_id"),
+        Task.index.label("rank"),  # (a row's .index is tuple.index)
+        Task.info,
+        Task.finished_at,
+        Task.exit_code,
+    )
+    .join(Task, Task.job_id == Job.id, isouter=True)
+    .where(Job.execution_state.in_([JobState.RUNNING, JobState.TERMINATING]))
+    .order_by(Job.id, Task.index)
+)
+
+JOB_SPEC = select(Job.spec).where(Job.id == bindparam("jid"))
+
+TASK_ENDED = (
+    update(Task).where(Task.id == bindparam("tid")).values(exit_code=bindparam("code"), finished_at=bindparam("at"))
+)
+
+# A job's nodes are free: running ones become idle, leaving ones stay leaving.
+FREE_NODES_OF_JOB = (
+    update(Node)
+    .where(Node.job_id == bindparam("jid"))
+    .values(
+        job_id=None,
+        state=case((Node.state == RUNNING_NODE, IDLE_NODE), else_=Node.state),
+        state_time=bindparam("now"),
+    )
+)
+
+FREE_NODES = (
+    select(Node.id, Node.cluster_id, Node.name, Node.index.label("node_index"), Node.info)
+    .where(Node.state == IDLE_NODE, Node.job_id.is_(None))
+    .order_by(Node.index)
+)
+
+# The head of one cluster's line: a long queue costs no more per pass than a short one.
+QUEUE_HEAD = (
+    select(Job.id, Job.cluster_id, Job.priority, Job.created_at, Job.node_count, Job.skips)
+    .where(Job.execution_state == JobState.QUEUED, Job.cluster_id == bindparam("cid"))
+    .order_by(Job.priority.desc(), Job.created_at, Job.id)
+    .limit(bindparam("window"))
+)
+
+SCHEDULABLE_CLUSTERS = select(Cluster.id, Cluster.name, Cluster.spec).where(
+    Cluster.id.in_(bindparam("ids", expanding=True)), Cluster.provisioning_state != "deleting"
+)
+
+JOBS_TO_START = select(
+    Job.id,
+    Job.cluster_id,
+    Job.spec,
+    Job.output_segment,
+    Job.attempts,
+    Job.execution_state,
+    Job.start_time,
+    Job.errors,
+).where(Job.id.in_(bindparam("ids", expanding=True)))
+
+SET_SKIPS = update(Job).where(Job.id == bindparam("jid")).values(skips=bindparam("count"))
+
+TAKE_NODE = (
+    update(Node)
+    .where(Node.id == bindparam("nid"), Node.job_id.is_(None))
+    .values(job_id=bindparam("jid"), state=RUNNING_NODE, state_time=bindparam("now"))
+)
+
+ADD_TASK = insert(Task).values(
+    job_id=bindparam("jid"), node_id=bindparam("nid"), index=bindparam("rank"), info=bindparam("role")
+)
+
+TASK_STARTED = (
+    update(Task)
+    .where(Task.job_id == bindparam("jid"), Task.index == bindparam("rank"))
+    .values(
+        pid=bindparam("process"),
+        pid_start=bindparam("process_start"),
+        started_at=bindparam("at"),
+        info=bindparam("details"),
+    )
+)
