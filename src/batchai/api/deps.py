@@ -33,7 +33,8 @@ def unit_of_work(request: Request) -> Iterator[Ctx]:
     for action in ctx.after_commit:
         action()
     if state.engine is not None and request.method != "GET":  # a read changes nothing the engine acts on
-        state.engine.wake()
+        job = "/jobs/" in request.url.path.lower()
+        state.engine.wake(clusters=not job, queued=job and request.method == "PUT")
 
 
 def run(request: Request, fn: Callable[[Ctx], T], attempts: int = 3) -> T:

@@ -25,6 +25,7 @@ what runs where; the provider only does it. Contract:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -83,6 +84,11 @@ class NodeProvider(Protocol):
     def poll(self, handle: Handle) -> Outcome | None: ...
 
     def wait(self, handle: Handle, timeout: float | None = None) -> Outcome | None: ...
+
+    def on_exit(self, handle: Handle, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` (from any thread) once the process has ended; False if this provider cannot
+        for this process (the caller then waits for it in a thread of its own)."""
+        ...
 
     def stop(self, handle: Handle, grace: float) -> Outcome: ...
 

@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ class LocalProvider:
     def __init__(self, root: Path, gpus: tuple[int, ...] | None = None) -> None:
         self.root = root
         self.gpus = host_gpus() if gpus is None else gpus
+        self._exits = supervisor.ExitWatcher()
 
     def node_dir(self, cluster_id: int, node_name: str) -> Path:
         return self.root / str(cluster_id) / node_name
@@ -83,6 +85,9 @@ class LocalProvider:
     def wait(self, handle: Handle, timeout: float | None = None) -> Outcome | None:
         return supervisor.wait(handle, timeout)
 
+    def on_exit(self, handle: Handle, callback: Callable[[], None]) -> bool:
+        return self._exits.watch(handle, callback)
+
     def stop(self, handle: Handle, grace: float) -> Outcome:
         return supervisor.stop(handle, grace)
 
@@ -99,7 +104,7 @@ class LocalProvider:
         pass
 
     def close(self) -> None:
-        pass
+        self._exits.close()
 
 
 def prepare_work_area(node_dir: Path, shared_dir: Path, links: list[tuple[Path, Path]]) -> Path:

@@ -26,6 +26,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -233,6 +234,9 @@ class RayProvider:
     def _lost(self, handle: Handle) -> Outcome:
         """The agent is gone: the node was lost, or (node alive) the process vanished with its agent."""
         return Outcome(None, node_lost=not self._alive(handle.where, fresh=True))
+
+    def on_exit(self, handle: Handle, callback: Callable[[], None]) -> bool:
+        return False  # the engine waits through the agent in a thread
 
     def poll(self, handle: Handle) -> Outcome | None:
         ray = self._ray()

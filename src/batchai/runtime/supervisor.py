@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,8 +56,8 @@ def start(script: Path, *, env: dict[str, str], cwd: Path, stdout: Path, stderr:
     """Start ``bash script`` in a new session with output appended to the given files."""
     exit_file.unlink(missing_ok=True)
     pid_file(exit_file).unlink(missing_ok=True)
-    stdout.parent.mkdir(parents=True, exist_ok=True)
-    stderr.parent.mkdir(parents=True, exist_ok=True)
+    for directory in {stdout.parent, stderr.parent}:
+        directory.mkdir(parents=True, exist_ok=True)
     with open(stdout, "ab", buffering=0) as out, open(stderr, "ab", buffering=0) as err:
         process = subprocess.Popen(
             ["bash", str(script)],
@@ -145,6 +148,59 @@ def wait(handle: Handle, timeout: float | None = None) -> Outcome | None:
             return None
         time.sleep(0.05)
     return outcome
+
+
+class ExitWatcher:
+    """Calls back when processes this server started end, from one thread for all of them (Linux pidfds
+    in an epoll set), instead of a thread per process."""
+
+    def __init__(self) -> None:
+        self._epoll: select.epoll | None = None
+        self._callbacks: dict[int, Callable[[], None]] = {}
+        self._lock = threading.Lock()
+
+    def watch(self, handle: Handle, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` once the process ends; False if it cannot be watched here (not a child of
+        this server, already reaped, or no pidfds on this system)."""
+        if handle.pid not in _children or not hasattr(os, "pidfd_open"):
+            return False
+        try:
+            fd = os.pidfd_open(handle.pid)
+        except OSError:
+            return False
+        with self._lock:
+            if self._epoll is None:
+                self._epoll = select.epoll()
+                threading.Thread(target=self._run, args=(self._epoll,), name="exit-watcher", daemon=True).start()
+            self._callbacks[fd] = callback
+            self._epoll.register(fd, select.EPOLLIN)
+        return True
+
+    def _run(self, epoll: select.epoll) -> None:
+        while True:
+            try:
+                events = epoll.poll()
+            except (OSError, ValueError):  # closed
+                return
+            for fd, _ in events:
+                with self._lock:
+                    callback = self._callbacks.pop(fd, None)
+                    with contextlib.suppress(OSError, ValueError):
+                        epoll.unregister(fd)
+                os.close(fd)
+                if callback is not None:
+                    callback()
+
+    def close(self) -> None:
+        """Stop watching (callbacks pending are dropped); idempotent."""
+        with self._lock:
+            if self._epoll is not None:
+                self._epoll.close()
+                self._epoll = None
+            for fd in self._callbacks:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._callbacks.clear()
 
 
 def _kill_group(pgid: int) -> None:

@@ -41,6 +41,8 @@ from batchai.store.tables import Cluster, Job, Node, Task
 
 log = logging.getLogger("batchai.engine")
 CLUSTER_SYNC_SECONDS = 0.1
+# How often clusters that are settled (steady, fixed size, nodes on this host) are looked at anyway.
+SETTLED_CLUSTER_SYNC_SECONDS = 1.0
 # Launch errors that say "not now" rather than "never": the job is requeued (up to max_attempts starts).
 RETRYABLE_LAUNCH_ERRORS = frozenset({"NodesNotAvailable"})
 
@@ -103,6 +105,10 @@ class Engine:
         self._lock = threading.Lock()
         self._became_idle = False
         self._last_sync = 0.0
+        self._clusters_changed = True  # the API changed a cluster, or a setup task ended: look soon
+        self._pass_needed = True  # something other than a queued job happened since the last pass
+        self._all_busy = False  # after the last scheduling: no node free anywhere
+        self._clusters_settled = False  # at the last look: nothing to do until something changes
         self._limits: dict[tuple[int, datetime], datetime] = {}  # wall-clock deadlines of running jobs
 
     # -- life cycle ------------------------------------------------------------------------------------
@@ -118,21 +124,36 @@ class Engine:
         if self._thread is not None:
             self._thread.join(timeout=30)
 
-    def wake(self) -> None:
+    def wake(self, clusters: bool = False, queued: bool = False) -> None:
+        """Run a pass now. ``clusters``: something about clusters changed (look at them in this pass);
+        ``queued``: only a job was queued, which needs no pass while no node is free."""
+        if clusters:
+            self._clusters_changed = True
+        if not queued:
+            self._pass_needed = True
         self._wake.set()
 
     def _run(self) -> None:
+        due = 0.0  # when the next pass is due without being woken (monotonic)
         while not self._stopped.is_set():
             self._wake.clear()
+            needed, self._pass_needed = self._pass_needed, False
+            if not needed and self._all_busy and time.monotonic() < due:
+                self._wake.wait(due - time.monotonic())  # jobs were queued, but no node is free for them
+                continue
             try:
                 timeout = self.step()
             except StaleDataError as exc:
                 log.info("a job changed under the engine, looking again: %s", exc)
                 timeout = 0.0  # the API changed a job meanwhile: look again at once
+                self._pass_needed = True
             except Exception:
                 log.exception("engine pass failed")
                 timeout = self.settings.tick_seconds
-            self._wake.wait(timeout)
+                self._all_busy = False
+            due = time.monotonic() + timeout
+            if self._wake.wait(timeout) is False:
+                self._pass_needed = True  # the time was up: a full pass
 
     def step(self) -> float:
         """One pass over everything; returns how long the loop may sleep."""
@@ -141,14 +162,19 @@ class Engine:
             deadline = self._watch_jobs(session)
             starts = self._decide_and_mark(session)
         self._launch_all(starts)
-        # Clusters change rarely and slowly (resizes, setup tasks): at most ten passes a second look.
+        # Clusters change rarely and slowly (resizes, setup tasks): at most ten passes a second look, and
+        # settled ones (steady, fixed size, on this host) once a second unless something changed.
         now_mono = time.monotonic()
-        if now_mono - self._last_sync >= CLUSTER_SYNC_SECONDS:
+        settled = self._clusters_settled and not self._clusters_changed
+        interval = SETTLED_CLUSTER_SYNC_SECONDS if settled else CLUSTER_SYNC_SECONDS
+        if now_mono - self._last_sync >= interval:
             self._last_sync = now_mono
+            self._clusters_changed = False
             if self._sync_clusters():
                 self._schedule()  # nodes became idle: start what waits for them
         else:
-            deadline = _earliest(deadline, self.clock() + timedelta(seconds=CLUSTER_SYNC_SECONDS))
+            wait = interval - (now_mono - self._last_sync)
+            deadline = _earliest(deadline, self.clock() + timedelta(seconds=wait))
         now = self.clock()
         sleep = self.settings.tick_seconds
         if deadline is not None:
@@ -158,15 +184,17 @@ class Engine:
     def _ctx(self, session: Session) -> Ctx:
         return Ctx(session=session, storage=self.storage, clock=self.clock)
 
-    def _watch(self, handle: Handle) -> None:
-        """Wake the loop when the process ends."""
+    def _watch(self, handle: Handle, clusters: bool = False) -> None:
+        """Wake the loop when the process ends (``clusters``: a setup task, which the cluster pass settles)."""
+        if self.provider.on_exit(handle, lambda: self.wake(clusters)):
+            return
 
         def wait() -> None:
             try:
                 self.provider.wait(handle)
             except Exception as exc:  # e.g. the provider's connection closed at shutdown: the next pass polls
                 log.debug("waiting on %s stopped: %s", handle.pid, exc)
-            self.wake()
+            self.wake(clusters)
 
         threading.Thread(target=wait, name=f"wait-{handle.pid}", daemon=True).start()
 
@@ -181,7 +209,7 @@ class Engine:
             for node in session.scalars(select(Node).filter(Node.state == NodeState.PREPARING)):
                 handle = _handle(node.info.get("setup") or {})
                 if handle is not None:
-                    self._watch(handle)
+                    self._watch(handle, clusters=True)
 
     # -- clusters --------------------------------------------------------------------------------------
     def _resolver(self, volume: Volume) -> Path:
@@ -221,9 +249,12 @@ class Engine:
         except ProviderUnavailable as exc:
             self._provider_down(str(exc))
             return False
+        settled = machines is None  # nodes on this host: nothing changes unless told
         with self.db.session() as session:
             for cluster in session.scalars(select(Cluster).filter(Cluster.provisioning_state != "deleting")).all():
                 self._sync_cluster(session, cluster, machines)
+                settled = settled and _settled(cluster)
+        self._clusters_settled = settled
         return self._became_idle
 
     def _sync_cluster(self, session: Session, cluster: Cluster, machines: list[dict[str, str]] | None) -> None:
@@ -387,7 +418,7 @@ class Engine:
                 return
             info["setup"] = {**_handle_info(handle), "stderr": str(out_dir / "stderr.txt")}
             node.info = info
-            self._watch(handle)
+            self._watch(handle, clusters=True)
             return
         outcome = self.provider.poll(handle)
         if outcome is None:
@@ -743,6 +774,7 @@ class Engine:
         their nodes, with a task per process; their processes start once this transaction commits."""
         connection = session.connection()
         nodes = {row.id: row for row in connection.execute(statements.FREE_NODES)}
+        self._all_busy = not nodes
         if not nodes:
             return []
         candidates = {row.cluster_id for row in nodes.values()}
@@ -754,10 +786,11 @@ class Engine:
             if row.cluster_id in clusters:
                 free.setdefault(row.cluster_id, []).append(row.id)
         queued = [
-            QueuedJob(r.id, int(r.cluster_id), r.priority, (r.created_at.timestamp(), r.id), r.node_count, r.skips)
-            for cluster_id in free
-            for r in connection.execute(
-                statements.QUEUE_HEAD, {"cid": cluster_id, "window": self.settings.queue_window}
+            # The query orders the line (priority, then first come first served): its position is the order.
+            QueuedJob(r.id, int(r.cluster_id), r.priority, (float(position), r.id), r.node_count, r.skips)
+            for cluster_id, node_ids in free.items()
+            for position, r in enumerate(
+                connection.execute(statements.QUEUE_HEAD, {"cid": cluster_id, "window": self._window(len(node_ids))})
             )
         ]
         if not queued:
@@ -770,6 +803,7 @@ class Engine:
             )
         if not decision.starts:
             return []
+        self._all_busy = sum(len(n) for n in decision.starts.values()) == len(nodes)
         sizes: dict[int, int] = {}
         if self.provider.gpus:  # only GPU shares need the cluster sizes
             sizes = dict(session.execute(select(Node.cluster_id, func.count()).group_by(Node.cluster_id)).all())
@@ -820,6 +854,11 @@ class Engine:
                 )
             )
         return starts
+
+    def _window(self, free_nodes: int) -> int:
+        """How far down a cluster's line a pass looks: far enough to backfill its free nodes with small
+        jobs past big ones, never more than ``queue_window``; jobs further down move up in later passes."""
+        return min(self.settings.queue_window, 8 * (free_nodes + 1))
 
     def _file_servers(self, session: Session, spec: dict[str, Any]) -> dict[str, Path]:
         """Host directories of the file servers a job mounts, resolved while a session is at hand."""
@@ -1023,6 +1062,15 @@ def _process_info(process: distributed.Process) -> dict[str, Any]:
 def _essential(tasks: list[Task]) -> list[Task]:
     """The tasks whose ending ends the job (all but parameter servers)."""
     return [t for t in tasks if not t.info.get("auxiliary")]
+
+
+def _settled(cluster: Cluster) -> bool:
+    """A cluster with nothing to do until the API or a setup task changes it: steady at a fixed size."""
+    return (
+        "manual" in cluster.spec["scaleSettings"]
+        and cluster.allocation_state == "steady"
+        and all(n.state in (NodeState.IDLE, NodeState.RUNNING, NodeState.UNUSABLE) for n in cluster.nodes)
+    )
 
 
 def _stderr_tail(path: str | None) -> list[str]:

@@ -22,7 +22,7 @@ class QueuedJob:
     id: int
     cluster_id: int
     priority: int  # higher first: high=1, normal=0, low=-1
-    order: tuple[float, int]  # creation time and id: first come first served
+    order: tuple[float, int]  # first come first served: creation time (or place in line) and id
     node_count: int
     skips: int = 0
 

@@ -60,7 +60,7 @@ FREE_NODES = (
 
 # The head of one cluster's line: a long queue costs no more per pass than a short one.
 QUEUE_HEAD = (
-    select(Job.id, Job.cluster_id, Job.priority, Job.created_at, Job.node_count, Job.skips)
+    select(Job.id, Job.cluster_id, Job.priority, Job.node_count, Job.skips)
     .where(Job.execution_state == JobState.QUEUED, Job.cluster_id == bindparam("cid"))
     .order_by(Job.priority.desc(), Job.created_at, Job.id)
     .limit(bindparam("window"))

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Update, bindparam, select, update
 from sqlalchemy.orm import contains_eager
+from sqlalchemy.orm.attributes import set_committed_value
 
 from batchai.errors import Conflict, InvalidInput
 from batchai.ids import check_name
@@ -199,7 +200,7 @@ def create(
     now = ctx.clock()
     toolkit = next(k for k in TOOLKITS if k in spec)
     row = Job(
-        experiment=parent,  # (the relationship, not just the id: rendering the job needs the parent's names)
+        experiment_id=parent.id,
         cluster_id=cluster.id,
         name=name,
         key=name.lower(),
@@ -225,6 +226,7 @@ def create(
     )
     ctx.session.add(row)
     ctx.session.flush()
+    set_committed_value(row, "experiment", parent)  # rendering the job reads its parents' names: no query
     return row, True
 
 
