@@ -380,6 +380,8 @@ def test_the_server_killed_mid_job_reattaches_and_the_job_finishes(bench: Bench)
     command = f"echo before; while [ ! -e {gate} ]; do sleep 0.05; done; echo after; echo err-line >&2"
     bench.submit("survivor", customToolkitSettings={"commandLine": command})
     bench.wait_job("survivor", ("running",))
+    stdout = bench.stdouterr("survivor") / "stdout.txt"
+    wait_for(lambda: stdout.exists() and stdout.read_text() == "before\n", message="the job's process to run")
     bench.server.restart(kill=True)
     assert bench.job("survivor")["executionState"] == "running"
     gate.touch()
@@ -413,6 +415,40 @@ def test_a_process_started_but_never_recorded_is_found_after_a_restart(bench: Be
     gate.touch()
     props = bench.wait_job("unrecorded")
     assert props["executionState"] == "succeeded", props.get("executionInfo")
+
+
+def test_a_job_whose_process_never_started_runs_again_after_a_restart(bench: Bench) -> None:
+    """The server died after marking a job running and before starting its process: nothing of the job ran,
+    so the restarted server queues it again (it does not fail it as lost), and it runs."""
+    import sqlite3
+
+    bench.cluster()
+    gate = bench.tmp / "gate"
+    bench.submit("unstarted", customToolkitSettings={"commandLine": f"while [ ! -e {gate} ]; do sleep 0.05; done"})
+    bench.wait_job("unstarted", ("running",))
+    database = bench.server.home / "batchai.db"
+
+    def recorded() -> tuple[int, str] | None:
+        with sqlite3.connect(database) as db:
+            pid, info = db.execute("SELECT pid, info FROM tasks").fetchone()
+        return (pid, info) if pid is not None else None
+
+    pid, info = wait_for(recorded, message="the task's pid to be recorded")
+    bench.server.stop(kill=True)
+    # As if its process had never started: no process, no pid file, nothing recorded.
+    os.killpg(pid, signal.SIGKILL)
+    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    Path(json.loads(info)["exit_file"]).with_suffix(".pid").unlink()
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE tasks SET pid = NULL, pid_start = NULL, started_at = NULL, info = '{}'")
+    bench.server.start()
+    gate.touch()
+    props = bench.wait_job("unstarted")
+    assert props["executionState"] == "succeeded", props.get("executionInfo")
+    log = (bench.stdouterr("unstarted") / "execution.log").read_text()
+    assert log.count("Job started on") == 2 and "attempt 2." in log
+    server_log = (bench.server.home / "test-server.log").read_text()
+    assert "requeued: its processes had not started when the server stopped" in server_log
 
 
 def test_a_job_whose_processes_vanished_while_the_server_was_down_fails(bench: Bench) -> None:

@@ -564,10 +564,9 @@ class Engine:
             return None
         job_id = getattr(job, "job_id", None) or job.id
         key = (job_id, job.start_time)
-        if key not in self._limits:
+        if key not in self._limits:  # (known already for the jobs this engine started)
             spec = connection.execute(statements.JOB_SPEC, {"jid": job_id}).scalar_one()
-            limit = parse_duration(spec.get("constraints", {}).get("maxWallClockTime", "P7D"))
-            self._limits[key] = job.start_time + limit
+            self._limits[key] = job.start_time + _wall_clock_limit(spec)
         return self._limits[key]
 
     def _settle(self, ctx: Ctx, job: Job) -> None:
@@ -584,7 +583,9 @@ class Engine:
                 continue
             task.exit_code = outcome.exit_code
             task.finished_at = self.clock()
-            if outcome.exit_code is None:
+            if handle is None:  # marked to start, but no process ever started (the server stopped first)
+                task.info = {**task.info, "never_started": True}
+            elif outcome.exit_code is None:
                 task.info = {**task.info, "vanished": True, **({"node_lost": True} if outcome.node_lost else {})}
             node = ctx.session.get(Node, task.node_id) if outcome.node_lost and task.node_id else None
             if node is not None:  # before its job frees it: a lost node must never be scheduled again
@@ -670,13 +671,19 @@ class Engine:
             cluster = ctx.session.get_one(Cluster, job.cluster_id)
             reason = self._lost_reason(cluster, job)
             job.notes = {**job.notes, "lost_node": _describe_node(str(lost[0].info.get("node")), lost[0].info)}
+        never_started = any(t.info.get("never_started") for t in _essential(job.tasks))
+        if reason is None and never_started and job.attempts < self.settings.max_attempts:
+            reason = "requeue"  # nothing of it ran: it starts again rather than failing
         if reason == "requeue":
             why = "its nodes left the cluster."
-            if job.notes.get("lost_node"):
+            if never_started:
+                why = "its processes had not started when the server stopped."
+            elif job.notes.get("lost_node"):
                 why = f"node {job.notes['lost_node']} was lost."
             elif job.notes.get("launch_error"):
                 why = str(job.notes["launch_error"]["message"])
             self._log(job, f"The job was requeued: {why}")
+            log.info("job %s (%s) requeued: %s", job.name, job.id, why)
             for task in list(job.tasks):
                 ctx.session.delete(task)
             job.tasks.clear()
@@ -709,7 +716,7 @@ class Engine:
             }
         elif reason == "launch":
             error = dict(job.notes.get("launch_error") or {"code": "LaunchFailed", "message": "launch failed"})
-        elif any(t.info.get("vanished") for t in _essential(job.tasks)):
+        elif any(t.info.get("vanished") or t.info.get("never_started") for t in _essential(job.tasks)):
             error = {
                 "code": "JobProcessesLost",
                 "message": "The job's processes ended without recording an exit code (the server or node "
@@ -753,8 +760,8 @@ class Engine:
     # -- scheduling ------------------------------------------------------------------------------------
     def _schedule(self) -> None:
         """Load queued jobs and free nodes, decide (pure), apply; then start the processes outside any
-        transaction and record them. A crash in between leaves running jobs without processes, which
-        the next start fails as ``JobProcessesLost``."""
+        transaction and record them. A crash in between leaves running jobs without processes: the next
+        start queues them again (nothing of them ran), up to ``max_attempts`` starts."""
         with self.db.session() as session:
             starts = self._decide_and_mark(session)
         self._launch_all(starts)
@@ -816,6 +823,8 @@ class Engine:
                 connection, job_id, job, JobState.RUNNING, now, attempts=job.attempts + 1
             ):
                 continue  # the API changed it meanwhile (e.g. terminated): the next pass sees it
+            started = job.start_time or now
+            self._limits[(job_id, started)] = started + _wall_clock_limit(job.spec)
             cluster = clusters[job.cluster_id]
             connection.execute(statements.TAKE_NODE, [{"nid": n, "jid": job_id, "now": now} for n in node_ids])
             slots = [
@@ -1062,6 +1071,10 @@ def _process_info(process: distributed.Process) -> dict[str, Any]:
 def _essential(tasks: list[Task]) -> list[Task]:
     """The tasks whose ending ends the job (all but parameter servers)."""
     return [t for t in tasks if not t.info.get("auxiliary")]
+
+
+def _wall_clock_limit(spec: dict[str, Any]) -> timedelta:
+    return parse_duration(spec.get("constraints", {}).get("maxWallClockTime", "P7D"))
 
 
 def _settled(cluster: Cluster) -> bool:

@@ -5,9 +5,9 @@ Deleting a cluster fails every job on it that has not finished (the error says t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from batchai.errors import Conflict, InvalidInput
 from batchai.ids import check_name, parse_child_id
@@ -15,7 +15,7 @@ from batchai.models.resources import ClusterInput, ClusterPatch
 from batchai.models.wire import ClusterProperties, ScaleSettings
 from batchai.services import mounts, workspaces
 from batchai.services.context import Ctx, find, require
-from batchai.store.tables import Cluster
+from batchai.store.tables import Cluster, ResourceGroup, Workspace
 
 READ_ONLY = {
     "creationTime",
@@ -37,13 +37,35 @@ def get(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> Cluster:
     return require(ctx.session, Cluster, name, "cluster", workspace_id=parent.id)
 
 
-def by_id(ctx: Ctx, resource_id: str, target: str) -> Cluster:
+class ClusterRef(NamedTuple):
+    """What a job needs of the cluster it names."""
+
+    id: int
+    name: str
+    spec: dict[str, Any]
+
+
+_REF_BY_PATH = (
+    select(Cluster.id, Cluster.name, Cluster.spec)
+    .join(Cluster.workspace)
+    .join(Workspace.group)
+    .where(
+        ResourceGroup.subscription == bindparam("sub"),
+        ResourceGroup.key == bindparam("group"),
+        Workspace.key == bindparam("workspace"),
+        Cluster.key == bindparam("name"),
+    )
+)
+
+
+def by_id(ctx: Ctx, resource_id: str, target: str) -> ClusterRef:
     """The cluster an ARM id names; an unknown one is the client's error (400, ClusterNotFound)."""
     ref = parse_child_id(resource_id, "clusters", target)
-    row = workspaces.child(ctx, Cluster, ref.subscription, ref.group, ref.workspace, ref.name)
+    names = {"group": ref.group.lower(), "workspace": ref.workspace.lower(), "name": ref.name.lower()}
+    row = ctx.session.connection().execute(_REF_BY_PATH, {"sub": ref.subscription, **names}).first()
     if row is None:
         raise InvalidInput(f"The cluster '{resource_id}' was not found.", code="ClusterNotFound", target=target)
-    return row
+    return ClusterRef(row.id, row.name, row.spec)
 
 
 def scale_spec(settings: ScaleSettings | None, target: str) -> dict[str, Any]:

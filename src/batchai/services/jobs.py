@@ -103,7 +103,7 @@ def _check_toolkit(spec: dict[str, Any], key: str) -> None:
         raise InvalidInput("customToolkitSettings.commandLine is required.", target=f"{target}.commandLine")
 
 
-def build_spec(ctx: Ctx, props: JobProperties) -> tuple[dict[str, Any], Cluster]:
+def build_spec(ctx: Ctx, props: JobProperties) -> tuple[dict[str, Any], clusters.ClusterRef]:
     """Check a job's properties against Batch AI's rules; the stored spec with defaults filled in."""
     spec = {k: v for k, v in props.wire().items() if k not in READ_ONLY}
     toolkits = [k for k in TOOLKITS if k in spec]
