@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, case, func, select, update
+from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -736,16 +736,11 @@ class Engine:
         job_service.switch_state(ctx, job, JobState.FAILED, error=error, exit_code=code)
 
     def _free_nodes(self, session: Session, job: Job) -> None:
-        """The job's nodes are free: running ones become idle, leaving ones stay leaving (one statement)."""
+        """The job's nodes are free (``statements.FREE_NODES_OF_JOB``), and so are the Node rows loaded."""
         freed = session.execute(
-            update(Node)
-            .where(Node.job_id == job.id)
-            .values(
-                job_id=None,
-                state=case((Node.state == NodeState.RUNNING, NodeState.IDLE), else_=Node.state),
-                state_time=self.clock(),
-            )
-            .execution_options(synchronize_session="fetch")
+            statements.FREE_NODES_OF_JOB,
+            {"jid": job.id, "now": self.clock()},
+            execution_options={"synchronize_session": "fetch"},
         )
         if getattr(freed, "rowcount", 0):
             self._became_idle = True
@@ -819,9 +814,8 @@ class Engine:
         starts = []
         for job_id, node_ids in decision.starts.items():
             job = jobs[job_id]
-            if not job_service.switch_state_row(
-                connection, job_id, job, JobState.RUNNING, now, attempts=job.attempts + 1
-            ):
+            attempts = job.attempts + 1
+            if not job_service.switch_state_row(connection, job_id, job, JobState.RUNNING, now, attempts=attempts):
                 continue  # the API changed it meanwhile (e.g. terminated): the next pass sees it
             started = job.start_time or now
             self._limits[(job_id, started)] = started + _wall_clock_limit(job.spec)
@@ -848,7 +842,6 @@ class Engine:
             if (job.spec.get("mountVolumes") or {}).get("fileServers"):
                 with contextlib.suppress(launch.LaunchError):  # reported when the mount is made
                     servers = self._file_servers(session, job.spec)
-            attempts = job.attempts + 1
             starts.append(
                 JobStart(
                     job_id,

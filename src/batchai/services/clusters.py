@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 
 from batchai.errors import Conflict, InvalidInput
 from batchai.ids import check_name, parse_child_id
@@ -15,7 +15,7 @@ from batchai.models.resources import ClusterInput, ClusterPatch
 from batchai.models.wire import ClusterProperties, ScaleSettings
 from batchai.services import mounts, workspaces
 from batchai.services.context import Ctx, find, require
-from batchai.store.tables import Cluster, ResourceGroup, Workspace
+from batchai.store.tables import Cluster
 
 READ_ONLY = {
     "creationTime",
@@ -45,24 +45,14 @@ class ClusterRef(NamedTuple):
     spec: dict[str, Any]
 
 
-_REF_BY_PATH = (
-    select(Cluster.id, Cluster.name, Cluster.spec)
-    .join(Cluster.workspace)
-    .join(Workspace.group)
-    .where(
-        ResourceGroup.subscription == bindparam("sub"),
-        ResourceGroup.key == bindparam("group"),
-        Workspace.key == bindparam("workspace"),
-        Cluster.key == bindparam("name"),
-    )
-)
+_REF_BY_PATH = workspaces.under_workspace(select(Cluster.id, Cluster.name, Cluster.spec), Cluster)
 
 
 def by_id(ctx: Ctx, resource_id: str, target: str) -> ClusterRef:
     """The cluster an ARM id names; an unknown one is the client's error (400, ClusterNotFound)."""
     ref = parse_child_id(resource_id, "clusters", target)
-    names = {"group": ref.group.lower(), "workspace": ref.workspace.lower(), "name": ref.name.lower()}
-    row = ctx.session.connection().execute(_REF_BY_PATH, {"sub": ref.subscription, **names}).first()
+    names = workspaces.path_names(ref.subscription, ref.group, ref.workspace, ref.name)
+    row = ctx.session.connection().execute(_REF_BY_PATH, names).first()
     if row is None:
         raise InvalidInput(f"The cluster '{resource_id}' was not found.", code="ClusterNotFound", target=target)
     return ClusterRef(row.id, row.name, row.spec)

@@ -15,10 +15,10 @@ from batchai.errors import Conflict, InvalidInput
 from batchai.ids import check_name
 from batchai.models.resources import JobInput
 from batchai.models.wire import JobProperties
-from batchai.services import clusters, experiments, mounts
+from batchai.services import clusters, experiments, mounts, workspaces
 from batchai.services.context import Ctx, find, require
 from batchai.states import PRIORITY_RANK, JobState, check_transition
-from batchai.store.tables import Cluster, Experiment, Job, ResourceGroup, Workspace
+from batchai.store.tables import Cluster, Experiment, Job, Workspace
 
 TOOLKITS = {
     "cntkSettings": "cntk",
@@ -154,26 +154,19 @@ def build_spec(ctx: Ctx, props: JobProperties) -> tuple[dict[str, Any], clusters
 
 
 # A job by its path, with its experiment, workspace and group (what rendering it reads), in one query.
-_BY_PATH = (
+_BY_PATH = workspaces.under_workspace(
     select(Job)
     .join(Job.experiment)
-    .join(Experiment.workspace)
-    .join(Workspace.group)
     .options(contains_eager(Job.experiment).contains_eager(Experiment.workspace).contains_eager(Workspace.group))
-    .where(
-        ResourceGroup.subscription == bindparam("sub"),
-        ResourceGroup.key == bindparam("group"),
-        Workspace.key == bindparam("workspace"),
-        Experiment.key == bindparam("experiment"),
-        Job.key == bindparam("name"),
-    )
+    .where(Job.key == bindparam("job")),
+    Experiment,
 )
 _EXISTS = select(Job.id).where(Job.experiment_id == bindparam("experiment_id"), Job.key == bindparam("key"))
 
 
 def get(ctx: Ctx, sub: str, group: str, workspace: str, experiment: str, name: str) -> Job:
-    names = {"group": group.lower(), "workspace": workspace.lower(), "experiment": experiment.lower()}
-    row: Job | None = ctx.session.scalars(_BY_PATH, {"sub": sub, "name": name.lower(), **names}).first()
+    names = workspaces.path_names(sub, group, workspace, experiment)
+    row: Job | None = ctx.session.scalars(_BY_PATH, {**names, "job": name.lower()}).first()
     if row is not None:
         return row
     parent = experiments.get(ctx, sub, group, workspace, experiment)  # says which part of the path is missing

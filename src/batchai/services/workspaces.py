@@ -24,26 +24,34 @@ def get(ctx: Ctx, sub: str, group: str, name: str) -> Workspace:
     return require(ctx.session, Workspace, name, "workspace", group_id=parent.id)
 
 
+def under_workspace(statement: Select[Any], model: type[Child]) -> Select[Any]:
+    """``statement`` narrowed to the ``model`` row named by a path: binds ``sub``, ``group``, ``workspace``
+    and ``name`` (lower case, see ``path_names``), in one query joined up to the group."""
+    return (
+        statement.join(model.workspace)
+        .join(Workspace.group)
+        .where(
+            ResourceGroup.subscription == bindparam("sub"),
+            ResourceGroup.key == bindparam("group"),
+            Workspace.key == bindparam("workspace"),
+            model.key == bindparam("name"),
+        )
+    )
+
+
+def path_names(sub: str, group: str, workspace: str, name: str) -> dict[str, str]:
+    """The parameters of ``under_workspace`` (names are matched case-insensitively, as ARM does)."""
+    return {"sub": sub, "group": group.lower(), "workspace": workspace.lower(), "name": name.lower()}
+
+
 def child(ctx: Ctx, model: type[Child], sub: str, group: str, workspace: str, name: str) -> Child | None:
     """A workspace's experiment, cluster or file server by its path, in one query that also loads its
     workspace and group; None if any part of the path is missing (``get`` then says which)."""
     statement = _CHILD_QUERIES.get(model)
     if statement is None:  # built once per kind
-        statement = (
-            select(model)
-            .join(model.workspace)
-            .join(Workspace.group)
-            .options(contains_eager(model.workspace).contains_eager(Workspace.group))
-            .where(
-                ResourceGroup.subscription == bindparam("sub"),
-                ResourceGroup.key == bindparam("group"),
-                Workspace.key == bindparam("workspace"),
-                model.key == bindparam("name"),
-            )
-        )
-        _CHILD_QUERIES[model] = statement
-    names = {"sub": sub, "group": group.lower(), "workspace": workspace.lower(), "name": name.lower()}
-    row: Child | None = ctx.session.scalars(statement, names).first()
+        loaded = select(model).options(contains_eager(model.workspace).contains_eager(Workspace.group))
+        statement = _CHILD_QUERIES[model] = under_workspace(loaded, model)
+    row: Child | None = ctx.session.scalars(statement, path_names(sub, group, workspace, name)).first()
     return row
 
 
