@@ -82,6 +82,11 @@ class Settings:
         return self.home / "nodes"
 
     @property
+    def run_dir(self) -> Path:
+        """The process launcher's socket and log (``runtime.launcher``)."""
+        return self.home / "run"
+
+    @property
     def credentials_file(self) -> Path:
         """Endpoint and admin token, written at first start with mode 0600."""
         return self.home / "credentials.json"

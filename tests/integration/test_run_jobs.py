@@ -14,7 +14,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import Server, url, wait_for
+from tests.conftest import Server, leftovers, url, wait_for
 from tests.integration import jobkit
 from tests.integration.jobkit import Bench, make_bench, outputs
 
@@ -451,15 +451,32 @@ def test_a_job_whose_process_never_started_runs_again_after_a_restart(bench: Ben
     assert "requeued: its processes had not started when the server stopped" in server_log
 
 
-def test_a_job_whose_processes_vanished_while_the_server_was_down_fails(bench: Bench) -> None:
+def _crash_during_job(bench: Bench, *, launcher_too: bool) -> dict[str, Any]:
+    """Kill the server, then the job's whole process group (and the launcher, which would otherwise
+    record how the job ended), as a crash would; restart and return the job once it has ended."""
     bench.cluster()
     marker = bench.tmp / "victim.pid"
     bench.submit("victim", customToolkitSettings={"commandLine": f"echo $$ > {marker}; exec sleep 300"})
     pid = pid_of(marker)
     bench.server.stop(kill=True)
-    os.killpg(os.getpgid(pid), signal.SIGKILL)  # the job's whole process group, as a crash would
-    wait_for(lambda: gone(pid), message="the job's processes to die")
+    doomed = [pid]
+    if launcher_too:
+        (launcher,) = [p for p in leftovers(bench.server.home) if "batchai.runtime.launcher" in p.info["cmdline"]]
+        launcher.kill()
+        doomed.append(launcher.pid)
+    os.killpg(os.getpgid(pid), signal.SIGKILL)
+    wait_for(lambda: all(gone(p) for p in doomed), message="the job's processes to die")
     bench.server.start()
     props = bench.wait_job("victim")
     assert props["executionState"] == "failed"
+    return props
+
+
+def test_a_job_whose_processes_vanished_while_the_server_was_down_fails(bench: Bench) -> None:
+    props = _crash_during_job(bench, launcher_too=True)
     assert props["executionInfo"]["errors"][0]["code"] == "JobProcessesLost"
+
+
+def test_a_job_killed_while_the_server_was_down_fails_with_its_exit_code(bench: Bench) -> None:
+    props = _crash_during_job(bench, launcher_too=False)  # the launcher, still running, records the end
+    assert props["executionInfo"]["exitCode"] == 128 + signal.SIGKILL

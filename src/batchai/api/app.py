@@ -107,7 +107,7 @@ def node_provider(settings: Settings) -> NodeProvider:
             settings.home,
             grace_seconds=settings.grace_seconds,
         )
-    return LocalProvider(settings.nodes_root)
+    return LocalProvider(settings.nodes_root, settings.run_dir)
 
 
 def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> FastAPI:

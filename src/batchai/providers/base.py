@@ -79,7 +79,11 @@ class NodeProvider(Protocol):
         stderr: Path,
         exit_file: Path,
         node: dict[str, str],
-    ) -> Handle: ...
+        argv: list[str] | None = None,
+    ) -> Handle:
+        """Start ``bash script`` (written with ``body``) on the node. ``argv``, when given, is the same
+        process without the shell (``launch.plain_argv``), which a provider may start instead."""
+        ...
 
     def poll(self, handle: Handle) -> Outcome | None: ...
 

@@ -1,5 +1,6 @@
 """The local provider, the embedded default: a cluster's nodes are work areas on this host and its
-processes run here, each in its own session. GPUs, if any, are shared out among the nodes."""
+processes run here, each in its own session, started by the home's launcher (``runtime.launcher``) so
+that they outlive a restart of the server. GPUs, if any, are shared out among the nodes."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import Any
 
 from batchai.runtime import supervisor
 from batchai.runtime.launch import NodeSlot
+from batchai.runtime.launcher import LauncherClient
 from batchai.runtime.supervisor import Handle, Outcome
 
 
@@ -34,10 +37,10 @@ class LocalProvider:
     name = "local"
     node_keys: tuple[str, ...] = ()
 
-    def __init__(self, root: Path, gpus: tuple[int, ...] | None = None) -> None:
+    def __init__(self, root: Path, run_dir: Path, gpus: tuple[int, ...] | None = None) -> None:
         self.root = root
         self.gpus = host_gpus() if gpus is None else gpus
-        self._exits = supervisor.ExitWatcher()
+        self._launcher = LauncherClient(run_dir)
 
     def node_dir(self, cluster_id: int, node_name: str) -> Path:
         return self.root / str(cluster_id) / node_name
@@ -74,19 +77,34 @@ class LocalProvider:
         stderr: Path,
         exit_file: Path,
         node: dict[str, str],
+        argv: list[str] | None = None,
     ) -> Handle:
         script.parent.mkdir(parents=True, exist_ok=True)
         script.write_text(supervisor.wrapper_script(body, exit_file))
-        return supervisor.start(script, env=env, cwd=cwd, stdout=stdout, stderr=stderr, exit_file=exit_file)
+        bash = ["bash", str(script)]
+        if argv is not None:  # without a shell, as bash would have run it (bash runs it if it cannot start)
+            env = {**env, "PWD": str(cwd)}
+        return self._launcher.start(
+            argv or bash,
+            fallback=bash if argv else None,
+            env=env,
+            cwd=cwd,
+            stdout=stdout,
+            stderr=stderr,
+            exit_file=exit_file,
+        )
 
     def poll(self, handle: Handle) -> Outcome | None:
-        return supervisor.poll(handle)
+        return self._launcher.outcome(handle)
 
     def wait(self, handle: Handle, timeout: float | None = None) -> Outcome | None:
-        return supervisor.wait(handle, timeout)
+        ended = threading.Event()
+        if not self._launcher.watch(handle, ended.set):
+            return supervisor.wait(handle, timeout)
+        return self._launcher.outcome(handle) if ended.wait(timeout) else None
 
     def on_exit(self, handle: Handle, callback: Callable[[], None]) -> bool:
-        return self._exits.watch(handle, callback)
+        return self._launcher.watch(handle, callback)
 
     def stop(self, handle: Handle, grace: float) -> Outcome:
         return supervisor.stop(handle, grace)
@@ -104,7 +122,7 @@ class LocalProvider:
         pass
 
     def close(self) -> None:
-        self._exits.close()
+        self._launcher.close()
 
 
 def prepare_work_area(node_dir: Path, shared_dir: Path, links: list[tuple[Path, Path]]) -> Path:

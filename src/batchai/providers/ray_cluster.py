@@ -226,6 +226,7 @@ class RayProvider:
         stderr: Path,
         exit_file: Path,
         node: dict[str, str],
+        argv: list[str] | None = None,
     ) -> Handle:
         node_id = node["ray_node_id"]
         handle: Handle = self._call(node_id, "start", script, body, env, cwd, stdout, stderr, exit_file)

@@ -20,6 +20,17 @@ from batchai.services.mounts import parse_file_url
 from batchai.storage.base import Volume, VolumeKind, clean_path
 
 _VAR = re.compile(r"\$(\w+)|\$\{(\w+)\}")
+# A command line of words bash passes on as they are (what shlex.quote leaves unquoted), apart by blanks.
+_PLAIN_COMMAND = re.compile(r"[ \t]*[\w@%+=:,./-]+(?:[ \t]+[\w@%+=:,./-]+)*[ \t]*")
+# Names bash runs itself (builtins, keywords) rather than as a program of that name.
+_BASH_OWN = (
+    ". : alias bg bind break builtin caller cd command compgen complete compopt continue coproc declare dirs "
+    "disown echo enable eval exec exit export false fc fg getopts hash help history jobs kill let local logout "
+    "mapfile popd printf pushd pwd read readarray readonly return select set shift shopt source suspend test "
+    "time times trap true type typeset ulimit umask unalias unset wait if then else elif fi case esac for "
+    "while until do done in function"
+)
+_SHELL_NAMES = frozenset(_BASH_OWN.split())
 
 
 class LaunchError(Exception):
@@ -255,6 +266,19 @@ def plan(
         runs_prep=runs_prep,
         mpi_hostfile=mpi_hostfile,
     )
+
+
+def plain_argv(plan: LaunchPlan, command: str) -> list[str] | None:
+    """The process as an argument vector when running it needs no shell: nothing runs before the command
+    (no job preparation, no MPI host file) and bash would run the command as it is written (no variables,
+    quotes, globs, redirections or builtins); None otherwise. Run in ``AZ_BATCHAI_JOB_TEMP`` with the
+    plan's environment, it is the same process ``script_body`` would start."""
+    if plan.prep_command or plan.mpi_hostfile is not None or not _PLAIN_COMMAND.fullmatch(command):
+        return None
+    words = command.split()
+    if "=" in words[0] or words[0] in _SHELL_NAMES or words[0].startswith("%"):
+        return None  # a variable assignment, a builtin, or a job of the shell
+    return words
 
 
 def script_body(plan: LaunchPlan, command: str) -> str:

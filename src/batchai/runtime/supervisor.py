@@ -1,8 +1,9 @@
 """Process supervision, done one way for every process batchai starts (jobs, job preparation, setup tasks).
 
-A process runs ``bash <script>`` in a new session (its own process group), unbuffered, with stdout and
-stderr going to files. The script writes its exit code to ``<exit file>`` when it ends, so that a server
-that restarted (and is no longer the parent) can still learn how it ended. Stopping is SIGTERM to the
+A process runs in a new session (its own process group), unbuffered, with stdout and stderr going to
+files, and its exit code is written to ``<exit file>`` when it ends, so that a server that restarted (and
+is no longer the parent) can still learn how it ended: by its parent, the launcher (``runtime.launcher``)
+on local nodes, or by the ``wrapper_script`` it runs in. Stopping is SIGTERM to the
 whole tree, a grace period, then SIGKILL. A process is identified by (pid, start time) so a recycled pid
 is never mistaken for it.
 """
@@ -11,14 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import shlex
 import signal
 import subprocess
-import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,15 +50,19 @@ def wrapper_script(body: str, exit_file: Path) -> str:
     return f"(\n{body}\n)\n__batchai_rc=$?\n{record}\nexit $__batchai_rc\n"
 
 
-def start(script: Path, *, env: dict[str, str], cwd: Path, stdout: Path, stderr: Path, exit_file: Path) -> Handle:
-    """Start ``bash script`` in a new session with output appended to the given files."""
+def spawn(
+    argv: list[str], *, env: dict[str, str], cwd: Path, stdout: Path, stderr: Path, exit_file: Path
+) -> tuple[subprocess.Popen[bytes], Handle]:
+    """Start ``argv`` in a new session, unbuffered, with output appended to the given files, and write its
+    pid file at once (so that a server that dies before it records the process can still find it). The
+    caller owns the child: it must reap it (``Popen.wait``). Raises OSError if it cannot start."""
     exit_file.unlink(missing_ok=True)
     pid_file(exit_file).unlink(missing_ok=True)
     for directory in {stdout.parent, stderr.parent}:
         directory.mkdir(parents=True, exist_ok=True)
     with open(stdout, "ab", buffering=0) as out, open(stderr, "ab", buffering=0) as err:
         process = subprocess.Popen(
-            ["bash", str(script)],
+            argv,
             cwd=cwd,
             env={**env, "PYTHONUNBUFFERED": "1"},
             stdin=subprocess.DEVNULL,
@@ -73,10 +75,15 @@ def start(script: Path, *, env: dict[str, str], cwd: Path, stdout: Path, stderr:
         started = psutil.Process(process.pid).create_time()
     except psutil.NoSuchProcess:
         started = 0.0
-    _children[process.pid] = process
-    # Written at once, so that a server that dies before it records the process can still find it.
     pid_file(exit_file).write_text(f"{process.pid} {started!r}")
-    return Handle(process.pid, started, exit_file)
+    return process, Handle(process.pid, started, exit_file)
+
+
+def start(script: Path, *, env: dict[str, str], cwd: Path, stdout: Path, stderr: Path, exit_file: Path) -> Handle:
+    """Start ``bash script`` (a ``wrapper_script``) as a child of this process, which reaps it."""
+    process, handle = spawn(["bash", str(script)], env=env, cwd=cwd, stdout=stdout, stderr=stderr, exit_file=exit_file)
+    _children[process.pid] = process
+    return handle
 
 
 def pid_file(exit_file: Path) -> Path:
@@ -103,8 +110,8 @@ def _alive(handle: Handle) -> bool:
     if child is not None:
         return child.poll() is None
     try:
-        process = psutil.Process(handle.pid)
-        return abs(process.create_time() - handle.start) < 0.5 and process.status() != psutil.STATUS_ZOMBIE
+        # A zombie still counts: its parent (the launcher) writes its exit file before it reaps it.
+        return abs(psutil.Process(handle.pid).create_time() - handle.start) < 0.5
     except psutil.NoSuchProcess:
         return False
 
@@ -148,59 +155,6 @@ def wait(handle: Handle, timeout: float | None = None) -> Outcome | None:
             return None
         time.sleep(0.05)
     return outcome
-
-
-class ExitWatcher:
-    """Calls back when processes this server started end, from one thread for all of them (Linux pidfds
-    in an epoll set), instead of a thread per process."""
-
-    def __init__(self) -> None:
-        self._epoll: select.epoll | None = None
-        self._callbacks: dict[int, Callable[[], None]] = {}
-        self._lock = threading.Lock()
-
-    def watch(self, handle: Handle, callback: Callable[[], None]) -> bool:
-        """Call ``callback`` once the process ends; False if it cannot be watched here (not a child of
-        this server, already reaped, or no pidfds on this system)."""
-        if handle.pid not in _children or not hasattr(os, "pidfd_open"):
-            return False
-        try:
-            fd = os.pidfd_open(handle.pid)
-        except OSError:
-            return False
-        with self._lock:
-            if self._epoll is None:
-                self._epoll = select.epoll()
-                threading.Thread(target=self._run, args=(self._epoll,), name="exit-watcher", daemon=True).start()
-            self._callbacks[fd] = callback
-            self._epoll.register(fd, select.EPOLLIN)
-        return True
-
-    def _run(self, epoll: select.epoll) -> None:
-        while True:
-            try:
-                events = epoll.poll()
-            except (OSError, ValueError):  # closed
-                return
-            for fd, _ in events:
-                with self._lock:
-                    callback = self._callbacks.pop(fd, None)
-                    with contextlib.suppress(OSError, ValueError):
-                        epoll.unregister(fd)
-                os.close(fd)
-                if callback is not None:
-                    callback()
-
-    def close(self) -> None:
-        """Stop watching (callbacks pending are dropped); idempotent."""
-        with self._lock:
-            if self._epoll is not None:
-                self._epoll.close()
-                self._epoll = None
-            for fd in self._callbacks:
-                with contextlib.suppress(OSError):
-                    os.close(fd)
-            self._callbacks.clear()
 
 
 def _kill_group(pgid: int) -> None:

@@ -941,16 +941,20 @@ class Engine:
                         )
                 if process.rank == 0:  # once the job's log exists: a refusal is written there
                     self.provider.reserve(_gang(start.job_id, start.attempts), [dict(s.info) for s in start.slots])
-                handle = self.provider.start(
-                    plan.job_temp / f"task-{process.rank}.sh",
-                    launch.script_body(plan, command),
-                    env=plan.env,
-                    cwd=Path(plan.env["AZ_BATCHAI_JOB_TEMP"]),
-                    stdout=plan.stdouterr / plan.stdout_name,
-                    stderr=plan.stdouterr / plan.stderr_name,
-                    exit_file=launch.exit_file(plan.job_temp, process.rank, start.attempts),
-                    node=dict(slot.info),
-                )
+                try:
+                    handle = self.provider.start(
+                        plan.job_temp / f"task-{process.rank}.sh",
+                        launch.script_body(plan, command),
+                        env=plan.env,
+                        cwd=Path(plan.env["AZ_BATCHAI_JOB_TEMP"]),
+                        stdout=plan.stdouterr / plan.stdout_name,
+                        stderr=plan.stdouterr / plan.stderr_name,
+                        exit_file=launch.exit_file(plan.job_temp, process.rank, start.attempts),
+                        node=dict(slot.info),
+                        argv=launch.plain_argv(plan, command),
+                    )
+                except OSError as exc:
+                    raise launch.LaunchError("ProcessStartFailed", f"The job's process could not start: {exc}") from exc
                 started.append((process.rank, handle, slot.node_name))
                 self._watch(handle)
         except launch.LaunchError as exc:

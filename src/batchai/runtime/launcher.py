@@ -1,0 +1,443 @@
+"""The launcher: one long-lived process per server home that starts the processes of local nodes and
+records how they end.
+
+The server asks it to start a process instead of forking itself, for three reasons: a fork of a small
+process is cheaper than one of the server; a plain command (``python train.py --epochs 2``) then runs
+without a shell around it to record its exit code; and processes still outlive a restart of the server,
+because the launcher, not the server, is their parent. It writes each process's exit file *before* it
+reaps the process, so whoever sees a process gone finds its exit file; then it kills what the process left
+running in its session, and tells every connected server.
+
+Protocol: newline-delimited JSON over the Unix socket ``launcher.sock`` in the server home's ``run``
+directory (mode 0700; a peer of another user is refused).
+
+    server -> launcher  {"id": n, "argv": [...], "fallback": [...] or null, "env": {...},
+                         "cwd": ..., "stdout": ..., "stderr": ..., "exit_file": ...}
+    launcher -> server  {"hello": <launcher pid>, "running": [[pid, start], ...]}    on connecting
+                        {"id": n, "pid": p, "start": t} or {"id": n, "error": "..."}  per request
+                        {"exit": p, "start": t, "code": c}                          to every server
+
+``fallback`` is what to start if ``argv`` cannot be (e.g. a ``bash`` script that reports the error the
+way a shell does). The launcher ends once no server is connected and nothing it started still runs, or
+when no server connects within ``FIRST_CLIENT_SECONDS`` of its start.
+
+Run as ``python -m batchai.runtime.launcher <run dir>``; the server side is ``LauncherClient``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import psutil
+
+from batchai.runtime import supervisor
+from batchai.runtime.supervisor import Handle, Outcome
+
+SOCKET_NAME = "launcher.sock"
+FIRST_CLIENT_SECONDS = 30.0
+CONNECT_SECONDS = 20.0
+REPLY_SECONDS = 60.0
+KNOWN_OUTCOMES = 4096  # ended processes remembered for polls that come after their exit message
+
+log = logging.getLogger(__name__)
+
+
+def _address(directory_fd: int) -> str:
+    """The socket's path through an open directory: it fits a Unix socket address (108 bytes) however
+    long the server home's path is."""
+    return f"/proc/self/fd/{directory_fd}/{SOCKET_NAME}"
+
+
+def _encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+def _same_user(conn: socket.socket) -> bool:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return bool(uid == os.getuid())
+
+
+# -- the launcher process ---------------------------------------------------------------------------------
+class Launcher:
+    """The launcher's loop: one thread, a selector over the listening socket, the servers' connections and
+    a pidfd per running process."""
+
+    def __init__(self, listener: socket.socket) -> None:
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(listener, selectors.EVENT_READ, None)
+        self.listener = listener
+        self.clients: dict[socket.socket, bytearray] = {}
+        self.children: dict[int, tuple[subprocess.Popen[bytes], Handle, int | None]] = {}
+
+    def run(self) -> None:
+        deadline = time.monotonic() + FIRST_CLIENT_SECONDS
+        served = False
+        while True:
+            served = served or bool(self.clients)
+            if not self.clients and not self.children and (served or time.monotonic() >= deadline):
+                return
+            timeout: float | None = None
+            if not served:
+                timeout = max(0.0, deadline - time.monotonic())
+            if self.children and not hasattr(os, "pidfd_open"):
+                timeout = 0.05  # no pidfds: look at the processes twenty times a second
+            for key, _ in self.selector.select(timeout):
+                if key.fileobj is self.listener:
+                    self._accept()
+                elif isinstance(key.fileobj, socket.socket):
+                    self._read(key.fileobj)
+            self._settle_ended()
+
+    def _accept(self) -> None:
+        conn, _ = self.listener.accept()
+        if not _same_user(conn):
+            conn.close()
+            return
+        self.clients[conn] = bytearray()
+        self.selector.register(conn, selectors.EVENT_READ, None)
+        running = [[pid, handle.start] for pid, (_, handle, _) in self.children.items()]
+        self._send(conn, {"hello": os.getpid(), "running": running})
+
+    def _drop(self, conn: socket.socket) -> None:
+        self.clients.pop(conn, None)
+        with contextlib.suppress(KeyError, ValueError):
+            self.selector.unregister(conn)
+        conn.close()
+
+    def _send(self, conn: socket.socket, message: dict[str, Any]) -> None:
+        try:
+            conn.sendall(_encode(message))
+        except OSError:
+            self._drop(conn)
+
+    def _read(self, conn: socket.socket) -> None:
+        try:
+            data = conn.recv(1 << 16)
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn)
+            return
+        buffer = self.clients[conn]
+        buffer += data
+        while (end := buffer.find(b"\n")) >= 0:
+            line = bytes(buffer[:end])
+            del buffer[: end + 1]
+            try:
+                request = json.loads(line)
+                reply = {"id": request["id"], **self._start(request)}
+            except (ValueError, KeyError, TypeError) as exc:  # not our protocol: not a server of ours
+                log.warning("dropping a client that sent %r: %s", line[:80], exc)
+                self._drop(conn)
+                return
+            self._send(conn, reply)
+
+    def _start(self, request: dict[str, Any]) -> dict[str, Any]:
+        files = {
+            "env": request["env"],
+            "cwd": Path(request["cwd"]),
+            "stdout": Path(request["stdout"]),
+            "stderr": Path(request["stderr"]),
+            "exit_file": Path(request["exit_file"]),
+        }
+        try:
+            try:
+                process, handle = supervisor.spawn(request["argv"], **files)
+            except OSError:
+                if not request.get("fallback"):
+                    raise
+                process, handle = supervisor.spawn(request["fallback"], **files)
+        except OSError as exc:
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        pidfd: int | None = None
+        if hasattr(os, "pidfd_open"):
+            pidfd = os.pidfd_open(process.pid)
+            self.selector.register(pidfd, selectors.EVENT_READ, process.pid)
+        self.children[process.pid] = (process, handle, pidfd)
+        return {"pid": process.pid, "start": handle.start}
+
+    def _settle_ended(self) -> None:
+        """Record, clean up after, reap and announce every process that ended."""
+        for pid, (process, handle, pidfd) in list(self.children.items()):
+            try:
+                info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:  # reaped behind our back: how it ended is unknown
+                log.warning("process %s was reaped by someone else", pid)
+                info = None
+                self._forget(pid, pidfd)
+            if info is None:
+                continue
+            code = info.si_status if info.si_code == os.CLD_EXITED else 128 + info.si_status
+            with contextlib.suppress(OSError):  # its directory may be gone (a node released meanwhile)
+                handle.exit_file.write_text(str(code))
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)  # what it left running in its session ends with it
+            process.wait()
+            self._forget(pid, pidfd)
+            for conn in list(self.clients):
+                self._send(conn, {"exit": pid, "start": handle.start, "code": code})
+
+    def _forget(self, pid: int, pidfd: int | None) -> None:
+        if pidfd is not None:
+            self.selector.unregister(pidfd)
+            os.close(pidfd)
+        del self.children[pid]
+
+
+def serve(run_dir: Path) -> None:
+    """Listen on ``run_dir``'s socket (replacing a stale one) and run until idle."""
+    run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    directory = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(SOCKET_NAME, dir_fd=directory)
+        listener.bind(_address(directory))
+        listener.listen(16)
+        log.info("launcher %s listening in %s", os.getpid(), run_dir)
+        Launcher(listener).run()
+        log.info("launcher %s ends: no server is connected and nothing runs", os.getpid())
+    except Exception:
+        log.exception("launcher %s failed; the processes it started run on unrecorded", os.getpid())
+        raise
+    finally:
+        listener.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(SOCKET_NAME, dir_fd=directory)
+        os.close(directory)
+
+
+# -- the server's side ------------------------------------------------------------------------------------
+class LauncherError(OSError):
+    """The launcher could not be reached, or could not start a process."""
+
+
+class LauncherClient:
+    """The server's connection to its home's launcher: it starts one when none runs, asks it to start
+    processes, and hears of their ends. Thread-safe; ``close`` is idempotent."""
+
+    def __init__(self, run_dir: Path, python: str = sys.executable) -> None:
+        self.run_dir = run_dir
+        self.python = python
+        self._lock = threading.Lock()  # the state below
+        self._sending = threading.Lock()  # one request at a time on the socket
+        self._conn: socket.socket | None = None
+        self._spawned: subprocess.Popen[bytes] | None = None
+        self._launcher_pid = 0
+        self._next_id = 0
+        self._replies: dict[int, Future[dict[str, Any]]] = {}
+        self._running: set[tuple[int, float]] = set()
+        self._ended: dict[tuple[int, float], int] = {}
+        self._callbacks: dict[tuple[int, float], list[Callable[[], None]]] = {}
+
+    # connection
+    def _connect(self) -> socket.socket:
+        """The live connection, connecting (and starting the launcher) first if needed. Holds the lock."""
+        if self._conn is not None:
+            return self._conn
+        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.run_dir, 0o700)
+        conn = self._dial()
+        if conn is None:
+            if self._spawned is not None:
+                self._spawned.poll()  # reap an earlier one that ended
+            with open(self.run_dir / "launcher.log", "ab") as out:
+                self._spawned = subprocess.Popen(
+                    [self.python, "-m", "batchai.runtime.launcher", str(self.run_dir)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+            deadline = time.monotonic() + CONNECT_SECONDS
+            while (conn := self._dial()) is None:
+                if self._spawned.poll() is not None or time.monotonic() > deadline:
+                    raise LauncherError(f"the process launcher did not start (see {self.run_dir / 'launcher.log'})")
+                time.sleep(0.01)
+        reader = conn.makefile("rb")
+        conn.settimeout(CONNECT_SECONDS)
+        try:
+            hello = json.loads(reader.readline() or b"{}")
+        except (OSError, ValueError):
+            hello = {}
+        conn.settimeout(None)
+        if "hello" not in hello:
+            conn.close()
+            raise LauncherError("the process launcher did not answer")
+        self._launcher_pid = int(hello["hello"])
+        self._running = {(int(pid), float(start)) for pid, start in hello["running"]}
+        self._conn = conn
+        threading.Thread(target=self._listen, args=(conn, reader), name="launcher-events", daemon=True).start()
+        return conn
+
+    def _dial(self) -> socket.socket | None:
+        directory = os.open(self.run_dir, os.O_RDONLY | os.O_DIRECTORY)
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(_address(directory))
+            return conn
+        except OSError:
+            conn.close()
+            return None
+        finally:
+            os.close(directory)
+
+    def _listen(self, conn: socket.socket, reader: BinaryIO) -> None:
+        try:
+            for line in reader:
+                message = json.loads(line)
+                if "exit" in message:
+                    self._exited((int(message["exit"]), float(message["start"])), int(message["code"]))
+                elif "id" in message:
+                    with self._lock:
+                        future = self._replies.pop(int(message["id"]), None)
+                    if future is not None:
+                        future.set_result(message)
+        except (OSError, ValueError) as exc:
+            log.debug("launcher connection ended: %s", exc)
+        with self._lock:
+            if self._conn is conn:
+                self._conn = None
+                self._running.clear()  # the server polls what it had started from now on
+            pending, self._replies = self._replies, {}
+        for future in pending.values():
+            future.set_exception(LauncherError("the connection to the process launcher was lost"))
+        reader.close()
+        conn.close()
+
+    def _exited(self, key: tuple[int, float], code: int) -> None:
+        with self._lock:
+            self._running.discard(key)
+            self._ended[key] = code
+            if len(self._ended) > KNOWN_OUTCOMES:
+                del self._ended[next(iter(self._ended))]
+            callbacks = self._callbacks.pop(key, [])
+        for callback in callbacks:
+            callback()
+
+    # processes
+    def start(
+        self,
+        argv: list[str],
+        *,
+        fallback: list[str] | None,
+        env: dict[str, str],
+        cwd: Path,
+        stdout: Path,
+        stderr: Path,
+        exit_file: Path,
+    ) -> Handle:
+        """Start a process (see ``supervisor.spawn``); raises LauncherError if it cannot."""
+        future: Future[dict[str, Any]] = Future()
+        request: dict[str, Any] = {
+            "argv": argv,
+            "fallback": fallback,
+            "env": env,
+            "cwd": str(cwd),
+            "stdout": str(stdout),
+            "stderr": str(stderr),
+            "exit_file": str(exit_file),
+        }
+        for attempt in (1, 2):  # once more on a new connection if the launcher was gone
+            with self._lock:
+                conn = self._connect()
+                self._next_id += 1
+                request["id"] = self._next_id
+                self._replies[self._next_id] = future
+            try:
+                with self._sending:  # not under the state lock: the reader needs it to take replies meanwhile
+                    conn.sendall(_encode(request))
+                break
+            except OSError as exc:
+                with self._lock:
+                    self._replies.pop(int(request["id"]), None)
+                    if self._conn is conn:
+                        self._conn = None
+                if attempt == 2:
+                    raise LauncherError(f"the process launcher could not be asked: {exc}") from exc
+        reply = future.result(REPLY_SECONDS)
+        if "error" in reply:
+            raise LauncherError(reply["error"])
+        handle = Handle(int(reply["pid"]), float(reply["start"]), exit_file)
+        with self._lock:
+            if (handle.pid, handle.start) not in self._ended:
+                self._running.add((handle.pid, handle.start))
+        return handle
+
+    def outcome(self, handle: Handle) -> Outcome | None:
+        """How the process ended; None while it runs (known without a system call for the processes of a
+        connected launcher); else what its exit file and the OS say."""
+        key = (handle.pid, handle.start)
+        with self._lock:
+            if key in self._ended:
+                return Outcome(self._ended[key])
+            if key in self._running and self._conn is not None:
+                return None
+        return supervisor.poll(handle)
+
+    def watch(self, handle: Handle, callback: Callable[[], None]) -> bool:
+        """Call ``callback`` once the process ends (at once if it already has); False if the launcher does
+        not run it (e.g. it was started by an earlier launcher that is gone)."""
+        key = (handle.pid, handle.start)
+        with self._lock:
+            try:
+                self._connect()
+            except LauncherError:
+                return False
+            if key in self._ended:
+                ended = True
+            elif key in self._running:
+                self._callbacks.setdefault(key, []).append(callback)
+                ended = False
+            else:
+                return False
+        if ended:
+            callback()
+        return True
+
+    def close(self) -> None:
+        """Disconnect; the launcher ends by itself once nothing it started runs. Waits for it to end if
+        nothing runs, so that no process of the home outlives the server needlessly."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            idle = not self._running
+            self._callbacks.clear()
+        if conn is None:
+            return
+        with contextlib.suppress(OSError):
+            conn.shutdown(socket.SHUT_RDWR)
+        conn.close()
+        if not idle:
+            return
+        if self._spawned is not None and self._spawned.pid == self._launcher_pid:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._spawned.wait(10)
+            return
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(self._launcher_pid).wait(10)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s launcher %(levelname)s %(message)s")
+    serve(Path(sys.argv[1]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""The process launcher: it starts processes for the server, outlives it, and records how they end (real
+processes, a real launcher process, its real socket)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from batchai.runtime.launcher import LauncherClient
+from batchai.runtime.supervisor import Handle, Outcome
+from tests.conftest import wait_for
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Iterator[Path]:
+    # Longer than a Unix socket address may be: the launcher must not care.
+    path = tmp_path / ("d" * 60) / ("e" * 60) / "run"
+    yield path
+    for process in psutil.process_iter(["cmdline"]):  # nothing outlives a test, whatever it asserted
+        if str(path) in " ".join(process.info["cmdline"] or []):
+            process.kill()
+
+
+def _start(client: LauncherClient, tmp_path: Path, name: str, argv: list[str], script: str = "") -> Handle:
+    fallback = None
+    if script:
+        (tmp_path / f"{name}.sh").write_text(script)
+        fallback = ["bash", str(tmp_path / f"{name}.sh")]
+    return client.start(
+        argv,
+        fallback=fallback,
+        env={"PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+        stdout=tmp_path / name / "stdout.txt",
+        stderr=tmp_path / name / "stderr.txt",
+        exit_file=tmp_path / f"{name}.exit",
+    )
+
+
+def _launcher(run_dir: Path) -> psutil.Process:
+    (found,) = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if "batchai.runtime.launcher" in (p.info["cmdline"] or []) and str(run_dir) in p.info["cmdline"]
+    ]
+    return found
+
+
+def test_a_process_runs_under_the_launcher_and_its_end_is_told(tmp_path: Path, run_dir: Path) -> None:
+    client = LauncherClient(run_dir)
+    ended = threading.Event()
+    code = "import os, sys; print(os.getcwd(), os.environ['PATH']); sys.exit(3)"
+    handle = _start(client, tmp_path, "quick", [sys.executable, "-c", code])
+    assert client.watch(handle, ended.set)
+    assert ended.wait(10)
+    assert client.outcome(handle) == Outcome(3)
+    assert handle.exit_file.read_text() == "3"
+    assert handle.exit_file.with_suffix(".pid").read_text().split()[0] == str(handle.pid)
+    assert (tmp_path / "quick" / "stdout.txt").read_text() == f"{tmp_path} /usr/bin:/bin\n"
+    launcher = _launcher(run_dir)
+    client.close()
+    client.close()  # idempotent
+    assert not launcher.is_running()  # idle: it ended with the connection
+
+
+def test_a_program_that_cannot_start_runs_its_fallback(tmp_path: Path, run_dir: Path) -> None:
+    client = LauncherClient(run_dir)
+    try:
+        handle = _start(client, tmp_path, "missing", ["/no/such/program"], script="echo fallback ran\nexit 5\n")
+        wait_for(lambda: client.outcome(handle) is not None, timeout=10)
+        assert client.outcome(handle) == Outcome(5)
+        assert (tmp_path / "missing" / "stdout.txt").read_text() == "fallback ran\n"
+    finally:
+        client.close()
+
+
+def test_processes_outlive_the_server_and_a_new_one_hears_of_their_end(tmp_path: Path, run_dir: Path) -> None:
+    gate = tmp_path / "gate"
+    first = LauncherClient(run_dir)
+    handle = _start(first, tmp_path, "long", ["bash", "-c", f"until [ -e {gate} ]; do sleep 0.02; done; exit 7"])
+    first.close()  # the server goes away; the process runs on
+    launcher = _launcher(run_dir)
+    assert psutil.Process(handle.pid).ppid() == launcher.pid
+    second = LauncherClient(run_dir)
+    ended = threading.Event()
+    try:
+        assert second.watch(handle, ended.set)
+        assert second.outcome(handle) is None
+        gate.touch()
+        assert ended.wait(10)
+        assert second.outcome(handle) == Outcome(7)
+    finally:
+        second.close()
+    assert not launcher.is_running()
+
+
+def test_what_a_process_leaves_in_its_session_ends_with_it(tmp_path: Path, run_dir: Path) -> None:
+    client = LauncherClient(run_dir)
+    marker = tmp_path / "orphan.pid"
+    try:
+        handle = _start(client, tmp_path, "leaver", ["bash", "-c", f"sleep 300 & echo $! > {marker}"])
+        wait_for(lambda: client.outcome(handle) is not None, timeout=10)
+        orphan = int(marker.read_text())
+        wait_for(lambda: not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == "zombie", timeout=10)
+    finally:
+        client.close()
+
+
+def test_a_launcher_that_died_is_replaced_at_the_next_start(tmp_path: Path, run_dir: Path) -> None:
+    client = LauncherClient(run_dir)
+    try:
+        first = _start(client, tmp_path, "one", ["true"])
+        wait_for(lambda: client.outcome(first) is not None, timeout=10)
+        old = _launcher(run_dir)
+        old.kill()
+        old.wait(10)
+        second = _start(client, tmp_path, "two", ["true"])
+        wait_for(lambda: client.outcome(second) is not None, timeout=10)
+        assert client.outcome(second) == Outcome(0)
+        assert _launcher(run_dir).pid != old.pid
+    finally:
+        client.close()
