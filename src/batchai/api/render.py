@@ -156,8 +156,10 @@ def file_server(row: FileServer) -> dict[str, Any]:
     }
 
 
-def job(row: Job) -> dict[str, Any]:
-    experiment_row = row.experiment
+def job(row: Job, experiment_id: str | None = None) -> dict[str, Any]:
+    """A job's wire JSON; ``experiment_id`` (its experiment's ARM id) spares loading its parents."""
+    if experiment_id is None:
+        experiment_id = f"{_workspace_id(row.experiment.workspace)}/experiments/{row.experiment.name}"
     props: dict[str, Any] = {
         **without_secrets(row.spec),
         "toolType": row.tool_type,
@@ -176,7 +178,7 @@ def job(row: Job) -> dict[str, Any]:
             "errors": row.errors or None,
         }
     return {
-        "id": f"{_workspace_id(experiment_row.workspace)}/experiments/{experiment_row.name}/jobs/{row.name}",
+        "id": f"{experiment_id}/jobs/{row.name}",
         "name": row.name,
         "type": "Microsoft.BatchAI/workspaces/experiments/jobs",
         "properties": wire_json(props),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import shutil
 import threading
 import time
@@ -110,19 +111,32 @@ class Engine:
         self._all_busy = False  # after the last scheduling: no node free anywhere
         self._clusters_settled = False  # at the last look: nothing to do until something changes
         self._limits: dict[tuple[int, datetime], datetime] = {}  # wall-clock deadlines of running jobs
+        # Jobs marked running whose processes the launch thread is starting (and recording): passes leave
+        # them alone until then. ``_launched`` is notified as they leave the set.
+        self._launching: set[int] = set()
+        self._launched = threading.Condition(self._lock)
+        self._looked_past_launching = False  # a pass left a launching job alone: look again after it
+        self._launches: queue.SimpleQueue[list[JobStart] | None] = queue.SimpleQueue()
+        self._launch_thread: threading.Thread | None = None
 
     # -- life cycle ------------------------------------------------------------------------------------
     def start(self) -> None:
         self._recover()
+        self._launch_thread = threading.Thread(target=self._launch_loop, name="batchai-launch", daemon=True)
+        self._launch_thread.start()
         self._thread = threading.Thread(target=self._run, name="batchai-engine", daemon=True)
         self._thread.start()
 
     def shutdown(self) -> None:
-        """Stop the loop; processes keep running and are re-attached at the next start."""
+        """Stop the loop (after the launches under way); processes keep running and are re-attached at the
+        next start."""
         self._stopped.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        self._launches.put(None)
+        if self._launch_thread is not None:
+            self._launch_thread.join(timeout=30)
 
     def wake(self, clusters: bool = False, queued: bool = False) -> None:
         """Run a pass now. ``clusters``: something about clusters changed (look at them in this pass);
@@ -161,7 +175,7 @@ class Engine:
         with self.db.session() as session:
             deadline = self._watch_jobs(session)
             starts = self._decide_and_mark(session)
-        self._launch_all(starts)
+        self._hand_off(starts)
         # Clusters change rarely and slowly (resizes, setup tasks): at most ten passes a second look, and
         # settled ones (steady, fixed size, on this host) once a second unless something changed.
         now_mono = time.monotonic()
@@ -475,8 +489,14 @@ class Engine:
         for row in connection.execute(statements.ACTIVE_TASKS):
             by_job.setdefault(row.job_id, []).append(row)
         self._limits = {k: v for k, v in self._limits.items() if k[0] in by_job}
+        with self._lock:
+            launching = by_job.keys() & self._launching
+            if launching:
+                self._looked_past_launching = True
         attention: list[int] = []
         for job_id, rows in by_job.items():
+            if job_id in launching:
+                continue  # the launch thread has not recorded its processes yet
             head = rows[0]
             limit = self._wall_clock_deadline(connection, head)
             if limit is not None and head.stop_reason is None and now >= limit:
@@ -636,6 +656,8 @@ class Engine:
 
     def stop_job_now(self, job_id: int) -> None:
         """Stop a job's processes before its rows go away (deleting a job or a parent); blocks."""
+        with self._launched:  # a job being launched: its processes are known once they are recorded
+            self._launched.wait_for(lambda: job_id not in self._launching, timeout=60)
         with self.db.session() as session:
             tasks = session.scalars(select(Task).filter(Task.job_id == job_id, Task.finished_at.is_(None))).all()
             handles = [h for h in (_handle(t.info) for t in tasks) if h is not None]
@@ -759,7 +781,30 @@ class Engine:
         start queues them again (nothing of them ran), up to ``max_attempts`` starts."""
         with self.db.session() as session:
             starts = self._decide_and_mark(session)
-        self._launch_all(starts)
+        self._hand_off(starts)
+
+    def _hand_off(self, starts: list[JobStart]) -> None:
+        """Give jobs just marked running to the launch thread: starting processes waits on the provider
+        (and on the file system), which the next pass need not wait for."""
+        if not starts:
+            return
+        with self._lock:
+            self._launching.update(start.job_id for start in starts)
+        self._launches.put(starts)
+
+    def _launch_loop(self) -> None:
+        """The launch thread: starts the processes of the jobs handed off, in order, and records them."""
+        while (starts := self._launches.get()) is not None:
+            try:
+                self._launch_all(starts)
+            except Exception:  # the next passes find what started by its pid files
+                log.exception("starting jobs %s failed", [start.job_id for start in starts])
+            with self._launched:
+                self._launching.difference_update(start.job_id for start in starts)
+                self._launched.notify_all()
+                look_again, self._looked_past_launching = self._looked_past_launching, False
+            if look_again:
+                self.wake()
 
     def _launch_all(self, starts: list[JobStart]) -> None:
         launched: list[Launched] = []

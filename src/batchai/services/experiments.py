@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import select
 
-from batchai.ids import check_name
+from batchai.ids import check_name, workspace_id
 from batchai.services import workspaces
 from batchai.services.context import Ctx, find, require
-from batchai.store.tables import Experiment
+from batchai.store.tables import Experiment, ResourceGroup, Workspace
+
+
+@dataclass(frozen=True)
+class ExperimentRef:
+    """An experiment's row id and ARM id: what creating a job in it needs."""
+
+    id: int
+    arm_id: str
+
+
+_REF = workspaces.under_workspace(
+    select(
+        Experiment.id,
+        Experiment.name,
+        Workspace.name.label("workspace"),
+        ResourceGroup.name.label("group"),
+        ResourceGroup.subscription,
+    ),
+    Experiment,
+)
 
 
 def get(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> Experiment:
@@ -16,6 +38,19 @@ def get(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> Experiment
         return row
     parent = workspaces.get(ctx, sub, group, workspace)  # says which part of the path is missing
     return require(ctx.session, Experiment, name, "experiment", workspace_id=parent.id)
+
+
+def ref(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> ExperimentRef:
+    """The experiment by its path, in one query that loads no objects; not found as ``get`` says it."""
+    row = ctx.session.connection().execute(_REF, workspaces.path_names(sub, group, workspace, name)).first()
+    if row is None:
+        found = get(ctx, sub, group, workspace, name)  # says which part of the path is missing
+        parents = found.workspace
+        return ExperimentRef(
+            found.id,
+            f"{workspace_id(parents.group.subscription, parents.group.name, parents.name)}/experiments/{found.name}",
+        )
+    return ExperimentRef(row.id, f"{workspace_id(row.subscription, row.group, row.workspace)}/experiments/{row.name}")
 
 
 def put(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> tuple[Experiment, bool]:

@@ -7,9 +7,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Update, bindparam, select, update
+from sqlalchemy import Connection, Update, bindparam, insert, select, update
 from sqlalchemy.orm import contains_eager
-from sqlalchemy.orm.attributes import set_committed_value
 
 from batchai.errors import Conflict, InvalidInput
 from batchai.ids import check_name
@@ -161,6 +160,7 @@ _BY_PATH = workspaces.under_workspace(
     .where(Job.key == bindparam("job")),
     Experiment,
 )
+_INSERT = insert(Job)
 _EXISTS = select(Job.id).where(Job.experiment_id == bindparam("experiment_id"), Job.key == bindparam("key"))
 
 
@@ -174,53 +174,61 @@ def get(ctx: Ctx, sub: str, group: str, workspace: str, experiment: str, name: s
 
 
 def create(
-    ctx: Ctx, sub: str, group: str, workspace: str, experiment: str, name: str, body: JobInput
-) -> tuple[Job, bool]:
-    """Queue a new job. Jobs cannot change: PUT again returns the job if nothing differs, else 409."""
+    ctx: Ctx,
+    sub: str,
+    group: str,
+    workspace: str,
+    experiment: str,
+    name: str,
+    body: JobInput,
+) -> tuple[Job, str]:
+    """Queue a new job. Jobs cannot change: PUT again returns the job if nothing differs, else 409.
+    Returns the job and its experiment's ARM id (for rendering it).
+
+    A new job is inserted with one statement and returned unattached to the session (its relationships
+    unloaded): to change it, load it with ``get``."""
     check_name("job", name)
-    parent = experiments.get(ctx, sub, group, workspace, experiment)
+    parent = experiments.ref(ctx, sub, group, workspace, experiment)
     spec, cluster = build_spec(ctx, body.properties)
-    exists = ctx.session.connection().execute(_EXISTS, {"experiment_id": parent.id, "key": name.lower()}).first()
-    row = find(ctx.session, Job, name, experiment_id=parent.id) if exists else None
-    if row is not None:
+    connection = ctx.session.connection()
+    if connection.execute(_EXISTS, {"experiment_id": parent.id, "key": name.lower()}).first():
+        row = require(ctx.session, Job, name, "job", experiment_id=parent.id)
         if row.spec != spec:
             raise Conflict(
                 f"The job '{name}' exists; jobs cannot be changed (delete it, or use another name).",
                 code="JobAlreadyExists",
                 target=name,
             )
-        return row, False
+        return row, parent.arm_id
     now = ctx.clock()
     toolkit = next(k for k in TOOLKITS if k in spec)
-    row = Job(
-        experiment_id=parent.id,
-        cluster_id=cluster.id,
-        name=name,
-        key=name.lower(),
-        spec=spec,
-        tool_type=TOOLKITS[toolkit],
-        priority=PRIORITY_RANK[spec["schedulingPriority"]],
-        node_count=spec["nodeCount"],
-        output_segment=f"{sub}/{group}/workspaces/{workspace}/experiments/{experiment}/jobs/{name}/{uuid.uuid4()}",
-        created_at=now,
-        provisioning_state="succeeded",
-        provisioning_state_time=now,
-        execution_state=JobState.QUEUED,
-        execution_state_time=now,
-        errors=[],
-        # Every column given: one left out would be read back from the database when rendered.
-        start_time=None,
-        end_time=None,
-        exit_code=None,
-        stop_reason=None,
-        skips=0,
-        attempts=0,
-        notes={},
-    )
-    ctx.session.add(row)
-    ctx.session.flush()
-    set_committed_value(row, "experiment", parent)  # rendering the job reads its parents' names: no query
-    return row, True
+    values: dict[str, Any] = {
+        "experiment_id": parent.id,
+        "cluster_id": cluster.id,
+        "name": name,
+        "key": name.lower(),
+        "spec": spec,
+        "tool_type": TOOLKITS[toolkit],
+        "priority": PRIORITY_RANK[spec["schedulingPriority"]],
+        "node_count": spec["nodeCount"],
+        "output_segment": f"{sub}/{group}/workspaces/{workspace}/experiments/{experiment}/jobs/{name}/{uuid.uuid4()}",
+        "created_at": now,
+        "provisioning_state": "succeeded",
+        "provisioning_state_time": now,
+        "execution_state": JobState.QUEUED,
+        "execution_state_time": now,
+        "errors": [],
+        "start_time": None,
+        "end_time": None,
+        "exit_code": None,
+        "stop_reason": None,
+        "skips": 0,
+        "attempts": 0,
+        "notes": {},
+        "version": 1,
+    }
+    (job_id,) = connection.execute(_INSERT, values).inserted_primary_key or (None,)
+    return Job(id=job_id, **values), parent.arm_id
 
 
 def list_in_experiment(ctx: Ctx, sub: str, group: str, workspace: str, experiment: str) -> list[Job]:

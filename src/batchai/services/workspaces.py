@@ -16,6 +16,7 @@ from batchai.services.context import Ctx, find, require
 from batchai.store.tables import Cluster, Experiment, FileServer, ResourceGroup, Workspace
 
 Child = TypeVar("Child", Experiment, Cluster, FileServer)
+AnySelect = TypeVar("AnySelect", bound="Select[*tuple[Any, ...]]")
 _CHILD_QUERIES: dict[type[Any], Select[Any]] = {}
 
 
@@ -24,7 +25,7 @@ def get(ctx: Ctx, sub: str, group: str, name: str) -> Workspace:
     return require(ctx.session, Workspace, name, "workspace", group_id=parent.id)
 
 
-def under_workspace(statement: Select[Any], model: type[Child]) -> Select[Any]:
+def under_workspace(statement: AnySelect, model: type[Child]) -> AnySelect:
     """``statement`` narrowed to the ``model`` row named by a path: binds ``sub``, ``group``, ``workspace``
     and ``name`` (lower case, see ``path_names``), in one query joined up to the group."""
     return (

@@ -22,9 +22,8 @@ JOB = EXPERIMENT + "/jobs/{job}"
 
 @router.put(JOB)
 def put_job(sub: str, group: str, workspace: str, experiment: str, job: str, body: JobInput, request: Request) -> Any:
-    return respond(
-        run(request, lambda ctx: render.job(jobs.create(ctx, sub, group, workspace, experiment, job, body)[0]))
-    )
+    created = run(request, lambda ctx: render.job(*jobs.create(ctx, sub, group, workspace, experiment, job, body)))
+    return respond(created)
 
 
 @router.get(JOB)

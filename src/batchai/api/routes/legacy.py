@@ -194,12 +194,13 @@ def put_job(sub: str, group: str, job: str, request: Request, body: dict[str, An
         existing = legacy.find_job(ctx, sub, group, job)
         target = existing.experiment.name if existing is not None else experiment
         try:
-            row, _ = jobs.create(ctx, sub, group, legacy.WORKSPACE, target, job, job_body)
+            jobs.create(ctx, sub, group, legacy.WORKSPACE, target, job, job_body)
         except ApiError as exc:  # name the cluster as the request did, not by its id in the implicit workspace
             if job_body.properties.cluster is not None:
                 cluster = job_body.properties.cluster.id
                 exc.message = exc.message.replace(cluster, legacy.legacy_id(cluster))
             raise
+        row = jobs.get(ctx, sub, group, legacy.WORKSPACE, target, job)
         row.notes = {**row.notes, "legacy": extras}
         return _job(row)
 
