@@ -2,12 +2,18 @@
 run by ``xargs -P2``, both in the same run. Each job's command is ``python -c pass``; jobs are submitted
 as fast as the API takes them and the clock stops when a client polling the API sees the last one end.
 
-    python bench/throughput.py [--jobs 200] [--rounds 3]
+    python bench/throughput.py [--jobs 200] [--rounds 20]
+
+With ``--compare SRC`` it measures this tree against another checkout's ``src`` instead (two servers,
+rounds alternating between them): the machine's drift then cancels out of a change's effect.
+
+    git worktree add /tmp/before HEAD~1 && python bench/throughput.py --rounds 8 --compare /tmp/before/src
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import subprocess
 import time
@@ -56,11 +62,30 @@ def batchai_seconds(bench, jobs: int, prefix: str) -> float:  # type: ignore[no-
     return elapsed
 
 
+def compare(rounds: int, jobs: int, other_src: str) -> None:
+    """This tree against ``other_src``, alternating rounds between a server of each."""
+    with contextlib.ExitStack() as stack:
+        benches = {
+            "this tree": stack.enter_context(server(nodes=2)),
+            other_src: stack.enter_context(server(nodes=2, env={"PYTHONPATH": other_src})),
+        }
+        rates: dict[str, list[float]] = {name: [] for name in benches}
+        for r in range(rounds):
+            for name in list(benches) if r % 2 == 0 else list(benches)[::-1]:
+                rates[name].append(jobs / batchai_seconds(benches[name], jobs, f"r{r}-"))
+        for name, values in rates.items():
+            print(f"{name}: median {statistics.median(values):.1f} jobs/s over {rounds} rounds")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--compare", metavar="SRC", help="another checkout's src directory to measure against")
     args = parser.parse_args()
+    if args.compare:
+        compare(args.rounds, args.jobs, args.compare)
+        return
     ratios = []
     with server(nodes=2) as bench:
         for r in range(args.rounds):

@@ -198,9 +198,18 @@ class Engine:
     def _ctx(self, session: Session) -> Ctx:
         return Ctx(session=session, storage=self.storage, clock=self.clock)
 
-    def _watch(self, handle: Handle, clusters: bool = False) -> None:
-        """Wake the loop when the process ends (``clusters``: a setup task, which the cluster pass settles)."""
-        if self.provider.on_exit(handle, lambda: self.wake(clusters)):
+    def _watch(self, handle: Handle, clusters: bool = False, job_id: int | None = None) -> None:
+        """Wake the loop when the process ends (``clusters``: a setup task, which the cluster pass settles;
+        ``job_id``: a task of a job being launched, which the pass after its launch must look at)."""
+
+        def ended() -> None:
+            if job_id is not None:
+                with self._lock:
+                    if job_id in self._launching:
+                        self._looked_past_launching = True
+            self.wake(clusters)
+
+        if self.provider.on_exit(handle, ended):
             return
 
         def wait() -> None:
@@ -208,7 +217,7 @@ class Engine:
                 self.provider.wait(handle)
             except Exception as exc:  # e.g. the provider's connection closed at shutdown: the next pass polls
                 log.debug("waiting on %s stopped: %s", handle.pid, exc)
-            self.wake(clusters)
+            ended()
 
         threading.Thread(target=wait, name=f"wait-{handle.pid}", daemon=True).start()
 
@@ -491,12 +500,13 @@ class Engine:
         self._limits = {k: v for k, v in self._limits.items() if k[0] in by_job}
         with self._lock:
             launching = by_job.keys() & self._launching
-            if launching:
-                self._looked_past_launching = True
         attention: list[int] = []
         for job_id, rows in by_job.items():
-            if job_id in launching:
-                continue  # the launch thread has not recorded its processes yet
+            if job_id in launching:  # the launch thread has not recorded its processes yet
+                if rows[0].stop_reason is not None or rows[0].execution_state == JobState.TERMINATING:
+                    with self._lock:
+                        self._looked_past_launching = True  # asked to stop meanwhile: look after the launch
+                continue
             head = rows[0]
             limit = self._wall_clock_deadline(connection, head)
             if limit is not None and head.stop_reason is None and now >= limit:
@@ -1001,7 +1011,7 @@ class Engine:
                 except OSError as exc:
                     raise launch.LaunchError("ProcessStartFailed", f"The job's process could not start: {exc}") from exc
                 started.append((process.rank, handle, slot.node_name))
-                self._watch(handle)
+                self._watch(handle, job_id=start.job_id)
         except launch.LaunchError as exc:
             exc.started = started
             raise
