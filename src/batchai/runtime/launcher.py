@@ -241,7 +241,7 @@ class LauncherClient:
         self._spawned: subprocess.Popen[bytes] | None = None
         self._launcher_pid = 0
         self._next_id = 0
-        self._replies: dict[int, Future[dict[str, Any]]] = {}
+        self._replies: dict[int, tuple[socket.socket, Future[dict[str, Any]]]] = {}  # by request id
         self._running: set[tuple[int, float]] = set()
         self._ended: dict[tuple[int, float], int] = {}
         self._callbacks: dict[tuple[int, float], list[Callable[[], None]]] = {}
@@ -307,7 +307,7 @@ class LauncherClient:
                     self._exited((int(message["exit"]), float(message["start"])), int(message["code"]))
                 elif "id" in message:
                     with self._lock:
-                        future = self._replies.pop(int(message["id"]), None)
+                        _, future = self._replies.pop(int(message["id"]), (conn, None))
                     if future is not None:
                         future.set_result(message)
         except (OSError, ValueError) as exc:
@@ -316,8 +316,9 @@ class LauncherClient:
             if self._conn is conn:
                 self._conn = None
                 self._running.clear()  # the server polls what it had started from now on
-            pending, self._replies = self._replies, {}
-        for future in pending.values():
+            lost = [i for i, (asked, _) in self._replies.items() if asked is conn]
+            pending = [self._replies.pop(i)[1] for i in lost]
+        for future in pending:
             future.set_exception(LauncherError("the connection to the process launcher was lost"))
         reader.close()
         conn.close()
@@ -360,7 +361,7 @@ class LauncherClient:
                 conn = self._connect()
                 self._next_id += 1
                 request["id"] = self._next_id
-                self._replies[self._next_id] = future
+                self._replies[self._next_id] = (conn, future)
             try:
                 with self._sending:  # not under the state lock: the reader needs it to take replies meanwhile
                     conn.sendall(_encode(request))
