@@ -3,6 +3,8 @@ processes, a real launcher process, its real socket)."""
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -123,5 +125,25 @@ def test_a_launcher_that_died_is_replaced_at_the_next_start(tmp_path: Path, run_
         wait_for(lambda: client.outcome(second) is not None, timeout=10)
         assert client.outcome(second) == Outcome(0)
         assert _launcher(run_dir).pid != old.pid
+    finally:
+        client.close()
+
+
+def test_a_client_that_sends_something_else_is_dropped_and_others_are_served(tmp_path: Path, run_dir: Path) -> None:
+    client = LauncherClient(run_dir)
+    try:
+        first = _start(client, tmp_path, "before", ["true"])
+        directory = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stranger:
+                stranger.connect(f"/proc/self/fd/{directory}/launcher.sock")
+                stranger.recv(1 << 16)  # its hello
+                stranger.sendall(b"not json\n")
+                assert stranger.recv(1 << 16) == b""  # dropped
+        finally:
+            os.close(directory)
+        second = _start(client, tmp_path, "after", ["true"])
+        wait_for(lambda: client.outcome(first) is not None and client.outcome(second) is not None, timeout=10)
+        assert "something else than a request" in (run_dir / "launcher.log").read_text()
     finally:
         client.close()

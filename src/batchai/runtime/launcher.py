@@ -143,7 +143,7 @@ class Launcher:
                 request = json.loads(line)
                 reply = {"id": request["id"], **self._start(request)}
             except (ValueError, KeyError, TypeError) as exc:  # not our protocol: not a server of ours
-                log.warning("dropping a client that sent %r: %s", line[:80], exc)
+                log.warning("dropping a client that sent something else than a request (%s)", type(exc).__name__)
                 self._drop(conn)
                 return
             self._send(conn, reply)
