@@ -39,6 +39,10 @@ def workspace_id(sub: str, group: str, workspace: str) -> str:
     return f"{group_id(sub, group)}/{PROVIDER}/workspaces/{workspace}"
 
 
+def experiment_id(sub: str, group: str, workspace: str, experiment: str) -> str:
+    return f"{workspace_id(sub, group, workspace)}/experiments/{experiment}"
+
+
 @dataclass(frozen=True)
 class ChildRef:
     """A workspace child named by an ARM id: ``.../workspaces/{ws}/{collection}/{name}``."""

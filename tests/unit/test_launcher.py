@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from batchai.runtime import launcher
 from batchai.runtime.launcher import LauncherClient
 from batchai.runtime.supervisor import Handle, Outcome
 from tests.conftest import wait_for
@@ -26,6 +27,13 @@ def run_dir(tmp_path: Path) -> Iterator[Path]:
     for process in psutil.process_iter(["cmdline"]):  # nothing outlives a test, whatever it asserted
         if str(path) in " ".join(process.info["cmdline"] or []):
             process.kill()
+
+
+@pytest.fixture
+def client(run_dir: Path) -> Iterator[LauncherClient]:
+    launcher_client = LauncherClient(run_dir)
+    yield launcher_client
+    launcher_client.close()
 
 
 def _start(client: LauncherClient, tmp_path: Path, name: str, argv: list[str], script: str = "") -> Handle:
@@ -70,15 +78,11 @@ def test_a_process_runs_under_the_launcher_and_its_end_is_told(tmp_path: Path, r
     assert not launcher.is_running()  # idle: it ended with the connection
 
 
-def test_a_program_that_cannot_start_runs_its_fallback(tmp_path: Path, run_dir: Path) -> None:
-    client = LauncherClient(run_dir)
-    try:
-        handle = _start(client, tmp_path, "missing", ["/no/such/program"], script="echo fallback ran\nexit 5\n")
-        wait_for(lambda: client.outcome(handle) is not None, timeout=10)
-        assert client.outcome(handle) == Outcome(5)
-        assert (tmp_path / "missing" / "stdout.txt").read_text() == "fallback ran\n"
-    finally:
-        client.close()
+def test_a_program_that_cannot_start_runs_its_fallback(tmp_path: Path, client: LauncherClient) -> None:
+    handle = _start(client, tmp_path, "missing", ["/no/such/program"], script="echo fallback ran\nexit 5\n")
+    wait_for(lambda: client.outcome(handle) is not None, timeout=10)
+    assert client.outcome(handle) == Outcome(5)
+    assert (tmp_path / "missing" / "stdout.txt").read_text() == "fallback ran\n"
 
 
 def test_processes_outlive_the_server_and_a_new_one_hears_of_their_end(tmp_path: Path, run_dir: Path) -> None:
@@ -101,52 +105,44 @@ def test_processes_outlive_the_server_and_a_new_one_hears_of_their_end(tmp_path:
     assert not launcher.is_running()
 
 
-def test_what_a_process_leaves_in_its_session_ends_with_it(tmp_path: Path, run_dir: Path) -> None:
-    client = LauncherClient(run_dir)
+def test_what_a_process_leaves_in_its_session_ends_with_it(tmp_path: Path, client: LauncherClient) -> None:
     marker = tmp_path / "orphan.pid"
+    handle = _start(client, tmp_path, "leaver", ["bash", "-c", f"sleep 300 & echo $! > {marker}"])
+    wait_for(lambda: client.outcome(handle) is not None, timeout=10)
+    orphan = int(marker.read_text())
+    wait_for(lambda: not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == "zombie", timeout=10)
+
+
+def test_a_launcher_that_died_is_replaced_at_the_next_start(
+    tmp_path: Path, run_dir: Path, client: LauncherClient
+) -> None:
+    first = _start(client, tmp_path, "one", ["true"])
+    wait_for(lambda: client.outcome(first) is not None, timeout=10)
+    old = _launcher(run_dir)
+    old.kill()
+    old.wait(10)
+    second = _start(client, tmp_path, "two", ["true"])
+    wait_for(lambda: client.outcome(second) is not None, timeout=10)
+    assert client.outcome(second) == Outcome(0)
+    assert _launcher(run_dir).pid != old.pid
+
+
+def test_a_client_that_sends_something_else_is_dropped_and_others_are_served(
+    tmp_path: Path, run_dir: Path, client: LauncherClient
+) -> None:
+    first = _start(client, tmp_path, "before", ["true"])
+    directory = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        handle = _start(client, tmp_path, "leaver", ["bash", "-c", f"sleep 300 & echo $! > {marker}"])
-        wait_for(lambda: client.outcome(handle) is not None, timeout=10)
-        orphan = int(marker.read_text())
-        wait_for(lambda: not psutil.pid_exists(orphan) or psutil.Process(orphan).status() == "zombie", timeout=10)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stranger:
+            stranger.connect(launcher._address(directory))
+            stranger.settimeout(10)
+            stranger.sendall(b"not json\n")
+            heard = b""
+            while chunk := stranger.recv(1 << 16):  # its hello, maybe the end of "before": then dropped
+                heard += chunk
+            assert all(b'"id"' not in line for line in heard.splitlines())
     finally:
-        client.close()
-
-
-def test_a_launcher_that_died_is_replaced_at_the_next_start(tmp_path: Path, run_dir: Path) -> None:
-    client = LauncherClient(run_dir)
-    try:
-        first = _start(client, tmp_path, "one", ["true"])
-        wait_for(lambda: client.outcome(first) is not None, timeout=10)
-        old = _launcher(run_dir)
-        old.kill()
-        old.wait(10)
-        second = _start(client, tmp_path, "two", ["true"])
-        wait_for(lambda: client.outcome(second) is not None, timeout=10)
-        assert client.outcome(second) == Outcome(0)
-        assert _launcher(run_dir).pid != old.pid
-    finally:
-        client.close()
-
-
-def test_a_client_that_sends_something_else_is_dropped_and_others_are_served(tmp_path: Path, run_dir: Path) -> None:
-    client = LauncherClient(run_dir)
-    try:
-        first = _start(client, tmp_path, "before", ["true"])
-        directory = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stranger:
-                stranger.connect(f"/proc/self/fd/{directory}/launcher.sock")
-                stranger.settimeout(10)
-                stranger.sendall(b"not json\n")
-                heard = b""
-                while chunk := stranger.recv(1 << 16):  # its hello, maybe the end of "before": then dropped
-                    heard += chunk
-                assert all(b'"id"' not in line for line in heard.splitlines())
-        finally:
-            os.close(directory)
-        second = _start(client, tmp_path, "after", ["true"])
-        wait_for(lambda: client.outcome(first) is not None and client.outcome(second) is not None, timeout=10)
-        assert "something else than a request" in (run_dir / "launcher.log").read_text()
-    finally:
-        client.close()
+        os.close(directory)
+    second = _start(client, tmp_path, "after", ["true"])
+    wait_for(lambda: client.outcome(first) is not None and client.outcome(second) is not None, timeout=10)
+    assert "something else than a request" in (run_dir / "launcher.log").read_text()

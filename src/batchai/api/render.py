@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from batchai.ids import PROVIDER, group_id, workspace_id
+from batchai.ids import PROVIDER, experiment_id, group_id, workspace_id
 from batchai.models import wire
 from batchai.store.tables import (
     Cluster,
@@ -71,6 +71,11 @@ def _workspace_id(row: Workspace) -> str:
     return workspace_id(row.group.subscription, row.group.name, row.name)
 
 
+def _experiment_id(row: Experiment) -> str:
+    ws = row.workspace
+    return experiment_id(ws.group.subscription, ws.group.name, ws.name, row.name)
+
+
 def workspace(row: Workspace) -> dict[str, Any]:
     props = wire.WorkspaceProperties(
         creation_time=row.created_at,
@@ -94,7 +99,7 @@ def experiment(row: Experiment) -> dict[str, Any]:
         provisioning_state_transition_time=row.provisioning_state_time,
     )
     return {
-        "id": f"{_workspace_id(row.workspace)}/experiments/{row.name}",
+        "id": _experiment_id(row),
         "name": row.name,
         "type": "Microsoft.BatchAI/workspaces/experiments",
         "properties": props.wire(),
@@ -156,10 +161,9 @@ def file_server(row: FileServer) -> dict[str, Any]:
     }
 
 
-def job(row: Job, experiment_id: str | None = None) -> dict[str, Any]:
-    """A job's wire JSON; ``experiment_id`` (its experiment's ARM id) spares loading its parents."""
-    if experiment_id is None:
-        experiment_id = f"{_workspace_id(row.experiment.workspace)}/experiments/{row.experiment.name}"
+def job(row: Job, parent_id: str | None = None) -> dict[str, Any]:
+    """A job's wire JSON; ``parent_id`` (its experiment's ARM id) spares loading its parents."""
+    parent = parent_id or _experiment_id(row.experiment)
     props: dict[str, Any] = {
         **without_secrets(row.spec),
         "toolType": row.tool_type,
@@ -178,7 +182,7 @@ def job(row: Job, experiment_id: str | None = None) -> dict[str, Any]:
             "errors": row.errors or None,
         }
     return {
-        "id": f"{experiment_id}/jobs/{row.name}",
+        "id": f"{parent}/jobs/{row.name}",
         "name": row.name,
         "type": "Microsoft.BatchAI/workspaces/experiments/jobs",
         "properties": wire_json(props),

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from batchai.ids import check_name, workspace_id
+from batchai.ids import check_name, experiment_id
 from batchai.services import workspaces
 from batchai.services.context import Ctx, find, require
 from batchai.store.tables import Experiment, ResourceGroup, Workspace
@@ -45,12 +45,9 @@ def ref(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> Experiment
     row = ctx.session.connection().execute(_REF, workspaces.path_names(sub, group, workspace, name)).first()
     if row is None:
         found = get(ctx, sub, group, workspace, name)  # says which part of the path is missing
-        parents = found.workspace
-        return ExperimentRef(
-            found.id,
-            f"{workspace_id(parents.group.subscription, parents.group.name, parents.name)}/experiments/{found.name}",
-        )
-    return ExperimentRef(row.id, f"{workspace_id(row.subscription, row.group, row.workspace)}/experiments/{row.name}")
+        ws = found.workspace
+        return ExperimentRef(found.id, experiment_id(ws.group.subscription, ws.group.name, ws.name, found.name))
+    return ExperimentRef(row.id, experiment_id(row.subscription, row.group, row.workspace, row.name))
 
 
 def put(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> tuple[Experiment, bool]:
