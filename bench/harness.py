@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -39,11 +40,41 @@ def wait_for(condition: Callable[[], Any], timeout: float = 120.0, interval: flo
     raise TimeoutError("benchmark condition not reached")
 
 
+class Wire:
+    """A lean keep-alive JSON client for the requests benchmarks repeat (creating jobs, polling them). It runs
+    on the same two cores as the jobs: httpx costs about 1.3 ms of CPU per request here, http.client 0.4 ms."""
+
+    def __init__(self, endpoint: str, token: str) -> None:
+        host, port = endpoint.removeprefix("http://").split(":")
+        self.connection = http.client.HTTPConnection(host, int(port), timeout=60)
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        """The response's JSON; raises on an error status. A connection the server closed while idle is
+        opened again (the calls are idempotent)."""
+        payload = None if body is None else json.dumps(body)
+        try:
+            self.connection.request(method, path, payload, self.headers)
+            response = self.connection.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            self.connection.close()
+            self.connection.request(method, path, payload, self.headers)
+            response = self.connection.getresponse()
+        data = response.read()
+        if response.status >= 400:
+            raise RuntimeError(f"{method} {path}: {response.status} {data[:300]!r}")
+        return json.loads(data) if data else None
+
+    def close(self) -> None:
+        self.connection.close()
+
+
 @dataclass
 class Bench:
     http: httpx.Client
     home: Path
     ws: str
+    wire: Wire
 
     experiment: str = "exp"
 
@@ -68,12 +99,11 @@ class Bench:
         if command:
             body["properties"]["customToolkitSettings"] = {"commandLine": command}
         before = time.time()
-        response = self.http.put(self.job_path(name) + API, json=body)
-        response.raise_for_status()
+        self.wire.call("PUT", self.job_path(name) + API, body)
         return before
 
     def state(self, name: str) -> str:
-        return str(self.http.get(self.job_path(name) + API).json()["properties"]["executionState"])
+        return str(self.wire.call("GET", self.job_path(name) + API)["properties"]["executionState"])
 
 
 @contextmanager
@@ -115,7 +145,9 @@ def server(nodes: int = 1, env: dict[str, str] | None = None, ready_timeout: flo
             )
 
         wait_for(ready, timeout=ready_timeout, interval=0.05)
-        yield Bench(http, home, ws)
+        wire = Wire(endpoint, token)
+        yield Bench(http, home, ws, wire)
+        wire.close()
         http.close()
     finally:
         process.terminate()

@@ -44,7 +44,7 @@ def batchai_seconds(bench, jobs: int, prefix: str) -> float:  # type: ignore[no-
     def all_done() -> bool:
         states = [
             j["properties"]["executionState"]
-            for j in bench.http.get(jobs_path).json()["value"]
+            for j in bench.wire.call("GET", jobs_path)["value"]
             if j["name"].startswith(prefix)
         ]
         return len(states) == jobs and all(s in ("succeeded", "failed") for s in states)
@@ -55,7 +55,7 @@ def batchai_seconds(bench, jobs: int, prefix: str) -> float:  # type: ignore[no-
     elapsed = time.perf_counter() - start
     failed = [
         j["name"]
-        for j in bench.http.get(jobs_path).json()["value"]
+        for j in bench.wire.call("GET", jobs_path)["value"]
         if j["name"].startswith(prefix) and j["properties"]["executionState"] != "succeeded"
     ]
     assert not failed, f"failed jobs: {failed[:5]}"

@@ -103,6 +103,16 @@ def test_missing_script_fails_with_a_clear_error(bench: Bench) -> None:
     assert error["code"] == "ScriptNotFound" and "nope.py" in error["message"]
 
 
+def test_a_program_that_is_not_there_fails_as_bash_says(bench: Bench) -> None:
+    # A plain command line starts without a shell; one that cannot start runs through bash, which says why.
+    bench.cluster()
+    bench.submit("nowhere", customToolkitSettings={"commandLine": "no-such-program-here --epochs 2"})
+    props = bench.wait_job("nowhere")
+    assert props["executionState"] == "failed" and props["executionInfo"]["exitCode"] == 127
+    error = props["executionInfo"]["errors"][0]
+    assert "no-such-program-here" in error["message"] and "not found" in error["message"]
+
+
 def test_failure_quotes_the_last_lines_of_stderr(bench: Bench) -> None:
     bench.cluster()
     bench.submit("boom", customToolkitSettings={"commandLine": "echo first >&2; echo 'the real reason' >&2; exit 3"})

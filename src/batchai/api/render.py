@@ -7,6 +7,7 @@ from typing import Any
 
 from batchai.ids import PROVIDER, experiment_id, group_id, workspace_id
 from batchai.models import wire
+from batchai.services.jobs import JobView
 from batchai.store.tables import (
     Cluster,
     Experiment,
@@ -161,9 +162,13 @@ def file_server(row: FileServer) -> dict[str, Any]:
     }
 
 
-def job(row: Job, parent_id: str | None = None) -> dict[str, Any]:
-    """A job's wire JSON; ``parent_id`` (its experiment's ARM id) spares loading its parents."""
-    parent = parent_id or _experiment_id(row.experiment)
+def job(row: Job | JobView, parent_id: str | None = None) -> dict[str, Any]:
+    """A job's wire JSON; ``parent_id`` (its experiment's ARM id) spares loading its parents (a JobView has
+    none to load)."""
+    if parent_id is None:
+        if not isinstance(row, Job):
+            raise TypeError("a JobView is shown with its experiment's ARM id")
+        parent_id = _experiment_id(row.experiment)
     props: dict[str, Any] = {
         **without_secrets(row.spec),
         "toolType": row.tool_type,
@@ -182,7 +187,7 @@ def job(row: Job, parent_id: str | None = None) -> dict[str, Any]:
             "errors": row.errors or None,
         }
     return {
-        "id": f"{parent}/jobs/{row.name}",
+        "id": f"{parent_id}/jobs/{row.name}",
         "name": row.name,
         "type": "Microsoft.BatchAI/workspaces/experiments/jobs",
         "properties": wire_json(props),

@@ -82,7 +82,8 @@ class NodeProvider(Protocol):
         argv: list[str] | None = None,
     ) -> Handle:
         """Start ``bash script`` (written with ``body``) on the node. ``argv``, when given, is the same
-        process without the shell (``launch.plain_argv``), which a provider may start instead."""
+        process without the shell (``launch.plain_argv``), which a provider may start instead (and then
+        need not write the script)."""
         ...
 
     def poll(self, handle: Handle) -> Outcome | None: ...

@@ -79,19 +79,15 @@ class LocalProvider:
         node: dict[str, str],
         argv: list[str] | None = None,
     ) -> Handle:
-        script.parent.mkdir(parents=True, exist_ok=True)
-        script.write_text(supervisor.wrapper_script(body, exit_file))
-        bash = ["bash", str(script)]
-        if argv is not None:  # without a shell, as bash would have run it (bash runs it if it cannot start)
-            env = {**env, "PWD": str(cwd)}
+        fallback = None
+        if argv is not None:  # without a shell, as bash would have run it; bash runs it if it cannot start
+            fallback, env = ["bash", "-c", body], {**env, "PWD": str(cwd)}
+        else:
+            script.parent.mkdir(parents=True, exist_ok=True)
+            script.write_text(supervisor.wrapper_script(body, exit_file))
+            argv = ["bash", str(script)]
         return self._launcher.start(
-            argv or bash,
-            fallback=bash if argv else None,
-            env=env,
-            cwd=cwd,
-            stdout=stdout,
-            stderr=stderr,
-            exit_file=exit_file,
+            argv, fallback=fallback, env=env, cwd=cwd, stdout=stdout, stderr=stderr, exit_file=exit_file
         )
 
     def poll(self, handle: Handle) -> Outcome | None:

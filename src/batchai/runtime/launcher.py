@@ -338,7 +338,7 @@ class LauncherClient:
         self,
         argv: list[str],
         *,
-        fallback: list[str] | None,
+        fallback: list[str] | None = None,
         env: dict[str, str],
         cwd: Path,
         stdout: Path,

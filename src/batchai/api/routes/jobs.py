@@ -28,16 +28,16 @@ def put_job(sub: str, group: str, workspace: str, experiment: str, job: str, bod
 
 @router.get(JOB)
 def get_job(sub: str, group: str, workspace: str, experiment: str, job: str, request: Request) -> Any:
-    return respond(run(request, lambda ctx: render.job(jobs.get(ctx, sub, group, workspace, experiment, job))))
+    return respond(run(request, lambda ctx: render.job(*jobs.view(ctx, sub, group, workspace, experiment, job))))
 
 
 @router.get(EXPERIMENT + "/jobs")
 def list_jobs(sub: str, group: str, workspace: str, experiment: str, request: Request) -> Any:
-    rows = run(
-        request,
-        lambda ctx: [render.job(r) for r in jobs.list_in_experiment(ctx, sub, group, workspace, experiment)],
-    )
-    return page(request, rows)
+    def show(ctx: Ctx) -> list[dict[str, Any]]:
+        views, parent = jobs.views_in_experiment(ctx, sub, group, workspace, experiment)
+        return [render.job(view, parent) for view in views]
+
+    return page(request, run(request, show))
 
 
 @router.post(JOB + "/terminate")
