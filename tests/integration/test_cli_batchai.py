@@ -35,6 +35,18 @@ def test_group_workspace_experiment_verbs(shared_server: Server) -> None:
     assert "gone" not in s.ok("experiment", "list", *GW, "--query", "[].name")
 
 
+def test_tags_are_space_separated_as_in_az(shared_server: Server) -> None:
+    s = shared_server
+    s.ok("group", "create", "-n", "tags.rg", "-l", "eastus", "--tags", "team=ml", "stage=dev", "--tags", "flag")
+    assert s.ok("group", "show", "-n", "tags.rg")["tags"] == {"team": "ml", "stage": "dev", "flag": ""}
+    assert s.ok("group", "list", "--tag", "team=ml", "--query", "[].name") == ["tags.rg"]
+    s.ok("workspace", "create", "-g", "tags.rg", "-n", "ws", "--tags", "a=1", "b=2")
+    assert s.ok("workspace", "show", "-g", "tags.rg", "-n", "ws")["tags"] == {"a": "1", "b": "2"}
+    assert s.ok("group", "update", "-n", "tags.rg", "--tags", "")["tags"] == {}  # az's way to clear them
+    assert "invalid tag '=x'" in s.fails("group", "update", "-n", "tags.rg", "--tags", "ok=1", "=x")
+    assert s.ok("group", "show", "-n", "tags.rg")["tags"] == {}  # the refused update changed nothing
+
+
 def test_cluster_and_file_server_verbs(shared_server: Server, tmp_path: Path) -> None:
     s = shared_server
     s.ok("group", "create", "-n", "cl.rg")

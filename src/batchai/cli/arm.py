@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from batchai.cli.client import Client
-from batchai.cli.common import command, confirm, no_wait_option, yes_option
+from batchai.cli.common import SpaceSeparated, command, confirm, no_wait_option, yes_option
 from batchai.cli.errors import CliError
 from batchai.config import DEFAULT_LOCATION
 
@@ -15,8 +15,11 @@ RG_API = "2021-04-01"
 
 
 def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
+    """``key[=value]`` items as a dict; an empty item (az's ``--tags ''``) adds nothing, so it clears."""
     out = {}
     for tag in tags:
+        if not tag:
+            continue
         key, _, value = tag.partition("=")
         if not key:
             raise CliError(f"invalid tag '{tag}': use KEY[=VALUE]", exit_code=2)
@@ -25,7 +28,9 @@ def parse_tags(tags: tuple[str, ...]) -> dict[str, str]:
 
 
 def tags_option(fn: Any) -> Any:
-    return click.option("--tags", multiple=True, help="Space-separated tags: key[=value]. Repeatable.")(fn)
+    return click.option(
+        "--tags", cls=SpaceSeparated, help="Space-separated tags: key[=value] [key[=value] ...]. Use '' to clear."
+    )(fn)
 
 
 def group_option(fn: Any) -> Any:
@@ -85,7 +90,7 @@ def group_exists(client: Client, name: str) -> Any:
 
 
 @command(group, "list")
-@tags_option
+@click.option("--tag", "--tags", "tags", cls=SpaceSeparated, help="A tag to filter by: key[=value].")
 def group_list(client: Client, tags: tuple[str, ...]) -> Any:
     """List resource groups."""
     wanted = parse_tags(tags)

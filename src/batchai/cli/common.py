@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import click
+from click.parser import _OptionParser, _ParsingState
 
 from batchai.cli.client import Client, connection
 from batchai.cli.errors import CliError
@@ -86,3 +87,27 @@ def yes_option(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 def no_wait_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--no-wait", is_flag=True, help="Do not wait for the long-running operation to finish.")(fn)
+
+
+class SpaceSeparated(click.Option):
+    """A repeatable option that also takes the values after it up to the next option, as az's space-separated
+    lists do: ``--tags a=b c=d`` is ``--tags a=b --tags c=d``. For commands without positional arguments."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["multiple"] = True
+        super().__init__(*args, **kwargs)
+
+    def add_to_parser(self, parser: _OptionParser, ctx: click.Context) -> None:
+        super().add_to_parser(parser, ctx)
+        for name in self.opts:
+            option = parser._long_opt.get(name) or parser._short_opt.get(name)
+            if option is None:
+                continue
+            take = option.process
+
+            def greedy(value: Any, state: _ParsingState, take: Callable[[Any, _ParsingState], None] = take) -> None:
+                take(value, state)
+                while state.rargs and not state.rargs[0].startswith("-"):
+                    take(state.rargs.pop(0), state)
+
+            option.process = greedy  # type: ignore[method-assign]

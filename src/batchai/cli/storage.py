@@ -33,7 +33,7 @@ from rich.progress import (
 
 from batchai.cli.arm import RG_API, group_option, group_path, parse_tags, tags_option
 from batchai.cli.client import Client, error_message
-from batchai.cli.common import command, confirm, yes_option
+from batchai.cli.common import SpaceSeparated, command, confirm, yes_option
 from batchai.cli.errors import CliError
 
 STORAGE_API = "2023-01-01"
@@ -496,7 +496,7 @@ def share() -> None:
 @click.option("-n", "--name", required=True, help="The file share name.")
 @click.option("--quota", type=int, help="Maximum size of the share in GB (accepted, not enforced).")
 @click.option("--fail-on-exist", is_flag=True, help="Fail if the share exists already.")
-@click.option("--metadata", multiple=True, hidden=True, help="Accepted for az compatibility.")
+@click.option("--metadata", cls=SpaceSeparated, hidden=True, help="Accepted for az compatibility.")
 @account_options
 def share_create(
     client: Client, account: str, name: str, quota: int | None, fail_on_exist: bool, metadata: tuple[str, ...]
@@ -552,7 +552,7 @@ def container() -> None:
     hidden=True,
     help="Accepted for az compatibility.",
 )
-@click.option("--metadata", multiple=True, hidden=True, help="Accepted for az compatibility.")
+@click.option("--metadata", cls=SpaceSeparated, hidden=True, help="Accepted for az compatibility.")
 @account_options
 def container_create(
     client: Client, account: str, name: str, fail_on_exist: bool, public_access: str | None, metadata: tuple[str, ...]
@@ -627,7 +627,7 @@ def file_rows(items: Any) -> Any:
 @share_option
 @click.option("-n", "--name", required=True, help="The directory path within the share.")
 @click.option("--fail-on-exist", is_flag=True, help="Fail if the directory exists already.")
-@click.option("--metadata", multiple=True, hidden=True, help="Accepted for az compatibility.")
+@click.option("--metadata", cls=SpaceSeparated, hidden=True, help="Accepted for az compatibility.")
 @account_options
 def directory_create(
     client: Client, account: str, share: str, name: str, fail_on_exist: bool, metadata: tuple[str, ...]
