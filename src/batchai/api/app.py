@@ -19,7 +19,8 @@ from batchai.api.routes import clusters, downloads, groups, jobs, legacy, meta, 
 from batchai.config import Settings
 from batchai.providers.base import NodeProvider
 from batchai.providers.local import LocalProvider
-from batchai.scheduler.engine import Engine, EngineSettings
+from batchai.scheduler.engine import Engine
+from batchai.scheduler.settings import EngineSettings
 from batchai.services.context import utc_now
 from batchai.storage.local import LocalStorage
 from batchai.store.db import Database

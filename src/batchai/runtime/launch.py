@@ -10,6 +10,7 @@ import json
 import re
 import shlex
 import shutil
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,6 +109,19 @@ def cluster_mounts(
 ) -> tuple[list[tuple[Path, Path]], list[tuple[str, Path]]]:
     """The links (and unmanaged mounts) of a cluster's ``nodeSetup.mountVolumes`` under a node's mount root."""
     return _mount_links((cluster_spec.get("nodeSetup") or {}).get("mountVolumes"), mount_root, resolve, file_server)
+
+
+def run_mount(command: str, path: Path) -> None:
+    """Run an unmanaged file system's mount command with the mount path appended, as Batch AI did."""
+    path.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(
+        f"{command} {shlex.quote(str(path))}", shell=True, capture_output=True, text=True, timeout=300
+    )
+    if result.returncode != 0:
+        last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise LaunchError(
+            "MountFailed", f"The mount command '{command}' failed with exit code {result.returncode}: {last[0]}"
+        )
 
 
 def _python(settings: dict[str, Any], default_python: str) -> str:

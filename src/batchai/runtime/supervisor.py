@@ -19,6 +19,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -38,6 +39,21 @@ class Outcome:
 
     exit_code: int | None
     node_lost: bool = False
+
+
+def from_info(info: dict[str, Any]) -> Handle | None:
+    """The handle a task's or a setup task's stored info describes (None if no process was recorded)."""
+    if not info.get("pid"):
+        return None
+    return Handle(int(info["pid"]), float(info.get("start", 0.0)), Path(info["exit_file"]), str(info.get("where", "")))
+
+
+def as_info(handle: Handle) -> dict[str, Any]:
+    """A handle as stored with its task (``from_info`` reads it back)."""
+    info: dict[str, Any] = {"pid": handle.pid, "start": handle.start, "exit_file": str(handle.exit_file)}
+    if handle.where:
+        info["where"] = handle.where
+    return info
 
 
 def wrapper_script(body: str, exit_file: Path) -> str:

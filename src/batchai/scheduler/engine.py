@@ -1,9 +1,10 @@
 """The engine: one background loop that makes the world match what the API recorded.
 
-Each pass: clusters (nodes toward their target, setup tasks, auto-scale), running jobs (finished
-processes, stop requests, wall-clock limits), then scheduling (load queued jobs and free nodes, decide,
-apply, launch). The API wakes it on every change; finished processes wake it too; otherwise it sleeps
-until the next wall-clock deadline or a short tick. On start it re-attaches to processes that still run.
+Each pass: running jobs (finished processes, stop requests, wall-clock limits), then scheduling (load
+queued jobs and free nodes, decide, apply, launch), and now and then the clusters' nodes (``nodes.Nodes``:
+target sizes, setup tasks, auto-scale). The API wakes it on every change; finished processes wake it too;
+otherwise it sleeps until the next wall-clock deadline or a short tick. On start it re-attaches to processes
+that still run.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -25,16 +25,17 @@ from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from batchai.models.base import parse_duration
-from batchai.providers.base import NodeNotReady, NodeProvider, ProviderUnavailable
+from batchai.providers.base import NodeProvider
 from batchai.providers.local import make_link
-from batchai.runtime import distributed, launch, supervisor
+from batchai.runtime import containers, distributed, launch, supervisor
 from batchai.runtime.supervisor import Handle, Outcome
 from batchai.scheduler import statements
 from batchai.scheduler.matching import QueuedJob, decide
+from batchai.scheduler.nodes import Nodes, NodeState, describe_node, file_server_path
+from batchai.scheduler.settings import EngineSettings
 from batchai.services import clusters as cluster_service
 from batchai.services import jobs as job_service
 from batchai.services.context import Ctx
-from batchai.services.mounts import file_server_row
 from batchai.states import JobState
 from batchai.storage.base import StorageBackend, Volume
 from batchai.store.db import Database
@@ -46,43 +47,6 @@ CLUSTER_SYNC_SECONDS = 0.1
 SETTLED_CLUSTER_SYNC_SECONDS = 1.0
 # Launch errors that say "not now" rather than "never": the job is requeued (up to max_attempts starts).
 RETRYABLE_LAUNCH_ERRORS = frozenset({"NodesNotAvailable"})
-
-
-class NodeState:
-    PREPARING = "preparing"
-    IDLE = "idle"
-    RUNNING = "running"
-    LEAVING = "leaving"
-    UNUSABLE = "unusable"
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    home: Path
-    default_python: str
-    grace_seconds: float = 10.0
-    tick_seconds: float = 1.0
-    max_skips: int = 5
-    base_env: tuple[tuple[str, str], ...] = ()
-    # Run jobs that ask for a container image on the host instead (the server's --containers-on-host).
-    containers_on_host: bool = False
-    # How many times a job may start: requeues (a lost node, a resize with 'requeue') beyond it fail it.
-    max_attempts: int = 3
-    # How many queued jobs of a cluster, from the head of its line, each scheduling pass considers.
-    queue_window: int = 64
-
-
-def _handle(info: dict[str, Any]) -> Handle | None:
-    if not info.get("pid"):
-        return None
-    return Handle(int(info["pid"]), float(info.get("start", 0.0)), Path(info["exit_file"]), str(info.get("where", "")))
-
-
-def _handle_info(handle: Handle) -> dict[str, Any]:
-    info: dict[str, Any] = {"pid": handle.pid, "start": handle.start, "exit_file": str(handle.exit_file)}
-    if handle.where:
-        info["where"] = handle.where
-    return info
 
 
 class Engine:
@@ -104,12 +68,13 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._stopping: set[int] = set()  # task ids being stopped by a helper thread
         self._lock = threading.Lock()
-        self._became_idle = False
+        self.nodes = Nodes(
+            db, storage, provider, settings, clock, self._resolver, lambda handle: self._watch(handle, clusters=True)
+        )
         self._last_sync = 0.0
         self._clusters_changed = True  # the API changed a cluster, or a setup task ended: look soon
         self._pass_needed = True  # something other than a queued job happened since the last pass
         self._all_busy = False  # after the last scheduling: no node free anywhere
-        self._clusters_settled = False  # at the last look: nothing to do until something changes
         self._limits: dict[tuple[int, datetime], datetime] = {}  # wall-clock deadlines of running jobs
         # Jobs marked running whose processes the launch thread is starting (and recording): passes leave
         # them alone until then. ``_launched`` is notified as they leave the set.
@@ -179,12 +144,12 @@ class Engine:
         # Clusters change rarely and slowly (resizes, setup tasks): at most ten passes a second look, and
         # settled ones (steady, fixed size, on this host) once a second unless something changed.
         now_mono = time.monotonic()
-        settled = self._clusters_settled and not self._clusters_changed
+        settled = self.nodes.settled and not self._clusters_changed
         interval = SETTLED_CLUSTER_SYNC_SECONDS if settled else CLUSTER_SYNC_SECONDS
         if now_mono - self._last_sync >= interval:
             self._last_sync = now_mono
             self._clusters_changed = False
-            if self._sync_clusters():
+            if self.nodes.sync():
                 self._schedule()  # nodes became idle: start what waits for them
         else:
             wait = interval - (now_mono - self._last_sync)
@@ -226,263 +191,20 @@ class Engine:
         """Re-attach to every process recorded as running; the next pass settles those that ended."""
         with self.db.session() as session:
             for task in session.scalars(select(Task).filter(Task.exit_code.is_(None), Task.finished_at.is_(None))):
-                handle = _handle(task.info)
+                handle = supervisor.from_info(task.info)
                 if handle is not None:
                     self._watch(handle)
             for node in session.scalars(select(Node).filter(Node.state == NodeState.PREPARING)):
-                handle = _handle(node.info.get("setup") or {})
+                handle = supervisor.from_info(node.info.get("setup") or {})
                 if handle is not None:
                     self._watch(handle, clusters=True)
 
-    # -- clusters --------------------------------------------------------------------------------------
+    # -- storage on this host ---------------------------------------------------------------------------
     def _resolver(self, volume: Volume) -> Path:
         path = self.storage.local_path(volume)
         if path is None:
             raise launch.LaunchError("VolumeNotLocal", f"The {volume.label} is not on this host.")
         return path
-
-    def _file_server_path(self, session: Session) -> Callable[[str, str], Path]:
-        def resolve(resource_id: str, source: str) -> Path:
-            row = file_server_row(self._ctx(session), resource_id, "fileServer.id")
-            root = self.settings.home / "fileservers" / str(row.id)
-            root.mkdir(parents=True, exist_ok=True)
-            return root / source.strip("/") if source.strip("/") else root
-
-        return resolve
-
-    def _desired_nodes(self, session: Session, cluster: Cluster) -> int:
-        scale = cluster.spec["scaleSettings"]
-        if "manual" in scale:
-            return int(scale["manual"]["targetNodeCount"])
-        auto = scale["autoScale"]
-        waiting = session.scalar(
-            select(func.coalesce(func.sum(Job.node_count), 0)).filter(
-                Job.cluster_id == cluster.id, Job.execution_state == JobState.QUEUED
-            )
-        )
-        busy = sum(1 for n in cluster.nodes if n.job_id is not None)
-        need = busy + int(waiting or 0)
-        return max(int(auto["minimumNodeCount"]), min(int(auto["maximumNodeCount"]), need))
-
-    def _sync_clusters(self) -> bool:
-        """Bring every cluster's nodes toward its target; True if some node became idle."""
-        self._became_idle = False
-        try:
-            machines = self.provider.inventory()
-        except ProviderUnavailable as exc:
-            self._provider_down(str(exc))
-            return False
-        settled = machines is None  # nodes on this host: nothing changes unless told
-        with self.db.session() as session:
-            for cluster in session.scalars(select(Cluster).filter(Cluster.provisioning_state != "deleting")).all():
-                self._sync_cluster(session, cluster, machines)
-                settled = settled and _settled(cluster)
-        self._clusters_settled = settled
-        return self._became_idle
-
-    def _sync_cluster(self, session: Session, cluster: Cluster, machines: list[dict[str, str]] | None) -> None:
-        now = self.clock()
-        target = self._desired_nodes(session, cluster)
-        if machines is not None:
-            self._lose_nodes(session, cluster, machines)
-        nodes = [n for n in cluster.nodes if n.state != NodeState.LEAVING]
-        if len(nodes) < target:
-            free = self._free_machines(session, machines)
-            used = {n.index for n in cluster.nodes}
-            for i in range(target - len(nodes) if free is None else min(target - len(nodes), len(free))):
-                index = next(i for i in range(len(used) + 1) if i not in used)
-                used.add(index)
-                node = Node(
-                    name=f"node-{index}",
-                    index=index,
-                    state=NodeState.PREPARING,
-                    state_time=now,
-                    info=dict(free[i]) if free is not None else {},
-                    errors=[],
-                )
-                cluster.nodes.append(node)
-            session.flush()
-        elif len(nodes) > target:
-            self._shrink(session, cluster, nodes, len(nodes) - target)
-        for node in list(cluster.nodes):
-            if node.state == NodeState.PREPARING:
-                self._prepare(session, cluster, node)
-            elif node.state == NodeState.LEAVING and node.job_id is None:
-                self._remove_node(session, cluster, node)
-        steady = len([n for n in cluster.nodes if n.state != NodeState.LEAVING]) == target and not any(
-            n.state in (NodeState.PREPARING, NodeState.LEAVING) for n in cluster.nodes
-        )
-        state = "steady" if steady else "resizing"
-        if cluster.allocation_state != state:
-            cluster.allocation_state = state
-            cluster.allocation_state_time = now
-
-    def _provider_down(self, message: str) -> None:
-        """Say on every cluster that its nodes cannot be reached (once per outage), and in the log."""
-        error = {"code": "ProviderUnavailable", "message": message, "details": []}
-        with self.db.session() as session:
-            for cluster in session.scalars(select(Cluster).filter(Cluster.provisioning_state != "deleting")):
-                if not cluster.errors or cluster.errors[-1] != error:
-                    cluster.errors = [*(cluster.errors or []), error][-10:]
-                    log.warning("%s: %s", cluster.name, message)
-
-    @staticmethod
-    def _free_machines(session: Session, machines: list[dict[str, str]] | None) -> list[dict[str, str]] | None:
-        """Machines no node holds yet (None: the provider makes nodes on demand)."""
-        if machines is None:
-            return None
-        held = {str(info.get("ray_node_id")) for info in session.scalars(select(Node.info)) if info}
-        return [m for m in machines if m["ray_node_id"] not in held]
-
-    def _lose_nodes(self, session: Session, cluster: Cluster, machines: list[dict[str, str]]) -> None:
-        """Nodes whose machine left the provider's inventory are lost: their jobs stop (failed with an
-        error that names the node, or requeued as the cluster's nodeDeallocationOption says)."""
-        alive = {m["ray_node_id"] for m in machines}
-        for node in cluster.nodes:
-            key = node.info.get("ray_node_id")
-            if key is not None and key not in alive:
-                self._lose_node(session, cluster, node)
-
-    def _lose_node(self, session: Session, cluster: Cluster, node: Node) -> None:
-        """A node's machine is gone: it leaves the cluster (never to be scheduled again) and its job stops."""
-        if node.state == NodeState.LEAVING:
-            return
-        name = _describe_node(node.name, node.info)
-        error = {"code": "NodeLost", "message": f"Node {name} left the cluster.", "details": []}
-        node.errors = [error]
-        cluster.errors = [*(cluster.errors or []), error][-10:]
-        self._node_state(node, NodeState.LEAVING)
-        log.warning("%s: node %s was lost", cluster.name, name)
-        job = session.get(Job, node.job_id) if node.job_id is not None else None
-        if job is not None and job.stop_reason is None:
-            job.stop_reason = self._lost_reason(cluster, job)
-            job.notes = {**job.notes, "lost_node": name}
-
-    def _lost_reason(self, cluster: Cluster, job: Job) -> str:
-        option = (cluster.spec["scaleSettings"].get("manual") or {}).get("nodeDeallocationOption", "requeue")
-        return "requeue" if option == "requeue" and job.attempts < self.settings.max_attempts else "node_lost"
-
-    def _shrink(self, session: Session, cluster: Cluster, nodes: list[Node], count: int) -> None:
-        """Remove ``count`` nodes: unusable, idle and preparing ones first, then busy ones as
-        ``nodeDeallocationOption`` says (requeue or terminate their jobs, or wait for them)."""
-        rank = {NodeState.UNUSABLE: 0, NodeState.IDLE: 1, NodeState.PREPARING: 2, NodeState.RUNNING: 3}
-        victims = sorted(nodes, key=lambda n: (rank.get(n.state, 4), -n.index))[:count]
-        option = (cluster.spec["scaleSettings"].get("manual") or {}).get("nodeDeallocationOption", "requeue")
-        for node in victims:
-            if node.job_id is None:
-                self._remove_node(session, cluster, node)
-                continue
-            node.state = NodeState.LEAVING
-            node.state_time = self.clock()
-            job = session.get(Job, node.job_id)
-            if job is not None and option in ("requeue", "terminate") and job.stop_reason is None:
-                job.stop_reason = "requeue" if option == "requeue" else "deallocated"
-
-    def _remove_node(self, session: Session, cluster: Cluster, node: Node) -> None:
-        handle = _handle(node.info.get("setup") or {})
-        if handle is not None:
-            self.provider.stop(handle, self.settings.grace_seconds)
-        self.provider.release_node(cluster.id, node.name)
-        cluster.nodes.remove(node)
-        session.delete(node)
-
-    def setup_output_dir(self, cluster: Cluster, node: Node, prefix_env: dict[str, str]) -> Path:
-        setup = cluster.spec["nodeSetup"]["setupTask"]
-        prefix = launch.expand(setup["stdOutErrPathPrefix"], prefix_env)
-        return Path(prefix) / cluster_service.setup_output_suffix(cluster) / node.name
-
-    def _prepare(self, session: Session, cluster: Cluster, node: Node) -> None:
-        """Provision a node and run its setup task; idle when done, unusable if it fails."""
-        setup = (cluster.spec.get("nodeSetup") or {}).get("setupTask")
-        info = dict(node.info)
-        handle = _handle(info.get("setup") or {})
-        if handle is None:
-            node_dir = self.provider.node_dir(cluster.id, node.name)
-            try:
-                links, unmanaged = launch.cluster_mounts(
-                    cluster.spec, node_dir / "mounts", self._resolver, self._file_server_path(session)
-                )
-                self.provider.prepare_node(cluster.id, node.name, links, self._node_keys(node))
-                for command, path in unmanaged:
-                    _run_mount(command, path)
-            except NodeNotReady:
-                return  # still coming up: the next pass looks again
-            except (launch.LaunchError, OSError, Exception) as exc:
-                self._node_unusable(cluster, node, "NodePreparationFailed", f"Preparing {node.name} failed: {exc}")
-                return
-            if not setup:
-                self._node_state(node, NodeState.IDLE)
-                return
-            env = {
-                **dict(self.settings.base_env),
-                "AZ_BATCHAI_MOUNT_ROOT": str(node_dir / "mounts"),
-                "AZ_BATCHAI_NODE_NAME": node.name,
-            }
-            for variable in setup.get("environmentVariables") or []:
-                env[variable["name"]] = launch.expand(variable["value"], env)
-            for secret in setup.get("secrets") or []:
-                if secret.get("value") is not None:
-                    env[secret["name"]] = secret["value"]
-            out_dir = self.setup_output_dir(cluster, node, env)
-            try:
-                out_dir.mkdir(parents=True, exist_ok=True)
-                handle = self.provider.start(
-                    node_dir / "setup" / "setup.sh",
-                    f"cd {node_dir / 'setup'}\n{setup['commandLine']}",
-                    env=env,
-                    cwd=node_dir / "setup",
-                    stdout=out_dir / "stdout.txt",
-                    stderr=out_dir / "stderr.txt",
-                    exit_file=node_dir / "setup" / "exit_code",
-                    node=self._node_keys(node),
-                )
-            except OSError as exc:
-                self._node_unusable(cluster, node, "SetupTaskFailed", f"The setup task could not start: {exc}")
-                return
-            info["setup"] = {**_handle_info(handle), "stderr": str(out_dir / "stderr.txt")}
-            node.info = info
-            self._watch(handle, clusters=True)
-            return
-        outcome = self.provider.poll(handle)
-        if outcome is None:
-            return
-        setup_info = info.pop("setup", None) or {}
-        node.info = info
-        if outcome.exit_code == 0:
-            self._node_state(node, NodeState.IDLE)
-            return
-        last = supervisor.tail(Path(setup_info["stderr"])) if setup_info.get("stderr") else []
-        self._node_unusable(
-            cluster,
-            node,
-            "SetupTaskFailed",
-            f"The setup task on {node.name} failed with exit code {outcome.exit_code}.",
-            last,
-        )
-
-    def _node_keys(self, node: Any) -> dict[str, str]:
-        """What identifies the node (a Node, or a row with its info) to the provider (e.g. its Ray node id)."""
-        return {k: str(v) for k, v in node.info.items() if k in self.provider.node_keys}
-
-    def _node_state(self, node: Node, state: str) -> None:
-        if state == NodeState.IDLE and node.state != NodeState.IDLE:
-            self._became_idle = True
-        node.state = state
-        node.state_time = self.clock()
-
-    def _node_unusable(
-        self, cluster: Cluster, node: Node, code: str, message: str, last_lines: list[str] | None = None
-    ) -> None:
-        self._node_state(node, NodeState.UNUSABLE)
-        error = {
-            "code": code,
-            "message": message,
-            "details": [{"name": "node", "value": node.name}]
-            + ([{"name": "stderr", "value": "\n".join(last_lines)}] if last_lines else []),
-        }
-        node.errors = [error]
-        cluster.errors = [*(cluster.errors or []), error][-10:]
-        log.warning("%s: %s", cluster.name, message)
 
     # -- jobs ------------------------------------------------------------------------------------------
     def _watch_jobs(self, session: Session) -> datetime | None:
@@ -539,7 +261,7 @@ class Engine:
         for row in rows:
             if row.task_id is None or row.finished_at is not None:
                 continue
-            handle = _handle(row.info)
+            handle = supervisor.from_info(row.info)
             if handle is None:
                 return ended, running, False  # started unrecorded, or never started: see _settle
             outcome = self.provider.poll(handle)
@@ -559,9 +281,7 @@ class Engine:
         connection.execute(
             statements.TASK_ENDED, [{"tid": tid, "code": o.exit_code, "at": now} for tid, o in ended.items()]
         )
-        freed = connection.execute(statements.FREE_NODES_OF_JOB, {"jid": head.job_id, "now": now})
-        if getattr(freed, "rowcount", 0):
-            self._became_idle = True
+        connection.execute(statements.FREE_NODES_OF_JOB, {"jid": head.job_id, "now": now})
         self.provider.unreserve(_gang(head.job_id, head.attempts))
         codes = {r.rank: ended[r.task_id].exit_code if r.task_id in ended else r.exit_code for r in rows}
         failed = [r for r in rows if not r.info.get("auxiliary") and codes[r.rank] != 0]
@@ -604,7 +324,7 @@ class Engine:
         for task in job.tasks:
             if task.finished_at is not None:
                 continue
-            handle = _handle(task.info) or self._unrecorded(ctx.session, job, task)
+            handle = supervisor.from_info(task.info) or self._unrecorded(ctx.session, job, task)
             outcome = self.provider.poll(handle) if handle is not None else Outcome(None)
             with self._lock:
                 being_stopped = task.id in self._stopping
@@ -619,7 +339,7 @@ class Engine:
                 task.info = {**task.info, "vanished": True, **({"node_lost": True} if outcome.node_lost else {})}
             node = ctx.session.get(Node, task.node_id) if outcome.node_lost and task.node_id else None
             if node is not None:  # before its job frees it: a lost node must never be scheduled again
-                self._lose_node(ctx.session, node.cluster, node)
+                self.nodes.lose(ctx.session, node.cluster, node)
         failed = [t for t in _essential(job.tasks) if t.finished_at is not None and t.exit_code != 0]
         # Parameter servers (auxiliary) never end by themselves: they stop once the workers are done.
         done = not _essential(running)
@@ -642,13 +362,13 @@ class Engine:
         handle = supervisor.find(exit_file, str(node.info.get("ray_node_id", "")))
         if handle is not None:
             task.pid, task.pid_start, task.started_at = handle.pid, handle.start, task.started_at or self.clock()
-            task.info = {**task.info, **_handle_info(handle), "node": node.name}
+            task.info = {**task.info, **supervisor.as_info(handle), "node": node.name}
             self._watch(handle)
             log.info("job %s: found task %s that started unrecorded (pid %s)", job.name, task.index, handle.pid)
         return handle
 
     def _stop_task_async(self, task: Task) -> None:
-        handle = _handle(task.info)
+        handle = supervisor.from_info(task.info)
         with self._lock:
             if handle is None or task.id in self._stopping:
                 return
@@ -670,7 +390,7 @@ class Engine:
             self._launched.wait_for(lambda: job_id not in self._launching, timeout=60)
         with self.db.session() as session:
             tasks = session.scalars(select(Task).filter(Task.job_id == job_id, Task.finished_at.is_(None))).all()
-            handles = [h for h in (_handle(t.info) for t in tasks) if h is not None]
+            handles = [h for h in (supervisor.from_info(t.info) for t in tasks) if h is not None]
             attempts = session.scalar(select(Job.attempts).filter(Job.id == job_id))
         if attempts:
             self.provider.unreserve(_gang(job_id, attempts))
@@ -682,12 +402,7 @@ class Engine:
 
     def release_cluster(self, cluster_id: int, nodes: list[tuple[str, dict[str, Any]]]) -> None:
         """After a cluster is deleted: stop its setup tasks and remove its nodes' work areas."""
-        for name, info in nodes:
-            handle = _handle(info.get("setup") or {})
-            if handle is not None:
-                self.provider.stop(handle, self.settings.grace_seconds)
-            self.provider.release_node(cluster_id, name)
-        shutil.rmtree(self.provider.shared_dir(cluster_id), ignore_errors=True)
+        self.nodes.release_cluster(cluster_id, nodes)
 
     def _finish(self, ctx: Ctx, job: Job) -> None:
         """All tasks ended: the job's final state follows from why it stopped and how its tasks ended."""
@@ -701,8 +416,8 @@ class Engine:
         lost = [t for t in job.tasks if t.info.get("node_lost")]
         if reason is None and lost:
             cluster = ctx.session.get_one(Cluster, job.cluster_id)
-            reason = self._lost_reason(cluster, job)
-            job.notes = {**job.notes, "lost_node": _describe_node(str(lost[0].info.get("node")), lost[0].info)}
+            reason = self.nodes.lost_reason(cluster, job)
+            job.notes = {**job.notes, "lost_node": describe_node(str(lost[0].info.get("node")), lost[0].info)}
         never_started = any(t.info.get("never_started") for t in _essential(job.tasks))
         if reason is None and never_started and job.attempts < self.settings.max_attempts:
             reason = "requeue"  # nothing of it ran: it starts again rather than failing
@@ -769,13 +484,11 @@ class Engine:
 
     def _free_nodes(self, session: Session, job: Job) -> None:
         """The job's nodes are free (``statements.FREE_NODES_OF_JOB``), and so are the Node rows loaded."""
-        freed = session.execute(
+        session.execute(
             statements.FREE_NODES_OF_JOB,
             {"jid": job.id, "now": self.clock()},
             execution_options={"synchronize_session": "fetch"},
         )
-        if getattr(freed, "rowcount", 0):
-            self._became_idle = True
 
     @staticmethod
     def _master_info(job: Job) -> dict[str, Any]:
@@ -884,7 +597,7 @@ class Engine:
                     index,
                     self.provider.gpus_for(node.node_index, sizes.get(cluster.id, 1)),
                     self.provider.address(node.info),
-                    tuple(sorted(self._node_keys(node).items())),
+                    tuple(sorted(self.nodes.keys(node).items())),
                 )
                 for index, node in enumerate(nodes[n] for n in node_ids)
             ]
@@ -919,7 +632,7 @@ class Engine:
 
     def _file_servers(self, session: Session, spec: dict[str, Any]) -> dict[str, Path]:
         """Host directories of the file servers a job mounts, resolved while a session is at hand."""
-        resolve = self._file_server_path(session)
+        resolve = file_server_path(self._ctx(session), self.settings.home)
         return {
             m["fileServer"]["id"]: resolve(m["fileServer"]["id"], "")
             for m in (spec.get("mountVolumes") or {}).get("fileServers") or []
@@ -966,7 +679,7 @@ class Engine:
                     for link, target in plan.links:
                         make_link(link, target)
                     for command, path in plan.unmanaged:
-                        _run_mount(command, path)
+                        launch.run_mount(command, path)
                     for directory in plan.directories:
                         directory.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:
@@ -975,9 +688,9 @@ class Engine:
                     ) from exc
                 command = launch.toolkit_command(spec, plan.env, self.settings.default_python, process)
                 if plan.container and self.settings.containers_on_host:
-                    start.container_on_host = container_image(plan)
+                    start.container_on_host = containers.image(plan)
                 elif plan.container:
-                    command = container_command(plan, command)
+                    command = containers.wrap(plan, command)
                 if process.rank == 0:
                     start.stderr = str(plan.stdouterr / plan.stderr_name)
                     start.execution_log = str(plan.stdouterr / "execution.log")
@@ -1038,7 +751,7 @@ class Engine:
                             "at": now,
                             "details": {
                                 **roles[index],
-                                **_handle_info(handle),
+                                **supervisor.as_info(handle),
                                 "node": node,
                                 **(files if index == 0 else {}),
                             },
@@ -1070,7 +783,7 @@ class Engine:
                 task.pid = handle.pid
                 task.pid_start = handle.start
                 task.started_at = self.clock()
-                task.info = {**_handle_info(handle), "node": node, **(files if task.index == 0 else {})}
+                task.info = {**supervisor.as_info(handle), "node": node, **(files if task.index == 0 else {})}
             else:
                 task.finished_at = now
                 task.info = {**task.info, **(files if task.index == 0 else {})}
@@ -1105,12 +818,6 @@ class JobStart:
 Launched = tuple[JobStart, list[tuple[int, Handle, str]], launch.LaunchError | None]
 
 
-def _describe_node(name: str, info: dict[str, Any]) -> str:
-    """A node's name with where it ran (for errors): ``node-1 (Ray node 3f2a..., 10.0.0.5)``."""
-    where = info.get("ray_node_id") or info.get("where")
-    return f"{name} (Ray node {str(where)[:12]}, {info.get('address', '')})".replace(", )", ")") if where else name
-
-
 def _gang(job_id: int, attempt: int) -> str:
     """The name of a job's node reservation for one attempt (names are never reused)."""
     return f"job-{job_id}-{attempt}"
@@ -1127,15 +834,6 @@ def _essential(tasks: list[Task]) -> list[Task]:
 
 def _wall_clock_limit(spec: dict[str, Any]) -> timedelta:
     return parse_duration(spec.get("constraints", {}).get("maxWallClockTime", "P7D"))
-
-
-def _settled(cluster: Cluster) -> bool:
-    """A cluster with nothing to do until the API or a setup task changes it: steady at a fixed size."""
-    return (
-        "manual" in cluster.spec["scaleSettings"]
-        and cluster.allocation_state == "steady"
-        and all(n.state in (NodeState.IDLE, NodeState.RUNNING, NodeState.UNUSABLE) for n in cluster.nodes)
-    )
 
 
 def _stderr_tail(path: str | None) -> list[str]:
@@ -1168,50 +866,3 @@ def _append(path: str | None, when: datetime, message: str) -> None:
             handle.write(f"{when.isoformat()} {message}\n")
     except OSError:
         pass
-
-
-def _run_mount(command: str, path: Path) -> None:
-    """Run an unmanaged file system's mount command with the mount path appended, as Batch AI did."""
-    import shlex
-    import subprocess
-
-    path.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        f"{command} {shlex.quote(str(path))}", shell=True, capture_output=True, text=True, timeout=300
-    )
-    if result.returncode != 0:
-        last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise launch.LaunchError(
-            "MountFailed", f"The mount command '{command}' failed with exit code {result.returncode}: {last[0]}"
-        )
-
-
-def container_image(plan: launch.LaunchPlan) -> str:
-    return str((plan.container or {}).get("imageSourceRegistry", {}).get("image", ""))
-
-
-def container_command(plan: launch.LaunchPlan, command: str) -> str:
-    """Run ``command`` in the job's container image with docker or podman; an error if neither runs here."""
-    import shlex
-    import shutil
-    import subprocess
-
-    image = container_image(plan)
-    for engine in ("docker", "podman"):
-        binary = shutil.which(engine)
-        if binary and subprocess.run([binary, "info"], capture_output=True, timeout=30).returncode == 0:
-            mounts = " ".join(
-                f"-v {shlex.quote(str(p))}:{shlex.quote(str(p))}"
-                for p in {plan.job_temp, plan.stdouterr, *[t for _, t in plan.links]}
-            )
-            env = " ".join(f"-e {shlex.quote(k)}" for k in plan.env if k.startswith(("AZ_BATCHAI_", "CUDA_")))
-            return (
-                f"{binary} run --rm --network host {mounts} {env} -w {shlex.quote(plan.env['AZ_BATCHAI_JOB_TEMP'])} "
-                f"{shlex.quote(image)} bash -c {shlex.quote(command)}"
-            )
-    raise launch.LaunchError(
-        "ContainerEngineNotFound",
-        f"The job asks for the container image '{image}' (containerSettings), but no container engine (docker or "
-        "podman) runs on this node. Install one, remove containerSettings, or start the server with "
-        "--containers-on-host to run such jobs on the host.",
-    )
