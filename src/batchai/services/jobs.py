@@ -153,8 +153,8 @@ def build_spec(ctx: Ctx, props: JobProperties) -> tuple[dict[str, Any], clusters
 
 
 class JobView(NamedTuple):
-    """What showing a job reads, as plain values: a new job, or jobs read for a GET or a list. Reading these
-    columns costs a tenth of loading the job and its parents as objects, and every poll of a job does it."""
+    """What showing a job reads, as plain values: a new job, or jobs read for a GET or a list (every poll of a
+    job): reading these columns is cheaper than loading the job and its parents as objects."""
 
     id: int
     name: str
@@ -217,7 +217,8 @@ def view(ctx: Ctx, sub: str, group: str, workspace: str, experiment: str, name: 
     row = ctx.session.connection().execute(_VIEW_BY_PATH, {**names, "job": name.lower()}).first()
     if row is None:  # not found: ``get`` says which part of the path is missing
         found = get(ctx, sub, group, workspace, experiment, name)
-        return _view_of(found), experiment_id(sub, group, workspace, found.experiment.name)
+        ws = found.experiment.workspace
+        return _view_of(found), experiment_id(ws.group.subscription, ws.group.name, ws.name, found.experiment.name)
     parent = experiment_id(row.subscription, row.group, row.workspace, row.experiment)
     return JobView(*row[: len(JobView._fields)]), parent
 
