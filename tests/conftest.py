@@ -164,8 +164,16 @@ def arm_error(response: httpx.Response, status: int) -> dict[str, Any]:
     return dict(error)
 
 
+def process_gone(pid: int) -> bool:
+    """The process has exited (a zombie not yet reaped counts); it may be reaped between two looks."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def no_children_left(pid: int) -> None:
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert process_gone(pid)
 
 
 def leftovers(home: Path) -> list[psutil.Process]:

@@ -6,9 +6,8 @@ import json
 from typing import Any
 
 import httpx
-import psutil
 
-from tests.conftest import SUB, Server, arm_error, url, wait_for
+from tests.conftest import SUB, Server, arm_error, process_gone, url, wait_for
 
 GROUP = f"/subscriptions/{SUB}/resourceGroups"
 
@@ -321,7 +320,7 @@ def test_deleting_parents_deletes_children_and_fails_jobs(shared_server: Server)
     job = http.get(url(f"{ws}/experiments/e/jobs/j")).json()["properties"]
     assert job["executionState"] == "failed"
     assert job["executionInfo"]["errors"][-1]["code"] == "ClusterDeleted"
-    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert process_gone(pid)
     # Deleting the experiment deletes its jobs; deleting the group deletes the workspace.
     assert http.delete(url(f"{ws}/experiments/e")).status_code == 200
     arm_error(http.get(url(f"{ws}/experiments/e/jobs/j")), 404)

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 
-from tests.conftest import Server, leftovers, url, wait_for
+from tests.conftest import Server, leftovers, process_gone, url, wait_for
 from tests.integration import jobkit
 from tests.integration.jobkit import Bench, make_bench, outputs
 
@@ -193,10 +192,6 @@ def pid_of(marker: Path) -> int:
     return int(wait_for(lambda: marker.exists() and marker.read_text().strip(), message=f"{marker}"))
 
 
-def gone(pid: int) -> bool:
-    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-
-
 def test_terminate_stops_the_process_tree(bench: Bench) -> None:
     bench.cluster()
     marker = bench.tmp / "child.pid"
@@ -207,7 +202,7 @@ def test_terminate_stops_the_process_tree(bench: Bench) -> None:
     props = bench.wait_job("long")
     assert props["executionState"] == "failed"
     assert props["executionInfo"]["errors"][0]["code"] == "JobTerminated"
-    assert gone(child)
+    assert process_gone(child)
     # A job that ignores SIGTERM is killed after the grace period.
     marker2 = bench.tmp / "stubborn.pid"
     bench.submit(
@@ -217,7 +212,7 @@ def test_terminate_stops_the_process_tree(bench: Bench) -> None:
     pid = pid_of(marker2)
     bench.terminate("stubborn")
     assert bench.wait_job("stubborn", timeout=30)["executionState"] == "failed"
-    assert gone(pid)
+    assert process_gone(pid)
 
 
 def test_max_wall_clock_time_is_enforced(bench: Bench) -> None:
@@ -447,7 +442,7 @@ def test_a_job_whose_process_never_started_runs_again_after_a_restart(bench: Ben
     bench.server.stop(kill=True)
     # As if its process had never started: no process, no pid file, nothing recorded.
     os.killpg(pid, signal.SIGKILL)
-    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    wait_for(lambda: process_gone(pid))
     Path(json.loads(info)["exit_file"]).with_suffix(".pid").unlink()
     with sqlite3.connect(database) as db:
         db.execute("UPDATE tasks SET pid = NULL, pid_start = NULL, started_at = NULL, info = '{}'")
@@ -475,7 +470,7 @@ def _crash_during_job(bench: Bench, *, launcher_too: bool) -> dict[str, Any]:
         launcher.kill()
         doomed.append(launcher.pid)
     os.killpg(os.getpgid(pid), signal.SIGKILL)
-    wait_for(lambda: all(gone(p) for p in doomed), message="the job's processes to die")
+    wait_for(lambda: all(process_gone(p) for p in doomed), message="the job's processes to die")
     bench.server.start()
     props = bench.wait_job("victim")
     assert props["executionState"] == "failed"

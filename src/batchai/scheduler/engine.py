@@ -1,10 +1,11 @@
 """The engine: one background loop that makes the world match what the API recorded.
 
 Each pass: running jobs (finished processes, stop requests, wall-clock limits), then scheduling (load
-queued jobs and free nodes, decide, apply, launch), and now and then the clusters' nodes (``nodes.Nodes``:
-target sizes, setup tasks, auto-scale). The API wakes it on every change; finished processes wake it too;
-otherwise it sleeps until the next wall-clock deadline or a short tick. On start it re-attaches to processes
-that still run.
+queued jobs and free nodes, decide, apply), and now and then the clusters' nodes (``nodes.Nodes``: target
+sizes, setup tasks, auto-scale). The jobs a pass marks running go to the launch thread, which starts and
+records their processes (``launching.Starter``). The API wakes the loop on every change; finished processes
+wake it too; otherwise it sleeps until the next wall-clock deadline or a short tick. On start it re-attaches
+to processes that still run.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,10 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from batchai.models.base import parse_duration
 from batchai.providers.base import NodeProvider
-from batchai.providers.local import make_link
-from batchai.runtime import containers, distributed, launch, supervisor
+from batchai.runtime import distributed, launch, supervisor
 from batchai.runtime.supervisor import Handle, Outcome
 from batchai.scheduler import statements
+from batchai.scheduler.launching import JobStart, Starter, append_log, gang, job_log, master_info, process_info
 from batchai.scheduler.matching import QueuedJob, decide
 from batchai.scheduler.nodes import Nodes, NodeState, describe_node, file_server_path
 from batchai.scheduler.settings import EngineSettings
@@ -45,8 +45,6 @@ log = logging.getLogger("batchai.engine")
 CLUSTER_SYNC_SECONDS = 0.1
 # How often clusters that are settled (steady, fixed size, nodes on this host) are looked at anyway.
 SETTLED_CLUSTER_SYNC_SECONDS = 1.0
-# Launch errors that say "not now" rather than "never": the job is requeued (up to max_attempts starts).
-RETRYABLE_LAUNCH_ERRORS = frozenset({"NodesNotAvailable"})
 
 
 class Engine:
@@ -68,6 +66,15 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._stopping: set[int] = set()  # task ids being stopped by a helper thread
         self._lock = threading.Lock()
+        self.starter = Starter(
+            db,
+            provider,
+            settings,
+            clock,
+            self._resolver,
+            lambda handle, job: self._watch(handle, job_id=job),
+            self.wake,
+        )
         self.nodes = Nodes(
             db, storage, provider, settings, clock, self._resolver, lambda handle: self._watch(handle, clusters=True)
         )
@@ -282,7 +289,7 @@ class Engine:
             statements.TASK_ENDED, [{"tid": tid, "code": o.exit_code, "at": now} for tid, o in ended.items()]
         )
         connection.execute(statements.FREE_NODES_OF_JOB, {"jid": head.job_id, "now": now})
-        self.provider.unreserve(_gang(head.job_id, head.attempts))
+        self.provider.unreserve(gang(head.job_id, head.attempts))
         codes = {r.rank: ended[r.task_id].exit_code if r.task_id in ended else r.exit_code for r in rows}
         failed = [r for r in rows if not r.info.get("auxiliary") and codes[r.rank] != 0]
         master: dict[str, Any] = next((r.info for r in rows if r.rank == 0), {})
@@ -298,7 +305,7 @@ class Engine:
             message = f"The job failed: {error['message']}"
         if not changed:
             raise StaleDataError(f"job {head.job_id} changed while it was being finished")
-        _append(master.get("execution_log"), now, message)
+        append_log(master.get("execution_log"), now, message)
 
     def _watch_job(self, ctx: Ctx, job: Job) -> None:
         limit = self._wall_clock_deadline(ctx.session.connection(), job)
@@ -393,7 +400,7 @@ class Engine:
             handles = [h for h in (supervisor.from_info(t.info) for t in tasks) if h is not None]
             attempts = session.scalar(select(Job.attempts).filter(Job.id == job_id))
         if attempts:
-            self.provider.unreserve(_gang(job_id, attempts))
+            self.provider.unreserve(gang(job_id, attempts))
         threads = [threading.Thread(target=self.provider.stop, args=(h, self.settings.grace_seconds)) for h in handles]
         for thread in threads:
             thread.start()
@@ -408,11 +415,11 @@ class Engine:
         """All tasks ended: the job's final state follows from why it stopped and how its tasks ended."""
         master = next((t for t in job.tasks if t.index == 0), None)
         reason = job.stop_reason
-        last = _stderr_tail(self._master_info(job).get("stderr"))
+        last = _stderr_tail(master_info(job).get("stderr"))
         details = _stderr_details(last)
         code = master.exit_code if master else None
         self._free_nodes(ctx.session, job)
-        self.provider.unreserve(_gang(job.id, job.attempts))
+        self.provider.unreserve(gang(job.id, job.attempts))
         lost = [t for t in job.tasks if t.info.get("node_lost")]
         if reason is None and lost:
             cluster = ctx.session.get_one(Cluster, job.cluster_id)
@@ -490,12 +497,8 @@ class Engine:
             execution_options={"synchronize_session": "fetch"},
         )
 
-    @staticmethod
-    def _master_info(job: Job) -> dict[str, Any]:
-        return next((dict(t.info) for t in job.tasks if t.index == 0), {})
-
     def _log(self, job: Job, message: str) -> None:
-        _append(self._master_info(job).get("execution_log"), self.clock(), message)
+        job_log(job, self.clock(), message)
 
     # -- scheduling ------------------------------------------------------------------------------------
     def _schedule(self) -> None:
@@ -519,7 +522,7 @@ class Engine:
         """The launch thread: starts the processes of the jobs handed off, in order, and records them."""
         while (starts := self._launches.get()) is not None:
             try:
-                self._launch_all(starts)
+                self.starter.start_jobs(starts)
             except Exception:  # the next passes find what started by its pid files
                 log.exception("starting jobs %s failed", [start.job_id for start in starts])
             with self._launched:
@@ -528,16 +531,6 @@ class Engine:
                 look_again, self._looked_past_launching = self._looked_past_launching, False
             if look_again:
                 self.wake()
-
-    def _launch_all(self, starts: list[JobStart]) -> None:
-        launched: list[Launched] = []
-        for start in starts:
-            try:
-                launched.append((start, self._start(start), None))
-            except launch.LaunchError as exc:
-                launched.append((start, exc.started, exc))
-        if launched:
-            self._record(launched)
 
     def _decide_and_mark(self, session: Session) -> list[JobStart]:
         """Load queued jobs and free nodes, decide (pure), and mark the jobs that start as running on
@@ -604,7 +597,7 @@ class Engine:
             processes = distributed.layout(job.spec)
             connection.execute(
                 statements.ADD_TASK,
-                [{"jid": job_id, "nid": node_ids[p.node], "rank": p.rank, "role": _process_info(p)} for p in processes],
+                [{"jid": job_id, "nid": node_ids[p.node], "rank": p.rank, "role": process_info(p)} for p in processes],
             )
             servers: dict[str, Path] = {}
             if (job.spec.get("mountVolumes") or {}).get("fileServers"):
@@ -638,194 +631,6 @@ class Engine:
             for m in (spec.get("mountVolumes") or {}).get("fileServers") or []
         }
 
-    def _start(self, start: JobStart) -> list[tuple[int, Handle, str]]:
-        """Start every task of a job (no database here); raises LaunchError carrying what did start."""
-        started: list[tuple[int, Handle, str]] = []
-
-        def file_server(resource_id: str, source: str) -> Path:
-            root = start.file_servers.get(resource_id)
-            if root is None:
-                raise launch.LaunchError("FileServerNotFound", f"The file server '{resource_id}' was not found.")
-            return root / source.strip("/") if source.strip("/") else root
-
-        try:
-            spec = start.spec
-            hosts = [slot.address for slot in start.slots]
-            ports = {
-                node: self.provider.free_ports(start.slots[node], count)
-                for node, count in distributed.ports_needed(spec, start.processes).items()
-            }
-            wiring = distributed.environment(spec, start.processes, hosts, ports)
-            first_on_node: dict[int, int] = {}
-            for process in start.processes:
-                slot = start.slots[process.node]
-                plan = launch.plan(
-                    job_id=start.job_id,
-                    spec=spec,
-                    segment=start.segment,
-                    cluster_spec=start.cluster_spec,
-                    slot=slot,
-                    process=process,
-                    wiring=wiring[process.rank],
-                    base_env=dict(self.settings.base_env),
-                    resolve=self._resolver,
-                    file_server=file_server,
-                    default_python=self.settings.default_python,
-                    runs_prep=first_on_node.setdefault(process.node, process.rank) == process.rank,
-                    attempt=start.attempts,
-                    mpi_hostfile=distributed.mpi_hostfile(spec, hosts) if process.role == "mpirun" else None,
-                )
-                try:
-                    for link, target in plan.links:
-                        make_link(link, target)
-                    for command, path in plan.unmanaged:
-                        launch.run_mount(command, path)
-                    for directory in plan.directories:
-                        directory.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise launch.LaunchError(
-                        "JobPreparationFailed", f"Preparing the job's directories failed: {exc}"
-                    ) from exc
-                command = launch.toolkit_command(spec, plan.env, self.settings.default_python, process)
-                if plan.container and self.settings.containers_on_host:
-                    start.container_on_host = containers.image(plan)
-                elif plan.container:
-                    command = containers.wrap(plan, command)
-                if process.rank == 0:
-                    start.stderr = str(plan.stdouterr / plan.stderr_name)
-                    start.execution_log = str(plan.stdouterr / "execution.log")
-                    _append(
-                        start.execution_log,
-                        self.clock(),
-                        f"Job started on {len(start.slots)} node(s) of cluster {start.cluster_name}; "
-                        f"attempt {start.attempts}. {launch.describe(plan)}",
-                    )
-                    if start.container_on_host is not None:
-                        _append(
-                            start.execution_log,
-                            self.clock(),
-                            f"Container image '{start.container_on_host}' (containerSettings) not used: the server "
-                            "runs container jobs directly on the host (--containers-on-host).",
-                        )
-                if process.rank == 0:  # once the job's log exists: a refusal is written there
-                    self.provider.reserve(_gang(start.job_id, start.attempts), [dict(s.info) for s in start.slots])
-                try:
-                    handle = self.provider.start(
-                        plan.job_temp / f"task-{process.rank}.sh",
-                        launch.script_body(plan, command),
-                        env=plan.env,
-                        cwd=Path(plan.env["AZ_BATCHAI_JOB_TEMP"]),
-                        stdout=plan.stdouterr / plan.stdout_name,
-                        stderr=plan.stdouterr / plan.stderr_name,
-                        exit_file=launch.exit_file(plan.job_temp, process.rank, start.attempts),
-                        node=dict(slot.info),
-                        argv=launch.plain_argv(plan, command),
-                    )
-                except OSError as exc:
-                    raise launch.LaunchError("ProcessStartFailed", f"The job's process could not start: {exc}") from exc
-                started.append((process.rank, handle, slot.node_name))
-                self._watch(handle, job_id=start.job_id)
-        except launch.LaunchError as exc:
-            exc.started = started
-            raise
-        return started
-
-    def _record(self, launched: list[Launched]) -> None:
-        """Write down the processes of the jobs just started (one transaction), or why one could not start."""
-        now = self.clock()
-        with self.db.session() as session:
-            rows = []
-            for start, started, error in launched:
-                files = {"stderr": start.stderr, "execution_log": start.execution_log}
-                if start.container_on_host is not None:  # recorded with the job's master task
-                    files["container_on_host"] = start.container_on_host
-                    log.info("job %s runs on the host, not in the image %s", start.job_id, start.container_on_host)
-                if error is None:  # the common case
-                    roles = {p.rank: _process_info(p) for p in start.processes}
-                    rows += [
-                        {
-                            "jid": start.job_id,
-                            "rank": index,
-                            "process": handle.pid,
-                            "process_start": handle.start,
-                            "at": now,
-                            "details": {
-                                **roles[index],
-                                **supervisor.as_info(handle),
-                                "node": node,
-                                **(files if index == 0 else {}),
-                            },
-                        }
-                        for index, handle, node in started
-                    ]
-                else:
-                    self._record_failure(session, start, started, error, files)
-            if rows:
-                session.connection().execute(statements.TASK_STARTED, rows)
-
-    def _record_failure(
-        self,
-        session: Session,
-        start: JobStart,
-        started: list[tuple[int, Handle, str]],
-        error: launch.LaunchError,
-        files: dict[str, str | None],
-    ) -> None:
-        """A job that could not start: what did start is recorded (to be stopped), and why it failed."""
-        now = self.clock()
-        job = session.get(Job, start.job_id)
-        if job is None:
-            return
-        by_index = {index: (handle, node) for index, handle, node in started}
-        for task in job.tasks:
-            if task.index in by_index:
-                handle, node = by_index[task.index]
-                task.pid = handle.pid
-                task.pid_start = handle.start
-                task.started_at = self.clock()
-                task.info = {**supervisor.as_info(handle), "node": node, **(files if task.index == 0 else {})}
-            else:
-                task.finished_at = now
-                task.info = {**task.info, **(files if task.index == 0 else {})}
-        job.notes = {**job.notes, "launch_error": {"code": error.code, "message": error.message}}
-        if job.stop_reason is None:
-            # Nodes that the provider would not give now (e.g. Ray busy elsewhere): try again later.
-            retry = error.code in RETRYABLE_LAUNCH_ERRORS and job.attempts < self.settings.max_attempts
-            job.stop_reason = "requeue" if retry else "launch"
-        self._log(job, f"The job could not start: {error.message}")
-        self.wake()
-
-
-@dataclass
-class JobStart:
-    """What starting a job needs, read from the database before its processes start."""
-
-    job_id: int
-    spec: dict[str, Any]
-    segment: str
-    cluster_name: str
-    cluster_spec: dict[str, Any]
-    attempts: int
-    slots: list[launch.NodeSlot]
-    file_servers: dict[str, Path]
-    processes: list[distributed.Process]
-    stderr: str | None = None
-    execution_log: str | None = None
-    container_on_host: str | None = None  # the image not used, when the job ran on the host instead
-
-
-# A job's start: what was planned, the processes that started (rank, handle, node name), and the error if any.
-Launched = tuple[JobStart, list[tuple[int, Handle, str]], launch.LaunchError | None]
-
-
-def _gang(job_id: int, attempt: int) -> str:
-    """The name of a job's node reservation for one attempt (names are never reused)."""
-    return f"job-{job_id}-{attempt}"
-
-
-def _process_info(process: distributed.Process) -> dict[str, Any]:
-    return {"role": process.role, **({"auxiliary": True} if process.auxiliary else {})}
-
 
 def _essential(tasks: list[Task]) -> list[Task]:
     """The tasks whose ending ends the job (all but parameter servers)."""
@@ -856,13 +661,3 @@ def _exit_error(index: int, code: int | None, last: list[str]) -> dict[str, Any]
 
 def _earliest(a: datetime | None, b: datetime) -> datetime:
     return b if a is None else min(a, b)
-
-
-def _append(path: str | None, when: datetime, message: str) -> None:
-    if not path:
-        return
-    try:
-        with open(path, "a") as handle:
-            handle.write(f"{when.isoformat()} {message}\n")
-    except OSError:
-        pass
