@@ -61,28 +61,19 @@ def process_info(process: distributed.Process) -> dict[str, Any]:
     return {"role": process.role, **({"auxiliary": True} if process.auxiliary else {})}
 
 
+@dataclass(eq=False)
 class Starter:
     """Starts jobs' processes and records them. ``resolve``: a storage volume's directory on this host;
     ``watch(handle, job_id)``: wake the engine when the process ends; ``wake``: look again (a job failed to
     start)."""
 
-    def __init__(
-        self,
-        db: Database,
-        provider: NodeProvider,
-        settings: EngineSettings,
-        clock: Callable[[], datetime],
-        resolve: Callable[[Volume], Path],
-        watch: Callable[[Handle, int], None],
-        wake: Callable[[], None],
-    ) -> None:
-        self.db = db
-        self.provider = provider
-        self.settings = settings
-        self.clock = clock
-        self.resolve = resolve
-        self.watch = watch
-        self.wake = wake
+    db: Database
+    provider: NodeProvider
+    settings: EngineSettings
+    clock: Callable[[], datetime]
+    resolve: Callable[[Volume], Path]
+    watch: Callable[[Handle, int], None]
+    wake: Callable[[], None]
 
     def start_jobs(self, starts: list[JobStart]) -> None:
         """Start each job's processes, then record them all, or why a job could not start (one transaction)."""

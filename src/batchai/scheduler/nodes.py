@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -38,29 +39,20 @@ class NodeState:
     UNUSABLE = "unusable"
 
 
+@dataclass(eq=False)
 class Nodes:
     """Keeps every cluster's nodes as the API asked. ``resolve``: a storage volume's directory on this host;
     ``watch``: wake the engine when a setup task's process ends."""
 
-    def __init__(
-        self,
-        db: Database,
-        storage: StorageBackend,
-        provider: NodeProvider,
-        settings: EngineSettings,
-        clock: Callable[[], datetime],
-        resolve: Callable[[Volume], Path],
-        watch: Callable[[Handle], None],
-    ) -> None:
-        self.db = db
-        self.storage = storage
-        self.provider = provider
-        self.settings = settings
-        self.clock = clock
-        self.resolve = resolve
-        self.watch = watch
-        self.settled = False  # at the last look: nothing to do until something changes
-        self._became_idle = False
+    db: Database
+    storage: StorageBackend
+    provider: NodeProvider
+    settings: EngineSettings
+    clock: Callable[[], datetime]
+    resolve: Callable[[Volume], Path]
+    watch: Callable[[Handle], None]
+    settled: bool = field(default=False, init=False)  # at the last look: nothing to do until something changes
+    _became_idle: bool = field(default=False, init=False)
 
     def _ctx(self, session: Session) -> Ctx:
         return Ctx(session=session, storage=self.storage, clock=self.clock)
