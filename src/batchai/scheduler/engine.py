@@ -67,16 +67,22 @@ class Engine:
         self._stopping: set[int] = set()  # task ids being stopped by a helper thread
         self._lock = threading.Lock()
         self.starter = Starter(
-            db,
-            provider,
-            settings,
-            clock,
-            self._resolver,
-            lambda handle, job: self._watch(handle, job_id=job),
-            self.wake,
+            db=db,
+            provider=provider,
+            settings=settings,
+            clock=clock,
+            resolve=self._resolver,
+            watch=lambda handle, job_id: self._watch(handle, job_id=job_id),
+            wake=self.wake,
         )
         self.nodes = Nodes(
-            db, storage, provider, settings, clock, self._resolver, lambda handle: self._watch(handle, clusters=True)
+            db=db,
+            storage=storage,
+            provider=provider,
+            settings=settings,
+            clock=clock,
+            resolve=self._resolver,
+            watch=lambda handle: self._watch(handle, clusters=True),
         )
         self._last_sync = 0.0
         self._clusters_changed = True  # the API changed a cluster, or a setup task ended: look soon
