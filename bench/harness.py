@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -111,7 +112,8 @@ def server(nodes: int = 1, env: dict[str, str] | None = None, ready_timeout: flo
     """A batchai server (its own process, as users run it) with a workspace, an experiment and a cluster.
 
     ``env`` is added to the server's environment (e.g. ``BATCHAI_RAY_ADDRESS``); ``ready_timeout`` bounds
-    the wait for the cluster's nodes to be idle and its allocation steady."""
+    the wait for the cluster's nodes to be idle and its allocation steady. The server's home is removed
+    afterwards, unless the benchmark failed (its path and server.log are then kept and printed)."""
     home = Path(tempfile.mkdtemp(prefix="batchai-bench-"))
     port = free_port()
     env = {**os.environ, "BATCHAI_GRACE_SECONDS": "2", **(env or {})}
@@ -149,9 +151,17 @@ def server(nodes: int = 1, env: dict[str, str] | None = None, ready_timeout: flo
         yield Bench(http, home, ws, wire)
         wire.close()
         http.close()
-    finally:
+    except BaseException:
+        print(f"benchmark failed; the server's home (with server.log) is kept: {home}", file=sys.stderr)
+        raise
+    else:
         process.terminate()
         process.wait(30)
+        shutil.rmtree(home, ignore_errors=True)
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            process.wait(30)
         log.close()
 
 
