@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from batchai.ids import PROVIDER, experiment_id, group_id, workspace_id
+from batchai.ids import PROVIDER, group_id, workspace_id
 from batchai.models import wire
+from batchai.services import experiments
 from batchai.services.jobs import JobView
 from batchai.store.tables import (
     Cluster,
@@ -72,11 +73,6 @@ def _workspace_id(row: Workspace) -> str:
     return workspace_id(row.group.subscription, row.group.name, row.name)
 
 
-def _experiment_id(row: Experiment) -> str:
-    ws = row.workspace
-    return experiment_id(ws.group.subscription, ws.group.name, ws.name, row.name)
-
-
 def workspace(row: Workspace) -> dict[str, Any]:
     props = wire.WorkspaceProperties(
         creation_time=row.created_at,
@@ -100,7 +96,7 @@ def experiment(row: Experiment) -> dict[str, Any]:
         provisioning_state_transition_time=row.provisioning_state_time,
     )
     return {
-        "id": _experiment_id(row),
+        "id": experiments.arm_id(row),
         "name": row.name,
         "type": "Microsoft.BatchAI/workspaces/experiments",
         "properties": props.wire(),
@@ -168,7 +164,7 @@ def job(row: Job | JobView, parent_id: str | None = None) -> dict[str, Any]:
     if parent_id is None:
         if not isinstance(row, Job):
             raise TypeError("a JobView is shown with its experiment's ARM id")
-        parent_id = _experiment_id(row.experiment)
+        parent_id = experiments.arm_id(row.experiment)
     props: dict[str, Any] = {
         **without_secrets(row.spec),
         "toolType": row.tool_type,

@@ -40,13 +40,18 @@ def get(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> Experiment
     return require(ctx.session, Experiment, name, "experiment", workspace_id=parent.id)
 
 
+def arm_id(row: Experiment) -> str:
+    """An experiment's ARM id, from the row and its loaded parents."""
+    ws = row.workspace
+    return experiment_id(ws.group.subscription, ws.group.name, ws.name, row.name)
+
+
 def ref(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> ExperimentRef:
     """The experiment by its path, in one query that loads no objects; not found as ``get`` says it."""
     row = ctx.session.connection().execute(_REF, workspaces.path_names(sub, group, workspace, name)).first()
     if row is None:
         found = get(ctx, sub, group, workspace, name)  # says which part of the path is missing
-        ws = found.workspace
-        return ExperimentRef(found.id, experiment_id(ws.group.subscription, ws.group.name, ws.name, found.name))
+        return ExperimentRef(found.id, arm_id(found))
     return ExperimentRef(row.id, experiment_id(row.subscription, row.group, row.workspace, row.name))
 
 

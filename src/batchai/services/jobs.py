@@ -217,8 +217,7 @@ def view(ctx: Ctx, sub: str, group: str, workspace: str, experiment: str, name: 
     row = ctx.session.connection().execute(_VIEW_BY_PATH, {**names, "job": name.lower()}).first()
     if row is None:  # not found: ``get`` says which part of the path is missing
         found = get(ctx, sub, group, workspace, experiment, name)
-        ws = found.experiment.workspace
-        return _view_of(found), experiment_id(ws.group.subscription, ws.group.name, ws.name, found.experiment.name)
+        return _view_of(found), experiments.arm_id(found.experiment)
     parent = experiment_id(row.subscription, row.group, row.workspace, row.experiment)
     return JobView(*row[: len(JobView._fields)]), parent
 
