@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
+
 from tests.conftest import Server, wait_for
 
 G = ("-g", "cli.rg")
@@ -116,6 +118,53 @@ def test_cluster_and_file_server_verbs(shared_server: Server, tmp_path: Path) ->
     s.ok("file-server", "delete", "-n", "nfs", *c, "-y")
     s.ok("cluster", "delete", "-n", "fromfile", *c, "-y")
     assert s.ok("cluster", "list", *c, "--query", "[].name") == ["nc6"]
+
+
+def test_setup_task_output_files_and_usages(shared_server: Server) -> None:
+    """``az batchai cluster file list`` and ``az batchai list-usages``, with az's shapes and tables."""
+    s = shared_server
+    s.ok("group", "create", "-n", "setup.rg")
+    s.ok("workspace", "create", "-g", "setup.rg", "-n", "ws", "-l", "eastus")
+    s.ok("storage", "account", "create", "-n", "setuplogs", "-g", "setup.rg")
+    s.ok("storage", "share", "create", "-n", "logs", "--account-name", "setuplogs")
+    c = ("-g", "setup.rg", "-w", "ws")
+    s.ok(
+        "cluster", "create", "-n", "prepped", *c, "-s", "STANDARD_D1", "-t", "1",
+        "--storage-account-name", "setuplogs", "--afs-name", "logs", "--afs-mount-path", "logs",
+        "--setup-task", "echo prepared $AZ_BATCHAI_NODE_NAME",
+        "--setup-task-output", "$AZ_BATCHAI_MOUNT_ROOT/logs/setup",
+    )  # fmt: skip
+    wait_for(
+        lambda: s.ok("cluster", "show", "-n", "prepped", *c)["nodeStateCounts"]["idleNodeCount"] == 1,
+        message="the node to be set up",
+    )
+    listing = ("cluster", "file", "list", *c, "-c", "prepped")
+    assert s.ok(*listing) == [{"name": "node-0", "download_url": None, "is_directory": True, "size": None}]
+    files = {f["name"]: f for f in s.ok(*listing, "-p", "node-0", "--expiry", "5")}
+    assert sorted(files) == ["stderr.txt", "stdout.txt"] and files["stdout.txt"]["is_directory"] is False
+    assert files["stdout.txt"]["size"] == len("prepared node-0\n")
+    link = files["stdout.txt"]["download_url"]
+    assert httpx.get(link).text == "prepared node-0\n"  # a signed link: no token needed
+    assert httpx.get(link.replace("sig=", "sig=0")).status_code == 403
+    table = s.cli(*listing, "-o", "table").stdout
+    assert table.split("\n")[0].split() == ["Name", "Is", "directory", "Size"] and "node-0" in table
+    # Output that is not on storage the server can serve: a clear error, as az gives.
+    s.ok(
+        "cluster", "create", "-n", "unserved", *c, "-s", "STANDARD_D1", "-t", "0",
+        "--setup-task", "true", "--setup-task-output", "$HOME/setup",
+    )  # fmt: skip
+    assert "SetupOutputNotServed" in s.fails("cluster", "file", "list", *c, "-c", "unserved")
+    assert "was not found" in s.fails("cluster", "file", "list", *c, "-c", "missing")
+    nodes = s.cli("cluster", "node", "list", *c, "-c", "prepped", "-o", "table").stdout
+    assert nodes.split("\n")[0].split() == ["ID", "IP", "SSH", "Port"] and "node-0" in nodes
+    usages = s.ok("list-usages", "-l", "eastus")
+    assert usages[0]["name"]["value"] == "cores" and usages[0]["currentValue"] >= 1
+    assert s.cli("list-usages", "-l", "eastus", "-o", "table").stdout.split("\n")[0].split() == [
+        "Value", "Usage", "Limit"
+    ]  # fmt: skip
+    assert "Missing option '-l'" in s.fails("list-usages")
+    s.ok("cluster", "delete", "-n", "unserved", *c, "-y")
+    s.ok("cluster", "delete", "-n", "prepped", *c, "-y")
 
 
 def test_job_verbs_with_the_seed_job_json(shared_server: Server, tmp_path: Path, seed_job_json: str) -> None:

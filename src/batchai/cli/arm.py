@@ -218,3 +218,16 @@ def experiment_delete(client: Client, group: str, workspace: str, name: str, yes
     client.get(experiment_path(client, group, workspace, name))
     client.delete(experiment_path(client, group, workspace, name))
     return None
+
+
+# -- az batchai list-usages ------------------------------------------------------------------------------
+def usage_table(result: Any) -> Any:
+    return [
+        {"Value": u["name"]["localizedValue"], "Usage": u["currentValue"] or "0", "Limit": u["limit"] or "0"}
+        for u in result
+    ]
+
+
+def list_usages(client: Client, location: str) -> Any:
+    """The usages of ``location``: the nodes of all clusters against the cores of the server's host."""
+    return client.list(f"{client.sub}/providers/Microsoft.BatchAI/locations/{location}/usages")

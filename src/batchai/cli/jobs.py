@@ -11,7 +11,7 @@ import click
 
 from batchai.cli.arm import group_option, workspace_option, workspace_path
 from batchai.cli.client import Client, error_message
-from batchai.cli.clusters import file_server_id, mount_options
+from batchai.cli.clusters import file_server_id, mount_options, remote_login_table
 from batchai.cli.common import command, confirm, no_wait_option, yes_option
 from batchai.cli.config_files import add_mounts, load_properties, storage_account
 from batchai.cli.errors import CliError
@@ -370,7 +370,7 @@ def job_node() -> None:
 job.add_command(job_node)
 
 
-@command(job_node, "list", flat=False)
+@command(job_node, "list", flat=False, table=remote_login_table)
 @group_option
 @workspace_option
 @experiment_option

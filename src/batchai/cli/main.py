@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 
 from batchai import __version__
 from batchai.cli import arm, clusters, jobs, storage
-from batchai.cli.common import State
+from batchai.cli.client import Client
+from batchai.cli.common import State, command
 from batchai.cli.errors import CliError
 from batchai.cli.server import configure, server
 
@@ -36,6 +38,13 @@ batchai_groups = (
 for command_group in batchai_groups:
     cli.add_command(command_group)
 cli.add_command(configure)
+
+
+@command(cli, "list-usages", flat=False, table=arm.usage_table)
+@click.option("-l", "--location", required=True, envvar="AZURE_DEFAULTS_LOCATION", help="Location (any name).")
+def list_usages(client: Client, location: str) -> Any:
+    """Show the current usage of resources (cluster nodes against this host's cores)."""
+    return arm.list_usages(client, location)
 
 
 def _fail(message: str, code: int) -> None:

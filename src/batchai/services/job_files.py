@@ -1,5 +1,6 @@
 """Where a job's files are: stdout/stderr under ``{stdOutErrPathPrefix}/{segment}/stdouterr`` and each
-output directory under ``{pathPrefix}/{segment}[/{pathSuffix}]``, on the volumes the job mounts.
+output directory under ``{pathPrefix}/{segment}[/{pathSuffix}]``, on the volumes the job mounts; and where a
+cluster's setup task output is.
 
 A path such as ``$AZ_BATCHAI_JOB_MOUNT_ROOT/logs/x`` is resolved to the storage volume mounted at ``logs``
 (job ``mountVolumes``; ``$AZ_BATCHAI_MOUNT_ROOT`` for the cluster's), so the server can list and serve
@@ -68,35 +69,53 @@ def _mount_volume(volumes: dict[str, Any] | None, name: str) -> Volume | None:
     return None
 
 
-def locate(job: Job, cluster: Cluster | None, path: str) -> Location | None:
-    """Resolve a job path (``$AZ_BATCHAI_JOB_MOUNT_ROOT/logs/a/b``) to a Location; None if it cannot be
-    resolved without running on a node (other variables, or a mount batchai cannot serve)."""
+def locate(path: str, job_volumes: dict[str, Any] | None, cluster_volumes: dict[str, Any] | None) -> Location | None:
+    """Resolve a node path (``$AZ_BATCHAI_JOB_MOUNT_ROOT/logs/a/b``) to a Location, through the job's and the
+    cluster's ``mountVolumes``; None if it cannot be resolved without running on a node (other variables, or
+    a mount batchai cannot serve)."""
     match = _VAR.match(path)
     if match:
         var = match["a"] or match["b"]
         rest = clean_path(path[match.end() :].lstrip("/"))
         head, _, tail = rest.partition("/")
-        volumes = (
-            job.spec.get("mountVolumes")
-            if var == "AZ_BATCHAI_JOB_MOUNT_ROOT"
-            else ((cluster.spec.get("nodeSetup") or {}).get("mountVolumes") if cluster else None)
-        )
-        volume = _mount_volume(volumes, head)
+        volume = _mount_volume(job_volumes if var == "AZ_BATCHAI_JOB_MOUNT_ROOT" else cluster_volumes, head)
         return Location(volume, tail) if volume else None
     if path.startswith("/") and "$" not in path:
         return Location(host=Path(os.path.normpath(path)))
     return None
 
 
+def _cluster_volumes(cluster: Cluster | None) -> dict[str, Any] | None:
+    return (cluster.spec.get("nodeSetup") or {}).get("mountVolumes") if cluster else None
+
+
+def setup_output_of(cluster: Cluster, suffix: str) -> Location | None:
+    """Where a cluster's setup task writes its output: ``{stdOutErrPathPrefix}/{suffix}``, a folder per node
+    (``suffix``: the cluster's ``stdOutErrPathSuffix``). None if the cluster has no setup task."""
+    setup = (cluster.spec.get("nodeSetup") or {}).get("setupTask")
+    if not setup:
+        return None
+    base = locate(setup["stdOutErrPathPrefix"], None, _cluster_volumes(cluster))
+    if base is None:
+        raise InvalidInput(
+            "The setup task's output is on the cluster's nodes, not on storage batchai serves: its "
+            "stdOutErrPathPrefix must be an absolute path or under $AZ_BATCHAI_MOUNT_ROOT on a mounted share "
+            "or container.",
+            code="SetupOutputNotServed",
+            target="stdOutErrPathPrefix",
+        )
+    return base.child(suffix)
+
+
 def directory_of(job: Job, cluster: Cluster | None, directory_id: str) -> Location | None:
     """The Location of ``stdouterr`` or of an output directory id (case-insensitive)."""
     segment = job.output_segment
     if directory_id.lower() == STDOUTERR:
-        base = locate(job, cluster, job.spec["stdOutErrPathPrefix"])
+        base = locate(job.spec["stdOutErrPathPrefix"], job.spec.get("mountVolumes"), _cluster_volumes(cluster))
         return base.child(f"{segment}/{STDOUTERR}") if base else None
     for output in job.spec.get("outputDirectories") or []:
         if output["id"].lower() == directory_id.lower():
-            base = locate(job, cluster, output["pathPrefix"])
+            base = locate(output["pathPrefix"], job.spec.get("mountVolumes"), _cluster_volumes(cluster))
             suffix = output.get("pathSuffix") or ""
             return base.child("/".join(p for p in (segment, suffix.strip("/")) if p)) if base else None
     raise NotFound(

@@ -8,9 +8,11 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from batchai.api import render
 from batchai.api.deps import api_version, delete_in_two_steps, page, respond, run
+from batchai.api.file_items import signed_files
 from batchai.api.routes import WORKSPACE
 from batchai.models.resources import ClusterInput, ClusterPatch, FileServerInput
-from batchai.services import clusters, file_servers
+from batchai.services import clusters, file_servers, job_files
+from batchai.services.context import Ctx
 
 router = APIRouter(dependencies=[Depends(api_version)], tags=["clusters"])
 CLUSTER = WORKSPACE + "/clusters/{cluster}"
@@ -50,6 +52,26 @@ def cluster_remote_login(sub: str, group: str, workspace: str, cluster: str, req
         return [{"nodeId": node.name, "ipAddress": "127.0.0.1", "port": 22} for node in row.nodes]
 
     return page(request, run(request, nodes))
+
+
+@router.post(CLUSTER + "/listSetupOutputFiles")
+def list_setup_output_files(
+    sub: str,
+    group: str,
+    workspace: str,
+    cluster: str,
+    request: Request,
+    directory: str = ".",
+    linkexpiryinminutes: int = 60,
+) -> Any:
+    """The setup task's output (a folder per node) as File items with signed links: what ``az batchai cluster
+    file list`` shows. A batchai extension: Batch AI's clients read it from the storage directly."""
+
+    def folder_of(ctx: Ctx) -> job_files.Location | None:
+        row = clusters.get(ctx, sub, group, workspace, cluster)
+        return job_files.setup_output_of(row, clusters.setup_output_suffix(row))
+
+    return page(request, signed_files(request, folder_of, directory, linkexpiryinminutes))
 
 
 @router.delete(CLUSTER)

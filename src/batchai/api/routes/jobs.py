@@ -7,8 +7,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
-from batchai.api import links, render
+from batchai.api import render
 from batchai.api.deps import api_version, delete_in_two_steps, page, respond, run, wait_jobs_ended
+from batchai.api.file_items import signed_files
 from batchai.api.routes import EXPERIMENT
 from batchai.errors import InvalidInput
 from batchai.models.resources import JobInput
@@ -91,14 +92,9 @@ def output_files(
     linkexpiryinminutes: int,
     with_is_directory: bool = False,
 ) -> list[dict[str, Any]]:
-    """The File items of a job's directory (``isDirectory`` added for the api versions before 2018-05-01)."""
-    if not 5 <= linkexpiryinminutes <= 600:
-        raise InvalidInput("linkexpiryinminutes must be between 5 and 600.", target="linkexpiryinminutes")
-    state = request.app.state
-    expiry = int(state.clock().timestamp()) + 60 * linkexpiryinminutes
-    endpoint = str(request.base_url).rstrip("/")
+    """The File items of a job's output directory (``isDirectory`` added for the api versions before 2018-05-01)."""
 
-    def work(ctx: Ctx) -> list[dict[str, Any]]:
+    def folder_of(ctx: Ctx) -> job_files.Location:
         row = find_job(ctx)
         cluster = ctx.session.get(Cluster, row.cluster_id) if row.cluster_id else None
         base = job_files.directory_of(row, cluster, outputdirectoryid)
@@ -108,27 +104,9 @@ def output_files(
                 code="OutputDirectoryNotServed",
                 target="outputdirectoryid",
             )
-        folder = base.child(directory)
-        out = []
-        for entry in job_files.list_location(ctx.storage, folder):
-            item: dict[str, Any] = {
-                "name": entry.name,
-                "fileType": "directory" if entry.is_directory else "file",
-                "properties": {
-                    "lastModified": entry.modified.isoformat().replace("+00:00", "Z"),
-                    "contentLength": entry.size,
-                },
-            }
-            if with_is_directory:
-                item["isDirectory"] = entry.is_directory
-            if not entry.is_directory:
-                item["downloadUrl"] = links.sign(
-                    state.signing_key, endpoint, folder.child(entry.name).resource, entry.name, expiry
-                )
-            out.append(item)
-        return out
+        return base
 
-    return run(request, work)
+    return signed_files(request, folder_of, directory, linkexpiryinminutes, with_is_directory)
 
 
 @router.post(JOB + "/listRemoteLoginInformation")
