@@ -1,7 +1,7 @@
 """A real multi-node Ray cluster on this machine (ray.cluster_utils), on loopback only.
 
-The head offers no ``batchai`` resource; each worker node offers one unit of it (plus one CPU), so each
-is one machine batchai may use. Node death is noticed within a few seconds (short health checks).
+The head offers no ``batchai`` resource; each worker node offers one unit of it (plus one CPU and two
+logical GPUs), so each is one machine batchai may use. Node death is noticed within a few seconds (short health checks).
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ class RayCluster:
         return str(self.cluster.address)
 
     def add_node(self) -> Any:
-        node = self.cluster.add_node(num_cpus=1, resources={"batchai": 1})
+        # Two GPUs as Ray counts them (logical: there are none here), to see them reach the jobs.
+        node = self.cluster.add_node(num_cpus=1, num_gpus=2, resources={"batchai": 1})
         self.workers.append(node)
         return node
 

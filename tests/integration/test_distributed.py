@@ -45,7 +45,7 @@ for step in range(30):
 with torch.no_grad():
     final = torch.nn.functional.mse_loss(model(x), y).item()
 keys = ["MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "AZ_BATCHAI_TASK_INDEX"]
-keys.append("AZ_BATCHAI_NODE_NAME")
+keys += ["AZ_BATCHAI_NODE_NAME", "AZ_BATCHAI_NUM_GPUS", "CUDA_VISIBLE_DEVICES"]
 print(f"rank {rank} of {world} loss {final!r}", json.dumps({k: os.environ.get(k) for k in keys}))
 if rank == 0:
     with open(os.path.join(os.environ["AZ_BATCHAI_OUTPUT_OUT"], "loss.json"), "w") as f:
@@ -275,6 +275,9 @@ def test_job_preparation_runs_once_per_node(dist: Bench) -> None:
     assert ranks == {"stdout.txt": "rank 0 of 4", "stdout-wk-3.txt": "rank 3 of 4"}
     local = json.loads((logs / "stdout-wk-3.txt").read_text().split(" ", 6)[6])
     assert local["LOCAL_RANK"] == "1" and local["AZ_BATCHAI_NODE_NAME"] == "node-1"
+    # A Ray machine's GPUs (two, as Ray counts them) are its node's; this host has none for local nodes.
+    on_ray = "BATCHAI_RAY_ADDRESS" in dist.server.env
+    assert (local["AZ_BATCHAI_NUM_GPUS"], local["CUDA_VISIBLE_DEVICES"]) == (("2", "0,1") if on_ray else ("0", ""))
 
 
 # -- Ray only: faults and restarts -----------------------------------------------------------------------

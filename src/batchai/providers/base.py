@@ -50,7 +50,10 @@ class NodeProvider(Protocol):
 
     def shared_dir(self, cluster_id: int) -> Path: ...
 
-    def gpus_for(self, node_index: int, node_count: int) -> tuple[int, ...]: ...
+    def gpus_for(self, node: dict[str, Any], node_index: int, node_count: int) -> tuple[int, ...]:
+        """The GPU indices the job processes of node ``node_index`` of ``node_count`` get (``node``: its info):
+        their ``CUDA_VISIBLE_DEVICES``; empty hides every GPU."""
+        ...
 
     def prepare_node(
         self, cluster_id: int, node_name: str, links: list[tuple[Path, Path]], node: dict[str, str]

@@ -48,7 +48,7 @@ class LocalProvider:
     def shared_dir(self, cluster_id: int) -> Path:
         return self.root / str(cluster_id) / "shared"
 
-    def gpus_for(self, node_index: int, node_count: int) -> tuple[int, ...]:
+    def gpus_for(self, node: dict[str, Any], node_index: int, node_count: int) -> tuple[int, ...]:
         """Node ``i`` of ``n`` gets an equal, disjoint share of the host's GPUs."""
         if not self.gpus or node_count < 1:
             return ()

@@ -123,7 +123,11 @@ class RayProvider:
             return machines
         ray = self._ray()
         machines = [
-            {"ray_node_id": str(n["NodeID"]), "address": str(n["NodeManagerAddress"])}
+            {
+                "ray_node_id": str(n["NodeID"]),
+                "address": str(n["NodeManagerAddress"]),
+                "gpus": str(int(float((n.get("Resources") or {}).get("GPU", 0)))),
+            }
             for n in ray.nodes()
             if n.get("Alive") and float((n.get("Resources") or {}).get(self.resource, 0)) >= 1
         ]
@@ -175,8 +179,10 @@ class RayProvider:
     def shared_dir(self, cluster_id: int) -> Path:
         return self.root / str(cluster_id) / "shared"
 
-    def gpus_for(self, node_index: int, node_count: int) -> tuple[int, ...]:
-        return ()  # a Ray node's GPUs are its own; CUDA_VISIBLE_DEVICES is left to the node
+    def gpus_for(self, node: dict[str, Any], node_index: int, node_count: int) -> tuple[int, ...]:
+        """A batchai node holds a whole machine: all the GPUs Ray counts on it (numbered from 0, as the machine
+        sees them when its raylet was not itself limited by ``CUDA_VISIBLE_DEVICES``)."""
+        return tuple(range(int(node.get("gpus") or 0)))
 
     def address(self, node: dict[str, Any]) -> str:
         return str(node.get("address") or "127.0.0.1")

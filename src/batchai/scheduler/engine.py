@@ -594,7 +594,7 @@ class Engine:
                     self.provider.node_dir(cluster.id, node.name),
                     self.provider.shared_dir(cluster.id),
                     index,
-                    self.provider.gpus_for(node.node_index, sizes.get(cluster.id, 1)),
+                    self.provider.gpus_for(node.info, node.node_index, sizes.get(cluster.id, 1)),
                     self.provider.address(node.info),
                     tuple(sorted(self.nodes.keys(node).items())),
                 )
