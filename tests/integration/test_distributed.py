@@ -280,6 +280,42 @@ def test_job_preparation_runs_once_per_node(dist: Bench) -> None:
     assert (local["AZ_BATCHAI_NUM_GPUS"], local["CUDA_VISIBLE_DEVICES"]) == (("2", "0,1") if on_ray else ("0", ""))
 
 
+def test_mpirun_starts_once_every_node_is_prepared(dist: Bench) -> None:
+    counter = dist.tmp / "prepared"
+    counter.mkdir()
+    dist.submit(
+        "mpiprep",
+        node_count=2,
+        # Every rank checks both nodes' preparation; the second node's takes a while.
+        customMpiSettings={"commandLine": f"test -e {counter}/node-0 -a -e {counter}/node-1", "processCount": 2},
+        jobPreparation={
+            "commandLine": f"[ $AZ_BATCHAI_NODE_NAME = node-0 ] || sleep 1; touch {counter}/$AZ_BATCHAI_NODE_NAME; "
+            "echo prepared $AZ_BATCHAI_NODE_NAME"
+        },
+    )
+    props = dist.wait_job("mpiprep", timeout=90)
+    assert props["executionState"] == "succeeded", props
+    logs = dist.stdouterr("mpiprep")
+    assert (logs / "stdout-job_prep.txt").read_text() == "prepared node-0\n"
+    assert (logs / "stdout-job_prep-node-1.txt").read_text() == "prepared node-1\n"
+    assert not (logs / "stdout-node-1.txt").exists()  # the helper process writes only the preparation's output
+
+
+@pytest.mark.parametrize("dist", ["local"], indirect=True)
+def test_a_node_whose_preparation_fails_fails_the_mpi_job(dist: Bench) -> None:
+    dist.submit(
+        "badprep",
+        node_count=2,
+        customMpiSettings={"commandLine": "true", "processCount": 2},
+        jobPreparation={"commandLine": "[ $AZ_BATCHAI_NODE_NAME = node-0 ] || { echo no disk >&2; exit 3; }"},
+    )
+    props = dist.wait_job("badprep", timeout=90)
+    assert props["executionState"] == "failed" and props["executionInfo"]["exitCode"] == 3, props
+    error = props["executionInfo"]["errors"][0]
+    assert "code 3 (task 1)" in error["message"] and "no disk" in error["message"], error
+    assert (dist.stdouterr("badprep") / "stderr-job_prep-node-1.txt").read_text().startswith("no disk\n")
+
+
 # -- Ray only: faults and restarts -----------------------------------------------------------------------
 @pytest.fixture
 def on_ray(ray_nodes: RayCluster, tmp_path: Path) -> Iterator[tuple[Bench, RayCluster]]:

@@ -95,6 +95,41 @@ def test_the_custom_toolkit_runs_once_per_node() -> None:
     ]
 
 
+def test_every_node_of_the_job_runs_its_preparation() -> None:
+    prep = {"jobPreparation": {"commandLine": "pip install horovod"}}
+    mpi = spec(3, customMpiSettings={"commandLine": "hello", "processCount": 3}, **prep)
+    assert distributed.layout(mpi) == [Process(0, 0, "mpirun", 0), Process(1, 1, "prep", 1), Process(2, 2, "prep", 2)]
+    assert distributed.layout(mpi)[2].suffix == "-node-2"
+    # A toolkit process on every node already runs it there; without a preparation nothing is added.
+    assert [p.role for p in distributed.layout(spec(2, customToolkitSettings={"commandLine": "x"}, **prep))] == [
+        "node",
+        "node",
+    ]
+    assert [p.role for p in distributed.layout({**mpi, "jobPreparation": None})] == ["mpirun"]
+    # A process that only prepares its node runs no toolkit command and writes only the preparation's output.
+    assert launch.toolkit_command(mpi, {}, "/py", Process(1, 1, "prep", 1)) == ""
+
+
+def test_mpirun_waits_for_every_node_s_preparation(tmp_path: Any) -> None:
+    mpi = spec(2, customMpiSettings={"commandLine": "hello", "processCount": 2}, jobPreparation={"commandLine": "p"})
+    slots = [launch.NodeSlot(f"node-{i}", tmp_path / f"node-{i}", tmp_path / "shared", i) for i in range(2)]
+    other = launch.prep_marker(launch.job_temp_dir(slots[1].node_dir, 7), 1)
+
+    def plan(process: Process, awaits: tuple[Any, ...] = ()) -> launch.LaunchPlan:
+        return launch.plan(
+            job_id=7, spec=mpi, segment="s", cluster_spec={}, slot=slots[process.node], process=process,
+            wiring={}, base_env={}, awaits=awaits, resolve=lambda v: tmp_path, file_server=lambda a, b: tmp_path,
+            default_python="/py",
+        )  # fmt: skip
+
+    master = plan(Process(0, 0, "mpirun", 0), (other,))
+    body = launch.script_body(master, "mpirun hello")
+    assert body.index("bash -c p") < body.index(f"while [ ! -e {other} ]") < body.index("mpirun hello")
+    helper = plan(Process(1, 1, "prep", 1))
+    assert (helper.stdout_name, helper.stderr_name) == ("stdout-job_prep-node-1.txt", "stderr-job_prep-node-1.txt")
+    assert helper.prep_marker == other and launch.script_body(helper, "").rstrip().endswith("fi")
+
+
 def test_blocks_fill_the_first_nodes_first() -> None:
     assert distributed.blocks(4, 2) == [2, 2]
     assert distributed.blocks(3, 2) == [2, 1]

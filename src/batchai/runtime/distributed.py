@@ -14,6 +14,9 @@ wired, as Batch AI did:
 - The custom toolkit runs its command line once on every node.
 - Everything else is one process on the first node.
 
+The job preparation runs once on every node of the job: a node that no process of the toolkit runs on gets
+a process that runs only the job preparation (role ``prep``).
+
 Process 0 writes ``stdout.txt``/``stderr.txt``; the others ``stdout-wk-<i>.txt`` (or ``-ps-<i>`` for
 parameter servers) beside them.
 """
@@ -36,7 +39,7 @@ class Process:
 
     rank: int
     node: int
-    role: str  # "master", "worker", "ps", "node" (custom toolkit), "mpirun"
+    role: str  # "master", "worker", "ps", "node" (custom toolkit), "mpirun", "prep" (job preparation only)
     role_index: int
     local_rank: int = 0
     auxiliary: bool = False  # stopped once the other processes have ended (parameter servers)
@@ -45,6 +48,8 @@ class Process:
     def suffix(self) -> str:
         if self.rank == 0:
             return ""
+        if self.role == "prep":
+            return f"-node-{self.node}"
         return f"-ps-{self.role_index}" if self.role == "ps" else f"-wk-{self.role_index}"
 
 
@@ -110,7 +115,18 @@ def tensorflow_counts(spec: dict[str, Any]) -> tuple[int, int]:
 
 
 def layout(spec: dict[str, Any]) -> list[Process]:
-    """Every process of the job, in rank order."""
+    """Every process of the job, in rank order: the toolkit's, then one that runs only the job preparation
+    on each node that has none of them."""
+    processes = _toolkit_layout(spec)
+    if (spec.get("jobPreparation") or {}).get("commandLine"):
+        used = {p.node for p in processes}
+        for node in range(int(spec["nodeCount"])):
+            if node not in used:
+                processes.append(Process(len(processes), node, "prep", node))
+    return processes
+
+
+def _toolkit_layout(spec: dict[str, Any]) -> list[Process]:
     nodes = int(spec["nodeCount"])
     how = kind(spec)
     if how == "per-node":

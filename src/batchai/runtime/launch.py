@@ -77,8 +77,10 @@ class LaunchPlan:
     container: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     prep_marker: Path | None = None  # where the node's job preparation records its exit code
+    prep_output: tuple[str, str] = ("stdout-job_prep.txt", "stderr-job_prep.txt")  # its files in stdouterr
     runs_prep: bool = True  # False: another process on this node runs it, this one waits for it
     mpi_hostfile: str | None = None
+    awaits: tuple[Path, ...] = ()  # the markers of the other nodes' job preparation, waited for (mpirun)
 
 
 Resolver = Callable[[Volume], Path]
@@ -177,6 +179,8 @@ def toolkit_command(
         key, settings = distributed.toolkit(spec)
     except ValueError:
         raise LaunchError("InvalidToolkit", "The job has no toolkit settings.") from None
+    if process.role == "prep":
+        return ""  # the job preparation is all it runs
     command = _single_command(key, settings, env, default_python, process.role)
     if process.role != "mpirun":
         return command
@@ -203,6 +207,11 @@ def job_temp_dir(node_dir: Path, job_id: int) -> Path:
     return node_dir / "jobs" / str(job_id)
 
 
+def prep_marker(job_temp: Path, attempt: int) -> Path:
+    """Where a node's job preparation records its exit code (for the node's other processes to wait on)."""
+    return job_temp / f"prep-{attempt}.rc"
+
+
 def exit_file(job_temp: Path, index: int, attempt: int) -> Path:
     """Where task ``index`` records its exit code (its pid file beside it); unique per attempt."""
     return job_temp / f"task-{index}-{attempt}.exit"
@@ -221,6 +230,7 @@ def plan(
     runs_prep: bool = True,
     attempt: int = 1,
     mpi_hostfile: str | None = None,
+    awaits: tuple[Path, ...] = (),
     resolve: Resolver,
     file_server: FileServerResolver,
     default_python: str,
@@ -264,6 +274,9 @@ def plan(
             env[secret["name"]] = secret["value"]
     suffix = process.suffix
     prep = (spec.get("jobPreparation") or {}).get("commandLine")
+    prep_output = (f"stdout-job_prep{suffix}.txt", f"stderr-job_prep{suffix}.txt")
+    # A process that runs only the job preparation writes nothing else: its output is the preparation's.
+    outputs = prep_output if process.role == "prep" else (f"stdout{suffix}.txt", f"stderr{suffix}.txt")
     return LaunchPlan(
         env=env,
         links=links,
@@ -273,12 +286,14 @@ def plan(
         job_temp=job_temp,
         prep_command=prep,
         command="",  # the command is built once the mounts exist
-        stdout_name=f"stdout{suffix}.txt",
-        stderr_name=f"stderr{suffix}.txt",
+        stdout_name=outputs[0],
+        stderr_name=outputs[1],
         container=spec.get("containerSettings"),
-        prep_marker=job_temp / f"prep-{attempt}.rc",
+        prep_marker=prep_marker(job_temp, attempt),
+        prep_output=prep_output,
         runs_prep=runs_prep,
         mpi_hostfile=mpi_hostfile,
+        awaits=awaits if prep else (),
     )
 
 
@@ -297,7 +312,8 @@ def plain_argv(plan: LaunchPlan, command: str) -> list[str] | None:
 
 def script_body(plan: LaunchPlan, command: str) -> str:
     """The bash body a process runs: the job preparation once per node (its output beside stdout; the
-    node's other processes wait for it), the MPI host file if any, then the toolkit command."""
+    node's other processes wait for it, and mpirun for every node's), the MPI host file if any, then the
+    toolkit command (none for a process that only prepares its node)."""
     lines = ["set +e", f"cd {shlex.quote(plan.env['AZ_BATCHAI_JOB_TEMP'])} || exit 1"]
     marker = shlex.quote(str(plan.prep_marker))
     fail = (
@@ -305,20 +321,21 @@ def script_body(plan: LaunchPlan, command: str) -> str:
         '$__batchai_prep" >&2; exit "$__batchai_prep"; fi'
     )
     if plan.prep_command and plan.runs_prep:
-        suffix = plan.stdout_name[len("stdout") : -len(".txt")]
-        out = shlex.quote(str(plan.stdouterr / f"stdout-job_prep{suffix}.txt"))
-        err = shlex.quote(str(plan.stdouterr / f"stderr-job_prep{suffix}.txt"))
+        out, err = (shlex.quote(str(plan.stdouterr / name)) for name in plan.prep_output)
         lines += [
             f"bash -c {shlex.quote(plan.prep_command)} >> {out} 2>> {err}",
             "__batchai_prep=$?",
             f'printf "%s" "$__batchai_prep" > {marker}.tmp && mv {marker}.tmp {marker}',
             fail,
         ]
-    elif plan.prep_command:
-        lines += [f"while [ ! -e {marker} ]; do sleep 0.05; done", f"__batchai_prep=$(cat {marker})", fail]
+    waits = [plan.prep_marker] if plan.prep_command and not plan.runs_prep else []
+    for path in [*waits, *plan.awaits]:
+        quoted = shlex.quote(str(path))
+        lines += [f"while [ ! -e {quoted} ]; do sleep 0.05; done", f"__batchai_prep=$(cat {quoted})", fail]
     if plan.mpi_hostfile is not None:
         lines.append(f"cat > \"$AZ_BATCHAI_MPI_HOST_FILE\" <<'__BATCHAI_HOSTS__'\n{plan.mpi_hostfile}__BATCHAI_HOSTS__")
-    lines.append(command)
+    if command:
+        lines.append(command)
     return "\n".join(lines)
 
 

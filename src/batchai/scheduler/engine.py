@@ -303,8 +303,9 @@ class Engine:
             changed = job_service.switch_state_row(connection, head.job_id, head, JobState.SUCCEEDED, now, exit_code=0)
             message = "The job succeeded."
         else:
-            worst = failed[0]
-            error = _exit_error(worst.rank, codes[worst.rank], _stderr_tail(master.get("stderr")))
+            worst = next((r for r in failed if not r.info.get("stopped")), failed[0])  # see _finish
+            stderr = _stderr_tail(worst.info.get("stderr") or master.get("stderr"))
+            error = _exit_error(worst.rank, codes[worst.rank], stderr)
             changed = job_service.switch_state_row(
                 connection, head.job_id, head, JobState.FAILED, now, error=error, exit_code=codes[worst.rank]
             )
@@ -358,6 +359,8 @@ class Engine:
         done = not _essential(running)
         if running and (job.stop_reason is not None or failed or done):
             for task in running:
+                if job.stop_reason is None and not task.info.get("stopped"):  # ended by another task's end
+                    task.info = {**task.info, "stopped": True}
                 self._stop_task_async(task)
             return
         if running:
@@ -488,8 +491,12 @@ class Engine:
                 self._log(job, "The job succeeded.")
                 job_service.switch_state(ctx, job, JobState.SUCCEEDED, exit_code=0)
                 return
-            worst = failed[0]
+            # The task that failed by itself, not one stopped because of it (whose stderr it quotes).
+            worst = next((t for t in failed if not t.info.get("stopped")), failed[0])
             code = worst.exit_code
+            if worst.info.get("stderr"):
+                last = _stderr_tail(worst.info["stderr"])
+                details = _stderr_details(last)
             error = _exit_error(worst.index, worst.exit_code, last)
         error["details"] = error.get("details") or details
         self._log(job, f"The job failed: {error['message']}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,7 @@ class JobStart:
     file_servers: dict[str, Path]
     processes: list[distributed.Process]
     stderr: str | None = None
+    stderrs: dict[int, str] = field(default_factory=dict)  # each process's stderr file, by rank
     execution_log: str | None = None
     container_on_host: str | None = None  # the image not used, when the job ran on the host instead
 
@@ -122,6 +123,12 @@ class Starter:
                     runs_prep=first_on_node.setdefault(process.node, process.rank) == process.rank,
                     attempt=start.attempts,
                     mpi_hostfile=distributed.mpi_hostfile(spec, hosts) if process.role == "mpirun" else None,
+                    # mpirun starts ranks on every node: once each node's job preparation has ended.
+                    awaits=tuple(
+                        launch.prep_marker(launch.job_temp_dir(other.node_dir, start.job_id), start.attempts)
+                        for other in start.slots
+                        if other is not slot and process.role == "mpirun"
+                    ),
                 )
                 try:
                     for link, target in plan.links:
@@ -137,10 +144,11 @@ class Starter:
                 command = launch.toolkit_command(spec, plan.env, self.settings.default_python, process)
                 if plan.container and self.settings.containers_on_host:
                     start.container_on_host = containers.image(plan)
-                elif plan.container:
+                elif plan.container and command:
                     command = containers.wrap(plan, command)
+                start.stderrs[process.rank] = str(plan.stdouterr / plan.stderr_name)
                 if process.rank == 0:
-                    start.stderr = str(plan.stdouterr / plan.stderr_name)
+                    start.stderr = start.stderrs[0]
                     start.execution_log = str(plan.stdouterr / "execution.log")
                     append_log(
                         start.execution_log,
@@ -201,6 +209,7 @@ class Starter:
                                 **roles[index],
                                 **supervisor.as_info(handle),
                                 "node": node,
+                                "stderr": start.stderrs.get(index),
                                 **(files if index == 0 else {}),
                             },
                         }
