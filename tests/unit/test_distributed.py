@@ -122,9 +122,10 @@ def test_mpirun_waits_for_every_node_s_preparation(tmp_path: Any) -> None:
             default_python="/py",
         )  # fmt: skip
 
-    master = plan(Process(0, 0, "mpirun", 0), (other,))
+    master = plan(Process(0, 0, "mpirun", 0), (("node-1", other),))
     body = launch.script_body(master, "mpirun hello")
     assert body.index("bash -c p") < body.index(f"while [ ! -e {other} ]") < body.index("mpirun hello")
+    assert "job preparation on node-1 failed" in body
     helper = plan(Process(1, 1, "prep", 1))
     assert (helper.stdout_name, helper.stderr_name) == ("stdout-job_prep-node-1.txt", "stderr-job_prep-node-1.txt")
     assert helper.prep_marker == other and launch.script_body(helper, "").rstrip().endswith("fi")

@@ -487,55 +487,61 @@ def list_volumes(client: Client, account: str, collection: str, prefix: str | No
     return [{"name": item["name"]} for item in items if not prefix or str(item["name"]).startswith(prefix)]
 
 
+@dataclass(frozen=True)
+class VolumeNouns:
+    """How az's help names one kind of volume."""
+
+    collection: str  # shares, containers
+    noun: str  # share, container
+    full: str  # file share, blob container
+    contents: str  # files, blobs
+
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def volume_commands(group: click.Group, nouns: VolumeNouns, accepted: Decorator) -> None:
+    """``create``, ``delete``, ``exists``, ``show`` and ``list`` of shares or containers, which az has alike;
+    ``accepted``: the create options az has for this kind, taken and ignored."""
+
+    @command(group, "create", flat=False, help=f"Create a {nouns.full} in a storage account.")
+    @click.option("-n", "--name", required=True, help=f"The {nouns.noun} name.")
+    @click.option("--fail-on-exist", is_flag=True, help=f"Fail if the {nouns.noun} exists already.")
+    @click.option("--metadata", cls=SpaceSeparated, hidden=True, help="Accepted for az compatibility.")
+    @accepted
+    @account_options
+    def create(client: Client, account: str, name: str, fail_on_exist: bool, **_: Any) -> Any:
+        return create_volume(client, Volume(account, nouns.collection, name), fail_on_exist)
+
+    @command(group, "delete", flat=False, help=f"Delete a {nouns.noun} and its {nouns.contents}.")
+    @click.option("-n", "--name", required=True, help=f"The {nouns.noun} name.")
+    @click.option("--fail-not-exist", is_flag=True, help=f"Fail if the {nouns.noun} does not exist.")
+    @account_options
+    def delete(client: Client, account: str, name: str, fail_not_exist: bool) -> Any:
+        return delete_volume(client, Volume(account, nouns.collection, name), fail_not_exist)
+
+    @command(group, "exists", flat=False, help=f"Check for the existence of a {nouns.noun}.")
+    @click.option("-n", "--name", required=True, help=f"The {nouns.noun} name.")
+    @account_options
+    def exists(client: Client, account: str, name: str) -> Any:
+        return {"exists": volume_exists(client, Volume(account, nouns.collection, name))}
+
+    @command(group, "show", flat=False, help=f"Show a {nouns.noun}.")
+    @click.option("-n", "--name", required=True, help=f"The {nouns.noun} name.")
+    @account_options
+    def show(client: Client, account: str, name: str) -> Any:
+        return body(send(client, "GET", Volume(account, nouns.collection, name).url))
+
+    @command(group, "list", flat=False, help=f"List the {nouns.collection} of a storage account.")
+    @click.option("--prefix", help=f"Only {nouns.collection} whose names begin with this prefix.")
+    @account_options
+    def list_(client: Client, account: str, prefix: str | None) -> Any:
+        return list_volumes(client, account, nouns.collection, prefix)
+
+
 @storage.group("share", help="Manage file shares.")
 def share() -> None:
     pass
-
-
-@command(share, "create", flat=False)
-@click.option("-n", "--name", required=True, help="The file share name.")
-@click.option("--quota", type=int, help="Maximum size of the share in GB (accepted, not enforced).")
-@click.option("--fail-on-exist", is_flag=True, help="Fail if the share exists already.")
-@click.option("--metadata", cls=SpaceSeparated, hidden=True, help="Accepted for az compatibility.")
-@account_options
-def share_create(
-    client: Client, account: str, name: str, quota: int | None, fail_on_exist: bool, metadata: tuple[str, ...]
-) -> Any:
-    """Create a file share in a storage account."""
-    return create_volume(client, Volume(account, "shares", name), fail_on_exist)
-
-
-@command(share, "delete", flat=False)
-@click.option("-n", "--name", required=True, help="The file share name.")
-@click.option("--fail-not-exist", is_flag=True, help="Fail if the share does not exist.")
-@account_options
-def share_delete(client: Client, account: str, name: str, fail_not_exist: bool) -> Any:
-    """Delete a file share and its files."""
-    return delete_volume(client, Volume(account, "shares", name), fail_not_exist)
-
-
-@command(share, "exists", flat=False)
-@click.option("-n", "--name", required=True, help="The file share name.")
-@account_options
-def share_exists(client: Client, account: str, name: str) -> Any:
-    """Check for the existence of a file share."""
-    return {"exists": volume_exists(client, Volume(account, "shares", name))}
-
-
-@command(share, "show", flat=False)
-@click.option("-n", "--name", required=True, help="The file share name.")
-@account_options
-def share_show(client: Client, account: str, name: str) -> Any:
-    """Show a file share."""
-    return body(send(client, "GET", Volume(account, "shares", name).url))
-
-
-@command(share, "list", flat=False)
-@click.option("--prefix", help="Only shares whose names begin with this prefix.")
-@account_options
-def share_list(client: Client, account: str, prefix: str | None) -> Any:
-    """List the file shares of a storage account."""
-    return list_volumes(client, account, "shares", prefix)
 
 
 @storage.group("container", help="Manage blob containers.")
@@ -543,55 +549,21 @@ def container() -> None:
     pass
 
 
-@command(container, "create", flat=False)
-@click.option("-n", "--name", required=True, help="The container name.")
-@click.option("--fail-on-exist", is_flag=True, help="Fail if the container exists already.")
-@click.option(
-    "--public-access",
-    type=click.Choice(["off", "blob", "container"]),
-    hidden=True,
-    help="Accepted for az compatibility.",
+volume_commands(
+    share,
+    VolumeNouns("shares", "share", "file share", "files"),
+    click.option("--quota", type=int, help="Maximum size of the share in GB (accepted, not enforced)."),
 )
-@click.option("--metadata", cls=SpaceSeparated, hidden=True, help="Accepted for az compatibility.")
-@account_options
-def container_create(
-    client: Client, account: str, name: str, fail_on_exist: bool, public_access: str | None, metadata: tuple[str, ...]
-) -> Any:
-    """Create a blob container in a storage account."""
-    return create_volume(client, Volume(account, "containers", name), fail_on_exist)
-
-
-@command(container, "delete", flat=False)
-@click.option("-n", "--name", required=True, help="The container name.")
-@click.option("--fail-not-exist", is_flag=True, help="Fail if the container does not exist.")
-@account_options
-def container_delete(client: Client, account: str, name: str, fail_not_exist: bool) -> Any:
-    """Delete a container and its blobs."""
-    return delete_volume(client, Volume(account, "containers", name), fail_not_exist)
-
-
-@command(container, "exists", flat=False)
-@click.option("-n", "--name", required=True, help="The container name.")
-@account_options
-def container_exists(client: Client, account: str, name: str) -> Any:
-    """Check for the existence of a container."""
-    return {"exists": volume_exists(client, Volume(account, "containers", name))}
-
-
-@command(container, "show", flat=False)
-@click.option("-n", "--name", required=True, help="The container name.")
-@account_options
-def container_show(client: Client, account: str, name: str) -> Any:
-    """Show a container."""
-    return body(send(client, "GET", Volume(account, "containers", name).url))
-
-
-@command(container, "list", flat=False)
-@click.option("--prefix", help="Only containers whose names begin with this prefix.")
-@account_options
-def container_list(client: Client, account: str, prefix: str | None) -> Any:
-    """List the containers of a storage account."""
-    return list_volumes(client, account, "containers", prefix)
+volume_commands(
+    container,
+    VolumeNouns("containers", "container", "blob container", "blobs"),
+    click.option(
+        "--public-access",
+        type=click.Choice(["off", "blob", "container"]),
+        hidden=True,
+        help="Accepted for az compatibility.",
+    ),
+)
 
 
 # -- az storage directory ---------------------------------------------------------------------------------

@@ -80,7 +80,8 @@ class LaunchPlan:
     prep_output: tuple[str, str] = ("stdout-job_prep.txt", "stderr-job_prep.txt")  # its files in stdouterr
     runs_prep: bool = True  # False: another process on this node runs it, this one waits for it
     mpi_hostfile: str | None = None
-    awaits: tuple[Path, ...] = ()  # the markers of the other nodes' job preparation, waited for (mpirun)
+    # The other nodes' job preparation markers, by node name, waited for (mpirun).
+    awaits: tuple[tuple[str, Path], ...] = ()
 
 
 Resolver = Callable[[Volume], Path]
@@ -230,7 +231,7 @@ def plan(
     runs_prep: bool = True,
     attempt: int = 1,
     mpi_hostfile: str | None = None,
-    awaits: tuple[Path, ...] = (),
+    awaits: tuple[tuple[str, Path], ...] = (),
     resolve: Resolver,
     file_server: FileServerResolver,
     default_python: str,
@@ -316,22 +317,26 @@ def script_body(plan: LaunchPlan, command: str) -> str:
     toolkit command (none for a process that only prepares its node)."""
     lines = ["set +e", f"cd {shlex.quote(plan.env['AZ_BATCHAI_JOB_TEMP'])} || exit 1"]
     marker = shlex.quote(str(plan.prep_marker))
-    fail = (
-        'if [ "$__batchai_prep" -ne 0 ]; then echo "batchai: job preparation failed with exit code '
-        '$__batchai_prep" >&2; exit "$__batchai_prep"; fi'
-    )
+
+    def fail(node: str) -> str:
+        return (
+            f'if [ "$__batchai_prep" -ne 0 ]; then echo "batchai: job preparation on {node} failed with exit code '
+            '$__batchai_prep" >&2; exit "$__batchai_prep"; fi'
+        )
+
+    own = plan.env.get("AZ_BATCHAI_NODE_NAME", "this node")
     if plan.prep_command and plan.runs_prep:
         out, err = (shlex.quote(str(plan.stdouterr / name)) for name in plan.prep_output)
         lines += [
             f"bash -c {shlex.quote(plan.prep_command)} >> {out} 2>> {err}",
             "__batchai_prep=$?",
             f'printf "%s" "$__batchai_prep" > {marker}.tmp && mv {marker}.tmp {marker}',
-            fail,
+            fail(own),
         ]
-    waits = [plan.prep_marker] if plan.prep_command and not plan.runs_prep else []
-    for path in [*waits, *plan.awaits]:
+    waits = [(own, plan.prep_marker)] if plan.prep_command and not plan.runs_prep else []
+    for node, path in [*waits, *plan.awaits]:
         quoted = shlex.quote(str(path))
-        lines += [f"while [ ! -e {quoted} ]; do sleep 0.05; done", f"__batchai_prep=$(cat {quoted})", fail]
+        lines += [f"while [ ! -e {quoted} ]; do sleep 0.05; done", f"__batchai_prep=$(cat {quoted})", fail(node)]
     if plan.mpi_hostfile is not None:
         lines.append(f"cat > \"$AZ_BATCHAI_MPI_HOST_FILE\" <<'__BATCHAI_HOSTS__'\n{plan.mpi_hostfile}__BATCHAI_HOSTS__")
     if command:

@@ -125,7 +125,10 @@ class Starter:
                     mpi_hostfile=distributed.mpi_hostfile(spec, hosts) if process.role == "mpirun" else None,
                     # mpirun starts ranks on every node: once each node's job preparation has ended.
                     awaits=tuple(
-                        launch.prep_marker(launch.job_temp_dir(other.node_dir, start.job_id), start.attempts)
+                        (
+                            other.node_name,
+                            launch.prep_marker(launch.job_temp_dir(other.node_dir, start.job_id), start.attempts),
+                        )
                         for other in start.slots
                         if other is not slot and process.role == "mpirun"
                     ),
