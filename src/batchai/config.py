@@ -43,6 +43,8 @@ class Settings:
     # Ray nodes that offer the custom resource ``ray_resource`` (one unit each) are the nodes it uses.
     ray_address: str | None = None
     ray_resource: str = "batchai"
+    # A Ray node's agent leaves after this long with nothing running and no call from its server.
+    ray_agent_idle_seconds: float = 600.0
 
     @classmethod
     def build(
@@ -71,6 +73,7 @@ class Settings:
             containers_on_host=containers_on_host,
             ray_address=ray_address or environ.get("BATCHAI_RAY_ADDRESS") or None,
             ray_resource=ray_resource or environ.get("BATCHAI_RAY_RESOURCE") or "batchai",
+            ray_agent_idle_seconds=float(environ.get("BATCHAI_RAY_AGENT_IDLE_SECONDS", "600")),
         )
 
     @property

@@ -432,6 +432,35 @@ def test_a_restarted_server_reattaches_to_jobs_on_ray(on_ray: tuple[Bench, RayCl
     assert "finished after the restart" in (logs / "stdout-wk-1.txt").read_text()
 
 
+def test_an_idle_agent_leaves_and_a_new_one_serves_the_next_job(ray_nodes: RayCluster, tmp_path: Path) -> None:
+    env = {**RAY_ENV, "BATCHAI_RAY_ADDRESS": ray_nodes.address, "BATCHAI_RAY_AGENT_IDLE_SECONDS": "2"}
+    server = start_server(tmp_path / "home", env)
+    prefix = name_prefix(server.home)
+
+    def agents() -> list[str]:
+        from ray.util import list_named_actors
+
+        return [a["name"] for a in list_named_actors(all_namespaces=True) if a["name"].startswith(prefix)]
+
+    try:
+        bench = make_bench(server, "idle.rg", tmp_path)
+        bench.cluster(target=1)
+        bench.wait_nodes(idle=1, timeout=90)
+        bench.submit("first", customToolkitSettings={"commandLine": "echo one"})
+        assert bench.wait_job("first", timeout=60)["executionState"] == "succeeded"
+        wait_for(lambda: not agents(), timeout=30, message="the idle agent to leave")
+        bench.submit("second", customToolkitSettings={"commandLine": "echo two"})
+        assert bench.wait_job("second", timeout=60)["executionState"] == "succeeded"
+        assert (bench.stdouterr("second") / "stdout.txt").read_text() == "two\n"
+        assert "attempt 2" not in (bench.stdouterr("second") / "execution.log").read_text()  # the first start
+        assert len(agents()) == 1  # started again for the job
+    finally:
+        server.stop()
+        ray_nodes.kill_agents(prefix)
+        wait_for(lambda: not leftovers(server.home), timeout=15, message="the agents' processes to end")
+        assert_nothing_left(server.home)
+
+
 def test_an_unreachable_ray_cluster_is_reported_not_waited_on(tmp_path: Path) -> None:
     server = start_server(tmp_path / "home", {**RAY_ENV, "BATCHAI_RAY_ADDRESS": f"127.0.0.1:{free_port()}"})
     try:

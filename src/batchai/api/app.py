@@ -107,6 +107,7 @@ def node_provider(settings: Settings) -> NodeProvider:
             settings.nodes_root,
             settings.home,
             grace_seconds=settings.grace_seconds,
+            agent_idle_seconds=settings.ray_agent_idle_seconds,
         )
     return LocalProvider(settings.nodes_root, settings.run_dir)
 

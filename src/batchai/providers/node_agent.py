@@ -4,7 +4,9 @@ It runs processes on its node under the same supervision contract as the local p
 (``runtime.supervisor``: a new session, output to files, an exit file, SIGTERM/grace/SIGKILL) and
 answers for them. It outlives the server, so a restarted server re-attaches to the jobs it runs. If the
 agent itself goes away (its node or its Ray worker died), a watchdog in each process's session ends the
-session, so no job runs on unsupervised.
+session, so no job runs on unsupervised. An agent that has nothing running and has not been called for
+``idle_seconds`` leaves (its server, if any, starts a new one when it needs the node again), so agents do
+not outlast their servers for ever.
 
 This module does not import ray: the provider wraps ``NodeAgent`` with ``ray.remote``.
 """
@@ -13,6 +15,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 from batchai.providers.local import free_ports, prepare_work_area
@@ -31,34 +35,52 @@ def watchdog(agent_pid: int, grace: float) -> str:
 class NodeAgent:
     """Runs and watches processes on one node. Every method is safe to call again (idempotent)."""
 
-    def __init__(self, grace_seconds: float) -> None:
+    def __init__(self, grace_seconds: float, idle_seconds: float = 600.0) -> None:
         self.grace_seconds = grace_seconds
+        self.idle_seconds = idle_seconds
+        self._called = time.monotonic()
+        threading.Thread(target=self._leave_when_idle, name="batchai-agent-idle", daemon=True).start()
+
+    def _leave_when_idle(self) -> None:
+        while True:
+            time.sleep(min(5.0, self.idle_seconds / 4))
+            idle = time.monotonic() - self._called >= self.idle_seconds
+            if idle and not supervisor.running_children():
+                os._exit(0)  # Ray marks the actor dead; its name is free for the next one
 
     def ping(self) -> int:
+        self._called = time.monotonic()
         return os.getpid()
 
     def prepare(self, node_dir: Path, shared_dir: Path, links: list[tuple[Path, Path]]) -> None:
+        self._called = time.monotonic()
         prepare_work_area(node_dir, shared_dir, links)
 
     def release(self, node_dir: Path) -> None:
+        self._called = time.monotonic()
         shutil.rmtree(node_dir, ignore_errors=True)
 
     def free_ports(self, count: int) -> list[int]:
+        self._called = time.monotonic()
         return free_ports(count, host="")
 
     def start(
         self, script: Path, body: str, env: dict[str, str], cwd: Path, stdout: Path, stderr: Path, exit_file: Path
     ) -> Handle:
+        self._called = time.monotonic()
         script.parent.mkdir(parents=True, exist_ok=True)
         guarded = watchdog(os.getpid(), self.grace_seconds) + body
         script.write_text(supervisor.wrapper_script(guarded, exit_file))
         return supervisor.start(script, env=env, cwd=cwd, stdout=stdout, stderr=stderr, exit_file=exit_file)
 
     def poll(self, handle: Handle) -> Outcome | None:
+        self._called = time.monotonic()
         return supervisor.poll(handle)
 
     def wait(self, handle: Handle, timeout: float | None) -> Outcome | None:
+        self._called = time.monotonic()
         return supervisor.wait(handle, timeout)
 
     def stop(self, handle: Handle, grace: float) -> Outcome:
+        self._called = time.monotonic()
         return supervisor.stop(handle, grace)

@@ -61,16 +61,19 @@ class RayProvider:
         *,
         grace_seconds: float = 10.0,
         reserve_timeout: float = 10.0,
+        agent_idle_seconds: float = 600.0,
     ) -> None:
         self.ray_address = ray_address
         self.resource = resource
         self.root = root
         self.grace_seconds = grace_seconds
         self.reserve_timeout = reserve_timeout
+        self.agent_idle_seconds = agent_idle_seconds
         self.prefix = name_prefix(home)
         self._lock = threading.Lock()
         self._agents: dict[str, Any] = {}
         self._preparing: dict[str, tuple[Any, float]] = {}  # node id -> (agent.prepare ref, when asked)
+        self._replaced: set[str] = set()  # nodes whose gone agent a preparation is replacing
         self._connector: threading.Thread | None = None
         self._connect_error: Exception | None = None
         self._inventory: tuple[float, list[dict[str, str]]] = (0.0, [])
@@ -160,18 +163,23 @@ class RayProvider:
                 max_restarts=0,
                 scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
             )
-            .remote(self.grace_seconds)
+            .remote(self.grace_seconds, self.agent_idle_seconds)
         )
         self._agents[node_id] = agent
         return agent
 
     def _call(self, node_id: str, method: str, *args: Any, timeout: float | None = CALL_TIMEOUT) -> Any:
+        """``method`` of the node's agent; an agent that is gone (it left when idle, or died) is replaced
+        once while its machine is in Ray's view."""
         ray = self._ray()
-        try:
-            return ray.get(getattr(self._agent(node_id), method).remote(*args), timeout=timeout)
-        except ray.exceptions.RayActorError:
-            self._agents.pop(node_id, None)
-            raise
+        for attempt in (1, 2):
+            try:
+                return ray.get(getattr(self._agent(node_id), method).remote(*args), timeout=timeout)
+            except ray.exceptions.RayActorError:
+                self._agents.pop(node_id, None)
+                if attempt == 2 or not self._alive(node_id, fresh=True):
+                    raise
+        raise AssertionError("unreachable")
 
     def node_dir(self, cluster_id: int, node_name: str) -> Path:
         return self.root / str(cluster_id) / node_name
@@ -214,7 +222,11 @@ class RayProvider:
             ray.get(ref)
         except Exception as exc:  # the agent could not start there: the node is unusable
             self._agents.pop(node_id, None)
+            if isinstance(exc, ray.exceptions.RayActorError) and node_id not in self._replaced:
+                self._replaced.add(node_id)  # an agent that had left when idle: once more with a new one
+                raise NodeNotReady(node_id) from exc
             raise OSError(f"the batchai agent on Ray node {node_id[:12]} did not start: {exc}") from exc
+        self._replaced.discard(node_id)
         return node_dir
 
     def release_node(self, cluster_id: int, node_name: str) -> None:

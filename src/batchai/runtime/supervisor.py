@@ -121,6 +121,11 @@ _children: dict[int, subprocess.Popen[bytes]] = {}
 _exited: dict[tuple[int, float], int | None] = {}
 
 
+def running_children() -> bool:
+    """Whether a process this one started (and reaps) still runs."""
+    return any(child.poll() is None for child in list(_children.values()))
+
+
 def _alive(handle: Handle) -> bool:
     child = _children.get(handle.pid)
     if child is not None:
