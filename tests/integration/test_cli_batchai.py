@@ -146,6 +146,7 @@ def test_setup_task_output_files_and_usages(shared_server: Server) -> None:
     link = files["stdout.txt"]["download_url"]
     assert httpx.get(link).text == "prepared node-0\n"  # a signed link: no token needed
     assert httpx.get(link.replace("sig=", "sig=0")).status_code == 403
+    assert "'..' is not allowed" in s.fails(*listing, "-p", "node-0/../..")  # nothing outside the output
     table = s.cli(*listing, "-o", "table").stdout
     assert table.split("\n")[0].split() == ["Name", "Is", "directory", "Size"] and "node-0" in table
     # Output that is not on storage the server can serve: a clear error, as az gives.
