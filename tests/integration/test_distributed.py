@@ -416,6 +416,40 @@ def test_a_job_whose_nodes_ray_will_not_give_yet_is_requeued(on_ray: tuple[Bench
     assert "NodesNotAvailable" not in json.dumps(props.get("executionInfo"))
 
 
+def test_a_job_waiting_for_its_ray_nodes_holds_up_no_other(on_ray: tuple[Bench, RayCluster]) -> None:
+    bench, ray = on_ray
+    bench.cluster(target=2, option="terminate")
+    bench.wait_nodes(idle=2, timeout=90)
+    import sqlite3
+
+    def machine_of(node: str) -> str:
+        with sqlite3.connect(bench.server.home / "batchai.db") as db:
+            info = db.execute("SELECT info FROM nodes WHERE name = ?", (node,)).fetchone()[0]
+        return str(json.loads(info)["ray_node_id"])
+
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    held = placement_group([{"batchai": 1}], bundle_label_selector=[{"ray.io/node-id": machine_of("node-0")}])
+    ray.ray.get(held.ready(), timeout=30)
+    try:
+        bench.submit("patient")  # on node-0 (the first free node), whose machine Ray does not give for now
+        bench.wait_job("patient", states=("running",), timeout=30)
+        with sqlite3.connect(bench.server.home / "batchai.db") as db:
+            on = db.execute(
+                "SELECT nodes.name FROM tasks JOIN jobs ON jobs.id = tasks.job_id"
+                " JOIN nodes ON nodes.id = tasks.node_id WHERE jobs.name = 'patient'"
+            ).fetchone()
+        assert on == ("node-0",)
+        bench.submit("quick")  # on node-1, meanwhile
+        assert bench.wait_job("quick", timeout=60)["executionState"] == "succeeded"
+        # It ran while the patient job still waited for its node (Ray gives up on that after 10 s).
+        log = bench.stdouterr("patient") / "execution.log"
+        assert not log.exists() or "requeued" not in log.read_text()
+    finally:
+        remove_placement_group(held)
+    assert bench.wait_job("patient", timeout=60)["executionState"] == "succeeded"
+
+
 def test_a_restarted_server_reattaches_to_jobs_on_ray(on_ray: tuple[Bench, RayCluster]) -> None:
     bench, _ = on_ray
     bench.cluster(target=2, option="terminate")

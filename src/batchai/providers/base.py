@@ -45,6 +45,9 @@ class NodeProvider(Protocol):
     name: str
     gpus: tuple[int, ...]  # GPU indices to share among nodes (empty: none)
     node_keys: tuple[str, ...]  # the entries of a node's info that identify it to the provider
+    # How many jobs may be starting at once: more than one where a start can wait (for Ray to give the
+    # nodes), so that it holds up no other job's start.
+    launch_threads: int
 
     def node_dir(self, cluster_id: int, node_name: str) -> Path: ...
 

@@ -36,6 +36,7 @@ def host_gpus() -> tuple[int, ...]:
 class LocalProvider:
     name = "local"
     node_keys: tuple[str, ...] = ()
+    launch_threads = 1  # starts are quick; one thread records each pass's starts together
 
     def __init__(self, root: Path, run_dir: Path, gpus: tuple[int, ...] | None = None) -> None:
         self.root = root

@@ -50,6 +50,7 @@ def name_prefix(home: Path) -> str:
 class RayProvider:
     name = "ray"
     node_keys: tuple[str, ...] = ("ray_node_id",)
+    launch_threads = 8  # a start may wait up to reserve_timeout for its placement group
     gpus: tuple[int, ...] = ()
 
     def __init__(

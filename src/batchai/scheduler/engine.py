@@ -2,8 +2,8 @@
 
 Each pass: running jobs (finished processes, stop requests, wall-clock limits), then scheduling (load
 queued jobs and free nodes, decide, apply), and now and then the clusters' nodes (``nodes.Nodes``: target
-sizes, setup tasks, auto-scale). The jobs a pass marks running go to the launch thread, which starts and
-records their processes (``launching.Starter``). The API wakes the loop on every change; finished processes
+sizes, setup tasks, auto-scale). The jobs a pass marks running go to the launch threads, which start and
+record their processes (``launching.Starter``). The API wakes the loop on every change; finished processes
 wake it too; otherwise it sleeps until the next wall-clock deadline or a short tick. On start it re-attaches
 to processes that still run.
 """
@@ -89,19 +89,23 @@ class Engine:
         self._pass_needed = True  # something other than a queued job happened since the last pass
         self._all_busy = False  # after the last scheduling: no node free anywhere
         self._limits: dict[tuple[int, datetime], datetime] = {}  # wall-clock deadlines of running jobs
-        # Jobs marked running whose processes the launch thread is starting (and recording): passes leave
+        # Jobs marked running whose processes a launch thread is starting (and recording): passes leave
         # them alone until then. ``_launched`` is notified as they leave the set.
         self._launching: set[int] = set()
         self._launched = threading.Condition(self._lock)
         self._looked_past_launching = False  # a pass left a launching job alone: look again after it
         self._launches: queue.SimpleQueue[list[JobStart] | None] = queue.SimpleQueue()
-        self._launch_thread: threading.Thread | None = None
+        self._launch_threads: list[threading.Thread] = []
 
     # -- life cycle ------------------------------------------------------------------------------------
     def start(self) -> None:
         self._recover()
-        self._launch_thread = threading.Thread(target=self._launch_loop, name="batchai-launch", daemon=True)
-        self._launch_thread.start()
+        self._launch_threads = [
+            threading.Thread(target=self._launch_loop, name=f"batchai-launch-{i}", daemon=True)
+            for i in range(self.provider.launch_threads)
+        ]
+        for thread in self._launch_threads:
+            thread.start()
         self._thread = threading.Thread(target=self._run, name="batchai-engine", daemon=True)
         self._thread.start()
 
@@ -112,9 +116,10 @@ class Engine:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
-        self._launches.put(None)
-        if self._launch_thread is not None:
-            self._launch_thread.join(timeout=30)
+        for _ in self._launch_threads:
+            self._launches.put(None)
+        for thread in self._launch_threads:
+            thread.join(timeout=30)
 
     def wake(self, clusters: bool = False, queued: bool = False) -> None:
         """Run a pass now. ``clusters``: something about clusters changed (look at them in this pass);
@@ -237,7 +242,7 @@ class Engine:
             launching = by_job.keys() & self._launching
         attention: list[int] = []
         for job_id, rows in by_job.items():
-            if job_id in launching:  # the launch thread has not recorded its processes yet
+            if job_id in launching:  # a launch thread has not recorded its processes yet
                 if rows[0].stop_reason is not None or rows[0].execution_state == JobState.TERMINATING:
                     with self._lock:
                         self._looked_past_launching = True  # asked to stop meanwhile: look after the launch
@@ -523,16 +528,18 @@ class Engine:
         self._hand_off(starts)
 
     def _hand_off(self, starts: list[JobStart]) -> None:
-        """Give jobs just marked running to the launch thread: starting processes waits on the provider
-        (and on the file system), which the next pass need not wait for."""
+        """Give jobs just marked running to the launch threads: starting processes waits on the provider
+        (and on the file system), which the next pass need not wait for. With one thread a pass's jobs go
+        together (recorded in one transaction); with more, each job on its own."""
         if not starts:
             return
         with self._lock:
             self._launching.update(start.job_id for start in starts)
-        self._launches.put(starts)
+        for batch in [starts] if len(self._launch_threads) <= 1 else [[start] for start in starts]:
+            self._launches.put(batch)
 
     def _launch_loop(self) -> None:
-        """The launch thread: starts the processes of the jobs handed off, in order, and records them."""
+        """A launch thread: starts the processes of the jobs handed off, in order, and records them."""
         while (starts := self._launches.get()) is not None:
             try:
                 self.starter.start_jobs(starts)

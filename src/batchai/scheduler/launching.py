@@ -1,6 +1,6 @@
 """Starting the jobs a pass marked running: each process planned (environment, mounts, directories, its
 command) and started on its node, then all of them recorded in one transaction, or why a job could not
-start. The engine's launch thread runs this; no pass waits for it. No database is touched while starting."""
+start. The engine's launch threads run this; no pass waits for it. No database is touched while starting."""
 
 from __future__ import annotations
 
