@@ -87,6 +87,8 @@ class RayProvider:
             # A Ray cluster on loopback: unless this is set before ray is imported, Ray swaps 127.0.0.1 for
             # the machine's external address and never reaches it.
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        # Ray's failure signal handler prints a stack dump on SIGTERM, the server's normal way to stop.
+        os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
         import ray
 
         if ray.is_initialized():
