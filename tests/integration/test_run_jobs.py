@@ -320,6 +320,29 @@ def test_auto_scale_grows_while_jobs_wait_and_shrinks_when_idle(bench: Bench) ->
     bench.wait_nodes(total=0, timeout=20)
 
 
+def test_a_job_s_node_list_names_the_nodes_it_ran_on(bench: Bench) -> None:
+    bench.cluster(target=2)
+    bench.wait_nodes(idle=2)
+    gate = bench.tmp / "gate"
+    bench.submit("first", customToolkitSettings={"commandLine": f"while [ ! -e {gate} ]; do sleep 0.05; done"})
+    bench.wait_job("first", states=("running",))
+    bench.submit("second")  # on the other node
+    assert bench.wait_job("second")["executionState"] == "succeeded"
+    bench.submit("waiting", node_count=2)  # waits for "first" to free its node
+
+    def logins(job: str) -> list[Any]:
+        response = bench.server.http.post(url(bench.job_path(job) + "/listRemoteLoginInformation"))
+        return [(n["nodeId"], n["ipAddress"]) for n in response.json()["value"]]
+
+    assert logins("first") == [("node-0", "127.0.0.1")] and logins("second") == [("node-1", "127.0.0.1")]
+    assert logins("waiting") == []  # not started: no node yet
+    gate.touch()
+    assert bench.wait_job("first")["executionState"] == "succeeded"
+    assert logins("first") == [("node-0", "127.0.0.1")]  # still, once it has ended
+    assert bench.wait_job("waiting")["executionState"] == "succeeded"
+    assert logins("waiting") == [("node-0", "127.0.0.1"), ("node-1", "127.0.0.1")]
+
+
 def test_failing_setup_task_makes_nodes_unusable_and_the_cluster_reports_it(bench: Bench) -> None:
     prefix = bench.tmp / "setup-logs"
     bench.cluster(

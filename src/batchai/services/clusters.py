@@ -108,6 +108,15 @@ def setup_output_suffix(row: Cluster) -> str:
     )
 
 
+def remote_login(name: str, info: dict[str, Any]) -> dict[str, Any]:
+    """A node's RemoteLoginInformation: local nodes are this host; a Ray node is its machine's address."""
+    return {"nodeId": name, "ipAddress": str(info.get("address") or "127.0.0.1"), "port": 22}
+
+
+def remote_logins(row: Cluster) -> list[dict[str, Any]]:
+    return [remote_login(node.name, node.info) for node in sorted(row.nodes, key=lambda n: n.index)]
+
+
 def node_counts(row: Cluster) -> dict[str, int]:
     """How many of the cluster's nodes are in each state (idle, running, preparing, unusable, leaving)."""
     counts: dict[str, int] = {}

@@ -17,7 +17,7 @@ from batchai.models.wire import JobProperties
 from batchai.services import clusters, experiments, mounts, workspaces
 from batchai.services.context import Ctx, find, require
 from batchai.states import PRIORITY_RANK, JobState, check_transition
-from batchai.store.tables import Cluster, Experiment, Job, ResourceGroup, Workspace
+from batchai.store.tables import Cluster, Experiment, Job, Node, ResourceGroup, Workspace
 
 TOOLKITS = {
     "cntkSettings": "cntk",
@@ -423,3 +423,14 @@ def delete(ctx: Ctx, sub: str, group: str, workspace: str, experiment: str, name
         return False
     delete_row(ctx, row)
     return True
+
+
+def remote_logins(ctx: Ctx, job: Job) -> list[dict[str, Any]]:
+    """The logins of the nodes the job runs or ran on, in the order of its tasks (none before it starts)."""
+    logins: dict[str, dict[str, Any]] = {}
+    for task in sorted(job.tasks, key=lambda t: t.index):
+        node = ctx.session.get(Node, task.node_id) if task.node_id is not None else None
+        name = node.name if node is not None else task.info.get("node")
+        if name and name not in logins:
+            logins[name] = clusters.remote_login(name, node.info if node is not None else {})
+    return list(logins.values())

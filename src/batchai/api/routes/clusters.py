@@ -45,13 +45,9 @@ def list_clusters(sub: str, group: str, workspace: str, request: Request) -> Any
 
 @router.post(CLUSTER + "/listRemoteLoginInformation")
 def cluster_remote_login(sub: str, group: str, workspace: str, cluster: str, request: Request) -> Any:
-    """Local nodes run on this host: each node's login is this host's SSH port."""
-
-    def nodes(ctx: Any) -> list[dict[str, Any]]:
-        row = clusters.get(ctx, sub, group, workspace, cluster)
-        return [{"nodeId": node.name, "ipAddress": "127.0.0.1", "port": 22} for node in row.nodes]
-
-    return page(request, run(request, nodes))
+    """The cluster's nodes: local nodes are this host; Ray nodes their machines."""
+    logins = run(request, lambda ctx: clusters.remote_logins(clusters.get(ctx, sub, group, workspace, cluster)))
+    return page(request, logins)
 
 
 @router.post(CLUSTER + "/listSetupOutputFiles")

@@ -111,6 +111,6 @@ def output_files(
 
 @router.post(JOB + "/listRemoteLoginInformation")
 def job_remote_login(sub: str, group: str, workspace: str, experiment: str, job: str, request: Request) -> Any:
-    """The nodes the job runs on (local nodes: this host)."""
-    row_nodes = run(request, lambda ctx: jobs.get(ctx, sub, group, workspace, experiment, job).node_count)
-    return page(request, [{"nodeId": f"node-{i}", "ipAddress": "127.0.0.1", "port": 22} for i in range(row_nodes)])
+    """The nodes the job runs or ran on."""
+    logins = run(request, lambda ctx: jobs.remote_logins(ctx, jobs.get(ctx, sub, group, workspace, experiment, job)))
+    return page(request, logins)

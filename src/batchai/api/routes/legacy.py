@@ -138,8 +138,7 @@ def delete_cluster(sub: str, group: str, cluster: str, request: Request) -> Resp
 def cluster_remote_login(sub: str, group: str, cluster: str, request: Request) -> Any:
     def work(ctx: Ctx) -> list[dict[str, Any]]:
         legacy.require_workspace(ctx, sub, group, "cluster", cluster)
-        row = clusters.get(ctx, sub, group, legacy.WORKSPACE, cluster)
-        return [{"nodeId": node.name, "ipAddress": "127.0.0.1", "port": 22} for node in row.nodes]
+        return clusters.remote_logins(clusters.get(ctx, sub, group, legacy.WORKSPACE, cluster))
 
     return page(request, run(request, work))
 
@@ -272,5 +271,4 @@ def list_output_files(
 
 @router.post(JOB + "/listRemoteLoginInformation")
 def job_remote_login(sub: str, group: str, job: str, request: Request) -> Any:
-    count = run(request, lambda ctx: legacy.require_job(ctx, sub, group, job).node_count)
-    return page(request, [{"nodeId": f"node-{i}", "ipAddress": "127.0.0.1", "port": 22} for i in range(count)])
+    return page(request, run(request, lambda ctx: jobs.remote_logins(ctx, legacy.require_job(ctx, sub, group, job))))
