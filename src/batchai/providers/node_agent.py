@@ -14,7 +14,9 @@ This module does not import ray: the provider wraps ``NodeAgent`` with ``ray.rem
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
+import socket
 import threading
 import time
 from pathlib import Path
@@ -22,6 +24,8 @@ from pathlib import Path
 from batchai.providers.local import free_ports, prepare_work_area
 from batchai.runtime import supervisor
 from batchai.runtime.supervisor import Handle, Outcome
+
+MARKER = ".batchai-node"  # written by the agent into the node's work area when it prepares it
 
 
 def watchdog(agent_pid: int, grace: float) -> str:
@@ -52,9 +56,14 @@ class NodeAgent:
         self._called = time.monotonic()
         return os.getpid()
 
-    def prepare(self, node_dir: Path, shared_dir: Path, links: list[tuple[Path, Path]]) -> None:
+    def prepare(self, node_dir: Path, shared_dir: Path, links: list[tuple[Path, Path]]) -> str:
+        """Make the work area; returns what it wrote to its ``MARKER`` file, for the server to find there too
+        (the server and the node must share the filesystem)."""
         self._called = time.monotonic()
         prepare_work_area(node_dir, shared_dir, links)
+        written = f"{socket.gethostname()} {os.getpid()} {secrets.token_hex(8)}"
+        (node_dir / MARKER).write_text(written)
+        return written
 
     def release(self, node_dir: Path) -> None:
         self._called = time.monotonic()

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from batchai.providers.base import NodeNotReady, ProviderUnavailable
-from batchai.providers.node_agent import NodeAgent
+from batchai.providers.node_agent import MARKER, NodeAgent
 from batchai.runtime.launch import LaunchError, NodeSlot
 from batchai.runtime.supervisor import Handle, Outcome
 
@@ -222,7 +222,7 @@ class RayProvider:
             raise OSError(f"the batchai agent on Ray node {node_id[:12]} did not start in {CALL_TIMEOUT:g}s")
         self._preparing.pop(node_id, None)
         try:
-            ray.get(ref)
+            written = ray.get(ref)
         except Exception as exc:  # the agent could not start there: the node is unusable
             self._agents.pop(node_id, None)
             if isinstance(exc, ray.exceptions.RayActorError) and node_id not in self._replaced:
@@ -230,6 +230,16 @@ class RayProvider:
                 raise NodeNotReady(node_id) from exc
             raise OSError(f"the batchai agent on Ray node {node_id[:12]} did not start: {exc}") from exc
         self._replaced.discard(node_id)
+        try:
+            seen = (node_dir / MARKER).read_text()
+        except OSError:
+            seen = ""
+        if seen != written:
+            raise OSError(
+                f"Ray node {node_id[:12]} ({node.get('address', '?')}) does not share the server's filesystem: "
+                f"what its agent wrote in {node_dir} is not there on the server. Nodes on Ray need the server's "
+                "home at the same path (one machine, or a shared filesystem such as NFS)."
+            )
         return node_dir
 
     def release_node(self, cluster_id: int, node_name: str) -> None:
