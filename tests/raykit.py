@@ -7,6 +7,12 @@ logical GPUs), so each is one machine batchai may use. Node death is noticed wit
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 RAY_ENV = {
@@ -75,3 +81,37 @@ class RayCluster:
     def shutdown(self) -> None:
         self.ray.shutdown()
         self.cluster.shutdown()
+
+
+# A Ray worker node (as ray.cluster_utils starts them) that offers one unit of a resource until SIGTERM.
+_NODE = """
+import signal, sys, threading
+from ray._private.node import Node
+from ray._private.parameter import RayParams
+params = RayParams(gcs_address=sys.argv[1], node_ip_address="127.0.0.1", num_cpus=1, resources={sys.argv[2]: 1})
+node = Node(params, head=False, shutdown_at_exit=False, spawn_reaper=False)
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+stop.wait()
+node.kill_all_processes(check_alive=False, allow_graceful=False)
+"""
+
+
+@contextmanager
+def machine_apart(cluster: RayCluster, hidden: Path, resource: str) -> Iterator[None]:
+    """A Ray node offering ``resource`` in its own mount namespace, where ``hidden`` is an empty tmpfs: a
+    machine that does not share that directory with this one. Needs root and unshare(1)."""
+    hidden.mkdir(parents=True, exist_ok=True)
+    script = f"mount -t tmpfs tmpfs '{hidden}' && exec '{sys.executable}' -c \"$0\" '{cluster.address}' '{resource}'"
+    node = subprocess.Popen(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, _NODE],
+        env={**os.environ, **RAY_ENV},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        yield
+    finally:
+        os.killpg(node.pid, signal.SIGTERM)
+        node.wait(60)

@@ -5,6 +5,7 @@ Ray, a node killed mid-job and a server restarted mid-job."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -16,7 +17,7 @@ import pytest
 from batchai.providers.ray_cluster import name_prefix
 from tests.conftest import Server, assert_nothing_left, free_port, leftovers, wait_for
 from tests.integration.jobkit import Bench, make_bench, outputs, write_script
-from tests.raykit import RAY_ENV, RayCluster
+from tests.raykit import RAY_ENV, RayCluster, machine_apart
 
 DDP = """
 import json, os, sys
@@ -493,6 +494,29 @@ def test_an_idle_agent_leaves_and_a_new_one_serves_the_next_job(ray_nodes: RayCl
         ray_nodes.kill_agents(prefix)
         wait_for(lambda: not leftovers(server.home), timeout=15, message="the agents' processes to end")
         assert_nothing_left(server.home)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare(1)")
+def test_a_machine_that_does_not_share_the_server_s_files_is_unusable(ray_nodes: RayCluster, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {**RAY_ENV, "BATCHAI_RAY_ADDRESS": ray_nodes.address, "BATCHAI_RAY_RESOURCE": "apart"}
+    server = Server(home=home, port=free_port(), env=env)
+    # Its own view of the server's nodes directory, as a machine without the shared filesystem has.
+    with machine_apart(ray_nodes, home / "nodes", "apart"):
+        try:
+            server.start()
+            bench = make_bench(server, "apart.rg", tmp_path)
+            bench.cluster(target=1)
+            props = wait_for(
+                lambda: (p := bench.cluster_state())["nodeStateCounts"]["unusableNodeCount"] == 1 and p,
+                timeout=120,
+                message="the node on the machine apart to be unusable",
+            )
+            assert "does not share the server's filesystem" in props["errors"][0]["message"], props["errors"]
+        finally:
+            server.stop()
+            ray_nodes.kill_agents(name_prefix(home))
+    assert_nothing_left(home)
 
 
 def test_an_unreachable_ray_cluster_is_reported_not_waited_on(tmp_path: Path) -> None:
