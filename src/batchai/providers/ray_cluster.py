@@ -26,6 +26,7 @@ import os
 import shutil
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,13 @@ from batchai.runtime.launch import LaunchError, NodeSlot
 from batchai.runtime.supervisor import Handle, Outcome
 
 log = logging.getLogger("batchai.ray")
+# Two of Ray's notes that mean nothing here: ray.init runs in a thread of its own on purpose (on the main
+# thread Ray would take SIGTERM from uvicorn), and urllib3's SOCKS support, which importing Ray loads, is
+# never used.
+logging.getLogger("ray._private.worker").addFilter(
+    lambda record: "SIGTERM handler is not set" not in record.getMessage()
+)
+warnings.filterwarnings("ignore", message="SOCKS support in urllib3")
 NAMESPACE = "batchai"
 INVENTORY_SECONDS = 0.5  # how long Ray's node list is reused
 CALL_TIMEOUT = 120.0  # the longest a call to an agent may take (an agent's first start included)
