@@ -308,7 +308,7 @@ class Engine:
             changed = job_service.switch_state_row(connection, head.job_id, head, JobState.SUCCEEDED, now, exit_code=0)
             message = "The job succeeded."
         else:
-            worst = next((r for r in failed if not r.info.get("stopped")), failed[0])  # see _finish
+            worst = _first_failure(failed)
             stderr = _stderr_tail(worst.info.get("stderr") or master.get("stderr"))
             error = _exit_error(worst.rank, codes[worst.rank], stderr)
             changed = job_service.switch_state_row(
@@ -496,8 +496,7 @@ class Engine:
                 self._log(job, "The job succeeded.")
                 job_service.switch_state(ctx, job, JobState.SUCCEEDED, exit_code=0)
                 return
-            # The task that failed by itself, not one stopped because of it (whose stderr it quotes).
-            worst = next((t for t in failed if not t.info.get("stopped")), failed[0])
+            worst = _first_failure(failed)  # whose stderr the error quotes
             code = worst.exit_code
             if worst.info.get("stderr"):
                 last = _stderr_tail(worst.info["stderr"])
@@ -655,6 +654,12 @@ class Engine:
 def _essential(tasks: list[Task]) -> list[Task]:
     """The tasks whose ending ends the job (all but parameter servers)."""
     return [t for t in tasks if not t.info.get("auxiliary")]
+
+
+def _first_failure(failed: list[Any]) -> Any:
+    """Of a job's failed tasks (Tasks or rows), the one that failed by itself rather than one the engine
+    stopped because of it."""
+    return next((t for t in failed if not t.info.get("stopped")), failed[0])
 
 
 def _wall_clock_limit(spec: dict[str, Any]) -> timedelta:
