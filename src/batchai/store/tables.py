@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -105,7 +105,7 @@ class Job(Named, Base):
     __table_args__ = (UniqueConstraint("experiment_id", "key"),)
 
     experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
-    cluster_id: Mapped[int | None] = mapped_column(ForeignKey("clusters.id", ondelete="SET NULL"), index=True)
+    cluster_id: Mapped[int | None] = mapped_column(ForeignKey("clusters.id", ondelete="SET NULL"))
     spec: Mapped[dict[str, Any]]
     tool_type: Mapped[str] = mapped_column(String(16))
     priority: Mapped[int] = mapped_column(Integer, default=0)
@@ -130,6 +130,11 @@ class Job(Named, Base):
 
     experiment: Mapped[Experiment] = relationship(back_populates="jobs")
     tasks: Mapped[list[Task]] = relationship(back_populates="job", cascade="all, delete-orphan", order_by="Task.index")
+
+
+# A cluster's line in the order the scheduler takes it (``statements.QUEUE_HEAD``): the head is read from the
+# index, however many jobs wait in the line or have run on the cluster before.
+Index("ix_jobs_line", Job.cluster_id, Job.execution_state, Job.priority.desc(), Job.created_at, Job.id)
 
 
 class StorageAccount(Named, Base):

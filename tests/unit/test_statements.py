@@ -1,0 +1,95 @@
+"""The engine's hot statements on real SQLite with the migrated schema: the head of a cluster's line comes in
+the scheduler's order and straight from an index, however long the cluster's history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.dialects import sqlite
+
+from batchai.models.resources import ClusterInput, JobInput, ResourceGroupInput, WorkspaceInput
+from batchai.scheduler import statements
+from batchai.services import clusters, experiments, groups, jobs, workspaces
+from batchai.services.context import Ctx
+from batchai.storage.local import LocalStorage
+from batchai.store.db import Database
+from batchai.store.tables import Cluster, Job
+
+SUB = "00000000-0000-0000-0000-000000000000"
+WS = f"/subscriptions/{SUB}/resourceGroups/g/providers/Microsoft.BatchAI/workspaces/ws"
+START = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = Database(f"sqlite:///{tmp_path / 'batchai.db'}")
+    database.upgrade()
+    yield database
+    database.dispose()
+
+
+def _submit(db: Database, tmp_path: Path, jobs_by_cluster: dict[str, list[tuple[str, str]]]) -> None:
+    """Jobs (name, priority) per cluster, created one second apart in the order given."""
+    storage = LocalStorage(tmp_path / "storage")
+    clock = [START]
+    with db.session() as session:
+        ctx = Ctx(session=session, storage=storage, clock=lambda: clock[0])
+        groups.put(ctx, SUB, "g", ResourceGroupInput.model_validate({"location": "local"}))
+        workspaces.put(ctx, SUB, "g", "ws", WorkspaceInput.model_validate({"location": "local"}))
+        experiments.put(ctx, SUB, "g", "ws", "exp")
+        for cluster, named in jobs_by_cluster.items():
+            body = {"properties": {"vmSize": "local", "scaleSettings": {"manual": {"targetNodeCount": 1}}}}
+            clusters.put(ctx, SUB, "g", "ws", cluster, ClusterInput.model_validate(body))
+            for name, priority in named:
+                clock[0] += timedelta(seconds=1)
+                job = {
+                    "properties": {
+                        "cluster": {"id": f"{WS}/clusters/{cluster}"},
+                        "nodeCount": 1,
+                        "schedulingPriority": priority,
+                        "stdOutErrPathPrefix": str(tmp_path / "logs"),
+                        "customToolkitSettings": {"commandLine": "true"},
+                    }
+                }
+                jobs.create(ctx, SUB, "g", "ws", "exp", name, JobInput.model_validate(job))
+
+
+def _head(db: Database, cluster: str, window: int = 10) -> list[str]:
+    with db.session() as session:
+        connection = session.connection()
+        cid = session.scalar(select(Cluster.id).where(Cluster.key == cluster))
+        ids = [row.id for row in connection.execute(statements.QUEUE_HEAD, {"cid": cid, "window": window})]
+        names = {job.id: job.name for job in session.scalars(select(Job).where(Job.id.in_(ids)))}
+        return [names[i] for i in ids]
+
+
+def test_the_head_of_a_line_is_by_priority_then_first_come(db: Database, tmp_path: Path) -> None:
+    _submit(
+        db,
+        tmp_path,
+        {
+            "a": [("a1", "normal"), ("a2", "low"), ("a3", "high"), ("a4", "normal"), ("a5", "high"), ("a6", "normal")],
+            "b": [("b1", "high")],
+        },
+    )
+    with db.session() as session:  # a job that has started has left the line
+        session.execute(update(Job).where(Job.key == "a4").values(execution_state="running"))
+    assert _head(db, "a") == ["a3", "a5", "a1", "a6", "a2"]
+    assert _head(db, "a", window=2) == ["a3", "a5"]
+    assert _head(db, "b") == ["b1"]
+
+
+def test_the_head_of_a_line_is_read_from_an_index_without_sorting(db: Database) -> None:
+    sql = str(statements.QUEUE_HEAD.compile(dialect=sqlite.dialect()))
+    with db.engine.connect() as connection:
+        plan = " | ".join(
+            row[3] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", ("queued", 1, 8, 0))
+        )
+    # Before ix_jobs_line: "SEARCH jobs USING INDEX ix_jobs_cluster_id (cluster_id=?) | USE TEMP B-TREE FOR
+    # ORDER BY", every job the cluster ever had read and the queued ones sorted on each pass.
+    assert "ix_jobs_line (cluster_id=? AND execution_state=?)" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
