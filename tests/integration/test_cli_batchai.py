@@ -37,6 +37,28 @@ def test_group_workspace_experiment_verbs(shared_server: Server) -> None:
     assert "gone" not in s.ok("experiment", "list", *GW, "--query", "[].name")
 
 
+def test_providers_are_registered_as_the_walkthroughs_ask(shared_server: Server) -> None:
+    s = shared_server
+    # The SDK walkthroughs' first step, 'az provider register -n Microsoft.BatchAI': silent, as az --wait.
+    assert s.ok("provider", "register", "-n", "Microsoft.BatchAI") is None
+    assert s.ok("provider", "register", "--namespace", "microsoft.storage", "--wait") is None
+    assert s.ok("provider", "register", "-n", "Microsoft.Batch") is None  # the earlier api's walkthroughs
+    shown = s.ok("provider", "show", "-n", "Microsoft.BatchAI")
+    assert shown["id"].endswith("/providers/Microsoft.BatchAI") and shown["registrationState"] == "Registered"
+    kinds = {t["resourceType"]: t["apiVersions"] for t in shown["resourceTypes"]}
+    assert kinds["workspaces/experiments/jobs"] == ["2018-05-01"] and "2018-03-01" in kinds["jobs"]
+    assert s.ok("provider", "list", "--query", "[].namespace") == [
+        "Microsoft.BatchAI",
+        "Microsoft.Storage",
+        "Microsoft.Batch",
+    ]
+    table = s.cli("provider", "list", "-o", "table").stdout.splitlines()
+    assert table[0].split() == ["Namespace", "RegistrationState", "RegistrationPolicy"]
+    assert table[2].split() == ["Microsoft.BatchAI", "Registered", "RegistrationRequired"]
+    assert "'Microsoft.Network' is invalid" in s.fails("provider", "register", "-n", "Microsoft.Network")
+    assert "InvalidResourceNamespace" in s.fails("provider", "show", "-n", "Microsoft.Network")
+
+
 def test_tags_are_space_separated_as_in_az(shared_server: Server) -> None:
     s = shared_server
     s.ok("group", "create", "-n", "tags.rg", "-l", "eastus", "--tags", "team=ml", "stage=dev", "--tags", "flag")
@@ -96,7 +118,7 @@ def test_cluster_and_file_server_verbs(shared_server: Server, tmp_path: Path) ->
     table = s.cli("cluster", "list", *c, "-o", "table")
     assert table.code == 0 and "VM Size" in table.stdout and "nc6" in table.stdout
     tsv = s.cli("cluster", "show", "-n", "nc6", *c, "--query", "[name, vmSize]", "-o", "tsv")
-    assert tsv.stdout.strip() == "nc6\tStandard_NC6"
+    assert tsv.stdout.splitlines() == ["nc6", "Standard_NC6"]  # a list's items are lines, as in az
     assert s.cli("cluster", "show", "-n", "nc6", *c, "-o", "yaml").stdout.startswith("allocationState:")
     fs = s.ok(
         "file-server",

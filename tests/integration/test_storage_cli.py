@@ -120,14 +120,15 @@ def test_quickstart_storage_steps(shared_server: Server, tmp_path: Path) -> None
     assert tsv.code == 0 and tsv.stdout.splitlines() == ["logs", "scripts"]
     table = srv.cli("storage", "file", "list", "-s", "scripts", "-p", "cntk", "-o", "table", *acct)
     assert table.code == 0, table.stderr
-    header, *rows = table.stdout.splitlines()
-    assert header.split() == ["Name", "Content", "Length", "Type", "Last", "Modified"]
+    header, rule, *rows = table.stdout.splitlines()  # az's: a header, a rule of dashes, the rows
+    assert header.split() == ["Name", "Content", "Length", "Type", "Last", "Modified"] and set(rule) == {"-", " "}
     assert rows[0].split()[:3] == ["ConvNet_MNIST.py", str(len(SCRIPT)), "file"]
     blob_table = srv.cli("storage", "blob", "list", "-c", "data", "-o", "table", *acct).stdout.splitlines()
-    assert blob_table[0].split()[:3] == ["Name", "Blob", "Type"] and len(blob_table) == 3
+    assert blob_table[0].split()[:3] == ["Name", "Blob", "Type"] and len(blob_table) == 4
+    # No table of its own: az's automatic one, the scalar properties by name.
     accounts = srv.cli("storage", "account", "list", "-g", "batchai.quickstart", "-o", "table").stdout.splitlines()
-    assert accounts[0].split()[:4] == ["Name", "Resource", "Group", "Location"]
-    assert accounts[1].split()[:5] == ["qsstorage1", "batchai.quickstart", "eastus", "StorageV2", "Standard_LRS"]
+    assert accounts[0].split() == ["CreationTime", "Kind", "Location", "Name", "ProvisioningState", "ResourceGroup"]
+    assert accounts[2].split()[1:] == ["StorageV2", "eastus", "qsstorage1", "Succeeded", "batchai.quickstart"]
 
 
 def test_account_commands(shared_server: Server) -> None:

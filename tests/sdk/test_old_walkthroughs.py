@@ -40,6 +40,7 @@ def test_the_first_quickstart_runs_on_batchai(
     states = [line.split(": ", 1)[1].strip() for line in lines if line.startswith("Job state: ")]
     assert states[-1] == "succeeded" and set(states) <= {"queued", "running", "succeeded"}, states
     assert "check: exit code 0" in lines
+    assert "check: provider: Registered" in lines  # batchai provider register, then the SDK's providers.get
 
     # list_output_files: stdouterr and MODEL, each file with a download link on this server
     links = dict(re.findall(r"^file: (\S+), download url: (\S+)$", out, re.M))

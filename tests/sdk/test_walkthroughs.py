@@ -38,6 +38,7 @@ def test_the_seed_walkthrough_runs_on_batchai(
     states = [re.sub(r"^ExecutionState\.", "", line.split(": ", 1)[1].strip()) for line in lines if "Job state" in line]
     assert states[-1] == "succeeded" and set(states) <= {"queued", "running", "succeeded"}, states
     assert "check: exit code 0" in lines
+    assert "check: provider: Registered" in lines  # batchai provider register, then the SDK's providers.get
 
     # list_output_files: stdouterr and MODEL, each file with a download link on this server
     links = dict(re.findall(r"^file: (\S+), download url: (\S+)$", out, re.M))

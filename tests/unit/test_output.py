@@ -22,10 +22,14 @@ def test_flatten_merges_properties_and_adds_resource_group() -> None:
     assert flatten({"no": "id"}) == {"no": "id"}
 
 
-def test_tsv_prints_scalars_like_az() -> None:
+def test_tsv_prints_a_line_per_item_like_az() -> None:
     assert render_tsv("x") == "x"
-    assert render_tsv(["a", 1]) == "a\t1"
-    assert render_tsv([{"a": 1, "b": "x", "c": {"nested": 1}}, {"a": 2, "b": "y"}]) == "1\tx\n2\ty"
+    assert render_tsv(True) == "true"
+    assert render_tsv(["a", 1]) == "a\n1"  # a list's items are lines: az --query '[name, location]' -o tsv
+    assert render_tsv([["a", 1]]) == "a\t1"
+    # An object's values by sorted key; a nested object leaves an empty cell, a list its length, null "None".
+    rows = [{"b": "x", "a": 1, "c": {"nested": 1}, "d": [1, 2], "e": None}, {"a": 2, "b": "y"}]
+    assert render_tsv(rows) == "1\tx\t\t2\tNone\n2\ty"
 
 
 def test_emit_applies_query_then_format() -> None:
@@ -34,10 +38,30 @@ def test_emit_applies_query_then_format() -> None:
     assert lines == ['"A"']
     lines.clear()
     emit(flatten(RESOURCE), "tsv", "[name, currentNodeCount]", lines.append)
-    assert lines == ["c\t2"]
+    assert lines == ["c\n2"]
     lines.clear()
+    emit(flatten(RESOURCE), "tsv", "{z: name, a: vmSize}", lines.append)  # an object the query built: its order
+    assert lines == ["c\tA"]
+    lines.clear()
+    emit(flatten(RESOURCE), "yaml", "{z: name, a: vmSize}", lines.append)
+    assert lines == ["a: A\nz: c"]
+
+
+def test_tables_are_az_s() -> None:
+    lines: list[str] = []
     emit([flatten(RESOURCE)], "table", None, lines.append)
-    assert "Vm Size" in lines[0] and "Current Node Count" in lines[0]
+    # Keys sorted and capitalized, id and type left out, a rule of dashes under each header.
+    header, rule, row = lines[0].splitlines()
+    assert header.split() == ["CurrentNodeCount", "Name", "ResourceGroup", "VmSize"]
+    assert rule.split() == ["-" * (len(h) + 2) for h in header.split()]  # (tabulate's padding, as az's)
+    assert row.split() == ["2", "c", "rg", "A"]
+    lines.clear()
+    emit([flatten(RESOURCE)], "table", "[].{Z: name, A: vmSize}", lines.append)  # a query's columns: its order
+    assert lines[0].splitlines()[0].split() == ["Z", "A"]
+    lines.clear()
+    rows = [{"name": "c"}]
+    emit(rows, "table", None, lines.append, table=lambda rs: [{"Name": r["name"], "Empty": None} for r in rs])
+    assert lines[0].splitlines()[0].split() == ["Name"]  # null cells leave the table, as in az
 
 
 def test_bad_queries_are_refused_up_front() -> None:

@@ -122,6 +122,57 @@ def group_delete(client: Client, name: str, yes: bool, no_wait: bool) -> Any:
     return None
 
 
+# -- az provider -------------------------------------------------------------------------------------
+@click.group("provider", help="Manage resource providers (the ones this server serves are always registered).")
+def provider() -> None:
+    pass
+
+
+def provider_table(result: Any) -> Any:
+    rows = result if isinstance(result, list) else [result]
+    return [
+        {
+            "Namespace": p["namespace"],
+            "RegistrationState": p["registrationState"],
+            "RegistrationPolicy": p["registrationPolicy"],
+        }
+        for p in rows
+    ]
+
+
+def namespace_option(fn: Any) -> Any:
+    return click.option("-n", "--namespace", required=True, help="The resource namespace, e.g. Microsoft.BatchAI.")(fn)
+
+
+def expand_option(fn: Any) -> Any:
+    return click.option("--expand", help="Properties to expand (accepted; there is nothing more to show).")(fn)
+
+
+@command(provider, "register", flat=False)
+@namespace_option
+@click.option("--wait", is_flag=True, help="Wait for the registration to finish (it finishes at once).")
+@click.option("--consent-to-permissions", is_flag=True, help="Accepted; no permissions are needed.")
+def provider_register(client: Client, namespace: str, wait: bool, consent_to_permissions: bool) -> Any:
+    """Register a provider (a no-op: the namespaces this server serves are always registered)."""
+    client.post(f"{client.sub}/providers/{namespace}/register", api_version=RG_API)
+    return None
+
+
+@command(provider, "show", flat=False, table=provider_table)
+@namespace_option
+@expand_option
+def provider_show(client: Client, namespace: str, expand: str | None) -> Any:
+    """Get information about a resource provider."""
+    return client.get(f"{client.sub}/providers/{namespace}", api_version=RG_API)
+
+
+@command(provider, "list", flat=False, table=provider_table)
+@expand_option
+def provider_list(client: Client, expand: str | None) -> Any:
+    """List the resource providers of the subscription."""
+    return client.list(f"{client.sub}/providers", api_version=RG_API)
+
+
 # -- az batchai workspace ----------------------------------------------------------------------------
 @click.group("workspace", help="Commands to manage workspaces.")
 def workspace() -> None:

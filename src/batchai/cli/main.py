@@ -21,12 +21,15 @@ from batchai.cli.server import configure, server
 @click.option("--home", envvar="BATCHAI_HOME", help="Home of the local server (for its endpoint and token).")
 @click.pass_context
 def cli(ctx: click.Context, home: str | None) -> None:
-    """batchai: Azure Batch AI on machines you own. Commands mirror 'az batchai', 'az storage' and 'az group'."""
+    """batchai: Azure Batch AI on machines you own.
+
+    Commands mirror 'az batchai', 'az storage', 'az group' and 'az provider'."""
     ctx.obj = State(home, dict(os.environ))
 
 
 batchai_groups = (
     arm.group,
+    arm.provider,
     arm.workspace,
     arm.experiment,
     clusters.cluster,

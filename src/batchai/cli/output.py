@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -53,75 +54,65 @@ def check_query(expression: str | None) -> None:
 
 
 def query(result: Any, expression: str | None) -> Any:
+    """``expression`` applied to ``result``; objects it builds (``{a: x}``) keep their keys' order, as in az."""
     if not expression:
         return result
     try:
-        return jmespath.search(expression, result)
+        return jmespath.search(expression, result, jmespath.Options(dict_cls=OrderedDict))
     except JMESPathError as exc:
         raise CliError(f"argument --query: invalid JMESPath query '{expression}': {exc}") from exc
 
 
-def _scalar(value: Any) -> str:
-    if value is None:
+# az's tables leave out these keys, and any value that is null, a list or an object.
+_TABLE_SKIPS = frozenset({"id", "type", "etag"})
+
+
+def _table_row(item: Any, sort_keys: bool) -> dict[str, Any]:
+    if isinstance(item, dict):
+        keys = sorted(item) if sort_keys else list(item)
+        return {
+            k[:1].upper() + k[1:]: item[k]
+            for k in keys
+            if k not in _TABLE_SKIPS and item[k] is not None and not isinstance(item[k], dict | list)
+        }
+    if isinstance(item, list):
+        return {f"Column{i + 1}": value for i, value in enumerate(item)}
+    return {"Result": item}
+
+
+def render_table(result: Any, sort_keys: bool = True) -> str:
+    """az's ``-o table``: a header, a rule of dashes under each column, a row per item; keys sorted unless
+    they came from a ``--query`` or a command's own table."""
+    from tabulate import tabulate
+
+    rows = [_table_row(item, sort_keys) for item in (result if isinstance(result, list) else [result])]
+    if not any(rows):
         return ""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, dict | list):
-        return json.dumps(value)
-    return str(value)
+    return str(tabulate(rows, headers="keys", tablefmt="simple", disable_numparse=True))
 
 
-def _rows(result: Any) -> list[dict[str, Any]]:
-    items = result if isinstance(result, list) else [result]
-    rows = []
-    for item in items:
-        if isinstance(item, dict):
-            rows.append({k: v for k, v in item.items() if not isinstance(v, dict | list)})
-        else:
-            rows.append({"Result": item})
-    return rows
-
-
-def _camel_title(key: str) -> str:
-    if " " in key or key[:1].isupper():
-        return key
-    out = "".join(" " + c if c.isupper() else c for c in key)
-    return out[:1].upper() + out[1:]
-
-
-def render_table(result: Any) -> str:
-    rows = _rows(result)
-    if not rows:
+def _tsv_cell(value: Any) -> str:
+    if isinstance(value, list):
+        return str(len(value))  # az writes a list's length and an object's nothing: columns keep their place
+    if isinstance(value, dict):
         return ""
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(box=None, show_edge=False, pad_edge=False, header_style="bold")
-    for column in columns:
-        table.add_column(_camel_title(column), overflow="fold")
-    for row in rows:
-        table.add_row(*(_scalar(row.get(c)) for c in columns))
-    console = Console(width=200, no_color=True, highlight=False, force_terminal=False)
-    with console.capture() as capture:
-        console.print(table)
-    return capture.get().rstrip("\n")
+    return value if isinstance(value, str) else str(value)
 
 
 def render_tsv(result: Any) -> str:
-    if isinstance(result, list) and all(not isinstance(v, dict | list) for v in result):
-        return "\t".join(_scalar(v) for v in result)
-    items = result if isinstance(result, list) else [result]
+    """az's ``-o tsv``: a line per item; an object's values by sorted key, unless a ``--query`` built it."""
     lines = []
-    for item in items:
-        if isinstance(item, dict):
-            lines.append("\t".join(_scalar(v) for v in item.values() if not isinstance(v, dict | list)))
+    for item in result if isinstance(result, list) else [result]:
+        if isinstance(item, OrderedDict):
+            lines.append("\t".join(_tsv_cell(v) for v in item.values()))
+        elif isinstance(item, dict):
+            lines.append("\t".join(_tsv_cell(v) for _, v in sorted(item.items())))
         elif isinstance(item, list):
-            lines.append("\t".join(_scalar(v) for v in item))
+            lines.append("\t".join(_tsv_cell(v) for v in item))
+        elif isinstance(item, bool):
+            lines.append(str(item).lower())
         else:
-            lines.append(_scalar(item))
+            lines.append(_tsv_cell(item))
     return "\n".join(lines)
 
 
@@ -135,8 +126,9 @@ def emit(
     """Print ``result`` (already flattened) in format ``fmt``; ``table`` shapes rows for ``-o table``."""
     if result is None and not expression:
         return
-    if fmt == "table" and table is not None and not expression:
-        result = table(result)
+    transform = table if fmt == "table" and not expression else None
+    if transform is not None:
+        result = transform(result)
     result = query(result, expression)
     if fmt == "none":
         return
@@ -145,9 +137,10 @@ def emit(
     elif fmt in ("yaml", "yamlc"):
         import yaml
 
-        echo(yaml.safe_dump(result, sort_keys=True, allow_unicode=True).rstrip("\n"))
+        plain = json.loads(json.dumps(result))  # (safe_dump refuses the OrderedDicts of a --query)
+        echo(yaml.safe_dump(plain, sort_keys=True, allow_unicode=True).rstrip("\n"))
     elif fmt == "table":
-        text = render_table(result)
+        text = render_table(result, sort_keys=not expression and transform is None)
         if text:
             echo(text)
     elif fmt == "tsv":

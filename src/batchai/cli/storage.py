@@ -387,26 +387,7 @@ def account_path(client: Client, group: str, name: str) -> str:
     return f"{group_path(client, group)}/providers/Microsoft.Storage/storageAccounts/{name}"
 
 
-def account_rows(accounts: Any) -> Any:
-    """``-o table`` for accounts: az's main columns, without the long id."""
-    rows = accounts if isinstance(accounts, list) else [accounts]
-    if not all(isinstance(a, dict) for a in rows):
-        return accounts
-    return [
-        {
-            "name": a.get("name"),
-            "resourceGroup": a.get("resourceGroup"),
-            "location": a.get("location"),
-            "kind": a.get("kind"),
-            "sku": (a.get("sku") or {}).get("name"),
-            "provisioningState": a.get("provisioningState"),
-            "creationTime": a.get("creationTime"),
-        }
-        for a in rows
-    ]
-
-
-@command(account, "create", table=account_rows)
+@command(account, "create")
 @click.option("-n", "--name", required=True, help="The storage account name (3-24 lowercase letters and digits).")
 @group_option
 @click.option("-l", "--location", help="Location; defaults to the resource group's.")
@@ -437,7 +418,7 @@ def account_create(
     return client.put(account_path(client, group, name), request, api_version=STORAGE_API)
 
 
-@command(account, "show", table=account_rows)
+@command(account, "show")
 @click.option("-n", "--name", required=True, help="The storage account name.")
 @group_option
 def account_show(client: Client, name: str, group: str) -> Any:
@@ -445,7 +426,7 @@ def account_show(client: Client, name: str, group: str) -> Any:
     return client.get(account_path(client, group, name), api_version=STORAGE_API)
 
 
-@command(account, "list", table=account_rows)
+@command(account, "list")
 @click.option("-g", "--resource-group", "group", help="Name of resource group.")
 def account_list(client: Client, group: str | None) -> Any:
     """List storage accounts of a resource group, or of the subscription."""
@@ -582,17 +563,19 @@ def file_item(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def file_rows(items: Any) -> Any:
+    """``-o table`` of files and directories, as az shows them (a directory's name ends in '/')."""
     if not isinstance(items, list):
         return items
-    return [
+    rows = [
         {
-            "name": i["name"],
-            "contentLength": i["properties"]["contentLength"],
-            "type": i["type"],
-            "lastModified": i["properties"]["lastModified"],
+            "Name": i["name"] + "/" if i["type"] == "dir" else i["name"],
+            "Content Length": " " if i["type"] == "dir" else i["properties"]["contentLength"],
+            "Type": i["type"],
+            "Last Modified": i["properties"]["lastModified"] or " ",
         }
         for i in items
     ]
+    return sorted(rows, key=lambda row: str(row["Name"]))
 
 
 @command(directory, "create", flat=False)
@@ -876,14 +859,15 @@ def blob_item(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def blob_rows(items: Any) -> Any:
+    """``-o table`` of blobs, as az shows them."""
     if not isinstance(items, list):
         return items
     return [
         {
-            "name": i["name"],
-            "blobType": i["properties"]["blobType"],
-            "length": i["properties"]["contentLength"],
-            "lastModified": i["properties"]["lastModified"],
+            "Name": i["name"],
+            "Blob Type": i["properties"]["blobType"],
+            "Length": i["properties"]["contentLength"],
+            "Last Modified": i["properties"]["lastModified"],
         }
         for i in items
     ]

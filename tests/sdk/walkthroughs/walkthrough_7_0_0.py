@@ -68,11 +68,18 @@ def download(job, directory, name):
 batchai_client = sdk.client()
 print(f"client: {type(batchai_client).__name__}")
 
+## Register the resource providers (the walkthrough's prerequisite, with the az CLI)
+
+# batchai: `az provider register -n NS` becomes `batchai provider register -n NS` (always registered here)
+batchai_cli("provider", "register", "-n", "Microsoft.BatchAI")
+
 ## Create a resource group
 
 resource_group_name = "myresourcegroup"
 # batchai: instead of ResourceManagementClient(credentials=creds, subscription_id=subscription_id)
 resource_management_client = sdk.resource_client()
+# check: Azure Resource Manager's SDK sees the provider registered
+print(f"check: provider: {resource_management_client.providers.get('Microsoft.BatchAI').registration_state}")
 resource = resource_management_client.resource_groups.create_or_update(resource_group_name, {"location": mylocation})
 
 ## Prepare Azure file share
