@@ -30,6 +30,9 @@ def test_group_workspace_experiment_verbs(shared_server: Server) -> None:
     ws = s.ok("workspace", "show", *G, "-n", "ws")
     assert ws["resourceGroup"] == "cli.rg" and ws["location"] == "eastus"  # location from the group
     assert [w["name"] for w in s.ok("workspace", "list", *G)] == ["ws"]
+    table = s.cli("workspace", "list", *G, "-o", "table").stdout.splitlines()
+    assert table[0].split() == ["Name", "Resource", "Group", "Location", "State"]
+    assert table[2].split() == ["ws", "cli.rg", "eastus", "succeeded"]
     assert s.ok("experiment", "show", *GW, "-n", "exp")["name"] == "exp"
     assert s.ok("experiment", "list", *GW, "--query", "[].name") == ["exp"]
     s.ok("experiment", "create", *GW, "-n", "gone")
@@ -247,7 +250,21 @@ def test_job_verbs_with_the_seed_job_json(shared_server: Server, tmp_path: Path,
     assert segment.code == 0
     assert json.loads(segment.stdout).startswith("00000000-0000-0000-0000-000000000000/job.rg/workspaces/quickstart/")
     assert s.ok("job", "list", *qe, "--query", "[].name") == ["blocker", "cntk_python_1"]
-    assert "queued" in s.cli("job", "list", *qe, "-o", "table").stdout
+    header, rule, *rows = s.cli("job", "list", *qe, "-o", "table").stdout.splitlines()  # az batchai's columns
+    assert header.split() == [
+        "Name",
+        "Cluster",
+        "Cluster",
+        "RG",
+        "Cluster",
+        "Workspace",
+        "Tool",
+        "Nodes",
+        "State",
+        "Exit",
+        "code",
+    ]
+    assert set(rule) == {"-", " "} and any("queued" in row for row in rows)
     assert s.ok("job", "file", "list", "-j", "cntk_python_1", *qe, "-d", "MODEL") == []
     s.ok("job", "terminate", "-n", "cntk_python_1", *qe, "-y")
     assert s.ok("job", "show", "-n", "cntk_python_1", *qe, "--query", "executionState") == "failed"

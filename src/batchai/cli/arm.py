@@ -9,6 +9,7 @@ import click
 from batchai.cli.client import Client
 from batchai.cli.common import SpaceSeparated, command, confirm, no_wait_option, yes_option
 from batchai.cli.errors import CliError
+from batchai.cli.tables import experiment_table, provider_table, workspace_table
 from batchai.config import DEFAULT_LOCATION
 
 RG_API = "2021-04-01"
@@ -128,18 +129,6 @@ def provider() -> None:
     pass
 
 
-def provider_table(result: Any) -> Any:
-    rows = result if isinstance(result, list) else [result]
-    return [
-        {
-            "Namespace": p["namespace"],
-            "RegistrationState": p["registrationState"],
-            "RegistrationPolicy": p["registrationPolicy"],
-        }
-        for p in rows
-    ]
-
-
 def namespace_option(fn: Any) -> Any:
     return click.option("-n", "--namespace", required=True, help="The resource namespace, e.g. Microsoft.BatchAI.")(fn)
 
@@ -179,7 +168,7 @@ def workspace() -> None:
     pass
 
 
-@command(workspace, "create")
+@command(workspace, "create", table=workspace_table)
 @group_option
 @click.option("-n", "--name", "-w", "--workspace", "name", required=True, help="Name of workspace.")
 @click.option("-l", "--location", help="Location; defaults to the resource group's.")
@@ -191,7 +180,7 @@ def workspace_create(client: Client, group: str, name: str, location: str | None
     return client.put(workspace_path(client, group, name), {"location": location, "tags": parse_tags(tags)})
 
 
-@command(workspace, "show")
+@command(workspace, "show", table=workspace_table)
 @group_option
 @click.option("-n", "--name", "-w", "--workspace", "name", required=True, help="Name of workspace.")
 def workspace_show(client: Client, group: str, name: str) -> Any:
@@ -199,7 +188,7 @@ def workspace_show(client: Client, group: str, name: str) -> Any:
     return client.get(workspace_path(client, group, name))
 
 
-@command(workspace, "list")
+@command(workspace, "list", table=workspace_table)
 @click.option("-g", "--resource-group", "group", help="Name of resource group.")
 def workspace_list(client: Client, group: str | None) -> Any:
     """List workspaces."""
@@ -231,7 +220,7 @@ def experiment_path(client: Client, group: str, workspace: str, name: str) -> st
     return f"{workspace_path(client, group, workspace)}/experiments/{name}"
 
 
-@command(experiment, "create")
+@command(experiment, "create", table=experiment_table)
 @group_option
 @workspace_option
 @click.option("-n", "--name", "-e", "--experiment", "name", required=True, help="Name of experiment.")
@@ -240,7 +229,7 @@ def experiment_create(client: Client, group: str, workspace: str, name: str) -> 
     return client.put(experiment_path(client, group, workspace, name))
 
 
-@command(experiment, "show")
+@command(experiment, "show", table=experiment_table)
 @group_option
 @workspace_option
 @click.option("-n", "--name", "-e", "--experiment", "name", required=True, help="Name of experiment.")
@@ -249,7 +238,7 @@ def experiment_show(client: Client, group: str, workspace: str, name: str) -> An
     return client.get(experiment_path(client, group, workspace, name))
 
 
-@command(experiment, "list")
+@command(experiment, "list", table=experiment_table)
 @group_option
 @workspace_option
 def experiment_list(client: Client, group: str, workspace: str) -> Any:
@@ -272,13 +261,6 @@ def experiment_delete(client: Client, group: str, workspace: str, name: str, yes
 
 
 # -- az batchai list-usages ------------------------------------------------------------------------------
-def usage_table(result: Any) -> Any:
-    return [
-        {"Value": u["name"]["localizedValue"], "Usage": u["currentValue"] or "0", "Limit": u["limit"] or "0"}
-        for u in result
-    ]
-
-
 def list_usages(client: Client, location: str) -> Any:
     """The usages of ``location``: the nodes of all clusters against the cores of the server's host."""
     return client.list(f"{client.sub}/providers/Microsoft.BatchAI/locations/{location}/usages")

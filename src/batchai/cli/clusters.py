@@ -15,6 +15,7 @@ from batchai.cli.client import Client
 from batchai.cli.common import command, confirm, no_wait_option, yes_option
 from batchai.cli.config_files import add_mounts, load_properties, storage_account
 from batchai.cli.errors import CliError
+from batchai.cli.tables import cluster_table, file_server_table, remote_login_table, setup_file_table
 
 IMAGES = {
     "ubuntults": {"publisher": "Canonical", "offer": "UbuntuServer", "sku": "16.04-LTS", "version": "latest"},
@@ -73,24 +74,6 @@ def file_server_id(client: Client, group: str, workspace: str, nfs: str | None) 
     if not nfs or nfs.startswith("/subscriptions/"):
         return nfs
     return f"{workspace_path(client, group, workspace)}/fileServers/{nfs}"
-
-
-def cluster_table(result: Any) -> Any:
-    rows = result if isinstance(result, list) else [result]
-    return [
-        {
-            "Name": c.get("name"),
-            "Resource Group": c.get("resourceGroup"),
-            "VM Size": c.get("vmSize"),
-            "State": c.get("allocationState"),
-            "Idle": c.get("nodeStateCounts", {}).get("idleNodeCount"),
-            "Running": c.get("nodeStateCounts", {}).get("runningNodeCount"),
-            "Preparing": c.get("nodeStateCounts", {}).get("preparingNodeCount"),
-            "Leaving": c.get("nodeStateCounts", {}).get("leavingNodeCount"),
-            "Unusable": c.get("nodeStateCounts", {}).get("unusableNodeCount"),
-        }
-        for c in rows
-    ]
 
 
 @click.group("cluster", help="Commands to manage clusters.")
@@ -318,11 +301,6 @@ def cluster_node() -> None:
 cluster.add_command(cluster_node)
 
 
-def remote_login_table(result: Any) -> Any:
-    """``-o table`` of a node list, as az shows it."""
-    return [{"ID": n["nodeId"], "IP": n["ipAddress"], "SSH Port": int(n["port"])} for n in result]
-
-
 @command(cluster_node, "list", flat=False, table=remote_login_table)
 @group_option
 @workspace_option
@@ -342,7 +320,7 @@ def file_server_path(client: Client, group: str, workspace: str, name: str) -> s
     return f"{workspace_path(client, group, workspace)}/fileServers/{name}"
 
 
-@command(file_server, "create")
+@command(file_server, "create", table=file_server_table)
 @group_option
 @workspace_option
 @click.option("-n", "--name", required=True, help="Name of file server.")
@@ -401,7 +379,7 @@ def file_server_create(
     return client.put(file_server_path(client, group, workspace, name), {"properties": props})
 
 
-@command(file_server, "show")
+@command(file_server, "show", table=file_server_table)
 @group_option
 @workspace_option
 @click.option("-n", "--name", required=True, help="Name of file server.")
@@ -410,7 +388,7 @@ def file_server_show(client: Client, group: str, workspace: str, name: str) -> A
     return client.get(file_server_path(client, group, workspace, name))
 
 
-@command(file_server, "list")
+@command(file_server, "list", table=file_server_table)
 @group_option
 @workspace_option
 def file_server_list(client: Client, group: str, workspace: str) -> Any:
@@ -438,17 +416,6 @@ def cluster_file() -> None:
 
 
 cluster.add_command(cluster_file)
-
-
-def setup_file_table(result: Any) -> Any:
-    return [
-        {
-            "Name": f["name"],
-            "Is directory": "yes" if f["is_directory"] else "no",
-            "Size": "" if f["size"] is None else f["size"],
-        }
-        for f in result
-    ]
 
 
 @command(cluster_file, "list", flat=False, table=setup_file_table)

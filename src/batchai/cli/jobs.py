@@ -11,30 +11,14 @@ import click
 
 from batchai.cli.arm import group_option, workspace_option, workspace_path
 from batchai.cli.client import Client, error_message
-from batchai.cli.clusters import file_server_id, mount_options, remote_login_table
+from batchai.cli.clusters import file_server_id, mount_options
 from batchai.cli.common import command, confirm, no_wait_option, yes_option
 from batchai.cli.config_files import add_mounts, load_properties, storage_account
 from batchai.cli.errors import CliError
+from batchai.cli.tables import job_file_table, job_table, remote_login_table
 from batchai.cli.transfer import download_to
 
 TERMINAL = ("succeeded", "failed")
-
-
-def job_table(result: Any) -> Any:
-    rows = result if isinstance(result, list) else [result]
-    return [
-        {
-            "Name": j.get("name"),
-            "Resource Group": j.get("resourceGroup"),
-            "Cluster": (j.get("cluster") or {}).get("id", "").rsplit("/", 1)[-1],
-            "Cluster RG": (j.get("cluster") or {}).get("resourceGroup"),
-            "Nodes": j.get("nodeCount"),
-            "Tool": j.get("toolType"),
-            "State": j.get("executionState"),
-            "Exit code": (j.get("executionInfo") or {}).get("exitCode"),
-        }
-        for j in rows
-    ]
 
 
 def experiment_option(fn: Any) -> Any:
@@ -239,14 +223,7 @@ def file_flat(item: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def file_table(result: Any) -> Any:
-    return [
-        {"Name": f["name"], "Type": f["fileType"], "Size": f["contentLength"], "Modified": f["lastModified"]}
-        for f in result
-    ]
-
-
-@command(job_file, "list", table=file_table, flat=False)
+@command(job_file, "list", table=job_file_table, flat=False)
 @file_options
 @click.option("--expiry", type=int, default=60, show_default=True, help="Minutes the download links stay valid.")
 def job_file_list(

@@ -14,6 +14,7 @@ from batchai.cli.client import Client
 from batchai.cli.common import State, command
 from batchai.cli.errors import CliError
 from batchai.cli.server import configure, server
+from batchai.cli.tables import usage_table
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -43,7 +44,7 @@ for command_group in batchai_groups:
 cli.add_command(configure)
 
 
-@command(cli, "list-usages", flat=False, table=arm.usage_table)
+@command(cli, "list-usages", flat=False, table=usage_table)
 @click.option("-l", "--location", required=True, envvar="AZURE_DEFAULTS_LOCATION", help="Location (any name).")
 def list_usages(client: Client, location: str) -> Any:
     """Show the current usage of resources (cluster nodes against this host's cores)."""

@@ -15,17 +15,40 @@ from batchai.cli.errors import CliError
 FORMATS = ("json", "jsonc", "table", "tsv", "yaml", "yamlc", "none")
 
 
-def resource_group_of(resource_id: str) -> str | None:
+def parent_name(resource_id: str, kind: str) -> str | None:
+    """The name after ``kind`` (any case) in an ARM id: ``parent_name(id, "workspaces")``."""
     parts = resource_id.split("/")
     lowered = [p.lower() for p in parts]
-    if "resourcegroups" in lowered:
-        i = lowered.index("resourcegroups")
+    if kind.lower() in lowered:
+        i = lowered.index(kind.lower())
         return parts[i + 1] if i + 1 < len(parts) else None
     return None
 
 
+def resource_group_of(resource_id: str) -> str | None:
+    return parent_name(resource_id, "resourceGroups")
+
+
+# az prints the SDK's models, whose attributes' names differ from the wire's in these keys' case.
+_AZ_KEYS = {
+    "diskSizeInGB": "diskSizeInGb",
+    "fileServerPublicIP": "fileServerPublicIp",
+    "fileServerInternalIP": "fileServerInternalIp",
+    "publicIPsToAllow": "publicIpsToAllow",
+}
+
+
+def _az_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {_AZ_KEYS.get(k, k): _az_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_az_keys(v) for v in value]
+    return value
+
+
 def flatten(resource: Any) -> Any:
-    """An ARM resource as az shows it: ``properties`` merged into the top level, ``resourceGroup`` added."""
+    """An ARM resource as az shows it: ``properties`` merged into the top level, ``resourceGroup`` added, keys
+    named as the SDK's models name them."""
     if isinstance(resource, list):
         return [flatten(r) for r in resource]
     if not isinstance(resource, dict) or "id" not in resource:
@@ -41,7 +64,7 @@ def flatten(resource: Any) -> Any:
     for key in ("cluster", "fileServer"):
         if isinstance(out.get(key), dict) and "id" in out[key]:
             out[key] = {**out[key], "resourceGroup": resource_group_of(out[key]["id"])}
-    return out
+    return _az_keys(out)
 
 
 def check_query(expression: str | None) -> None:
