@@ -10,15 +10,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from batchai.models.resources import ClusterInput, JobInput, ResourceGroupInput, WorkspaceInput
-from batchai.services import clusters, experiments, groups, jobs, workspaces
+from batchai.services import jobs
 from batchai.services.context import Ctx
 from batchai.states import IllegalTransition, JobState
 from batchai.storage.local import LocalStorage
 from batchai.store.db import Database
 from batchai.store.tables import Job
+from tests.unit import services_world as world
 
-SUB = "00000000-0000-0000-0000-000000000000"
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
@@ -29,21 +28,8 @@ def db(tmp_path: Path) -> Iterator[Database]:
     storage = LocalStorage(tmp_path / "storage")
     with database.session() as session:
         ctx = Ctx(session=session, storage=storage, clock=lambda: NOW)
-        groups.put(ctx, SUB, "g", ResourceGroupInput.model_validate({"location": "local"}))
-        workspaces.put(ctx, SUB, "g", "ws", WorkspaceInput.model_validate({"location": "local"}))
-        experiments.put(ctx, SUB, "g", "ws", "exp")
-        cluster = {"properties": {"vmSize": "local", "scaleSettings": {"manual": {"targetNodeCount": 1}}}}
-        clusters.put(ctx, SUB, "g", "ws", "c", ClusterInput.model_validate(cluster))
-        ws = f"/subscriptions/{SUB}/resourceGroups/g/providers/Microsoft.BatchAI/workspaces/ws"
-        body = {
-            "properties": {
-                "cluster": {"id": f"{ws}/clusters/c"},
-                "nodeCount": 1,
-                "stdOutErrPathPrefix": str(tmp_path / "logs"),
-                "customToolkitSettings": {"commandLine": "true"},
-            }
-        }
-        jobs.create(ctx, SUB, "g", "ws", "exp", "j", JobInput.model_validate(body))
+        world.workspace(ctx)
+        world.submit(ctx, "j", tmp_path / "logs")
     yield database
     database.dispose()
 

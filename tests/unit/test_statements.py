@@ -11,16 +11,13 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.dialects import sqlite
 
-from batchai.models.resources import ClusterInput, JobInput, ResourceGroupInput, WorkspaceInput
 from batchai.scheduler import statements
-from batchai.services import clusters, experiments, groups, jobs, workspaces
 from batchai.services.context import Ctx
 from batchai.storage.local import LocalStorage
 from batchai.store.db import Database
 from batchai.store.tables import Cluster, Job
+from tests.unit import services_world as world
 
-SUB = "00000000-0000-0000-0000-000000000000"
-WS = f"/subscriptions/{SUB}/resourceGroups/g/providers/Microsoft.BatchAI/workspaces/ws"
 START = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
@@ -38,24 +35,11 @@ def _submit(db: Database, tmp_path: Path, jobs_by_cluster: dict[str, list[tuple[
     clock = [START]
     with db.session() as session:
         ctx = Ctx(session=session, storage=storage, clock=lambda: clock[0])
-        groups.put(ctx, SUB, "g", ResourceGroupInput.model_validate({"location": "local"}))
-        workspaces.put(ctx, SUB, "g", "ws", WorkspaceInput.model_validate({"location": "local"}))
-        experiments.put(ctx, SUB, "g", "ws", "exp")
+        world.workspace(ctx, tuple(jobs_by_cluster))
         for cluster, named in jobs_by_cluster.items():
-            body = {"properties": {"vmSize": "local", "scaleSettings": {"manual": {"targetNodeCount": 1}}}}
-            clusters.put(ctx, SUB, "g", "ws", cluster, ClusterInput.model_validate(body))
             for name, priority in named:
                 clock[0] += timedelta(seconds=1)
-                job = {
-                    "properties": {
-                        "cluster": {"id": f"{WS}/clusters/{cluster}"},
-                        "nodeCount": 1,
-                        "schedulingPriority": priority,
-                        "stdOutErrPathPrefix": str(tmp_path / "logs"),
-                        "customToolkitSettings": {"commandLine": "true"},
-                    }
-                }
-                jobs.create(ctx, SUB, "g", "ws", "exp", name, JobInput.model_validate(job))
+                world.submit(ctx, name, tmp_path / "logs", cluster=cluster, schedulingPriority=priority)
 
 
 def _head(db: Database, cluster: str, window: int = 10) -> list[str]:

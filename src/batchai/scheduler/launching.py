@@ -25,7 +25,9 @@ from batchai.store.tables import Job
 
 log = logging.getLogger("batchai.engine")
 # Launch errors that say "not now" rather than "never": the job is requeued (up to max_attempts starts).
-RETRYABLE_LAUNCH_ERRORS = frozenset({"NodesNotAvailable"})
+# Starts that may succeed later: Ray busy elsewhere, or a provider failing in a way it does not document
+# (e.g. Ray losing the agent of a node twice in a row).
+RETRYABLE_LAUNCH_ERRORS = frozenset({"NodesNotAvailable", "ProviderFailed"})
 # A process that started: its rank in the job, its handle, and the name of its node.
 Started = tuple[int, Handle, str]
 
@@ -187,6 +189,12 @@ class Starter:
         except launch.LaunchError as exc:
             exc.started = started
             raise
+        except Exception as exc:
+            log.exception("the node provider failed to start job %s", start.job_id)
+            message = f"The node provider failed to start the job's processes: {exc}"
+            error = launch.LaunchError("ProviderFailed", message)
+            error.started = started
+            raise error from exc
         return started
 
     def _record(self, launched: list[Launched]) -> None:

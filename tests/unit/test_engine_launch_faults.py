@@ -1,0 +1,100 @@
+"""The engine when its node provider fails to start a job in a way no provider documents (Ray losing a node's
+agent twice in a row): the job is requeued with the reason in its execution log, and fails with it once its
+starts are used up. The real engine, SQLite and local provider (with its launcher process); only the
+provider's start is made to fail."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from batchai.providers.local import LocalProvider
+from batchai.runtime.supervisor import Handle
+from batchai.scheduler.engine import Engine
+from batchai.scheduler.settings import EngineSettings
+from batchai.services.context import Ctx, utc_now
+from batchai.storage.local import LocalStorage
+from batchai.store.db import Database
+from batchai.store.tables import Job
+from tests.unit import services_world as world
+
+
+class FailingStarts(LocalProvider):
+    """The local provider whose first ``fails`` starts raise what no provider's contract names."""
+
+    def __init__(self, root: Path, run_dir: Path, fails: int) -> None:
+        super().__init__(root, run_dir, gpus=())
+        self.fails = fails
+
+    def start(self, *args: Any, **kwargs: Any) -> Handle:
+        if self.fails > 0:
+            self.fails -= 1
+            raise RuntimeError("the node's agent was lost")
+        return super().start(*args, **kwargs)
+
+
+@pytest.fixture
+def one_job(tmp_path: Path) -> Iterator[tuple[Database, LocalStorage]]:
+    db = Database(f"sqlite:///{tmp_path / 'batchai.db'}")
+    db.upgrade()
+    storage = LocalStorage(tmp_path / "storage")
+    with db.session() as session:
+        ctx = Ctx(session=session, storage=storage)
+        world.workspace(ctx)
+        world.submit(ctx, "j", tmp_path / "logs", command="echo done")
+    yield db, storage
+    db.dispose()
+
+
+def _run_until_ended(db: Database, storage: LocalStorage, provider: FailingStarts, home: Path) -> Job:
+    engine = Engine(
+        db, storage, provider, EngineSettings(home=home, default_python=sys.executable, grace_seconds=2), utc_now
+    )
+    engine.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with db.session() as session:
+                job = session.scalars(select(Job)).one()
+                if job.execution_state in ("succeeded", "failed"):
+                    return job
+            engine.wake()
+            time.sleep(0.05)
+        raise AssertionError(f"the job did not end; it is {job.execution_state}")
+    finally:
+        engine.shutdown()
+        provider.close()
+
+
+def _execution_log(tmp_path: Path) -> str:
+    (log,) = (tmp_path / "logs").rglob("execution.log")
+    return log.read_text()
+
+
+def test_a_start_the_provider_fails_is_tried_again_and_says_why(one_job: Any, tmp_path: Path) -> None:
+    db, storage = one_job
+    provider = FailingStarts(tmp_path / "nodes", tmp_path / "run", fails=1)
+    job = _run_until_ended(db, storage, provider, tmp_path)
+    assert (job.execution_state, job.attempts, job.exit_code) == ("succeeded", 2, 0)
+    log = _execution_log(tmp_path)
+    reason = "The node provider failed to start the job's processes: the node's agent was lost"
+    assert f"The job could not start: {reason}" in log
+    assert f"The job was requeued: {reason}" in log
+    assert log.index("requeued") < log.rindex("Job started") < log.index("The job succeeded")
+
+
+def test_a_job_whose_starts_all_fail_fails_with_the_provider_s_error(one_job: Any, tmp_path: Path) -> None:
+    db, storage = one_job
+    provider = FailingStarts(tmp_path / "nodes", tmp_path / "run", fails=100)
+    job = _run_until_ended(db, storage, provider, tmp_path)
+    assert (job.execution_state, job.attempts) == ("failed", 3)  # EngineSettings.max_attempts
+    (error,) = job.errors
+    assert error["code"] == "ProviderFailed"
+    assert error["message"] == "The node provider failed to start the job's processes: the node's agent was lost"
+    assert _execution_log(tmp_path).count("The job was requeued") == 2
