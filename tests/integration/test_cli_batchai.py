@@ -23,7 +23,13 @@ def prepare(server: Server) -> None:
 def test_group_workspace_experiment_verbs(shared_server: Server) -> None:
     s = shared_server
     prepare(s)
-    assert s.ok("group", "show", "-n", "cli.rg")["location"] == "eastus"
+    shown = s.ok("group", "show", "-n", "cli.rg")  # as az shows a group: its properties kept apart
+    assert shown["location"] == "eastus" and shown["properties"] == {"provisioningState": "Succeeded"}
+    assert "resourceGroup" not in shown
+    groups = s.cli("group", "list", "-o", "table").stdout.splitlines()
+    assert groups[0].split() == ["Name", "Location", "Status"] and ["cli.rg", "eastus", "Succeeded"] in [
+        row.split() for row in groups[2:]
+    ]
     assert s.ok("group", "exists", "-n", "cli.rg") is True
     assert s.ok("group", "exists", "-n", "nope.rg") is False
     assert "cli.rg" in s.ok("group", "list", "--query", "[].name")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 
 from batchai.cli.errors import CliError
-from batchai.cli.output import check_query, emit, flatten, render_tsv
+from batchai.cli.output import check_query, emit, flatten, render_tsv, with_resource_groups
 
+CLUSTER_ID = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.BatchAI/workspaces/w/clusters/c"
 RESOURCE = {
-    "id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.BatchAI/workspaces/w/clusters/c",
+    "id": CLUSTER_ID,
     "name": "c",
     "type": "Microsoft.BatchAI/workspaces/clusters",
     "properties": {"vmSize": "A", "currentNodeCount": 2},
@@ -20,6 +21,14 @@ def test_flatten_merges_properties_and_adds_resource_group() -> None:
     assert flat["vmSize"] == "A" and flat["resourceGroup"] == "rg" and "properties" not in flat
     assert flatten([RESOURCE])[0]["name"] == "c"
     assert flatten({"no": "id"}) == {"no": "id"}
+
+
+def test_resource_groups_are_added_as_az_adds_them() -> None:
+    job = {"id": CLUSTER_ID + "/x", "cluster": {"id": CLUSTER_ID}, "mounts": [{"id": CLUSTER_ID}]}
+    shown = with_resource_groups(job)
+    assert shown["resourceGroup"] == shown["cluster"]["resourceGroup"] == shown["mounts"][0]["resourceGroup"] == "rg"
+    group = {"id": "/subscriptions/s/resourceGroups/rg", "properties": {"provisioningState": "Succeeded"}}
+    assert with_resource_groups(group) == group  # a group is not in a group: az shows it as it is
 
 
 def test_tsv_prints_a_line_per_item_like_az() -> None:

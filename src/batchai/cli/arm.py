@@ -9,7 +9,7 @@ import click
 from batchai.cli.client import Client
 from batchai.cli.common import SpaceSeparated, command, confirm, no_wait_option, yes_option
 from batchai.cli.errors import CliError
-from batchai.cli.tables import experiment_table, provider_table, workspace_table
+from batchai.cli.tables import experiment_table, group_table, provider_table, workspace_table
 from batchai.config import DEFAULT_LOCATION
 
 RG_API = "2021-04-01"
@@ -63,7 +63,7 @@ def group() -> None:
     pass
 
 
-@command(group, "create")
+@command(group, "create", flat=False)
 @click.option("-n", "--name", "-g", "--resource-group", "name", required=True, help="Name of the new resource group.")
 @click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True, help="Location.")
 @click.option("--managed-by", help="ID of the resource that manages this group.")
@@ -76,7 +76,7 @@ def group_create(client: Client, name: str, location: str, managed_by: str | Non
     return client.put(group_path(client, name), body, api_version=RG_API)
 
 
-@command(group, "show")
+@command(group, "show", flat=False)
 @click.option("-n", "--name", "-g", "--resource-group", "name", required=True, help="Name of resource group.")
 def group_show(client: Client, name: str) -> Any:
     """Get a resource group."""
@@ -90,7 +90,7 @@ def group_exists(client: Client, name: str) -> Any:
     return client.get(group_path(client, name), api_version=RG_API, ok_missing=True) is not None
 
 
-@command(group, "list")
+@command(group, "list", flat=False, table=group_table)
 @click.option("--tag", "--tags", "tags", cls=SpaceSeparated, help="A tag to filter by: key[=value].")
 def group_list(client: Client, tags: tuple[str, ...]) -> Any:
     """List resource groups."""
@@ -103,7 +103,7 @@ def group_list(client: Client, tags: tuple[str, ...]) -> Any:
     ]
 
 
-@command(group, "update")
+@command(group, "update", flat=False)
 @click.option("-n", "--name", "-g", "--resource-group", "name", required=True, help="Name of resource group.")
 @tags_option
 def group_update(client: Client, name: str, tags: tuple[str, ...]) -> Any:

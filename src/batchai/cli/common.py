@@ -12,7 +12,7 @@ from click.parser import _OptionParser, _ParsingState
 
 from batchai.cli.client import Client, connection
 from batchai.cli.errors import CliError
-from batchai.cli.output import FORMATS, check_query, emit, flatten
+from batchai.cli.output import FORMATS, check_query, emit, flatten, with_resource_groups
 
 TableFn = Callable[[Any], Any]
 
@@ -48,8 +48,7 @@ def command(
                 state.home = home
             check_query(query)
             result = fn(state.client(), **kwargs)
-            if flat:
-                result = flatten(result)
+            result = flatten(result) if flat else with_resource_groups(result)
             emit(result, output, query, click.echo, table)
 
         default_output = os.environ.get("BATCHAI_OUTPUT") or os.environ.get("AZURE_CORE_OUTPUT") or "json"

@@ -25,10 +25,6 @@ def parent_name(resource_id: str, kind: str) -> str | None:
     return None
 
 
-def resource_group_of(resource_id: str) -> str | None:
-    return parent_name(resource_id, "resourceGroups")
-
-
 # az prints the SDK's models, whose attributes' names differ from the wire's in these keys' case.
 _AZ_KEYS = {
     "diskSizeInGB": "diskSizeInGb",
@@ -46,25 +42,33 @@ def _az_keys(value: Any) -> Any:
     return value
 
 
+def with_resource_groups(value: Any) -> Any:
+    """az's rule: every object, nested ones too, whose ``id`` is a resource in a group gets ``resourceGroup``
+    (a group's own id is not one)."""
+    if isinstance(value, list):
+        return [with_resource_groups(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {k: with_resource_groups(v) for k, v in value.items()}
+    parts = str(out.get("id") or "").split("/")
+    if "resourceGroup" not in out and len(parts) > 8 and parts[3].lower() == "resourcegroups":
+        out["resourceGroup"] = parts[4]
+    return out
+
+
 def flatten(resource: Any) -> Any:
-    """An ARM resource as az shows it: ``properties`` merged into the top level, ``resourceGroup`` added, keys
-    named as the SDK's models name them."""
+    """An ARM resource as az shows a Batch AI or storage one: ``properties`` merged into the top level, keys
+    named as the SDK's models name them, ``resourceGroup`` added."""
     if isinstance(resource, list):
         return [flatten(r) for r in resource]
     if not isinstance(resource, dict) or "id" not in resource:
-        return resource
+        return with_resource_groups(resource)
     out = {k: v for k, v in resource.items() if k != "properties"}
     props = resource.get("properties")
     if isinstance(props, dict):
         for key, value in props.items():
             out.setdefault(key, value)
-    group = resource_group_of(str(resource["id"]))
-    if group:
-        out["resourceGroup"] = group
-    for key in ("cluster", "fileServer"):
-        if isinstance(out.get(key), dict) and "id" in out[key]:
-            out[key] = {**out[key], "resourceGroup": resource_group_of(out[key]["id"])}
-    return _az_keys(out)
+    return with_resource_groups(_az_keys(out))
 
 
 def check_query(expression: str | None) -> None:

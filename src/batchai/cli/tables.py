@@ -19,6 +19,17 @@ def _state(resource: dict[str, Any], state: str) -> Any:
     return "deleting" if resource.get("provisioningState") == "deleting" else resource.get(state)
 
 
+def group_table(result: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "Name": g.get("name"),
+            "Location": g.get("location"),
+            "Status": (g.get("properties") or {}).get("provisioningState"),
+        }
+        for g in _each(result)
+    ]
+
+
 def workspace_table(result: Any) -> list[dict[str, Any]]:
     return [
         {
