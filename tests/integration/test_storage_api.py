@@ -155,6 +155,16 @@ def test_directories_and_files(shared_server: Server) -> None:
     missing_dir = arm_error(srv.http.get(f"{base}/files", params={"path": "nope"}), 404)
     assert missing_dir["code"] == "ResourceNotFound"
 
+    # One entry's properties, without listing its directory (what 'storage file show/exists' read).
+    props = {"comp": "properties"}
+    shown = srv.http.get(f"{base}/files/cntk/ConvNet_MNIST.py", params=props).json()
+    assert (shown["name"], shown["type"], shown["contentLength"]) == ("cntk/ConvNet_MNIST.py", "file", 12)
+    assert srv.http.get(f"{base}/files/cntk/sub", params=props).json()["type"] == "directory"
+    assert arm_error(srv.http.get(f"{base}/files/cntk/nope.py", params=props), 404)["code"] == "ResourceNotFound"
+    missing_share = srv.http.get("/storage/sadirs1/shares/nope/files/a.py", params=props)
+    assert arm_error(missing_share, 404)["code"] == "ShareNotFound"
+    assert arm_error(srv.http.get(f"{base}/files/cntk/sub", params={"comp": "acl"}), 400)["target"] == "comp"
+
     # A directory is not deleted as a file, nor a file as a directory; a non-empty one needs ?recursive.
     assert "is a directory" in arm_error(srv.http.delete(f"{base}/files/cntk"), 400)["message"]
     assert "is a file" in arm_error(srv.http.delete(f"{base}/directories/cntk/ConvNet_MNIST.py"), 400)["message"]

@@ -172,11 +172,12 @@ def is_directory(client: Client, vol: Volume, path: str, missing: frozenset[str]
 
 
 def find_entry(client: Client, vol: Volume, path: str, missing: frozenset[str] = PATH_MISSING) -> dict[str, Any] | None:
-    """The entry at ``path`` (a file or a directory), found in its parent's listing; None if absent."""
-    for entry in list_entries(client, vol, path.rpartition("/")[0], missing=missing) or []:
-        if entry.get("name") == path:
-            return entry
-    return None
+    """The entry at ``path`` (a file or a directory), from its properties; None if absent."""
+    response = send(client, "GET", vol.item(path), params={"comp": "properties"})
+    if is_missing(response, missing):
+        return None
+    entry: dict[str, Any] = body(response)
+    return entry
 
 
 def check_volume(client: Client, vol: Volume) -> None:

@@ -192,12 +192,17 @@ def _json(value: Any) -> bytes:
     return json.dumps(value).encode()
 
 
-@data.get("/storage/{account}/{collection}/{volume}/{items}/{path:path}")
+@data.get("/storage/{account}/{collection}/{volume}/{items}/{path:path}", response_model=None)
 def download(
-    account: str, collection: Collection, volume: str, items: Items, path: str, request: Request
-) -> StreamingResponse:
+    account: str, collection: Collection, volume: str, items: Items, path: str, request: Request, comp: str = ""
+) -> StreamingResponse | Any:
+    """The file's content; with ``?comp=properties``, what it is (a file or a directory, size, time)."""
+    if comp not in ("", "properties"):
+        raise InvalidInput(f"comp='{comp}' is not known here; 'properties' is.", target="comp")
     vol = _volume(request, account, collection, volume, items)
     entry = run(request, lambda ctx: ctx.storage.stat(vol, path))
+    if comp:
+        return respond(_entry(entry))
     handle = run(request, lambda ctx: storage.open_file(ctx, vol, path))
     return StreamingResponse(
         iter_file(handle), media_type="application/octet-stream", headers={"Content-Length": str(entry.size)}
