@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,25 +20,37 @@ import uvicorn
 from batchai.config import Settings
 
 
+def listen(settings: Settings) -> tuple[socket.socket, Settings]:
+    """The server's socket, bound before anything starts: a port in use is a clear error at once, and port 0
+    takes a free port, which the returned settings (and so the endpoint in credentials.json) name."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    try:
+        sock = socket.create_server((settings.host, settings.port), family=family)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise OSError(f"cannot listen on {settings.host}:{settings.port}: {reason}") from exc
+    return sock, dataclasses.replace(settings, port=int(sock.getsockname()[1]))
+
+
 def serve(settings: Settings) -> None:
     """Serve in the foreground until SIGINT/SIGTERM."""
     from batchai.api.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    sock, settings = listen(settings)
     app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        log_level="info",
+        access_log=False,
+        timeout_graceful_shutdown=5,  # open keep-alive connections must not hold a stop for long
+        ssl_certfile=str(settings.certfile) if settings.certfile else None,
+        ssl_keyfile=str(settings.keyfile) if settings.keyfile else None,
+    )
     pid_file = settings.home / "server.pid"
     pid_file.write_text(str(os.getpid()))
     try:
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_level="info",
-            access_log=False,
-            timeout_graceful_shutdown=5,  # open keep-alive connections must not hold a stop for long
-            ssl_certfile=str(settings.certfile) if settings.certfile else None,
-            ssl_keyfile=str(settings.keyfile) if settings.keyfile else None,
-        )
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
         if pid_file.exists() and pid_file.read_text().strip() == str(os.getpid()):
             pid_file.unlink()
@@ -52,23 +66,25 @@ def running_pid(home: Path) -> int | None:
     return pid if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE else None
 
 
-def answers(settings: Settings) -> bool:
-    """True once the server at the settings' endpoint accepts this home's token."""
+def answers(settings: Settings) -> str | None:
+    """The endpoint, once the home's server answers there (as credentials.json names it) with its token."""
     try:
-        token = json.loads(settings.credentials_file.read_text())["token"]
+        credentials = json.loads(settings.credentials_file.read_text())
+        endpoint, token = str(credentials["endpoint"]), credentials["token"]
         response = httpx.get(
-            f"{settings.endpoint}/providers/Microsoft.BatchAI/operations?api-version=2018-05-01",
+            f"{endpoint}/providers/Microsoft.BatchAI/operations?api-version=2018-05-01",
             headers={"Authorization": f"Bearer {token}"},
             timeout=2,
             verify=False,
         )
-        return response.status_code == 200
+        return endpoint if response.status_code == 200 else None
     except (OSError, KeyError, ValueError, httpx.HTTPError):
-        return False
+        return None
 
 
-def start_detached(settings: Settings, timeout: float = 60.0) -> int:
-    """Start the server in a new session, logging to ``{home}/server.log``; return once it answers."""
+def start_detached(settings: Settings, timeout: float = 60.0) -> tuple[int, str]:
+    """Start the server in a new session, logging to ``{home}/server.log``; once it answers, its pid and
+    endpoint."""
     settings.home.mkdir(parents=True, exist_ok=True)
     args = [
         sys.executable,
@@ -100,9 +116,11 @@ def start_detached(settings: Settings, timeout: float = 60.0) -> int:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise RuntimeError(f"the server exited with code {process.returncode}: {tail[0]} (see {log_path})")
-        if answers(settings):
-            return process.pid
+            last = tail[0].removeprefix("ERROR: ")
+            raise RuntimeError(f"the server exited with code {process.returncode}: {last} (see {log_path})")
+        endpoint = answers(settings)
+        if endpoint is not None:
+            return process.pid, endpoint
         time.sleep(0.05)
     process.terminate()
     raise RuntimeError(f"the server did not answer within {timeout:.0f}s (see {log_path})")

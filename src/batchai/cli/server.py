@@ -81,10 +81,10 @@ def start(
         )
     if detach:
         try:
-            pid = runner.start_detached(settings)
+            pid, endpoint = runner.start_detached(settings)
         except RuntimeError as exc:
             raise CliError(str(exc)) from exc
-        click.echo(json.dumps({"endpoint": settings.endpoint, "home": str(settings.home), "pid": pid}, indent=2))
+        click.echo(json.dumps({"endpoint": endpoint, "home": str(settings.home), "pid": pid}, indent=2))
         return
     runner.serve(settings)
 

@@ -1,0 +1,58 @@
+"""``batchai server start|status|stop`` as a user runs them: a detached server on a port of its choosing, and a
+port already taken refused at once with one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import psutil
+
+from tests.conftest import BIN
+
+
+def batchai(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHAI_", "AZURE_"))}
+    return subprocess.run(
+        [str(BIN / "batchai"), *args],
+        env={**environ, "BATCHAI_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=90,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ERROR: ") and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def test_a_detached_server_on_port_0_takes_a_free_port_and_names_it(tmp_path: Path) -> None:
+    home, other = tmp_path / "home", tmp_path / "other"
+    started = batchai(home, "server", "start", "--detach", "--port", "0")
+    assert started.returncode == 0, started.stderr
+    info = json.loads(started.stdout)
+    try:
+        host, _, port = info["endpoint"].removeprefix("http://").partition(":")
+        assert host == "127.0.0.1" and int(port) > 0
+        status = json.loads(batchai(home, "server", "status").stdout)
+        assert (status["running"], status["pid"], status["endpoint"]) == (True, info["pid"], info["endpoint"])
+        # The CLI finds it through the home, at the port it took.
+        created = batchai(home, "group", "create", "-n", "rg", "-l", "eastus")
+        assert created.returncode == 0 and json.loads(created.stdout)["name"] == "rg", created.stderr
+
+        # Another server on that port: refused at once, in one line, in the foreground and detached alike.
+        taken = f"ERROR: cannot listen on 127.0.0.1:{port}: Address already in use"
+        assert one_error_line(batchai(other, "server", "start", "--port", port)) == taken
+        detached = one_error_line(batchai(other, "server", "start", "--detach", "--port", port))
+        assert detached.startswith(f"ERROR: the server exited with code 1: {taken.removeprefix('ERROR: ')}")
+    finally:
+        stopped = batchai(home, "server", "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert not psutil.pid_exists(info["pid"]) or psutil.Process(info["pid"]).status() == psutil.STATUS_ZOMBIE
+    assert batchai(home, "server", "status").returncode == 3
