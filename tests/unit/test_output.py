@@ -56,6 +56,14 @@ def test_emit_applies_query_then_format() -> None:
     assert lines == ["a: A\nz: c"]
 
 
+def test_a_null_result_prints_nothing_as_in_az() -> None:
+    lines: list[str] = []
+    for fmt in ("json", "tsv", "table", "yaml"):
+        emit(flatten(RESOURCE), fmt, "tags", lines.append)
+        emit(None, fmt, None, lines.append)
+    assert lines == []
+
+
 def test_tables_are_az_s() -> None:
     lines: list[str] = []
     emit([flatten(RESOURCE)], "table", None, lines.append)

@@ -151,13 +151,13 @@ def emit(
     table: Callable[[Any], Any] | None = None,
 ) -> None:
     """Print ``result`` (already flattened) in format ``fmt``; ``table`` shapes rows for ``-o table``."""
-    if result is None and not expression:
+    if result is None:
         return
     transform = table if fmt == "table" and not expression else None
     if transform is not None:
         result = transform(result)
     result = query(result, expression)
-    if fmt == "none":
+    if result is None or fmt == "none":  # az prints nothing for a null result, whatever the format
         return
     if fmt in ("json", "jsonc"):
         echo(json.dumps(result, indent=2, sort_keys=True, ensure_ascii=False))
