@@ -25,21 +25,21 @@ def parent_name(resource_id: str, kind: str) -> str | None:
     return None
 
 
-# az prints the SDK's models, whose attributes' names differ from the wire's in these keys' case.
+# az prints the SDK's models, whose attributes' names differ from the wire's in the case of these keys (by the
+# resource property that holds them).
 _AZ_KEYS = {
-    "diskSizeInGB": "diskSizeInGb",
-    "fileServerPublicIP": "fileServerPublicIp",
-    "fileServerInternalIP": "fileServerInternalIp",
-    "publicIPsToAllow": "publicIpsToAllow",
+    "dataDisks": {"diskSizeInGB": "diskSizeInGb"},
+    "mountSettings": {"fileServerPublicIP": "fileServerPublicIp", "fileServerInternalIP": "fileServerInternalIp"},
+    "sshConfiguration": {"publicIPsToAllow": "publicIpsToAllow"},
 }
 
 
-def _az_keys(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {_AZ_KEYS.get(k, k): _az_keys(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_az_keys(v) for v in value]
-    return value
+def _az_keys(resource: dict[str, Any]) -> dict[str, Any]:
+    out = dict(resource)
+    for parent, names in _AZ_KEYS.items():
+        if isinstance(out.get(parent), dict):
+            out[parent] = {names.get(k, k): v for k, v in out[parent].items()}
+    return out
 
 
 def with_resource_groups(value: Any) -> Any:
