@@ -62,8 +62,8 @@ def test_providers_are_registered_as_the_walkthroughs_ask(shared_server: Server)
         "Microsoft.Batch",
     ]
     table = s.cli("provider", "list", "-o", "table").stdout.splitlines()
-    assert table[0].split() == ["Namespace", "RegistrationState", "RegistrationPolicy"]
-    assert table[2].split() == ["Microsoft.BatchAI", "Registered", "RegistrationRequired"]
+    assert table[0].split() == ["Namespace", "RegistrationPolicy", "RegistrationState"]  # az's automatic table
+    assert table[2].split() == ["Microsoft.BatchAI", "RegistrationRequired", "Registered"]
     assert "'Microsoft.Network' is invalid" in s.fails("provider", "register", "-n", "Microsoft.Network")
     assert "InvalidResourceNamespace" in s.fails("provider", "show", "-n", "Microsoft.Network")
 

@@ -9,7 +9,7 @@ import click
 from batchai.cli.client import Client
 from batchai.cli.common import SpaceSeparated, command, confirm, no_wait_option, yes_option
 from batchai.cli.errors import CliError
-from batchai.cli.tables import experiment_table, group_table, provider_table, workspace_table
+from batchai.cli.tables import experiment_table, group_table, workspace_table
 from batchai.config import DEFAULT_LOCATION
 
 RG_API = "2021-04-01"
@@ -147,7 +147,7 @@ def provider_register(client: Client, namespace: str, wait: bool, consent_to_per
     return None
 
 
-@command(provider, "show", flat=False, table=provider_table)
+@command(provider, "show", flat=False)
 @namespace_option
 @expand_option
 def provider_show(client: Client, namespace: str, expand: str | None) -> Any:
@@ -155,7 +155,7 @@ def provider_show(client: Client, namespace: str, expand: str | None) -> Any:
     return client.get(f"{client.sub}/providers/{namespace}", api_version=RG_API)
 
 
-@command(provider, "list", flat=False, table=provider_table)
+@command(provider, "list", flat=False)
 @expand_option
 def provider_list(client: Client, expand: str | None) -> Any:
     """List the resource providers of the subscription."""

@@ -142,14 +142,3 @@ def usage_table(result: Any) -> list[dict[str, Any]]:
         {"Value": u["name"]["localizedValue"], "Usage": u["currentValue"] or "0", "Limit": u["limit"] or "0"}
         for u in result
     ]
-
-
-def provider_table(result: Any) -> list[dict[str, Any]]:
-    return [
-        {
-            "Namespace": p["namespace"],
-            "RegistrationState": p["registrationState"],
-            "RegistrationPolicy": p["registrationPolicy"],
-        }
-        for p in _each(result)
-    ]
