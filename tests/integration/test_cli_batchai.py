@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 
 import httpx
+import psutil
 
-from tests.conftest import Server, wait_for
+from tests.conftest import SUB, Server, url, wait_for
 
 G = ("-g", "cli.rg")
 GW = (*G, "-w", "ws")
@@ -197,6 +198,55 @@ def test_setup_task_output_files_and_usages(shared_server: Server) -> None:
     assert "Missing option '-l'" in s.fails("list-usages")
     s.ok("cluster", "delete", "-n", "unserved", *c, "-y")
     s.ok("cluster", "delete", "-n", "prepped", *c, "-y")
+
+
+def test_node_exec_runs_a_command_on_a_node_and_gives_its_exit_code(shared_server: Server, tmp_path: Path) -> None:
+    s = shared_server
+    s.ok("group", "create", "-n", "exec.rg", "-l", "eastus")
+    s.ok("workspace", "create", "-g", "exec.rg", "-n", "ws")
+    w = ("-g", "exec.rg", "-w", "ws")
+    s.ok("cluster", "create", "-n", "two", *w, "-s", "STANDARD_D1", "-t", "2")
+    wait_for(lambda: s.ok("cluster", "show", "-n", "two", *w, "--query", "nodeStateCounts.idleNodeCount") == 2)
+    # az batchai cluster node exec --exec: the command's output and its exit code, on the first node by default.
+    ran = s.cli(
+        "cluster", "node", "exec", *w, "-c", "two", "--exec", "echo $AZ_BATCHAI_NODE_NAME; echo oops >&2; exit 3"
+    )
+    assert (ran.code, ran.stdout, ran.stderr) == (3, "node-0\n", "oops\n")
+    ran = s.cli(
+        "cluster", "node", "exec", *w, "-c", "two", "-n", "NODE-1", "--exec", 'echo "$AZ_BATCHAI_NODE_NAME $PWD"'
+    )
+    assert ran.code == 0 and ran.stdout.startswith("node-1 ") and ran.stdout.strip().endswith("node-1"), ran.stdout
+    assert "has no node 'node-7'; its nodes: node-0, node-1" in s.fails(
+        "cluster", "node", "exec", *w, "-c", "two", "-n", "node-7", "--exec", "true"
+    )
+    assert "Missing option '--exec'" in s.fails("cluster", "node", "exec", *w, "-c", "two")
+
+    # az batchai job node exec: on a node the job ran on, in its working directory, where it left its files.
+    s.ok("experiment", "create", *w, "-n", "e")
+    job = tmp_path / "job.json"
+    properties = {
+        "nodeCount": 1,
+        "stdOutErrPathPrefix": str(tmp_path / "logs"),
+        "customToolkitSettings": {"commandLine": "echo model > model.txt"},
+    }
+    job.write_text(json.dumps({"properties": properties}))
+    je = (*w, "-e", "e")
+    s.ok("job", "create", *je, "-n", "j", "-c", "two", "-f", str(job))
+    wait_for(lambda: s.ok("job", "show", *je, "-n", "j", "--query", "executionState") == "succeeded")
+    ran = s.cli("job", "node", "exec", *je, "-j", "j", "--exec", "cat model.txt; basename $PWD")
+    assert (ran.code, ran.stdout) == (0, "model\nwd\n"), ran.stderr
+
+    # A command that outlives its time limit is stopped, and says so; nothing of it is left running.
+    ws = f"/subscriptions/{SUB}/resourceGroups/exec.rg/providers/Microsoft.BatchAI/workspaces/ws"
+    marker = f"exec-marker-{tmp_path.name}"
+    body = {"command": f"exec -a {marker} sleep 60", "timeoutInSeconds": 1}
+    answer = s.http.post(url(f"{ws}/clusters/two/execOnNode"), json=body, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["timedOut"], answer.json()["exitCode"], answer.json()["nodeId"]) == (True, None, "node-0")
+    assert not [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
+    refused = s.http.post(url(f"{ws}/clusters/two/execOnNode"), json={"command": "", "timeoutInSeconds": 0})
+    assert refused.status_code == 400 and refused.json()["error"]["code"]
+    s.ok("group", "delete", "-n", "exec.rg", "-y")
 
 
 def test_job_verbs_with_the_seed_job_json(shared_server: Server, tmp_path: Path, seed_job_json: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from batchai.providers.ray_cluster import name_prefix
-from tests.conftest import Server, assert_nothing_left, free_port, leftovers, wait_for
+from tests.conftest import Server, assert_nothing_left, free_port, leftovers, url, wait_for
 from tests.integration.jobkit import Bench, make_bench, outputs, write_script
 from tests.raykit import RAY_ENV, RayCluster, machine_apart
 
@@ -319,6 +319,23 @@ def test_a_node_whose_preparation_fails_fails_the_mpi_job(dist: Bench) -> None:
 
 
 # -- Ray only: faults and restarts -----------------------------------------------------------------------
+def test_a_command_runs_on_the_node_it_names(dist: Bench) -> None:
+    """execOnNode (az's 'node exec') through the node's provider: the launcher here, the node's agent on Ray."""
+    marker = dist.tmp / "ran-on"
+    command = f'echo "$AZ_BATCHAI_NODE_NAME" > {marker}; cd "$AZ_BATCHAI_MOUNT_ROOT/.." && basename "$PWD"; exit 5'
+    answer = dist.server.http.post(
+        url(f"{dist.ws}/clusters/c/execOnNode"), json={"nodeId": "node-1", "command": command}, timeout=60
+    )
+    assert answer.status_code == 200, answer.text
+    assert {k: answer.json()[k] for k in ("nodeId", "exitCode", "timedOut", "stdout")} == {
+        "nodeId": "node-1",
+        "exitCode": 5,
+        "timedOut": False,
+        "stdout": "node-1\n",
+    }
+    assert marker.read_text() == "node-1\n"
+
+
 @pytest.fixture
 def on_ray(ray_nodes: RayCluster, tmp_path: Path) -> Iterator[tuple[Bench, RayCluster]]:
     server = start_server(tmp_path / "home", {**RAY_ENV, "BATCHAI_RAY_ADDRESS": ray_nodes.address})

@@ -14,8 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from batchai import API_VERSION
-from batchai.errors import InvalidInput
-from batchai.services.context import Ctx
+from batchai.errors import Conflict, InvalidInput
+from batchai.models.resources import NodeCommandInput
+from batchai.services.context import Ctx, NodeTarget, Runtime
 from batchai.states import JobState
 from batchai.store.tables import Job
 
@@ -48,6 +49,24 @@ def run(request: Request, fn: Callable[[Ctx], T], attempts: int = 3) -> T:
             if attempt == attempts - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def run_on_node(request: Request, target: NodeTarget, body: NodeCommandInput) -> JSONResponse:
+    """Run the command on the node (outside any unit of work: it may take minutes) and answer what it printed
+    and how it ended."""
+    engine: Runtime | None = request.app.state.engine
+    if engine is None:
+        raise Conflict("The server is starting or stopping; try again.", code="ServerNotReady")
+    result = engine.run_on_node(target, body.command, body.timeout_in_seconds)
+    return respond(
+        {
+            "nodeId": target.node_name,
+            "exitCode": result.exit_code,
+            "timedOut": result.timed_out,
+            "stdout": result.stdout,
+            "stderr": result.stderr,
+        }
+    )
 
 
 def wait_jobs_ended(request: Request, job_ids: list[int], timeout: float) -> None:

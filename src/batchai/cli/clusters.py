@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from batchai.cli.config_files import add_mounts, load_properties, storage_accoun
 from batchai.cli.errors import CliError
 from batchai.cli.tables import cluster_table, file_server_table, remote_login_table, setup_file_table
 
+# How long 'node exec' lets a command run on the node before it is stopped.
+EXEC_SECONDS = 300
 IMAGES = {
     "ubuntults": {"publisher": "Canonical", "offer": "UbuntuServer", "sku": "16.04-LTS", "version": "latest"},
     "ubuntudsvm": {
@@ -308,6 +311,34 @@ cluster.add_command(cluster_node)
 def cluster_node_list(client: Client, group: str, workspace: str, name: str) -> Any:
     """List the nodes of a cluster (id, address, port)."""
     return client.list(cluster_path(client, group, workspace, name) + "/listRemoteLoginInformation", method="POST")
+
+
+def exec_options(fn: Any) -> Any:
+    fn = click.option("--exec", "command", required=True, help="The command line to run on the node (with bash).")(fn)
+    return click.option("-n", "--node-id", help="The node to run it on (default: the first).")(fn)
+
+
+def exec_on_node(client: Client, path: str, node_id: str | None, command: str) -> None:
+    """Run ``command`` on a node of ``path`` (a cluster or a job) through the server, print what it printed, and
+    exit with its exit code: az's ``node exec --exec``, which ran it over SSH."""
+    body = {"command": command, "timeoutInSeconds": EXEC_SECONDS, **({"nodeId": node_id} if node_id else {})}
+    result = client.post(path + "/execOnNode", body, timeout=EXEC_SECONDS + 30)
+    sys.stdout.write(result["stdout"])
+    sys.stdout.flush()
+    sys.stderr.write(result["stderr"])
+    if result["timedOut"]:
+        raise CliError(f"the command did not end within {EXEC_SECONDS} s on {result['nodeId']} and was stopped")
+    sys.exit(result["exitCode"] if result["exitCode"] is not None else 1)
+
+
+@command(cluster_node, "exec", flat=False)
+@group_option
+@workspace_option
+@click.option("-c", "--cluster", "name", required=True, help="Name of cluster.")
+@exec_options
+def cluster_node_exec(client: Client, group: str, workspace: str, name: str, node_id: str | None, command: str) -> Any:
+    """Run a command line on a node of the cluster and print its output (its exit code is this command's)."""
+    exec_on_node(client, cluster_path(client, group, workspace, name), node_id, command)
 
 
 # -- file servers ------------------------------------------------------------------------------------

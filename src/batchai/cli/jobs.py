@@ -11,7 +11,7 @@ import click
 
 from batchai.cli.arm import group_option, workspace_option, workspace_path
 from batchai.cli.client import Client, error_message
-from batchai.cli.clusters import file_server_id, mount_options
+from batchai.cli.clusters import exec_on_node, exec_options, file_server_id, mount_options
 from batchai.cli.common import command, confirm, no_wait_option, yes_option
 from batchai.cli.config_files import add_mounts, load_properties, storage_account
 from batchai.cli.errors import CliError
@@ -357,3 +357,17 @@ def job_node_list(client: Client, group: str, workspace: str, experiment: str, n
     return client.list(
         job_path(client, group, workspace, experiment, name) + "/listRemoteLoginInformation", method="POST"
     )
+
+
+@command(job_node, "exec", flat=False)
+@group_option
+@workspace_option
+@experiment_option
+@click.option("-j", "--job", "name", required=True, help="Name of job.")
+@exec_options
+def job_node_exec(
+    client: Client, group: str, workspace: str, experiment: str, name: str, node_id: str | None, command: str
+) -> Any:
+    """Run a command line on a node of the job, in its working directory, and print its output (its exit code
+    is this command's)."""
+    exec_on_node(client, job_path(client, group, workspace, experiment, name), node_id, command)

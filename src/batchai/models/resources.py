@@ -94,3 +94,12 @@ class Page(WireModel):
 
     value: list[dict[str, Any]]
     next_link: str | None = Field(None, alias="nextLink")
+
+
+class NodeCommandInput(WireModel):
+    """A command to run on a node and wait for (``execOnNode``, a batchai extension: what ``az batchai ...
+    node exec --exec`` ran over SSH). ``nodeId``: which node (default: the first)."""
+
+    node_id: str | None = Field(None, alias="nodeId")
+    command: str = Field(min_length=1)
+    timeout_in_seconds: int = Field(300, ge=1, le=3600, alias="timeoutInSeconds")

@@ -28,14 +28,14 @@ from batchai.models.base import parse_duration
 from batchai.providers.base import NodeProvider
 from batchai.runtime import distributed, launch, supervisor
 from batchai.runtime.supervisor import Handle, Outcome
-from batchai.scheduler import statements
+from batchai.scheduler import node_commands, statements
 from batchai.scheduler.launching import JobStart, Starter, append_log, gang, job_log, master_info, process_info
 from batchai.scheduler.matching import QueuedJob, decide
 from batchai.scheduler.nodes import Nodes, NodeState, describe_node, file_server_path
 from batchai.scheduler.settings import EngineSettings
 from batchai.services import clusters as cluster_service
 from batchai.services import jobs as job_service
-from batchai.services.context import Ctx
+from batchai.services.context import CommandResult, Ctx, NodeTarget
 from batchai.states import JobState
 from batchai.storage.base import StorageBackend, Volume
 from batchai.store.db import Database
@@ -420,6 +420,11 @@ class Engine:
             thread.start()
         for thread in threads:
             thread.join()
+
+    def run_on_node(self, target: NodeTarget, command: str, timeout: float) -> CommandResult:
+        """A command on a node, waited for (``node_commands.run``); it runs beside the node's jobs."""
+        base_env = dict(self.settings.base_env)
+        return node_commands.run(self.provider, base_env, target, command, timeout, self.settings.grace_seconds)
 
     def release_cluster(self, cluster_id: int, nodes: list[tuple[str, dict[str, Any]]]) -> None:
         """After a cluster is deleted: stop its setup tasks and remove its nodes' work areas."""

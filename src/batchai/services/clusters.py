@@ -9,13 +9,13 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import select
 
-from batchai.errors import Conflict, InvalidInput
+from batchai.errors import Conflict, InvalidInput, NotFound
 from batchai.ids import check_name, parse_child_id
 from batchai.models.resources import ClusterInput, ClusterPatch
 from batchai.models.wire import ClusterProperties, ScaleSettings
 from batchai.services import mounts, workspaces
-from batchai.services.context import Ctx, find, require
-from batchai.store.tables import Cluster
+from batchai.services.context import Ctx, NodeTarget, find, require
+from batchai.store.tables import Cluster, Node
 
 READ_ONLY = {
     "creationTime",
@@ -115,6 +115,26 @@ def remote_login(name: str, info: dict[str, Any]) -> dict[str, Any]:
 
 def remote_logins(row: Cluster) -> list[dict[str, Any]]:
     return [remote_login(node.name, node.info) for node in sorted(row.nodes, key=lambda n: n.index)]
+
+
+def command_target(row: Cluster, node_id: str | None) -> NodeTarget:
+    """The node of the cluster a command runs on (``execOnNode``): ``node_id``, or the first node."""
+    nodes = sorted(row.nodes, key=lambda n: n.index)
+    if not nodes:
+        raise Conflict(f"The cluster '{row.name}' has no nodes to run a command on.", code="NoNodes")
+    return node_target(row.name, nodes, node_id)
+
+
+def node_target(owner: str, nodes: list[Node], node_id: str | None, job_id: int | None = None) -> NodeTarget:
+    """``node_id`` (any case) of ``nodes``, or the first of them; ``owner`` names whose nodes these are."""
+    node = nodes[0] if node_id is None else next((n for n in nodes if n.name.lower() == node_id.lower()), None)
+    if node is None:
+        raise NotFound(
+            f"'{owner}' has no node '{node_id}'; its nodes: {', '.join(n.name for n in nodes)}.",
+            code="NodeNotFound",
+            target="nodeId",
+        )
+    return NodeTarget(node.cluster_id, node.name, dict(node.info), job_id)
 
 
 def node_counts(row: Cluster) -> dict[str, int]:

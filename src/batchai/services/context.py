@@ -18,10 +18,33 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class NodeTarget:
+    """Where a command runs (``Runtime.run_on_node``): a node of a cluster (its stored info), and the job in
+    whose working directory it starts, if any."""
+
+    cluster_id: int
+    node_name: str
+    node_info: dict[str, Any]
+    job_id: int | None = None
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_code: int | None  # None when it was stopped at its time limit
+    stdout: str
+    stderr: str
+    timed_out: bool
+
+
 class Runtime(Protocol):
     """What services ask of the engine that runs jobs (absent when nothing runs them)."""
 
     def stop_job_now(self, job_id: int) -> None: ...
+
+    def run_on_node(self, target: NodeTarget, command: str, timeout: float) -> CommandResult:
+        """Run ``command`` on the node and wait for it, at most ``timeout`` seconds (then it is stopped)."""
+        ...
 
     def release_cluster(self, cluster_id: int, nodes: list[tuple[str, dict[str, Any]]]) -> None: ...
 

@@ -15,7 +15,7 @@ from batchai.ids import check_name, experiment_id
 from batchai.models.resources import JobInput
 from batchai.models.wire import JobProperties
 from batchai.services import clusters, experiments, mounts, workspaces
-from batchai.services.context import Ctx, find, require
+from batchai.services.context import Ctx, NodeTarget, find, require
 from batchai.states import PRIORITY_RANK, JobState, check_transition
 from batchai.store.tables import Cluster, Experiment, Job, Node, ResourceGroup, Workspace
 
@@ -434,3 +434,20 @@ def remote_logins(ctx: Ctx, job: Job) -> list[dict[str, Any]]:
         if name and name not in logins:
             logins[name] = clusters.remote_login(name, node.info if node is not None else {})
     return list(logins.values())
+
+
+def command_target(ctx: Ctx, job: Job, node_id: str | None) -> NodeTarget:
+    """A node the job runs or ran on (``node_id``, or its first), where a command runs in its working
+    directory (``execOnNode``)."""
+    nodes: list[Node] = []
+    for task in sorted(job.tasks, key=lambda t: t.index):
+        node = ctx.session.get(Node, task.node_id) if task.node_id is not None else None
+        if node is not None and node not in nodes:
+            nodes.append(node)
+    if not nodes:
+        raise Conflict(
+            f"The job '{job.name}' has no node to run a command on: it has not started, or its nodes have "
+            "left the cluster.",
+            code="NoNodes",
+        )
+    return clusters.node_target(job.name, nodes, node_id, job.id)

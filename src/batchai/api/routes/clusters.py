@@ -7,10 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from batchai.api import render
-from batchai.api.deps import api_version, delete_in_two_steps, page, respond, run
+from batchai.api.deps import api_version, delete_in_two_steps, page, respond, run, run_on_node
 from batchai.api.file_items import signed_files
 from batchai.api.routes import WORKSPACE
-from batchai.models.resources import ClusterInput, ClusterPatch, FileServerInput
+from batchai.models.resources import ClusterInput, ClusterPatch, FileServerInput, NodeCommandInput
 from batchai.services import clusters, file_servers, job_files
 from batchai.services.context import Ctx
 
@@ -48,6 +48,18 @@ def cluster_remote_login(sub: str, group: str, workspace: str, cluster: str, req
     """The cluster's nodes: local nodes are this host; Ray nodes their machines."""
     logins = run(request, lambda ctx: clusters.remote_logins(clusters.get(ctx, sub, group, workspace, cluster)))
     return page(request, logins)
+
+
+@router.post(CLUSTER + "/execOnNode")
+def cluster_exec_on_node(
+    sub: str, group: str, workspace: str, cluster: str, body: NodeCommandInput, request: Request
+) -> Any:
+    """Run a command on a node of the cluster and wait for it: what ``az batchai cluster node exec`` ran over
+    SSH. A batchai extension."""
+    target = run(
+        request, lambda ctx: clusters.command_target(clusters.get(ctx, sub, group, workspace, cluster), body.node_id)
+    )
+    return run_on_node(request, target, body)
 
 
 @router.post(CLUSTER + "/listSetupOutputFiles")

@@ -8,13 +8,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from batchai.api import render
-from batchai.api.deps import api_version, delete_in_two_steps, page, respond, run, wait_jobs_ended
+from batchai.api.deps import api_version, delete_in_two_steps, page, respond, run, run_on_node, wait_jobs_ended
 from batchai.api.file_items import signed_files
 from batchai.api.routes import EXPERIMENT
 from batchai.errors import InvalidInput
-from batchai.models.resources import JobInput
+from batchai.models.resources import JobInput, NodeCommandInput
 from batchai.services import job_files, jobs
-from batchai.services.context import Ctx
+from batchai.services.context import Ctx, NodeTarget
 from batchai.store.tables import Cluster, Job
 
 router = APIRouter(dependencies=[Depends(api_version)], tags=["jobs"])
@@ -107,6 +107,19 @@ def output_files(
         return base
 
     return signed_files(request, folder_of, directory, linkexpiryinminutes, with_is_directory)
+
+
+@router.post(JOB + "/execOnNode")
+def job_exec_on_node(
+    sub: str, group: str, workspace: str, experiment: str, job: str, body: NodeCommandInput, request: Request
+) -> Any:
+    """Run a command on a node of the job, in its working directory, and wait for it: what ``az batchai job
+    node exec`` ran over SSH. A batchai extension."""
+
+    def target(ctx: Ctx) -> NodeTarget:
+        return jobs.command_target(ctx, jobs.get(ctx, sub, group, workspace, experiment, job), body.node_id)
+
+    return run_on_node(request, run(request, target), body)
 
 
 @router.post(JOB + "/listRemoteLoginInformation")

@@ -1,0 +1,69 @@
+"""Commands run on a node on request and waited for (``execOnNode``: az's ``node exec``, without SSH): through
+the node's provider, like any process there, in the node's environment, with a time limit."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+from batchai.providers.base import NodeProvider
+from batchai.runtime import launch
+from batchai.services.context import CommandResult, NodeTarget
+
+OUTPUT_LIMIT = 1 << 20  # bytes of stdout and of stderr returned (the last ones)
+
+
+def run(
+    provider: NodeProvider,
+    base_env: dict[str, str],
+    target: NodeTarget,
+    command: str,
+    timeout: float,
+    grace: float,
+) -> CommandResult:
+    """Run ``command`` with bash on the node, in the job's working directory when there is one (else the
+    node's work area), and wait at most ``timeout`` seconds; its output files are removed afterwards."""
+    node_dir = provider.node_dir(target.cluster_id, target.node_name)
+    cwd = node_dir
+    env = {**base_env, "AZ_BATCHAI_MOUNT_ROOT": str(node_dir / "mounts"), "AZ_BATCHAI_NODE_NAME": target.node_name}
+    if target.job_id is not None:
+        job_wd = launch.job_temp_dir(node_dir, target.job_id) / "wd"
+        if job_wd.is_dir():
+            cwd = job_wd
+            env["AZ_BATCHAI_JOB_TEMP"] = str(job_wd)
+    work = node_dir / "commands" / uuid.uuid4().hex
+    work.mkdir(parents=True)
+    try:
+        handle = provider.start(
+            work / "command.sh",
+            command,
+            env=env,
+            cwd=cwd,
+            stdout=work / "stdout.txt",
+            stderr=work / "stderr.txt",
+            exit_file=work / "exit_code",
+            node={k: str(v) for k, v in target.node_info.items() if k in provider.node_keys},
+        )
+        outcome = provider.wait(handle, timeout)
+        timed_out = outcome is None
+        if outcome is None:
+            outcome = provider.stop(handle, grace)
+        return CommandResult(
+            exit_code=None if timed_out else outcome.exit_code,
+            stdout=_tail(work / "stdout.txt"),
+            stderr=_tail(work / "stderr.txt"),
+            timed_out=timed_out,
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _tail(path: Path) -> str:
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, 2)
+            handle.seek(max(0, size - OUTPUT_LIMIT))
+            return handle.read().decode(errors="replace")
+    except OSError:
+        return ""
