@@ -7,7 +7,8 @@ import shutil
 import uuid
 from pathlib import Path
 
-from batchai.providers.base import NodeProvider
+from batchai.errors import Conflict
+from batchai.providers.base import NodeProvider, ProviderUnavailable
 from batchai.runtime import launch
 from batchai.services.context import CommandResult, NodeTarget
 
@@ -33,8 +34,8 @@ def run(
             cwd = job_wd
             env["AZ_BATCHAI_JOB_TEMP"] = str(job_wd)
     work = node_dir / "commands" / uuid.uuid4().hex
-    work.mkdir(parents=True)
     try:
+        work.mkdir(parents=True)
         handle = provider.start(
             work / "command.sh",
             command,
@@ -45,6 +46,10 @@ def run(
             exit_file=work / "exit_code",
             node={k: str(v) for k, v in target.node_info.items() if k in provider.node_keys},
         )
+    except (OSError, ProviderUnavailable) as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        raise Conflict(f"The command could not start on {target.node_name}: {exc}", code="NodeCommandFailed") from exc
+    try:
         outcome = provider.wait(handle, timeout)
         timed_out = outcome is None
         if outcome is None:
