@@ -492,8 +492,8 @@ class Engine:
         elif any(t.info.get("vanished") or t.info.get("never_started") for t in _essential(job.tasks)):
             error = {
                 "code": "JobProcessesLost",
-                "message": "The job's processes ended without recording an exit code (the server or node "
-                "went away while it ran).",
+                "message": "The job's processes ended without recording an exit code: what watched them (the "
+                "node's launcher or agent, or the node itself) went away while they ran. Their output is kept.",
             }
         else:
             failed = [t for t in _essential(job.tasks) if t.exit_code != 0]
