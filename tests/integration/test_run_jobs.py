@@ -343,6 +343,30 @@ def test_a_job_s_node_list_names_the_nodes_it_ran_on(bench: Bench) -> None:
     assert logins("waiting") == [("node-0", "127.0.0.1"), ("node-1", "127.0.0.1")]
 
 
+def test_a_node_empties_its_job_temp_dir_for_each_new_job(bench: Bench) -> None:
+    """As Batch AI did: $AZ_BATCHAI_JOB_TEMP_DIR is emptied of earlier jobs when a node starts a new one, so job
+    temp files do not pile up; what a job was told to write there (its stdouterr here) stays."""
+    bench.cluster(target=1)
+    bench.wait_nodes(idle=1)
+    scratch = "echo scratch > $AZ_BATCHAI_JOB_TEMP/scratch.txt; mkdir $AZ_BATCHAI_JOB_TEMP/data"
+    bench.submit(
+        "first", stdOutErrPathPrefix="$AZ_BATCHAI_JOB_TEMP_DIR", customToolkitSettings={"commandLine": scratch}
+    )
+    assert bench.wait_job("first")["executionState"] == "succeeded"
+    (node_dir,) = (bench.server.home / "nodes").glob("*/node-0")
+    (first_dir,) = [d for d in (node_dir / "jobs").iterdir() if d.name.isdigit()]
+    first_log = node_dir / "jobs" / bench.job("first")["jobOutputDirectoryPathSegment"] / "stdouterr" / "stdout.txt"
+    assert (first_dir / "wd" / "scratch.txt").read_text() == "scratch\n"  # kept until the next job
+    assert first_log.exists()
+
+    bench.submit("second", customToolkitSettings={"commandLine": "ls $AZ_BATCHAI_JOB_TEMP_DIR"})
+    assert bench.wait_job("second")["executionState"] == "succeeded"
+    wait_for(lambda: not first_dir.exists(), message="the first job's temp directory to go")
+    (second_dir,) = [d for d in (node_dir / "jobs").iterdir() if d.name.isdigit()]  # the second job's, only
+    assert second_dir != first_dir
+    assert first_log.exists()  # not a job's temp directory: left alone
+
+
 def test_failing_setup_task_makes_nodes_unusable_and_the_cluster_reports_it(bench: Bench) -> None:
     prefix = bench.tmp / "setup-logs"
     bench.cluster(

@@ -5,6 +5,8 @@ start. The engine's launch threads run this; no pass waits for it. No database i
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -88,6 +90,10 @@ class Starter:
                 launched.append((start, exc.started, exc))
         if launched:
             self._record(launched)
+        for start, _started, error in launched:
+            if error is None:
+                for slot in start.slots:
+                    clear_earlier_jobs(slot.node_dir, start.job_id)
 
     def _start(self, start: JobStart) -> list[Started]:
         """Start every task of a job (no database here); raises LaunchError carrying what did start."""
@@ -262,6 +268,30 @@ class Starter:
             job.stop_reason = "requeue" if retry else "launch"
         job_log(job, self.clock(), f"The job could not start: {error.message}")
         self.wake()
+
+
+def clear_earlier_jobs(node_dir: Path, job_id: int) -> None:
+    """Remove the temporary directories of the jobs that ran on the node before ``job_id`` started there, as
+    Batch AI emptied ``$AZ_BATCHAI_JOB_TEMP_DIR`` for each new job: a node runs one job at a time, so they
+    have all ended. Only job directories go (named by job id); other files there, such as output a job was
+    told to write there, stay. A directory that still holds a mounted file system (an unmanaged one the job
+    mounted) is left whole, so that nothing is ever deleted through a mount."""
+    try:
+        entries = list(os.scandir(node_dir / "jobs"))
+    except OSError:
+        return
+    for entry in entries:
+        if not (entry.name.isdigit() and int(entry.name) != job_id and entry.is_dir(follow_symlinks=False)):
+            continue
+        if _holds_mount(Path(entry.path) / "mounts"):
+            log.warning("left %s in place: a file system is still mounted in it", entry.path)
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+
+
+def _holds_mount(directory: Path) -> bool:
+    """Whether a mount point lies in ``directory`` (links are not followed)."""
+    return any(os.path.ismount(os.path.join(root, d)) for root, dirs, _files in os.walk(directory) for d in dirs)
 
 
 def master_info(job: Job) -> dict[str, Any]:
