@@ -6,7 +6,6 @@ provider's start is made to fail."""
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from batchai.services.context import Ctx, utc_now
 from batchai.storage.local import LocalStorage
 from batchai.store.db import Database
 from batchai.store.tables import Job
+from tests.conftest import wait_for
 from tests.unit import services_world as world
 
 
@@ -57,16 +57,14 @@ def _run_until_ended(db: Database, storage: LocalStorage, provider: FailingStart
         db, storage, provider, EngineSettings(home=home, default_python=sys.executable, grace_seconds=2), utc_now
     )
     engine.start()
+
+    def ended() -> Job | None:
+        with db.session() as session:
+            job = session.scalars(select(Job)).one()
+        return job if job.execution_state in ("succeeded", "failed") else None
+
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            with db.session() as session:
-                job = session.scalars(select(Job)).one()
-                if job.execution_state in ("succeeded", "failed"):
-                    return job
-            engine.wake()
-            time.sleep(0.05)
-        raise AssertionError(f"the job did not end; it is {job.execution_state}")
+        return wait_for(ended, timeout=60, message="the job to end")  # type: ignore[no-any-return]
     finally:
         engine.shutdown()
         provider.close()

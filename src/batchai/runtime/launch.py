@@ -208,6 +208,16 @@ def job_temp_dir(node_dir: Path, job_id: int) -> Path:
     return node_dir / "jobs" / str(job_id)
 
 
+def job_work_dir(node_dir: Path, job_id: int) -> Path:
+    """A job's working directory on a node (``AZ_BATCHAI_JOB_TEMP``)."""
+    return job_temp_dir(node_dir, job_id) / "wd"
+
+
+def node_environment(base_env: dict[str, str], node_dir: Path, node_name: str) -> dict[str, str]:
+    """What every process on a node starts from: the server's base environment, the node's mount root and name."""
+    return {**base_env, "AZ_BATCHAI_MOUNT_ROOT": str(node_dir / "mounts"), "AZ_BATCHAI_NODE_NAME": node_name}
+
+
 def prep_marker(job_temp: Path, attempt: int) -> Path:
     """Where a node's job preparation records its exit code (for the node's other processes to wait on)."""
     return job_temp / f"prep-{attempt}.rc"
@@ -238,19 +248,16 @@ def plan(
 ) -> LaunchPlan:
     """Everything needed to start one process of a job on its node (``wiring``: its distributed variables)."""
     job_temp = job_temp_dir(slot.node_dir, job_id)
-    mount_root = slot.node_dir / "mounts"
     job_mounts = job_temp / "mounts"
-    env = dict(base_env)
+    env = node_environment(base_env, slot.node_dir, slot.node_name)
     env.update(_gpu_env(slot.gpus))
     env.update(
         {
-            "AZ_BATCHAI_MOUNT_ROOT": str(mount_root),
             "AZ_BATCHAI_JOB_MOUNT_ROOT": str(job_mounts),
-            "AZ_BATCHAI_JOB_TEMP": str(job_temp / "wd"),
+            "AZ_BATCHAI_JOB_TEMP": str(job_work_dir(slot.node_dir, job_id)),
             "AZ_BATCHAI_JOB_TEMP_DIR": str(slot.node_dir / "jobs"),
             "AZ_BATCHAI_SHARED_JOB_TEMP": str(slot.shared_dir / "jobs" / str(job_id)),
             "AZ_BATCHAI_TASK_INDEX": str(process.role_index),
-            "AZ_BATCHAI_NODE_NAME": slot.node_name,
         }
     )
     env.update(wiring)
@@ -259,7 +266,7 @@ def plan(
     links, unmanaged = _mount_links(spec.get("mountVolumes"), job_mounts, resolve, file_server)
     stdouterr = Path(expand(spec["stdOutErrPathPrefix"], env)) / segment / "stdouterr"
     env["AZ_BATCHAI_STDOUTERR_DIR"] = str(stdouterr)
-    directories = [job_temp / "wd", slot.shared_dir / "jobs" / str(job_id), stdouterr]
+    directories = [job_work_dir(slot.node_dir, job_id), slot.shared_dir / "jobs" / str(job_id), stdouterr]
     for item in spec.get("inputDirectories") or []:
         env[f"AZ_BATCHAI_INPUT_{item['id'].upper()}"] = expand(item["path"], env)
     for item in spec.get("outputDirectories") or []:

@@ -27,9 +27,9 @@ def run(
     node's work area), and wait at most ``timeout`` seconds; its output files are removed afterwards."""
     node_dir = provider.node_dir(target.cluster_id, target.node_name)
     cwd = node_dir
-    env = {**base_env, "AZ_BATCHAI_MOUNT_ROOT": str(node_dir / "mounts"), "AZ_BATCHAI_NODE_NAME": target.node_name}
+    env = launch.node_environment(base_env, node_dir, target.node_name)
     if target.job_id is not None:
-        job_wd = launch.job_temp_dir(node_dir, target.job_id) / "wd"
+        job_wd = launch.job_work_dir(node_dir, target.job_id)
         if job_wd.is_dir():
             cwd = job_wd
             env["AZ_BATCHAI_JOB_TEMP"] = str(job_wd)

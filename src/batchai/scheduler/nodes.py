@@ -219,11 +219,7 @@ class Nodes:
             if not setup:
                 self._node_state(node, NodeState.IDLE)
                 return
-            env = {
-                **dict(self.settings.base_env),
-                "AZ_BATCHAI_MOUNT_ROOT": str(node_dir / "mounts"),
-                "AZ_BATCHAI_NODE_NAME": node.name,
-            }
+            env = launch.node_environment(dict(self.settings.base_env), node_dir, node.name)
             for variable in setup.get("environmentVariables") or []:
                 env[variable["name"]] = launch.expand(variable["value"], env)
             for secret in setup.get("secrets") or []:

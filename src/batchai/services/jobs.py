@@ -425,25 +425,26 @@ def delete(ctx: Ctx, sub: str, group: str, workspace: str, experiment: str, name
     return True
 
 
-def remote_logins(ctx: Ctx, job: Job) -> list[dict[str, Any]]:
-    """The logins of the nodes the job runs or ran on, in the order of its tasks (none before it starts)."""
-    logins: dict[str, dict[str, Any]] = {}
+def _nodes_of(ctx: Ctx, job: Job) -> dict[str, Node | None]:
+    """The nodes the job runs or ran on, by name, in the order of its tasks (None: a node that has left)."""
+    nodes: dict[str, Node | None] = {}
     for task in sorted(job.tasks, key=lambda t: t.index):
         node = ctx.session.get(Node, task.node_id) if task.node_id is not None else None
         name = node.name if node is not None else task.info.get("node")
-        if name and name not in logins:
-            logins[name] = clusters.remote_login(name, node.info if node is not None else {})
-    return list(logins.values())
+        if name and name not in nodes:
+            nodes[name] = node
+    return nodes
+
+
+def remote_logins(ctx: Ctx, job: Job) -> list[dict[str, Any]]:
+    """The logins of the nodes the job runs or ran on, in the order of its tasks (none before it starts)."""
+    return [clusters.remote_login(name, node.info if node else {}) for name, node in _nodes_of(ctx, job).items()]
 
 
 def command_target(ctx: Ctx, job: Job, node_id: str | None) -> NodeTarget:
     """A node the job runs or ran on (``node_id``, or its first), where a command runs in its working
     directory (``execOnNode``)."""
-    nodes: list[Node] = []
-    for task in sorted(job.tasks, key=lambda t: t.index):
-        node = ctx.session.get(Node, task.node_id) if task.node_id is not None else None
-        if node is not None and node not in nodes:
-            nodes.append(node)
+    nodes = [node for node in _nodes_of(ctx, job).values() if node is not None]
     if not nodes:
         raise Conflict(
             f"The job '{job.name}' has no node to run a command on: it has not started, or its nodes have "
