@@ -10,6 +10,9 @@ fi
 # torch for the sample's tests: a CPU build, pinned so that nothing pulls a CUDA build.
 .venv/bin/python -m pip install --quiet torch==2.13.0
 .venv/bin/python -m pip install --quiet -e '.[dev,postgres,ray]'
+# batchai's own modules compiled once: the tests start hundreds of Python processes (servers, the CLI, jobs),
+# and where PYTHONDONTWRITEBYTECODE is set (as on CI machines) each would compile them again.
+.venv/bin/python -m compileall -q src
 .venv/bin/ruff check src tests tools bench
 .venv/bin/ruff format --check src tests tools bench
 .venv/bin/mypy

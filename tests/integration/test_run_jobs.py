@@ -367,6 +367,28 @@ def test_a_node_empties_its_job_temp_dir_for_each_new_job(bench: Bench) -> None:
     assert first_log.exists()  # not a job's temp directory: left alone
 
 
+def test_deleting_a_job_removes_its_shared_job_temp_dir(bench: Bench) -> None:
+    """$AZ_BATCHAI_SHARED_JOB_TEMP stays while the job exists (its nodes may share files there) and goes with
+    the job; other jobs' directories stay, and so does the job's output."""
+    bench.cluster(target=1)
+    bench.wait_nodes(idle=1)
+    write = 'echo shared > "$AZ_BATCHAI_SHARED_JOB_TEMP/data.txt"; echo "$AZ_BATCHAI_SHARED_JOB_TEMP"'
+    for name in ("kept", "deleted"):
+        bench.submit(name, customToolkitSettings={"commandLine": write})
+        assert bench.wait_job(name)["executionState"] == "succeeded"
+
+    def shared_dir(name: str) -> Path:
+        stdout = bench.tmp / "logs" / bench.job(name)["jobOutputDirectoryPathSegment"] / "stdouterr" / "stdout.txt"
+        return Path(stdout.read_text().strip())
+
+    kept, deleted = shared_dir("kept"), shared_dir("deleted")
+    assert kept != deleted and (deleted / "data.txt").read_text() == "shared\n"
+    output = bench.tmp / "logs" / bench.job("deleted")["jobOutputDirectoryPathSegment"]
+    assert bench.server.http.delete(url(bench.job_path("deleted"))).status_code == 200
+    assert not deleted.exists()
+    assert (kept / "data.txt").exists() and output.exists()
+
+
 def test_failing_setup_task_makes_nodes_unusable_and_the_cluster_reports_it(bench: Bench) -> None:
     prefix = bench.tmp / "setup-logs"
     bench.cluster(

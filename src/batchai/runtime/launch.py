@@ -213,6 +213,11 @@ def job_work_dir(node_dir: Path, job_id: int) -> Path:
     return job_temp_dir(node_dir, job_id) / "wd"
 
 
+def shared_job_temp_dir(shared_dir: Path, job_id: int) -> Path:
+    """A job's directory on its cluster's shared storage (``AZ_BATCHAI_SHARED_JOB_TEMP``)."""
+    return shared_dir / "jobs" / str(job_id)
+
+
 def node_environment(base_env: dict[str, str], node_dir: Path, node_name: str) -> dict[str, str]:
     """What every process on a node starts from: the server's base environment, the node's mount root and name."""
     return {**base_env, "AZ_BATCHAI_MOUNT_ROOT": str(node_dir / "mounts"), "AZ_BATCHAI_NODE_NAME": node_name}
@@ -256,7 +261,7 @@ def plan(
             "AZ_BATCHAI_JOB_MOUNT_ROOT": str(job_mounts),
             "AZ_BATCHAI_JOB_TEMP": str(job_work_dir(slot.node_dir, job_id)),
             "AZ_BATCHAI_JOB_TEMP_DIR": str(slot.node_dir / "jobs"),
-            "AZ_BATCHAI_SHARED_JOB_TEMP": str(slot.shared_dir / "jobs" / str(job_id)),
+            "AZ_BATCHAI_SHARED_JOB_TEMP": str(shared_job_temp_dir(slot.shared_dir, job_id)),
             "AZ_BATCHAI_TASK_INDEX": str(process.role_index),
         }
     )
@@ -266,7 +271,7 @@ def plan(
     links, unmanaged = _mount_links(spec.get("mountVolumes"), job_mounts, resolve, file_server)
     stdouterr = Path(expand(spec["stdOutErrPathPrefix"], env)) / segment / "stdouterr"
     env["AZ_BATCHAI_STDOUTERR_DIR"] = str(stdouterr)
-    directories = [job_work_dir(slot.node_dir, job_id), slot.shared_dir / "jobs" / str(job_id), stdouterr]
+    directories = [job_work_dir(slot.node_dir, job_id), shared_job_temp_dir(slot.shared_dir, job_id), stdouterr]
     for item in spec.get("inputDirectories") or []:
         env[f"AZ_BATCHAI_INPUT_{item['id'].upper()}"] = expand(item["path"], env)
     for item in spec.get("outputDirectories") or []:

@@ -29,7 +29,16 @@ from batchai.providers.base import NodeProvider
 from batchai.runtime import distributed, launch, supervisor
 from batchai.runtime.supervisor import Handle, Outcome
 from batchai.scheduler import node_commands, statements
-from batchai.scheduler.launching import JobStart, Starter, append_log, gang, job_log, master_info, process_info
+from batchai.scheduler.launching import (
+    JobStart,
+    Starter,
+    append_log,
+    gang,
+    job_log,
+    master_info,
+    process_info,
+    remove_job_dir,
+)
 from batchai.scheduler.matching import QueuedJob, decide
 from batchai.scheduler.nodes import Nodes, NodeState, describe_node, file_server_path
 from batchai.scheduler.settings import EngineSettings
@@ -429,6 +438,10 @@ class Engine:
     def release_cluster(self, cluster_id: int, nodes: list[tuple[str, dict[str, Any]]]) -> None:
         """After a cluster is deleted: stop its setup tasks and remove its nodes' work areas."""
         self.nodes.release_cluster(cluster_id, nodes)
+
+    def release_job(self, cluster_id: int, job_id: int) -> None:
+        """After a job is deleted: remove its directory on the cluster's shared storage."""
+        remove_job_dir(launch.shared_job_temp_dir(self.provider.shared_dir(cluster_id), job_id))
 
     def _finish(self, ctx: Ctx, job: Job) -> None:
         """All tasks ended: the job's final state follows from why it stopped and how its tasks ended."""

@@ -281,12 +281,17 @@ def clear_earlier_jobs(node_dir: Path, job_id: int) -> None:
     except OSError:
         return
     for entry in entries:
-        if not (entry.name.isdigit() and int(entry.name) != job_id and entry.is_dir(follow_symlinks=False)):
-            continue
-        if _holds_mount(Path(entry.path) / "mounts"):
-            log.warning("left %s in place: a file system is still mounted in it", entry.path)
-            continue
-        shutil.rmtree(entry.path, ignore_errors=True)
+        if entry.name.isdigit() and int(entry.name) != job_id and entry.is_dir(follow_symlinks=False):
+            remove_job_dir(Path(entry.path))
+
+
+def remove_job_dir(directory: Path) -> None:
+    """Remove a job's temporary directory, unless a file system is still mounted in it (nothing is ever deleted
+    through a mount); a directory already gone is fine."""
+    if _holds_mount(directory):
+        log.warning("left %s in place: a file system is still mounted in it", directory)
+        return
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def _holds_mount(directory: Path) -> bool:

@@ -48,6 +48,10 @@ class Runtime(Protocol):
 
     def release_cluster(self, cluster_id: int, nodes: list[tuple[str, dict[str, Any]]]) -> None: ...
 
+    def release_job(self, cluster_id: int, job_id: int) -> None:
+        """After a job is deleted: remove its directory on the cluster's shared storage (idempotent)."""
+        ...
+
     def wake(self, clusters: bool = False, queued: bool = False) -> None: ...
 
 

@@ -405,9 +405,13 @@ def stop_processes(ctx: Ctx, job: Job) -> None:
 
 
 def delete_row(ctx: Ctx, row: Job) -> None:
-    """Delete a job; a running job is stopped first. Its output files stay where they are."""
+    """Delete a job; a running job is stopped first. Its output files stay where they are; its temporary
+    directory on the cluster's shared storage (``$AZ_BATCHAI_SHARED_JOB_TEMP``) goes once the deletion commits."""
     stop_processes(ctx, row)
+    cluster_id, job_id, runtime = row.cluster_id, row.id, ctx.runtime
     ctx.session.delete(row)
+    if runtime is not None and cluster_id is not None:
+        ctx.after_commit.append(lambda: runtime.release_job(cluster_id, job_id))
 
 
 def prepare_delete(ctx: Ctx, sub: str, group: str, workspace: str, experiment: str, name: str) -> list[int]:
