@@ -2,7 +2,10 @@
 run by ``xargs -P2``, both in the same run. Each job's command is ``python -c pass``; jobs are submitted
 as fast as the API takes them and the clock stops when a client polling the API sees the last one end.
 
-    python bench/throughput.py [--jobs 200] [--rounds 20]
+    python bench/throughput.py [--jobs 200] [--rounds 20] [--command 'python -c pass']
+
+``--command`` runs another command as every job (both under batchai and under xargs), e.g. one that sleeps
+50 ms, to see the ratio for jobs that do something.
 
 With ``--compare SRC`` it measures this tree against another checkout's ``src`` instead (two servers,
 rounds alternating between them): the machine's drift then cancels out of a change's effect.
@@ -23,10 +26,10 @@ from harness import PYTHON, server, wait_for
 COMMAND = f"{PYTHON} -c pass"
 
 
-def xargs_seconds(jobs: int) -> float:
+def xargs_seconds(jobs: int, command: str = COMMAND) -> float:
     start = time.perf_counter()
     subprocess.run(
-        ["xargs", "-P2", "-I{}", "sh", "-c", COMMAND],
+        ["xargs", "-P2", "-I{}", "sh", "-c", command],
         input="\n".join(str(i) for i in range(jobs)),
         text=True,
         check=True,
@@ -34,11 +37,11 @@ def xargs_seconds(jobs: int) -> float:
     return time.perf_counter() - start
 
 
-def batchai_seconds(bench, jobs: int, prefix: str) -> float:  # type: ignore[no-untyped-def]
+def batchai_seconds(bench, jobs: int, prefix: str, command: str = COMMAND) -> float:  # type: ignore[no-untyped-def]
     bench.use_experiment(prefix.rstrip("-"))
     start = time.perf_counter()
     for i in range(jobs):
-        bench.submit(f"{prefix}{i}", COMMAND)
+        bench.submit(f"{prefix}{i}", command)
     jobs_path = f"{bench.ws}/experiments/{bench.experiment}/jobs?api-version=2018-05-01"
 
     def all_done() -> bool:
@@ -82,6 +85,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--compare", metavar="SRC", help="another checkout's src directory to measure against")
+    parser.add_argument("--command", default=COMMAND, help="the command every job runs (default: python -c pass)")
     args = parser.parse_args()
     if args.compare:
         compare(args.rounds, args.jobs, args.compare)
@@ -89,8 +93,8 @@ def main() -> None:
     ratios = []
     with server(nodes=2) as bench:
         for r in range(args.rounds):
-            base = xargs_seconds(args.jobs)
-            ours = batchai_seconds(bench, args.jobs, f"r{r}-")
+            base = xargs_seconds(args.jobs, args.command)
+            ours = batchai_seconds(bench, args.jobs, f"r{r}-", args.command)
             ratios.append(base / ours)
             print(
                 f"round {r + 1}: xargs -P2 {args.jobs / base:.1f} jobs/s, batchai {args.jobs / ours:.1f} jobs/s, "
