@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 from pathlib import Path
 
 import httpx
@@ -200,13 +202,48 @@ def test_setup_task_output_files_and_usages(shared_server: Server) -> None:
     s.ok("cluster", "delete", "-n", "prepped", *c, "-y")
 
 
+def idle_cluster(s: Server, group: str, name: str, nodes: int) -> tuple[str, ...]:
+    """A group with workspace ``ws`` holding cluster ``name`` of ``nodes`` idle nodes; the group and workspace
+    options for the cluster's commands."""
+    s.ok("group", "create", "-n", group, "-l", "eastus")
+    s.ok("workspace", "create", "-g", group, "-n", "ws")
+    w = ("-g", group, "-w", "ws")
+    s.ok("cluster", "create", "-n", name, *w, "-s", "STANDARD_D1", "-t", str(nodes))
+    wait_for(lambda: s.ok("cluster", "show", "-n", name, *w, "--query", "nodeStateCounts.idleNodeCount") == nodes)
+    return w
+
+
+def test_a_node_command_left_by_a_killed_server_is_stopped_when_it_starts_again(server: Server, tmp_path: Path) -> None:
+    """A command run on a node is waited for by its request; if the server dies meanwhile, nobody waits for
+    it and its time limit is gone with the server: the next server stops it and removes its files."""
+    s = server
+    idle_cluster(s, "rg", "c", 1)
+    marker = f"abandoned-{tmp_path.name}"
+    ws = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.BatchAI/workspaces/ws"
+    body = {"command": f"exec -a {marker} sleep 300", "timeoutInSeconds": 600}
+    client = s.http
+
+    def ask() -> None:  # the request is cut when the server is killed
+        with contextlib.suppress(httpx.HTTPError):
+            client.post(url(f"{ws}/clusters/c/execOnNode"), json=body, timeout=120)
+
+    def running() -> list[psutil.Process]:
+        return [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
+
+    asking = threading.Thread(target=ask)
+    asking.start()
+    wait_for(running, message="the command to run")
+    s.stop(kill=True)
+    asking.join(30)
+    assert running(), "the command outlives the server that ran it"
+    s.start()
+    wait_for(lambda: not running(), message="the abandoned command to be stopped")
+    wait_for(lambda: not list((s.home / "nodes").glob("*/node-0/commands/*")), message="its files to go")
+
+
 def test_node_exec_runs_a_command_on_a_node_and_gives_its_exit_code(shared_server: Server, tmp_path: Path) -> None:
     s = shared_server
-    s.ok("group", "create", "-n", "exec.rg", "-l", "eastus")
-    s.ok("workspace", "create", "-g", "exec.rg", "-n", "ws")
-    w = ("-g", "exec.rg", "-w", "ws")
-    s.ok("cluster", "create", "-n", "two", *w, "-s", "STANDARD_D1", "-t", "2")
-    wait_for(lambda: s.ok("cluster", "show", "-n", "two", *w, "--query", "nodeStateCounts.idleNodeCount") == 2)
+    w = idle_cluster(s, "exec.rg", "two", 2)
     # az batchai cluster node exec --exec: the command's output and its exit code, on the first node by default.
     ran = s.cli(
         "cluster", "node", "exec", *w, "-c", "two", "--exec", "echo $AZ_BATCHAI_NODE_NAME; echo oops >&2; exit 3"

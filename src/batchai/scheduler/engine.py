@@ -215,7 +215,20 @@ class Engine:
 
     # -- recovery --------------------------------------------------------------------------------------
     def _recover(self) -> None:
-        """Re-attach to every process recorded as running; the next pass settles those that ended."""
+        """Re-attach to every process recorded as running; the next pass settles those that ended. Commands
+        run on nodes (``execOnNode``) are not: they were waited for by a request of the server that stopped,
+        so they are stopped (in the background, as stopping takes up to the grace period)."""
+        with self.db.session() as session:
+            nodes = [
+                (self.provider.node_dir(node.cluster_id, node.name), str(node.info.get("ray_node_id", "")))
+                for node in session.scalars(select(Node))
+            ]
+        threading.Thread(
+            target=node_commands.stop_abandoned,
+            args=(self.provider, nodes, self.settings.grace_seconds),
+            name="stop-abandoned-commands",
+            daemon=True,
+        ).start()
         with self.db.session() as session:
             for task in session.scalars(select(Task).filter(Task.exit_code.is_(None), Task.finished_at.is_(None))):
                 handle = supervisor.from_info(task.info)

@@ -3,16 +3,25 @@ the node's provider, like any process there, in the node's environment, with a t
 
 from __future__ import annotations
 
+import logging
 import shutil
 import uuid
 from pathlib import Path
 
 from batchai.errors import Conflict
 from batchai.providers.base import NodeProvider, ProviderUnavailable
-from batchai.runtime import launch
+from batchai.runtime import launch, supervisor
 from batchai.services.context import CommandResult, NodeTarget
 
 OUTPUT_LIMIT = 1 << 20  # bytes of stdout and of stderr returned (the last ones)
+EXIT_FILE = "exit_code"
+
+log = logging.getLogger("batchai.engine")
+
+
+def _work_dirs(node_dir: Path) -> Path:
+    """Where a node's commands keep their script, output and exit files, one directory each."""
+    return node_dir / "commands"
 
 
 def run(
@@ -33,7 +42,7 @@ def run(
         if job_wd.is_dir():
             cwd = job_wd
             env["AZ_BATCHAI_JOB_TEMP"] = str(job_wd)
-    work = node_dir / "commands" / uuid.uuid4().hex
+    work = _work_dirs(node_dir) / uuid.uuid4().hex
     try:
         work.mkdir(parents=True)
         handle = provider.start(
@@ -43,7 +52,7 @@ def run(
             cwd=cwd,
             stdout=work / "stdout.txt",
             stderr=work / "stderr.txt",
-            exit_file=work / "exit_code",
+            exit_file=work / EXIT_FILE,
             node={k: str(v) for k, v in target.node_info.items() if k in provider.node_keys},
         )
     except (OSError, ProviderUnavailable) as exc:
@@ -62,6 +71,26 @@ def run(
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def stop_abandoned(provider: NodeProvider, nodes: list[tuple[Path, str]], grace: float) -> None:
+    """Stop the commands that an earlier server left running (it stopped while it waited for them: nobody
+    waits for them any more, and they have no time limit without it) and remove their files. ``nodes``:
+    each node's directory and where the node runs (its Ray node id; empty for local nodes)."""
+    for node_dir, where in nodes:
+        try:
+            works = [path for path in _work_dirs(node_dir).iterdir() if path.is_dir()]
+        except OSError:
+            continue
+        for work in works:
+            handle = supervisor.find(work / EXIT_FILE, where)
+            if handle is not None:
+                try:
+                    provider.stop(handle, grace)
+                    log.info("stopped the command %s that an earlier server left running on %s", handle.pid, node_dir)
+                except Exception as exc:  # e.g. a node that has gone: nothing runs there any more
+                    log.warning("could not stop the command %s left on %s: %s", handle.pid, node_dir, exc)
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def _tail(path: Path) -> str:
