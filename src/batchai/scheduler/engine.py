@@ -225,7 +225,7 @@ class Engine:
             ]
         threading.Thread(
             target=node_commands.stop_abandoned,
-            args=(self.provider, nodes, self.settings.grace_seconds),
+            args=(self.provider, node_commands.abandoned(nodes), self.settings.grace_seconds),
             name="stop-abandoned-commands",
             daemon=True,
         ).start()

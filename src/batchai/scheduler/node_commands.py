@@ -11,6 +11,7 @@ from pathlib import Path
 from batchai.errors import Conflict
 from batchai.providers.base import NodeProvider, ProviderUnavailable
 from batchai.runtime import launch, supervisor
+from batchai.runtime.supervisor import Handle
 from batchai.services.context import CommandResult, NodeTarget
 
 OUTPUT_LIMIT = 1 << 20  # bytes of stdout and of stderr returned (the last ones)
@@ -73,24 +74,31 @@ def run(
         shutil.rmtree(work, ignore_errors=True)
 
 
-def stop_abandoned(provider: NodeProvider, nodes: list[tuple[Path, str]], grace: float) -> None:
-    """Stop the commands that an earlier server left running (it stopped while it waited for them: nobody
-    waits for them any more, and they have no time limit without it) and remove their files. ``nodes``:
-    each node's directory and where the node runs (its Ray node id; empty for local nodes)."""
+def abandoned(nodes: list[tuple[Path, str]]) -> list[tuple[Path, Handle | None]]:
+    """The commands an earlier server left on these nodes (it stopped while it waited for them: nobody waits
+    for them any more, and they have no time limit without it): each one's directory and process, if it
+    started. ``nodes``: each node's directory and where the node runs (its Ray node id; empty for local ones).
+    Read before the server takes requests, so that none of its own commands is among them."""
+    found: list[tuple[Path, Handle | None]] = []
     for node_dir, where in nodes:
         try:
             works = [path for path in _work_dirs(node_dir).iterdir() if path.is_dir()]
         except OSError:
             continue
-        for work in works:
-            handle = supervisor.find(work / EXIT_FILE, where)
-            if handle is not None:
-                try:
-                    provider.stop(handle, grace)
-                    log.info("stopped the command %s that an earlier server left running on %s", handle.pid, node_dir)
-                except Exception as exc:  # e.g. a node that has gone: nothing runs there any more
-                    log.warning("could not stop the command %s left on %s: %s", handle.pid, node_dir, exc)
-            shutil.rmtree(work, ignore_errors=True)
+        found += [(work, supervisor.find(work / EXIT_FILE, where)) for work in works]
+    return found
+
+
+def stop_abandoned(provider: NodeProvider, commands: list[tuple[Path, Handle | None]], grace: float) -> None:
+    """Stop the ``abandoned`` commands that still run and remove their files."""
+    for work, handle in commands:
+        if handle is not None:
+            try:
+                provider.stop(handle, grace)
+                log.info("stopped the command %s that an earlier server left running in %s", handle.pid, work)
+            except Exception as exc:  # e.g. a node that has gone: nothing runs there any more
+                log.warning("could not stop the command %s left in %s: %s", handle.pid, work, exc)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def _tail(path: Path) -> str:
