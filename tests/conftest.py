@@ -53,6 +53,10 @@ class CliResult:
         return json.loads(self.stdout)
 
 
+class PortTaken(Exception):
+    """The server could not listen: its port was taken."""
+
+
 @dataclass
 class Server:
     """A batchai server process with its home; ``http`` is authenticated, ``cli`` runs the real CLI."""
@@ -72,7 +76,24 @@ class Server:
         return str(json.loads((self.home / "credentials.json").read_text())["token"])
 
     def start(self) -> None:
-        log = open(self.home / "test-server.log", "ab")  # noqa: SIM115 - closed with the process
+        """Start the server and wait until it answers. On a first start, a port another test's server took
+        meanwhile (tests run in parallel: ``free_port`` only finds a port free at that moment) is exchanged
+        for another one; a restart keeps its port."""
+        first = self.process is None
+        for _ in range(3):
+            try:
+                self._start_once()
+                return
+            except PortTaken:
+                if not first:
+                    raise
+                self.port = free_port()
+        raise AssertionError("the server found no free port in three tries")
+
+    def _start_once(self) -> None:
+        log_path = self.home / "test-server.log"
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        log = open(log_path, "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
             [str(BIN / "batchai"), "server", "start", "--home", str(self.home), "--port", str(self.port)],
             stdout=log,
@@ -83,9 +104,12 @@ class Server:
         )
 
         def ready() -> bool:
-            assert self.process is not None and self.process.poll() is None, (
-                "server exited: " + (self.home / "test-server.log").read_text()[-2000:]
-            )
+            assert self.process is not None
+            if self.process.poll() is not None:
+                output = log_path.read_bytes()[offset:].decode(errors="replace")
+                if "cannot listen on" in output and "in use" in output:
+                    raise PortTaken(output)
+                raise AssertionError("server exited: " + output[-2000:])
             try:
                 return (
                     httpx.get(f"{self.endpoint}/openapi.json", timeout=1).status_code == 200
