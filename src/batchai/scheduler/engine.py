@@ -219,25 +219,25 @@ class Engine:
         run on nodes (``execOnNode``) are not: they were waited for by a request of the server that stopped,
         so they are stopped (in the background, as stopping takes up to the grace period)."""
         with self.db.session() as session:
-            nodes = [
-                (self.provider.node_dir(node.cluster_id, node.name), str(node.info.get("ray_node_id", "")))
-                for node in session.scalars(select(Node))
-            ]
-        threading.Thread(
-            target=node_commands.stop_abandoned,
-            args=(self.provider, node_commands.abandoned(nodes), self.settings.grace_seconds),
-            name="stop-abandoned-commands",
-            daemon=True,
-        ).start()
-        with self.db.session() as session:
             for task in session.scalars(select(Task).filter(Task.exit_code.is_(None), Task.finished_at.is_(None))):
                 handle = supervisor.from_info(task.info)
                 if handle is not None:
                     self._watch(handle)
-            for node in session.scalars(select(Node).filter(Node.state == NodeState.PREPARING)):
+            nodes = list(session.scalars(select(Node)))
+            for node in nodes:  # a setup task under way
                 handle = supervisor.from_info(node.info.get("setup") or {})
-                if handle is not None:
+                if handle is not None and node.state == NodeState.PREPARING:
                     self._watch(handle, clusters=True)
+            places = [
+                (self.provider.node_dir(node.cluster_id, node.name), str(node.info.get("ray_node_id", "")))
+                for node in nodes
+            ]
+        threading.Thread(
+            target=node_commands.stop_abandoned,
+            args=(self.provider, node_commands.abandoned(places), self.settings.grace_seconds),
+            name="stop-abandoned-commands",
+            daemon=True,
+        ).start()
 
     # -- storage on this host ---------------------------------------------------------------------------
     def _resolver(self, volume: Volume) -> Path:
