@@ -21,10 +21,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from batchai.store.db import MIGRATIONS
+from batchai.store.db import MIGRATIONS, Database
 from batchai.store.tables import Base, UtcDateTime
 from tests.conftest import API, BIN, SUB, Server, arm_error, assert_nothing_left, free_port, url, wait_for
 from tests.pg import TIME_ZONE, postgres_server, postgres_url  # noqa: F401 - fixtures used here
+from tests.unit.test_store_db import reads_around_a_commit
 
 RG_API = "2021-04-01"
 BATCHAI_API = API
@@ -428,3 +429,16 @@ def test_times_are_utc_whatever_the_database_time_zone(pg: PgBatchServer, db: sa
                 stamps[f"{kind}.{key}"] = value
     assert {"workspace.creationTime", "account.creationTime", "job.creationTime", "job.endTime"} <= set(stamps)
     assert {k: v for k, v in stamps.items() if not v.endswith("Z")} == {}
+
+
+@pytest.mark.parametrize("snapshot,seen", [(True, (1, 1)), (False, (1, 2))])
+def test_a_snapshot_session_reads_one_moment_on_postgres(
+    postgres_url: str,  # noqa: F811 - the fixture imported above
+    snapshot: bool,
+    seen: tuple[int, int],
+) -> None:
+    database = Database(postgres_url)
+    try:
+        assert reads_around_a_commit(database, snapshot) == seen
+    finally:
+        database.dispose()

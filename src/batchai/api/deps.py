@@ -28,7 +28,7 @@ BATCHAI_VERSIONS = frozenset({API_VERSION})
 def unit_of_work(request: Request) -> Iterator[Ctx]:
     """A service context whose changes commit when the block ends, then run the after-commit work."""
     state = request.app.state
-    with state.db.session() as session:
+    with state.db.session(snapshot=request.method == "GET") as session:
         ctx = Ctx(session=session, storage=state.storage, clock=state.clock, runtime=state.engine)
         yield ctx
     for action in ctx.after_commit:

@@ -9,7 +9,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -49,8 +49,16 @@ class Database:
             command.upgrade(config, "head")
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self, snapshot: bool = False) -> Iterator[Session]:
+        """With ``snapshot``, every read in the block sees the database as of its first read (a cluster and
+        its node counts from the same moment); without, each statement sees the latest commit (SQLite
+        begins a transaction only at the first write, PostgreSQL reads committed)."""
         with self._sessions() as session, session.begin():
+            if snapshot:
+                if self.engine.dialect.name == "sqlite":
+                    session.execute(text("BEGIN"))
+                else:
+                    session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             yield session
 
     def dispose(self) -> None:
