@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import queue
+import re
+import signal
+import socket
+import socketserver
+import subprocess
+import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import psutil
+import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
-from tests.conftest import SUB, Server, url, wait_for
+from tests.conftest import BIN, SUB, Server, free_port, url, wait_for
 
 G = ("-g", "cli.rg")
 GW = (*G, "-w", "ws")
@@ -256,7 +268,9 @@ def test_node_exec_runs_a_command_on_a_node_and_gives_its_exit_code(shared_serve
     assert "has no node 'node-7'; its nodes: node-0, node-1" in s.fails(
         "cluster", "node", "exec", *w, "-c", "two", "-n", "node-7", "--exec", "true"
     )
-    assert "Missing option '--exec'" in s.fails("cluster", "node", "exec", *w, "-c", "two")
+    assert "give the command line to run on the node (--exec), ports to forward (--address), or both" in s.fails(
+        "cluster", "node", "exec", *w, "-c", "two"
+    )
 
     # az batchai job node exec: on a node the job ran on, in its working directory, where it left its files.
     s.ok("experiment", "create", *w, "-n", "e")
@@ -442,3 +456,132 @@ def test_configure_and_environment_find_the_server(shared_server: Server, tmp_pa
         env={"BATCHAI_HOME": str(tmp_path / "x"), "BATCHAI_ENDPOINT": s.endpoint, "BATCHAI_TOKEN": s.token},
     )
     assert via_env.code == 0
+
+
+class Shouting(socketserver.BaseRequestHandler):
+    """A service on a node's port: answers every chunk it receives in capitals."""
+
+    def handle(self) -> None:
+        while data := self.request.recv(1024):
+            self.request.sendall(data.upper())
+
+
+@pytest.fixture
+def service_port() -> Iterator[int]:
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Shouting) as service:
+        service.daemon_threads = True
+        threading.Thread(target=service.serve_forever, daemon=True).start()
+        yield int(service.server_address[1])
+        service.shutdown()
+
+
+def through(port: int, data: bytes) -> bytes:
+    """What a local connection to ``port`` gets back for ``data`` (empty if it is closed on us)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(data)
+        return connection.recv(1024)
+
+
+def test_node_exec_address_forwards_local_ports_to_the_node(
+    shared_server: Server, tmp_path: Path, service_port: int
+) -> None:
+    """az batchai cluster/job node exec --address (-L): ssh-style local forwarding, here through the server."""
+    s = shared_server
+    w = idle_cluster(s, "fwd.rg", "c", 1)
+    nothing_there = free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("BATCHAI_", "AZURE_"))}
+    forwarding = subprocess.Popen(
+        [
+            *(str(BIN / "batchai"), "cluster", "node", "exec", *w, "-c", "c", "-L", f"0:localhost:{service_port}"),
+            *("--address", f"127.0.0.1:0:127.0.0.1:{nothing_there}"),  # ssh's [bind_address:]port:host:hostport
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**environ, "BATCHAI_HOME": str(s.home)},
+    )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read_stderr() -> None:
+        for line in forwarding.stderr or []:
+            lines.put(line)
+
+    threading.Thread(target=read_stderr, daemon=True).start()
+    try:
+        said = [lines.get(timeout=60) for _ in range(3)]
+        ports = [int(m[1]) for m in (re.match(r"Forwarding 127.0.0.1:(\d+) -> ", line) for line in said) if m]
+        assert len(ports) == 2 and said[2] == "Press Ctrl+C to stop forwarding.\n", said
+        assert said[0].endswith(f"-> localhost:{service_port} on node-0\n"), said
+        # Connections at once, each with its own relay.
+        with socket.create_connection(("127.0.0.1", ports[0]), timeout=30) as first:
+            first.sendall(b"first")
+            assert through(ports[0], b"second") == b"SECOND"
+            assert first.recv(1024) == b"FIRST"
+        # Nothing listens on the other port of the node: that connection is closed and the reason printed.
+        assert through(ports[1], b"hello") == b""
+        refused = lines.get(timeout=30)
+        assert f"(PortNotReachable) Nothing answered at 127.0.0.1:{nothing_there} on node-0" in refused, refused
+        assert through(ports[0], b"still there") == b"STILL THERE"
+        forwarding.send_signal(signal.SIGINT)  # Ctrl+C ends it, as it ended az's
+        assert forwarding.wait(30) == 0
+    finally:
+        if forwarding.poll() is None:
+            forwarding.kill()
+            forwarding.wait()
+
+    # With --exec, the ports are forwarded while the command runs (here it uses them itself: a local node is
+    # this host), and the command's exit code is this one's.
+    def answer_through(local: int, text: str) -> str:
+        """A command that sends ``text`` to a local port and prints what comes back."""
+        code = f"import socket; c = socket.create_connection(('127.0.0.1', {local})); c.sendall(b'{text}'); "
+        return f'{sys.executable} -c "{code}print(c.recv(100).decode())"'
+
+    local = free_port()
+    ran = s.cli(
+        *("cluster", "node", "exec", *w, "-c", "c", "-L", f"{local}:localhost:{service_port}"),
+        *("--exec", answer_through(local, "via exec"), "-k", "~/.ssh/id_rsa"),  # az's SSH flags: not needed
+    )
+    assert (ran.code, ran.stdout) == (0, "VIA EXEC\n"), ran.stderr
+
+    # A job's node: the same through the job.
+    s.ok("experiment", "create", *w, "-n", "e")
+    job = tmp_path / "job.json"
+    properties = {"nodeCount": 1, "stdOutErrPathPrefix": str(tmp_path / "logs")}
+    job.write_text(json.dumps({"properties": {**properties, "customToolkitSettings": {"commandLine": "true"}}}))
+    je = (*w, "-e", "e")
+    s.ok("job", "create", *je, "-n", "j", "-c", "c", "-f", str(job))
+    wait_for(lambda: s.ok("job", "show", *je, "-n", "j", "--query", "executionState") == "succeeded")
+    local = free_port()
+    ran = s.cli(
+        *("job", "node", "exec", *je, "-j", "j", "-L", f"{local}:localhost:{service_port}"),
+        *("--exec", answer_through(local, "via job")),
+    )
+    assert (ran.code, ran.stdout) == (0, "VIA JOB\n"), ran.stderr
+
+    # Bad input: one line, nothing listening afterwards.
+    assert "is not [bind_address:]port:host:hostport" in s.fails("cluster", "node", "exec", *w, "-c", "c", "-L", "6006")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        assert "cannot listen for port forwarding" in s.fails(
+            "cluster", "node", "exec", *w, "-c", "c", "-L", f"{busy}:localhost:{service_port}", "--exec", "true"
+        )
+    assert "has no node 'node-5'; its nodes: node-0" in s.fails(
+        "cluster", "node", "exec", *w, "-c", "c", "-n", "node-5", "-L", f"0:localhost:{service_port}"
+    )
+
+    # The server's side: the websocket needs the token, and reaches only the node's own ports.
+    ws = f"/subscriptions/{SUB}/resourceGroups/fwd.rg/providers/Microsoft.BatchAI/workspaces/ws"
+    address = f"{s.endpoint.replace('http', 'ws', 1)}{ws}/clusters/c/forwardPort?api-version=2018-05-01"
+    with pytest.raises(InvalidStatus) as refused_call:
+        connect(f"{address}&port={service_port}")
+    assert refused_call.value.response.status_code == 401
+    token = {"Authorization": f"Bearer {s.token}"}
+    with pytest.raises(InvalidStatus) as refused_call:
+        connect(f"{address}&port={service_port}&host=example.com", additional_headers=token)
+    error = json.loads(refused_call.value.response.body)["error"]
+    assert (refused_call.value.response.status_code, error["target"]) == (400, "host"), error
+    with connect(f"{address}&port={service_port}", additional_headers=token) as relay:
+        relay.send(b"raw")
+        assert relay.recv(timeout=30) == b"RAW"
+    s.ok("group", "delete", "-n", "fwd.rg", "-y")

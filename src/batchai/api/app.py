@@ -15,7 +15,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from batchai import __version__
 from batchai.api import errors
 from batchai.api.auth import authenticate, ensure_credentials, signing_key
-from batchai.api.routes import clusters, downloads, groups, jobs, legacy, meta, providers, storage, workspaces
+from batchai.api.routes import (
+    clusters,
+    downloads,
+    forwarding,
+    groups,
+    jobs,
+    legacy,
+    meta,
+    providers,
+    storage,
+    workspaces,
+)
 from batchai.config import Settings
 from batchai.providers.base import NodeProvider
 from batchai.providers.local import LocalProvider
@@ -167,6 +178,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
         workspaces.router,
         clusters.router,
         meta.router,
+        forwarding.router,
         providers.router,
         legacy.router,
         storage.accounts,

@@ -8,7 +8,7 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from fastapi import Request
+from starlette.requests import HTTPConnection
 
 from batchai.errors import Unauthorized
 from batchai.private_files import write_private
@@ -29,8 +29,9 @@ def signing_key(path: Path) -> bytes:
     return str(json.loads(path.read_text())["signingKey"]).encode()
 
 
-async def authenticate(request: Request) -> None:
-    """FastAPI dependency: a request must carry ``Authorization: Bearer <admin token>``."""
+async def authenticate(request: HTTPConnection) -> None:
+    """FastAPI dependency: a request (or a websocket's handshake) must carry ``Authorization: Bearer <admin
+    token>``."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if not header:

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
+from starlette.requests import HTTPConnection
 
 from batchai import API_VERSION
 from batchai.errors import Conflict, InvalidInput
@@ -25,20 +26,22 @@ BATCHAI_VERSIONS = frozenset({API_VERSION})
 
 
 @contextmanager
-def unit_of_work(request: Request) -> Iterator[Ctx]:
-    """A service context whose changes commit when the block ends, then run the after-commit work."""
+def unit_of_work(request: HTTPConnection) -> Iterator[Ctx]:
+    """A service context whose changes commit when the block ends, then run the after-commit work (a
+    websocket's handshake, like a GET, only reads)."""
     state = request.app.state
-    with state.db.session(snapshot=request.method == "GET") as session:
+    method = request.scope.get("method", "GET")
+    with state.db.session(snapshot=method == "GET") as session:
         ctx = Ctx(session=session, storage=state.storage, clock=state.clock, runtime=state.engine)
         yield ctx
     for action in ctx.after_commit:
         action()
-    if state.engine is not None and request.method != "GET":  # a read changes nothing the engine acts on
+    if state.engine is not None and method != "GET":  # a read changes nothing the engine acts on
         job = "/jobs/" in request.url.path.lower()
-        state.engine.wake(clusters=not job, queued=job and request.method == "PUT")
+        state.engine.wake(clusters=not job, queued=job and method == "PUT")
 
 
-def run(request: Request, fn: Callable[[Ctx], T], attempts: int = 3) -> T:
+def run(request: HTTPConnection, fn: Callable[[Ctx], T], attempts: int = 3) -> T:
     """``fn`` in a unit of work, retried if the engine changed the same rows meanwhile."""
     for attempt in range(attempts):
         try:
@@ -99,7 +102,7 @@ def _flushed_once(ctx: Ctx, delete: Callable[[Ctx], bool]) -> bool:
         return delete(ctx)
 
 
-async def api_version(request: Request) -> str:
+async def api_version(request: HTTPConnection) -> str:
     """FastAPI dependency for Batch AI routes: ``api-version`` must be given and known."""
     version = request.query_params.get("api-version")
     if not version:

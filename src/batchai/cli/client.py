@@ -53,12 +53,17 @@ def connection(home: str | None, environ: Mapping[str, str]) -> Connection:
 
 
 def error_message(response: httpx.Response) -> str:
+    return error_text(response.status_code, response.content, response.reason_phrase)
+
+
+def error_text(status: int, body: bytes | None, reason: str = "") -> str:
+    """An error answer as the CLI shows it: ``(code) message`` from an ARM error body, else its first line."""
     try:
-        error = response.json()["error"]
+        error = json.loads(body or b"")["error"]
         return f"({error['code']}) {error['message']}"
     except (ValueError, KeyError, TypeError):
-        text = response.text.strip().splitlines()[:1]
-        return f"HTTP {response.status_code}: {text[0] if text else response.reason_phrase}"
+        text = (body or b"").decode(errors="replace").strip().splitlines()[:1]
+        return f"HTTP {status}: {text[0] if text else reason}"
 
 
 class Client:

@@ -366,8 +366,16 @@ def job_node_list(client: Client, group: str, workspace: str, experiment: str, n
 @click.option("-j", "--job", "name", required=True, help="Name of job.")
 @exec_options
 def job_node_exec(
-    client: Client, group: str, workspace: str, experiment: str, name: str, node_id: str | None, command: str
+    client: Client,
+    group: str,
+    workspace: str,
+    experiment: str,
+    name: str,
+    node_id: str | None,
+    command: str | None,
+    addresses: tuple[str, ...],
+    **_ssh: Any,
 ) -> Any:
     """Run a command line on a node of the job, in its working directory, and print its output (its exit code
-    is this command's)."""
-    exec_on_node(client, job_path(client, group, workspace, experiment, name), node_id, command)
+    is this command's), and/or forward local ports to the node's ports."""
+    exec_on_node(client, job_path(client, group, workspace, experiment, name), node_id, command, addresses)

@@ -113,6 +113,21 @@ def remote_login(name: str, info: dict[str, Any]) -> dict[str, Any]:
     return {"nodeId": name, "ipAddress": str(info.get("address") or "127.0.0.1"), "port": 22}
 
 
+def forwarded_address(target: NodeTarget, host: str, port: int) -> tuple[str, int]:
+    """Where the server connects for ``host:port`` as the node sees it (``node exec --address``): a port of
+    the node itself, named by a loopback name or by the node's address; a local node is this host."""
+    address = str(target.node_info.get("address") or "127.0.0.1")
+    if not 0 < port < 65536:
+        raise InvalidInput(f"The port {port} is not a TCP port (1 to 65535).", target="port")
+    if host.strip("[]").lower() not in ("localhost", "127.0.0.1", "::1", address.lower()):
+        raise InvalidInput(
+            f"Forwarding reaches the ports of the node itself ({target.node_name}: localhost or {address}), "
+            f"not of '{host}'.",
+            target="host",
+        )
+    return address, port
+
+
 def remote_logins(row: Cluster) -> list[dict[str, Any]]:
     return [remote_login(node.name, node.info) for node in sorted(row.nodes, key=lambda n: n.index)]
 

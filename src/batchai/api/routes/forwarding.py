@@ -1,0 +1,106 @@
+"""Port forwarding to a node (``node exec --address``, which az did over SSH): a websocket per forwarded
+connection, relayed by the server to a TCP port of the node. A batchai extension of the API:
+``GET .../clusters/{cluster}/forwardPort`` and ``GET .../jobs/{job}/forwardPort`` upgraded to a websocket, with
+``nodeId`` (default: the first node), ``host`` (as the node sees it: ``localhost``) and ``port``. Bytes go both
+ways as binary messages; when either side closes, both do. An error (no such node, a port nothing listens on)
+is an ARM error answered instead of the upgrade."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from fastapi import APIRouter, Depends, WebSocket
+from starlette.websockets import WebSocketDisconnect
+
+from batchai.api.deps import api_version, run
+from batchai.api.errors import arm_error
+from batchai.api.routes import EXPERIMENT, WORKSPACE
+from batchai.errors import ApiError, InvalidInput
+from batchai.services import clusters, jobs
+from batchai.services.context import Ctx, NodeTarget
+
+log = logging.getLogger("batchai.api")
+router = APIRouter(dependencies=[Depends(api_version)], tags=["nodes"])
+CONNECT_SECONDS = 10.0
+CHUNK = 64 * 1024
+
+
+@router.websocket(WORKSPACE + "/clusters/{cluster}/forwardPort")
+async def cluster_forward_port(
+    websocket: WebSocket, sub: str, group: str, workspace: str, cluster: str, port: str = "", host: str = "localhost"
+) -> None:
+    node_id = websocket.query_params.get("nodeId")
+    await forward(
+        websocket,
+        lambda ctx: clusters.command_target(clusters.get(ctx, sub, group, workspace, cluster), node_id),
+        host,
+        port,
+    )
+
+
+@router.websocket(EXPERIMENT + "/jobs/{job}/forwardPort")
+async def job_forward_port(
+    websocket: WebSocket,
+    sub: str,
+    group: str,
+    workspace: str,
+    experiment: str,
+    job: str,
+    port: str = "",
+    host: str = "localhost",
+) -> None:
+    node_id = websocket.query_params.get("nodeId")
+    await forward(
+        websocket,
+        lambda ctx: jobs.command_target(ctx, jobs.get(ctx, sub, group, workspace, experiment, job), node_id),
+        host,
+        port,
+    )
+
+
+async def forward(websocket: WebSocket, target: Callable[[Ctx], NodeTarget], host: str, port: str) -> None:
+    """Connect to the node's port, then accept the websocket and relay until either side ends."""
+    try:
+        if not port.isdigit():
+            raise InvalidInput(f"The port query parameter must be a TCP port number, not '{port}'.", target="port")
+        node = await asyncio.to_thread(run, websocket, target)
+        address = clusters.forwarded_address(node, host, int(port))
+    except ApiError as exc:
+        await websocket.send_denial_response(arm_error(exc.status, exc.code, exc.message, exc.target, exc.details))
+        return
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(*address), CONNECT_SECONDS)
+    except (OSError, TimeoutError) as exc:
+        message = f"Nothing answered at {host}:{port} on {node.node_name} ({address[0]}:{address[1]}): {exc}"
+        await websocket.send_denial_response(arm_error(502, "PortNotReachable", message, "port"))
+        return
+    await websocket.accept()
+    try:
+        await _relay(websocket, reader, writer)
+    finally:
+        writer.close()
+
+
+async def _relay(websocket: WebSocket, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def to_node() -> None:
+        try:
+            while True:
+                writer.write(await websocket.receive_bytes())
+                await writer.drain()
+        except WebSocketDisconnect:
+            pass
+
+    async def from_node() -> None:
+        while chunk := await reader.read(CHUNK):
+            await websocket.send_bytes(chunk)
+        await websocket.close()
+
+    tasks = [asyncio.create_task(to_node()), asyncio.create_task(from_node())]
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    for task in done:
+        if task.exception() is not None and not isinstance(task.exception(), (OSError, RuntimeError)):
+            log.warning("port forwarding ended: %r", task.exception())
