@@ -6,8 +6,10 @@ import contextlib
 import json
 import os
 import socket
+import socketserver
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -261,3 +263,27 @@ def seed_job_json() -> str:
     seeds = Path(__file__).resolve().parents[2] / "shared" / "seeds"
     text = next(seeds.glob("000_*.txt")).read_text()
     return str(next(b for b in re.findall(r"```json\n(.*?)```", text, re.S) if "$schema" in b))
+
+
+class Shouting(socketserver.BaseRequestHandler):
+    """A service on a node's port (for port forwarding): answers every chunk it receives in capitals."""
+
+    def handle(self) -> None:
+        while data := self.request.recv(1024):
+            self.request.sendall(data.upper())
+
+
+@pytest.fixture
+def service_port() -> Iterator[int]:
+    """The port of a ``Shouting`` service on 127.0.0.1."""
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Shouting) as service:
+        service.daemon_threads = True
+        threading.Thread(target=service.serve_forever, daemon=True).start()
+        yield int(service.server_address[1])
+        service.shutdown()
+
+
+def answer_through(local: int, text: str) -> str:
+    """A command line (for a node: this host) that sends ``text`` to a local port and prints the answer."""
+    code = f"import socket; c = socket.create_connection(('127.0.0.1', {local})); c.sendall(b'{text}'); "
+    return f'{sys.executable} -c "{code}print(c.recv(100).decode())"'

@@ -9,11 +9,8 @@ import queue
 import re
 import signal
 import socket
-import socketserver
 import subprocess
-import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,7 +19,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.conftest import BIN, SUB, Server, free_port, url, wait_for
+from tests.conftest import BIN, SUB, Server, answer_through, free_port, url, wait_for
 
 G = ("-g", "cli.rg")
 GW = (*G, "-w", "ws")
@@ -458,23 +455,6 @@ def test_configure_and_environment_find_the_server(shared_server: Server, tmp_pa
     assert via_env.code == 0
 
 
-class Shouting(socketserver.BaseRequestHandler):
-    """A service on a node's port: answers every chunk it receives in capitals."""
-
-    def handle(self) -> None:
-        while data := self.request.recv(1024):
-            self.request.sendall(data.upper())
-
-
-@pytest.fixture
-def service_port() -> Iterator[int]:
-    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Shouting) as service:
-        service.daemon_threads = True
-        threading.Thread(target=service.serve_forever, daemon=True).start()
-        yield int(service.server_address[1])
-        service.shutdown()
-
-
 def through(port: int, data: bytes) -> bytes:
     """What a local connection to ``port`` gets back for ``data`` (empty if it is closed on us)."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
@@ -530,11 +510,6 @@ def test_node_exec_address_forwards_local_ports_to_the_node(
 
     # With --exec, the ports are forwarded while the command runs (here it uses them itself: a local node is
     # this host), and the command's exit code is this one's.
-    def answer_through(local: int, text: str) -> str:
-        """A command that sends ``text`` to a local port and prints what comes back."""
-        code = f"import socket; c = socket.create_connection(('127.0.0.1', {local})); c.sendall(b'{text}'); "
-        return f'{sys.executable} -c "{code}print(c.recv(100).decode())"'
-
     local = free_port()
     ran = s.cli(
         *("cluster", "node", "exec", *w, "-c", "c", "-L", f"{local}:localhost:{service_port}"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import textwrap
 from collections.abc import Callable, Iterator
@@ -13,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import BIN, SUB, assert_nothing_left, free_port, url, wait_for
+from tests.conftest import BIN, SUB, answer_through, assert_nothing_left, free_port, url, wait_for
 from tests.sdk.conftest import SdkEnv
 
 STOCK_CLIENT = textwrap.dedent("""
@@ -86,7 +87,10 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
         assert process.poll() is None, (tmp_path / "server.log").read_text()
         try:
             return (
-                httpx.get(endpoint + "/openapi.json", verify=str(cert), timeout=1).status_code == 200
+                httpx.get(
+                    endpoint + "/openapi.json", verify=ssl.create_default_context(cafile=cert), timeout=1
+                ).status_code
+                == 200
                 and (home / "credentials.json").exists()
             )
         except httpx.HTTPError:
@@ -103,11 +107,13 @@ def tls_server(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
 
 
 def test_stock_sdk_and_cli_over_https(
-    tls_server: tuple[str, str, Path], sdk_env: Callable[[str], SdkEnv], tmp_path: Path
+    tls_server: tuple[str, str, Path], sdk_env: Callable[[str], SdkEnv], tmp_path: Path, service_port: int
 ) -> None:
     endpoint, token, cert = tls_server
     assert json.loads((cert.parent / "home" / "credentials.json").read_text())["endpoint"] == endpoint
-    with httpx.Client(base_url=endpoint, verify=str(cert), headers={"Authorization": f"Bearer {token}"}) as http:
+    with httpx.Client(
+        base_url=endpoint, verify=ssl.create_default_context(cafile=cert), headers={"Authorization": f"Bearer {token}"}
+    ) as http:
         created = http.put(url(f"/subscriptions/{SUB}/resourceGroups/tls", "2021-04-01"), json={"location": "eastus"})
     assert created.status_code == 201
     with pytest.raises(httpx.ConnectError):  # the certificate is checked
@@ -120,17 +126,35 @@ def test_stock_sdk_and_cli_over_https(
     )
     assert run.returncode == 0, run.stderr
     assert "workspace secure succeeded" in run.stdout and "operations True" in run.stdout
-    cli = subprocess.run(
-        [str(BIN / "batchai"), "workspace", "list", "-g", "tls", "--query", "[].name"],
-        capture_output=True,
-        text=True,
-        env={
-            "PATH": "/usr/bin:/bin",
-            "BATCHAI_ENDPOINT": endpoint,
-            "BATCHAI_TOKEN": token,
-            "BATCHAI_CA_BUNDLE": str(cert),
-            "BATCHAI_HOME": str(tmp_path / "client"),
-        },
+    client_env = {
+        "PATH": "/usr/bin:/bin",
+        "BATCHAI_ENDPOINT": endpoint,
+        "BATCHAI_TOKEN": token,
+        "BATCHAI_CA_BUNDLE": str(cert),
+        "BATCHAI_HOME": str(tmp_path / "client"),
+    }
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "batchai"), *args], capture_output=True, text=True, env=client_env)
+
+    listed = cli("workspace", "list", "-g", "tls", "--query", "[].name")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == ["secure"]
+    # Port forwarding goes over wss:// with the same certificate check.
+    w = ("-g", "tls", "-w", "secure")
+    assert cli("cluster", "create", *w, "-n", "c", "-s", "STANDARD_D1", "-t", "1").returncode == 0
+    wait_for(lambda: cli("cluster", "show", *w, "-n", "c", "--query", "nodeStateCounts.idleNodeCount").stdout == "1\n")
+    local = free_port()
+    ran = cli(
+        "cluster",
+        "node",
+        "exec",
+        *w,
+        "-c",
+        "c",
+        "-L",
+        f"{local}:localhost:{service_port}",
+        "--exec",
+        answer_through(local, "over tls"),
     )
-    assert cli.returncode == 0, cli.stderr
-    assert json.loads(cli.stdout) == ["secure"]
+    assert (ran.returncode, ran.stdout) == (0, "OVER TLS\n"), ran.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,11 @@ def error_text(status: int, body: bytes | None, reason: str = "") -> str:
         return f"HTTP {status}: {text[0] if text else reason}"
 
 
+def tls_context(environ: Mapping[str, str]) -> ssl.SSLContext:
+    """How the CLI checks an https server's certificate: the system's CAs, or ``$BATCHAI_CA_BUNDLE``."""
+    return ssl.create_default_context(cafile=environ.get("BATCHAI_CA_BUNDLE") or None)
+
+
 class Client:
     """ARM-style calls against one batchai server."""
 
@@ -75,7 +81,7 @@ class Client:
             base_url=conn.endpoint,
             headers={"Authorization": f"Bearer {conn.token}"},
             timeout=timeout,
-            verify=os.environ.get("BATCHAI_CA_BUNDLE", True),
+            verify=tls_context(os.environ),
         )
 
     @property

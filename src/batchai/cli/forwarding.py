@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from batchai import API_VERSION
-from batchai.cli.client import Connection, error_text
+from batchai.cli.client import Connection, error_text, tls_context
 from batchai.cli.errors import CliError
 
 CHUNK = 64 * 1024
@@ -131,7 +131,7 @@ class Forwarder:
     def _ssl(self) -> ssl.SSLContext | None:
         if not self.conn.endpoint.startswith("https"):
             return None
-        return ssl.create_default_context(cafile=os.environ.get("BATCHAI_CA_BUNDLE"))
+        return tls_context(os.environ)
 
     async def _serve(self, forward: Forward, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         from websockets.asyncio.client import connect
