@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.sync.client import connect
 
 from batchai.providers.ray_cluster import name_prefix
 from tests.conftest import Server, assert_nothing_left, free_port, leftovers, url, wait_for
@@ -319,8 +320,9 @@ def test_a_node_whose_preparation_fails_fails_the_mpi_job(dist: Bench) -> None:
 
 
 # -- Ray only: faults and restarts -----------------------------------------------------------------------
-def test_a_command_runs_on_the_node_it_names(dist: Bench) -> None:
-    """execOnNode (az's 'node exec') through the node's provider: the launcher here, the node's agent on Ray."""
+def test_a_command_runs_on_the_node_it_names(dist: Bench, service_port: int) -> None:
+    """execOnNode (az's 'node exec') through the node's provider: the launcher here, the node's agent on Ray;
+    and forwardPort (its --address) to a port of the node, at the node's address."""
     marker = dist.tmp / "ran-on"
     command = f'echo "$AZ_BATCHAI_NODE_NAME" > {marker}; cd "$AZ_BATCHAI_MOUNT_ROOT/.." && basename "$PWD"; exit 5'
     answer = dist.server.http.post(
@@ -334,6 +336,11 @@ def test_a_command_runs_on_the_node_it_names(dist: Bench) -> None:
         "stdout": "node-1\n",
     }
     assert marker.read_text() == "node-1\n"
+    address = f"{dist.server.endpoint.replace('http', 'ws', 1)}{dist.ws}/clusters/c/forwardPort"
+    query = f"?api-version=2018-05-01&nodeId=node-1&host=localhost&port={service_port}"
+    with connect(address + query, additional_headers={"Authorization": f"Bearer {dist.server.token}"}) as relay:
+        relay.send(b"to node-1")
+        assert relay.recv(timeout=30) == b"TO NODE-1"
 
 
 @pytest.fixture
