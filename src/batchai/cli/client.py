@@ -77,11 +77,12 @@ class Client:
 
     def __init__(self, conn: Connection, timeout: float = 60.0) -> None:
         self.conn = conn
+        self.tls = tls_context(os.environ)
         self.http = httpx.Client(
             base_url=conn.endpoint,
             headers={"Authorization": f"Bearer {conn.token}"},
             timeout=timeout,
-            verify=tls_context(os.environ),
+            verify=self.tls,
         )
 
     @property

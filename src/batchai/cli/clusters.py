@@ -346,12 +346,12 @@ def exec_on_node(
     forwards = [parse_address(address) for address in addresses]
     if forwards:
         node = node_of(client, path, node_id)
-        with Forwarder(client.conn, path, node, forwards, report=lambda line: print(line, file=sys.stderr)) as bound:
+        with Forwarder(client.conn, path, node, forwards, say, client.tls) as bound:
             for forward in bound:
-                print(f"Forwarding {forward} on {node}", file=sys.stderr, flush=True)
+                say(f"Forwarding {forward} on {node}")
             if command:
                 run_on_node(client, path, node, command)
-            print("Press Ctrl+C to stop forwarding.", file=sys.stderr, flush=True)
+            say("Press Ctrl+C to stop forwarding.")
             wait_for_interrupt()
         return
     run_on_node(client, path, node_id, command or "")
@@ -381,6 +381,11 @@ def run_on_node(client: Client, path: str, node_id: str | None, command: str) ->
     if result["timedOut"]:
         raise CliError(f"the command did not end within {EXEC_SECONDS} s on {result['nodeId']} and was stopped")
     sys.exit(result["exitCode"] if result["exitCode"] is not None else 1)
+
+
+def say(line: str) -> None:
+    """A line for the user beside the output (stderr)."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def wait_for_interrupt() -> None:

@@ -9,7 +9,6 @@ stderr and closed; the other connections and listeners go on."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import ssl
 import threading
@@ -19,7 +18,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from batchai import API_VERSION
-from batchai.cli.client import Connection, error_text, tls_context
+from batchai.cli.client import Connection, error_text
 from batchai.cli.errors import CliError
 
 CHUNK = 64 * 1024
@@ -57,12 +56,20 @@ class Forwarder:
     """Listeners for ``forwards`` on an event loop in a background thread, relaying to the node through the
     server's websocket at ``path/forwardPort`` (a cluster or a job). ``start`` binds every local port (a
     CliError if one cannot be) and returns the forwards with the ports actually bound; ``stop`` closes the
-    listeners and the relays; both are safe to call once each, in that order."""
+    listeners and the relays; both are safe to call once each, in that order. ``tls`` checks an https
+    server's certificate."""
 
     def __init__(
-        self, conn: Connection, path: str, node_id: str | None, forwards: list[Forward], report: Callable[[str], None]
+        self,
+        conn: Connection,
+        path: str,
+        node_id: str | None,
+        forwards: list[Forward],
+        report: Callable[[str], None],
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.conn = conn
+        self.tls = tls if conn.endpoint.startswith("https") else None
         self.path = path
         self.node_id = node_id
         self.forwards = forwards
@@ -91,6 +98,7 @@ class Forwarder:
             asyncio.run_coroutine_threadsafe(self._close(), self._loop).result(timeout=10)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(10)
+            self._loop.close()
 
     async def _listen(self) -> list[Forward]:
         bound = []
@@ -128,11 +136,6 @@ class Forwarder:
             query["nodeId"] = self.node_id
         return re.sub(r"^http", "ws", self.conn.endpoint) + f"{self.path}/forwardPort?{urlencode(query)}"
 
-    def _ssl(self) -> ssl.SSLContext | None:
-        if not self.conn.endpoint.startswith("https"):
-            return None
-        return tls_context(os.environ)
-
     async def _serve(self, forward: Forward, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         from websockets.asyncio.client import connect
         from websockets.exceptions import InvalidStatus, WebSocketException
@@ -141,7 +144,7 @@ class Forwarder:
             async with connect(
                 self._url(forward),
                 additional_headers={"Authorization": f"Bearer {self.conn.token}"},
-                ssl=self._ssl(),
+                ssl=self.tls,
                 max_size=None,
                 open_timeout=30,
             ) as websocket:
