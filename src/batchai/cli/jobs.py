@@ -11,10 +11,11 @@ import click
 
 from batchai.cli.arm import group_option, workspace_option, workspace_path
 from batchai.cli.client import Client, error_message
-from batchai.cli.clusters import exec_on_node, exec_options, file_server_id, mount_options
+from batchai.cli.clusters import file_server_id, mount_options
 from batchai.cli.common import command, confirm, no_wait_option, yes_option
 from batchai.cli.config_files import add_mounts, load_properties, storage_account
 from batchai.cli.errors import CliError
+from batchai.cli.node_exec import exec_on_node, exec_options
 from batchai.cli.tables import job_file_table, job_table, remote_login_table
 from batchai.cli.transfer import download_to
 
