@@ -6,6 +6,7 @@ import json
 import os
 import ssl
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,6 +86,16 @@ class Client:
             verify=self.tls,
         )
 
+    @contextmanager
+    def transport_errors(self) -> Iterator[None]:
+        """Network failures as one-line errors."""
+        try:
+            yield
+        except httpx.ConnectError as exc:
+            raise CliError(f"cannot reach the batchai server at {self.conn.endpoint}: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise CliError(f"request to {self.conn.endpoint} failed: {exc}") from exc
+
     @property
     def sub(self) -> str:
         return f"/subscriptions/{self.conn.subscription}"
@@ -101,12 +112,8 @@ class Client:
         params = dict(kwargs.pop("params", None) or {})
         if api_version:
             params["api-version"] = api_version
-        try:
+        with self.transport_errors():
             response = self.http.request(method, path, params=params, **kwargs)
-        except httpx.ConnectError as exc:
-            raise CliError(f"cannot reach the batchai server at {self.conn.endpoint}: {exc}") from exc
-        except httpx.HTTPError as exc:
-            raise CliError(f"request to {self.conn.endpoint} failed: {exc}") from exc
         if ok_missing and response.status_code == 404:
             return None
         if response.status_code >= 400:

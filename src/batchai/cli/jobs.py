@@ -17,7 +17,7 @@ from batchai.cli.config_files import add_mounts, load_properties, storage_accoun
 from batchai.cli.errors import CliError
 from batchai.cli.node_exec import exec_on_node, exec_options
 from batchai.cli.tables import job_file_table, job_table, remote_login_table
-from batchai.cli.transfer import download_to
+from batchai.cli.transfer import download, progress_bar
 
 TERMINAL = ("succeeded", "failed")
 
@@ -332,10 +332,11 @@ def job_file_download(
     target = Path(dest)
     target.mkdir(parents=True, exist_ok=True)
     done = []
-    for item in files:
-        local = target / item["name"]
-        download_to(client, item["downloadUrl"], local, int(item["properties"]["contentLength"]))
-        done.append({"name": item["name"], "path": str(local), "contentLength": local.stat().st_size})
+    with progress_bar() as progress:
+        for item in files:
+            local = target / item["name"]
+            size = download(client, progress, item["downloadUrl"], local, item["name"])
+            done.append({"name": item["name"], "path": str(local), "contentLength": size})
     return done
 
 

@@ -10,10 +10,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import os
-import secrets
-import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,23 +18,15 @@ from urllib.parse import quote
 
 import click
 import httpx
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+from rich.progress import Progress
 
 from batchai.cli.arm import RG_API, group_option, group_path, parse_tags, tags_option
 from batchai.cli.client import Client, error_message
 from batchai.cli.common import SpaceSeparated, command, confirm, yes_option
 from batchai.cli.errors import CliError
+from batchai.cli.transfer import CHUNK, download, progress_bar
 
 STORAGE_API = "2023-01-01"
-CHUNK = 1 << 20
 # 404 codes that mean "the share, container, file or directory is not there" (not a missing account).
 VOLUME_MISSING = frozenset({"ShareNotFound", "ContainerNotFound"})
 PATH_MISSING = frozenset({"ResourceNotFound"})
@@ -110,19 +99,8 @@ def join(*parts: str) -> str:
     return "/".join(p for p in parts if p)
 
 
-@contextmanager
-def transport_errors(client: Client) -> Iterator[None]:
-    """Network failures as one-line errors."""
-    try:
-        yield
-    except httpx.ConnectError as exc:
-        raise CliError(f"cannot reach the batchai server at {client.conn.endpoint}: {exc}") from exc
-    except httpx.HTTPError as exc:
-        raise CliError(f"request to {client.conn.endpoint} failed: {exc}") from exc
-
-
 def send(client: Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
-    with transport_errors(client):
+    with client.transport_errors():
         return client.http.request(method, url, **kwargs)
 
 
@@ -196,21 +174,7 @@ def properties(entry: dict[str, Any]) -> dict[str, Any]:
     return {"contentLength": entry.get("contentLength"), "lastModified": entry.get("lastModified")}
 
 
-# -- progress bars and streaming -----------------------------------------------------------------------
-def progress_bar() -> Progress:
-    """Transfer progress on stderr, shown only when stderr is a terminal, and gone when done."""
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-        disable=not sys.stderr.isatty(),
-    )
-
-
+# -- streaming -------------------------------------------------------------------------------------------
 def upload_file(client: Client, progress: Progress, vol: Volume, source: Path, remote: str) -> dict[str, Any]:
     """Stream ``source`` into ``remote`` in 1 MiB chunks; the server's entry for the new file."""
     size = source.stat().st_size
@@ -237,31 +201,7 @@ def upload_file(client: Client, progress: Progress, vol: Volume, source: Path, r
 
 
 def download_file(client: Client, progress: Progress, vol: Volume, remote: str, dest: Path) -> int:
-    """Stream ``remote`` into a temporary file beside ``dest``, renamed to ``dest`` once complete."""
-    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.download")
-    received = 0
-    try:
-        with transport_errors(client), client.http.stream("GET", vol.item(remote)) as response:
-            if response.status_code >= 400:
-                response.read()
-                raise CliError(error_message(response))
-            length = response.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            task = progress.add_task(remote, total=total)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-            with os.fdopen(fd, "wb") as handle:
-                for chunk in response.iter_raw(CHUNK):
-                    handle.write(chunk)
-                    received += len(chunk)
-                    progress.advance(task, len(chunk))
-            progress.remove_task(task)
-        if total is not None and received != total:
-            raise CliError(f"the download of '{remote}' was cut short: {received} of {total} bytes")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return received
+    return download(client, progress, vol.item(remote), dest, remote)
 
 
 def local_files(source: Path, pattern: str | None) -> list[tuple[Path, str]]:

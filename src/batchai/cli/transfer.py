@@ -1,45 +1,60 @@
-"""Streaming downloads with a progress bar on stderr; the file appears whole or not at all."""
+"""Streaming downloads with progress on stderr (a bar when stderr is a terminal); a downloaded file appears
+whole or not at all."""
 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import sys
 from pathlib import Path
 
-from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from batchai.cli.client import Client, error_message
 from batchai.cli.errors import CliError
 
+CHUNK = 1 << 20
 
-def progress() -> Progress:
-    from rich.console import Console
 
+def progress_bar() -> Progress:
+    """Transfer progress on stderr, shown only when stderr is a terminal, and gone when done."""
     return Progress(
-        "[progress.description]{task.description}",
+        TextColumn("{task.description}"),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
+        TimeRemainingColumn(),
         console=Console(stderr=True),
         transient=True,
+        disable=not sys.stderr.isatty(),
     )
 
 
-def download_to(client: Client, url: str, dest: Path, size: int | None = None) -> None:
-    """Stream ``url`` into ``dest`` through a temporary file beside it."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+def download(client: Client, progress: Progress, url: str, dest: Path, label: str) -> int:
+    """Stream ``url`` (a path on the server or a signed link) into a temporary file beside ``dest``, renamed to
+    ``dest`` once complete (a download cut short is an error and leaves nothing); the bytes received."""
+    tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}.download")
+    received = 0
     try:
-        with os.fdopen(fd, "wb") as handle, progress() as bar, client.http.stream("GET", url) as response:
+        with client.transport_errors(), client.http.stream("GET", url) as response:
             if response.status_code >= 400:
                 response.read()
                 raise CliError(error_message(response))
-            total = size if size is not None else int(response.headers.get("content-length", 0)) or None
-            task = bar.add_task(dest.name, total=total)
-            for chunk in response.iter_bytes(1 << 20):
-                handle.write(chunk)
-                bar.advance(task, len(chunk))
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            task = progress.add_task(label, total=total)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            with os.fdopen(fd, "wb") as handle:
+                for chunk in response.iter_raw(CHUNK):
+                    handle.write(chunk)
+                    received += len(chunk)
+                    progress.advance(task, len(chunk))
+            progress.remove_task(task)
+        if total is not None and received != total:
+            raise CliError(f"the download of '{label}' was cut short: {received} of {total} bytes")
         os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+    return received
