@@ -501,6 +501,12 @@ def test_node_exec_address_forwards_local_ports_to_the_node(
         refused = lines.get(timeout=30)
         assert f"(PortNotReachable) Nothing answered at 127.0.0.1:{nothing_there} on node-0" in refused, refused
         assert through(ports[0], b"still there") == b"STILL THERE"
+        # A client that ends its side first (a half-close, as `nc -N` does) still gets the whole answer.
+        for _ in range(5):
+            with socket.create_connection(("127.0.0.1", ports[0]), timeout=30) as half:
+                half.sendall(b"the end")
+                half.shutdown(socket.SHUT_WR)
+                assert b"".join(iter(lambda: half.recv(1024), b"")) == b"THE END"
         forwarding.send_signal(signal.SIGINT)  # Ctrl+C ends it, as it ended az's
         assert forwarding.wait(30) == 0
     finally:

@@ -158,19 +158,32 @@ class Forwarder:
 
 
 async def _relay(websocket: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Bytes both ways until the server closes the websocket (once both sides are done) or either connection
+    breaks. The end of the local side's data is an empty message, and an empty message from the server is
+    the end of the node's: each half-closes its side, as TCP does."""
+
     async def to_node() -> None:
         while chunk := await reader.read(CHUNK):
             await websocket.send(chunk)
-        await websocket.close()
+        await websocket.send(b"")
 
     async def from_node() -> None:
         async for message in websocket:
+            if not message:
+                if writer.can_write_eof():
+                    writer.write_eof()
+                continue
             writer.write(message if isinstance(message, bytes) else message.encode())
             await writer.drain()
 
-    tasks = [asyncio.create_task(to_node()), asyncio.create_task(from_node())]
+    sending, receiving = asyncio.create_task(to_node()), asyncio.create_task(from_node())
+    tasks = {sending, receiving}
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        pending = set(tasks)
+        while receiving in pending:  # until the server closes (both sides done) or the local side breaks
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if sending in done and sending.exception() is not None:
+                break
     finally:
         for task in tasks:
             task.cancel()

@@ -2,8 +2,9 @@
 connection, relayed by the server to a TCP port of the node. A batchai extension of the API:
 ``GET .../clusters/{cluster}/forwardPort`` and ``GET .../jobs/{job}/forwardPort`` upgraded to a websocket, with
 ``nodeId`` (default: the first node), ``host`` (as the node sees it: ``localhost``) and ``port``. Bytes go both
-ways as binary messages; when either side closes, both do. An error (no such node, a port nothing listens on)
-is an ARM error answered instead of the upgrade."""
+ways as binary messages; an empty message says that side has no more to send (TCP's half-close), and the
+server closes once both sides have said so, or when either connection breaks. An error (no such node, a port
+nothing listens on) is an ARM error answered instead of the upgrade."""
 
 from __future__ import annotations
 
@@ -84,23 +85,30 @@ async def forward(websocket: WebSocket, target: Callable[[Ctx], NodeTarget], hos
 
 
 async def _relay(websocket: WebSocket, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Bytes both ways until each side has said it is done (an empty message, or the node's end of data), or
+    until either connection breaks; a side that is done may still receive (a TCP half-close)."""
+
     async def to_node() -> None:
-        try:
-            while True:
-                writer.write(await websocket.receive_bytes())
-                await writer.drain()
-        except WebSocketDisconnect:
-            pass
+        while data := await websocket.receive_bytes():
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
 
     async def from_node() -> None:
         while chunk := await reader.read(CHUNK):
             await websocket.send_bytes(chunk)
-        await websocket.close()
+        await websocket.send_bytes(b"")
 
     tasks = [asyncio.create_task(to_node()), asyncio.create_task(from_node())]
-    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    for task in pending:
-        task.cancel()
-    for task in done:
-        if task.exception() is not None and not isinstance(task.exception(), (OSError, RuntimeError)):
-            log.warning("port forwarding ended: %r", task.exception())
+    try:
+        await asyncio.gather(*tasks)
+        await websocket.close()
+    except (WebSocketDisconnect, OSError, RuntimeError):
+        pass  # either side went away: the other goes too
+    except Exception as exc:
+        log.warning("port forwarding ended: %r", exc)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
