@@ -11,22 +11,24 @@ PROVIDER = "providers/Microsoft.BatchAI"
 NAME = re.compile(r"^[-\w_]{1,64}$", re.ASCII)
 GROUP_NAME = re.compile(r"^[-\w._()]{1,90}$", re.ASCII)
 STORAGE_ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
+SUBSCRIPTION = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_]{0,63}$", re.ASCII)  # a GUID, or any such name
 SHARE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
 
 
-def check_name(kind: str, name: str, pattern: re.Pattern[str] = NAME) -> str:
-    """Refuse a name that Batch AI would refuse, naming the rule."""
+def check_name(kind: str, name: str, pattern: re.Pattern[str] = NAME, target: str | None = None) -> str:
+    """Refuse a name that Batch AI would refuse, naming the rule (``target``: where it was given, else ``kind``)."""
     if not pattern.match(name) or name.endswith("."):
         rules = {
             NAME.pattern: "1 to 64 letters, digits, '-' or '_'",
             GROUP_NAME.pattern: "1 to 90 letters, digits, '-', '_', '.', '(' or ')', not ending in '.'",
             STORAGE_ACCOUNT_NAME.pattern: "3 to 24 lowercase letters and digits",
             SHARE_NAME.pattern: "3 to 63 lowercase letters, digits and single '-', starting with a letter or digit",
+            SUBSCRIPTION.pattern: "1 to 64 letters, digits, '-' or '_', starting with a letter or digit",
         }
         raise InvalidInput(
             f"The {kind} name '{name}' is invalid: use {rules.get(pattern.pattern, pattern.pattern)}.",
             code="InvalidResourceName",
-            target=kind,
+            target=target or kind,
         )
     return name
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,30 +14,31 @@ GROUP = f"/subscriptions/{SUB}/resourceGroups/legacy"
 P = f"{GROUP}/providers/Microsoft.BatchAI"
 
 
+def cluster_body(tmp_path: Path) -> dict[str, Any]:
+    return {
+        "location": "westus",
+        "properties": {
+            "vmSize": "STANDARD_NC6",
+            "scaleSettings": {"manual": {"targetNodeCount": 1}},
+            "userAccountSettings": {"adminUserName": "me", "adminUserPassword": "pw-secret"},
+            "nodeSetup": {
+                "setupTask": {
+                    "commandLine": "true",
+                    "runElevated": False,
+                    "stdOutErrPathPrefix": str(tmp_path / "setup"),
+                }
+            },
+        },
+    }
+
+
 @pytest.mark.parametrize("api", OLD)
 def test_clusters_and_jobs_directly_in_the_group(shared_server: Server, tmp_path: Path, api: str) -> None:
     http = shared_server.http
     group = f"/subscriptions/{SUB}/resourceGroups/legacy-{api}"
     p = f"{group}/providers/Microsoft.BatchAI"
     assert http.put(url(group, "2021-04-01"), json={"location": "westus"}).status_code in (200, 201)
-    cluster = http.put(
-        url(f"{p}/clusters/c1", api),
-        json={
-            "location": "westus",
-            "properties": {
-                "vmSize": "STANDARD_NC6",
-                "scaleSettings": {"manual": {"targetNodeCount": 1}},
-                "userAccountSettings": {"adminUserName": "me", "adminUserPassword": "pw-secret"},
-                "nodeSetup": {
-                    "setupTask": {
-                        "commandLine": "true",
-                        "runElevated": False,
-                        "stdOutErrPathPrefix": str(tmp_path / "setup"),
-                    }
-                },
-            },
-        },
-    )
+    cluster = http.put(url(f"{p}/clusters/c1", api), json=cluster_body(tmp_path))
     assert cluster.status_code == 200, cluster.text
     body = cluster.json()
     assert body["id"] == f"{p}/clusters/c1" and body["type"] == "Microsoft.BatchAI/Clusters"

@@ -114,7 +114,8 @@ def test_cluster_and_file_server_verbs(shared_server: Server, tmp_path: Path) ->
         "-p",
         "p4ssw0rd-secret",
     )
-    assert cluster["vmSize"] == "Standard_NC6" and cluster["allocationState"] == "resizing"  # no nodes yet
+    # vmSize as Azure showed it (upper case); no nodes yet
+    assert cluster["vmSize"] == "STANDARD_NC6" and cluster["allocationState"] == "resizing"
     assert cluster["virtualMachineConfiguration"]["imageReference"]["offer"] == "linux-data-science-vm-ubuntu"
     assert cluster["userAccountSettings"]["adminUserName"] == "alice"
     assert "p4ssw0rd-secret" not in json.dumps(cluster)
@@ -139,7 +140,7 @@ def test_cluster_and_file_server_verbs(shared_server: Server, tmp_path: Path) ->
     table = s.cli("cluster", "list", *c, "-o", "table")
     assert table.code == 0 and "VM Size" in table.stdout and "nc6" in table.stdout
     tsv = s.cli("cluster", "show", "-n", "nc6", *c, "--query", "[name, vmSize]", "-o", "tsv")
-    assert tsv.stdout.splitlines() == ["nc6", "Standard_NC6"]  # a list's items are lines, as in az
+    assert tsv.stdout.splitlines() == ["nc6", "STANDARD_NC6"]  # a list's items are lines, as in az
     assert s.cli("cluster", "show", "-n", "nc6", *c, "-o", "yaml").stdout.startswith("allocationState:")
     fs = s.ok(
         "file-server",
@@ -447,6 +448,10 @@ def test_configure_and_environment_find_the_server(shared_server: Server, tmp_pa
     assert shown["token"] == "***" and shown["endpoint"] == s.endpoint
     assert (other_home / "config.json").stat().st_mode & 0o777 == 0o600
     assert isinstance(s.ok("group", "list", env=env), list)
+    # What cannot work is refused before it is stored.
+    assert "not a valid URL" in s.fails("configure", "--endpoint", "http://127.0.0.1:1:2", env=env)
+    assert "invalid subscription id" in s.fails("configure", "--subscription", "../x", env=env)
+    assert s.ok("configure", env=env)["endpoint"] == s.endpoint
     via_env = s.cli(
         "group",
         "list",
@@ -566,3 +571,70 @@ def test_node_exec_address_forwards_local_ports_to_the_node(
         relay.send(b"raw")
         assert relay.recv(timeout=30) == b"RAW"
     s.ok("group", "delete", "-n", "fwd.rg", "-y")
+
+
+def test_az_cluster_create_forms_ids_and_global_flags(shared_server: Server, tmp_path: Path) -> None:
+    """az's readings of -t/--min/--max, images and keys; --use-auto-storage; --ids, --subscription, --verbose,
+    --debug and --only-show-errors."""
+    s = shared_server
+    s.ok("group", "create", "-n", "az.rg", "-l", "westus")
+    s.ok("workspace", "create", "-g", "az.rg", "-n", "ws")
+    w = ("-g", "az.rg", "-w", "ws", "-s", "STANDARD_D1")
+    auto = s.ok("cluster", "create", "-n", "auto", *w, "--min", "0", "-t", "1", "--max", "3")
+    assert auto["scaleSettings"] == {"autoScale": {"minimumNodeCount": 0, "maximumNodeCount": 3, "initialNodeCount": 1}}
+    fixed = s.ok("cluster", "create", "-n", "fixed", *w, "--min", "0", "--max", "0")  # min = max: a fixed size
+    assert fixed["scaleSettings"]["manual"]["targetNodeCount"] == 0
+    assert "already exists" in s.fails("cluster", "create", "-n", "fixed", *w, "-t", "0")
+    assert "give the cluster's size" in s.fails("cluster", "create", "-n", "sizeless", *w)
+    assert "--max must be greater" in s.fails("cluster", "create", "-n", "x", *w, "--min", "2", "--max", "1")
+    assert "incorrect ssh public key" in s.fails("cluster", "create", "-n", "x", *w, "-t", "0", "-k", "ssh-rsa AAAA")
+    assert "publisher:offer:sku:version" in s.fails("cluster", "create", "-n", "x", *w, "-t", "0", "-i", "a:b:c")
+    image = "/subscriptions/s/resourceGroups/g/providers/Microsoft.Compute/images/i"
+    assert "needs -i/--image" in s.fails("cluster", "create", "-n", "x", *w, "-t", "0", "--custom-image", image)
+    made = s.ok("cluster", "create", "-n", "img", *w, "-t", "0", "-i", "p:o:sku:", "--custom-image", image)
+    assert made["virtualMachineConfiguration"]["imageReference"] == {
+        "publisher": "p", "offer": "o", "sku": "sku", "virtualMachineImageId": image
+    }  # fmt: skip
+    assert "x" not in s.ok("cluster", "list", "-g", "az.rg", "-w", "ws", "--query", "[].name")  # nothing half-made
+    # --use-auto-storage: an account of the auto-storage group, its share and container on every node.
+    setup = "echo from-the-node > $AZ_BATCHAI_MOUNT_ROOT/autoafs/hello.txt && ls $AZ_BATCHAI_MOUNT_ROOT/autobfs"
+    first = s.cli(
+        "cluster", "create", "-n", "withauto", *w, "-t", "1", "--use-auto-storage", "--setup-task", setup,
+        "--setup-task-output", "$AZ_BATCHAI_MOUNT_ROOT/autoafs/setup",
+    )  # fmt: skip
+    assert first.code == 0 and "Created auto storage account" in first.stderr
+    mounts = first.json()["nodeSetup"]["mountVolumes"]
+    account = mounts["azureFileShares"][0]["accountName"]
+    assert re.fullmatch("bai[a-z]{12}", account) and mounts["azureFileShares"][0]["relativeMountPath"] == "autoafs"
+    assert mounts["azureBlobFileSystems"][0] == {
+        "accountName": account, "containerName": "batchaicontainer", "relativeMountPath": "autobfs"
+    }  # fmt: skip
+    wait_for(lambda: s.ok("cluster", "show", "-n", "withauto", *w[:4], "--query", "nodeStateCounts.idleNodeCount") == 1)
+    hello = tmp_path / "hello.txt"
+    s.ok("storage", "file", "download", "--account-name", account, "-s", "batchaishare", "-p", "hello.txt",
+         "--dest", str(hello))  # fmt: skip
+    assert hello.read_text() == "from-the-node\n"
+    quiet = s.cli("cluster", "create", "-n", "again", *w, "-t", "0", "--use-auto-storage", "--only-show-errors")
+    assert quiet.code == 0 and quiet.stderr == ""  # the same account again, and no warnings
+    assert quiet.json()["nodeSetup"]["mountVolumes"]["azureFileShares"][0]["accountName"] == account
+    assert s.ok("storage", "account", "list", "-g", "batchaiautostorage", "--query", "[].name") == [account]
+    # --ids in place of the names (one id: the resource; several: a list), and --subscription.
+    ids = [f"/subscriptions/{SUB}/resourceGroups/az.rg/providers/Microsoft.BatchAI/workspaces/ws/clusters/{n}"
+           for n in ("auto", "fixed")]  # fmt: skip
+    assert s.ok("cluster", "show", "--ids", ids[0], "--query", "name") == "auto"
+    assert s.ok("cluster", "show", "--ids", *ids, "--query", "[].name") == ["auto", "fixed"]
+    assert s.ok("group", "show", "--ids", f"/subscriptions/{SUB}/resourceGroups/az.rg", "--query", "name") == "az.rg"
+    assert "invalid resource id" in s.fails("cluster", "show", "--ids", "nonsense")
+    assert "Missing option" in s.fails("cluster", "show", "-g", "az.rg", "-w", "ws")
+    other = "11111111-1111-1111-1111-111111111111"
+    assert "was not found" in s.fails("group", "show", "-n", "az.rg", "--subscription", other)
+    # --verbose shows the requests, --debug also the answers; the token never.
+    verbose = s.cli("cluster", "show", "-n", "auto", *w[:4], "--verbose", "-o", "none")
+    assert verbose.code == 0 and "HTTP Request: GET" in verbose.stderr
+    debug = s.cli("cluster", "show", "-n", "auto", *w[:4], "--debug", "-o", "none")
+    assert debug.code == 0 and "<redacted>" in debug.stderr and '"provisioningState"' in debug.stderr
+    assert s.token not in debug.stderr + verbose.stderr
+    s.ok("file-server", "create", "-n", "nfs", "-g", "az.rg", "-w", "ws", "-s", "Standard_D2", "--disk-count", "1",
+         "--disk-size", "10", "-u", "me", "-p", "pw", "--no-wait")  # fmt: skip
+    for name in ("auto", "fixed", "img", "withauto", "again"):
+        s.ok("cluster", "delete", "-n", name, *w[:4], "-y")

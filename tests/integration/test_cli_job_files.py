@@ -70,7 +70,15 @@ def test_list_download_and_wait(server: Server, tmp_path: Path) -> None:
     spec = job_file(tmp_path, command, outputDirectories=[{"id": "MODEL", "pathPrefix": str(tmp_path / "out")}])
     server.ok("job", "create", "-n", "maker", "-c", "c", *e, "-f", spec)
     waited = server.cli("job", "wait", "-n", "maker", *e, "--interval", "0.1")
-    assert waited.code == 0 and "succeeded" in waited.stderr
+    assert waited.code == 0 and "Job state: succeeded" in waited.stderr  # az's progress lines
+    assert "Job submitted at" in waited.stderr and "execution took" in waited.stderr
+    # As in az: a file the ended job never wrote is a warning, not an error; other flags are az's too.
+    absent = server.cli("job", "file", "stream", "-j", "maker", *e, "-f", "never.txt", "--interval", "0.1")
+    assert absent.code == 0 and absent.stdout == ""
+    assert 'The file "never.txt" not found for the completed job.' in absent.stderr
+    defaults = {"AZURE_DEFAULTS_GROUP": "files.rg"}  # az's configured default group
+    listed = server.ok("job", "file", "list", "-j", "maker", "-w", "ws", "-e", "exp", "-d", "MODEL", env=defaults)
+    assert "model.bin" in {f["name"] for f in listed}
     files = server.ok("job", "file", "list", "-j", "maker", *e, "-d", "MODEL")
     by_name = {f["name"]: f for f in files}
     assert by_name["model.bin"]["fileType"] == "file" and by_name["model.bin"]["contentLength"] == 8
@@ -88,5 +96,7 @@ def test_list_download_and_wait(server: Server, tmp_path: Path) -> None:
     # A failing job: wait exits with its exit code.
     server.ok("job", "create", "-n", "bad", "-c", "c", *e, "-f", job_file(tmp_path, "exit 5"))
     failed = server.cli("job", "wait", "-n", "bad", *e, "--interval", "0.1")
-    assert failed.code == 5 and "failed" in failed.stderr
+    assert failed.code == 5 and 'The job "bad" in resource group' in failed.stderr
+    again = job_file(tmp_path, "true")
+    assert "already exists" in server.fails("job", "create", "-n", "bad", "-c", "c", *e, "-f", again)
     wait_for(lambda: server.ok("job", "show", "-n", "bad", *e, "--query", "executionState") == "failed")

@@ -91,6 +91,7 @@ def test_errors_paging_and_long_running_operations(
     assert job["additional_properties"] == []
     files = job["files"]
     assert set(files) == {"execution.log", "stderr.txt", "stdout.txt"}
+    assert out["file_pages"] == [[name] for name in sorted(files)]
     assert all(f["file_type"] == "file" and f["has_url"] and f["last_modified_is_datetime"] for f in files.values())
     assert files["stdout.txt"]["content_length"] == len("hello\n")
     cluster = out["cluster"]

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from batchai import __version__
 from batchai.api import errors
 from batchai.api.auth import authenticate, ensure_credentials, signing_key
+from batchai.api.deps import subscription_id
 from batchai.api.routes import (
     clusters,
     downloads,
@@ -164,6 +165,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
         version=__version__,
         description="Azure Batch AI REST API (api-version 2018-05-01) for machines you own.",
         lifespan=lifespan,
+        redirect_slashes=False,  # ".../clusters/" (an empty name) is not found, not redirected to the list
     )
     app.state.settings = settings
     app.state.db = database
@@ -171,7 +173,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
     app.state.engine = None
     app.state.clock = clock
     errors.install(app)
-    secured: list[Any] = [Depends(authenticate)]
+    secured: list[Any] = [Depends(authenticate), Depends(subscription_id)]
     for router in (  # jobs first: their routes are the busiest, and routes are matched in order
         jobs.router,
         groups.router,

@@ -16,6 +16,7 @@ from starlette.requests import HTTPConnection
 
 from batchai import API_VERSION
 from batchai.errors import Conflict, InvalidInput
+from batchai.ids import SUBSCRIPTION, check_name
 from batchai.models.resources import NodeCommandInput
 from batchai.services.context import Ctx, NodeTarget, Runtime
 from batchai.states import JobState
@@ -100,6 +101,13 @@ def _flushed_once(ctx: Ctx, delete: Callable[[Ctx], bool]) -> bool:
     marked, and the parent's ORM delete cascade would then delete them again (0 rows: StaleDataError on jobs)."""
     with ctx.session.no_autoflush:
         return delete(ctx)
+
+
+async def subscription_id(request: HTTPConnection) -> None:
+    """FastAPI dependency: the subscription id of an ARM path is a name (it becomes part of output paths)."""
+    sub = request.path_params.get("sub")
+    if sub is not None:
+        check_name("subscription", sub, SUBSCRIPTION)
 
 
 async def api_version(request: HTTPConnection) -> str:

@@ -20,9 +20,10 @@ def _mac(key: bytes, resource: str, expiry: int) -> str:
 
 
 def sign(key: bytes, endpoint: str, resource: str, name: str, expiry: int) -> str:
+    """A link to ``resource``; ``name`` (unsigned) only makes the URL readable: the file is sent under its own."""
     encoded = base64.urlsafe_b64encode(resource.encode()).decode()
     query = urlencode({"r": encoded, "se": expiry, "sig": _mac(key, resource, expiry)})
-    return f"{endpoint}/download/{quote(name)}?{query}"
+    return f"{endpoint}/download/{quote(name, safe='')}?{query}"
 
 
 def verify(key: bytes, encoded: str, expiry: str, signature: str, now: float) -> str:

@@ -65,7 +65,9 @@ def group() -> None:
 
 @command(group, "create", flat=False)
 @click.option("-n", "--name", "-g", "--resource-group", "name", required=True, help="Name of the new resource group.")
-@click.option("-l", "--location", default=DEFAULT_LOCATION, show_default=True, help="Location.")
+@click.option(
+    "-l", "--location", default=DEFAULT_LOCATION, show_default=True, envvar="AZURE_DEFAULTS_LOCATION", help="Location."
+)
 @click.option("--managed-by", help="ID of the resource that manages this group.")
 @tags_option
 def group_create(client: Client, name: str, location: str, managed_by: str | None, tags: tuple[str, ...]) -> Any:
@@ -171,7 +173,7 @@ def workspace() -> None:
 @command(workspace, "create", table=workspace_table)
 @group_option
 @click.option("-n", "--name", "-w", "--workspace", "name", required=True, help="Name of workspace.")
-@click.option("-l", "--location", help="Location; defaults to the resource group's.")
+@click.option("-l", "--location", envvar="AZURE_DEFAULTS_LOCATION", help="Location; defaults to the resource group's.")
 @tags_option
 def workspace_create(client: Client, group: str, name: str, location: str | None, tags: tuple[str, ...]) -> Any:
     """Create a workspace."""
@@ -189,7 +191,7 @@ def workspace_show(client: Client, group: str, name: str) -> Any:
 
 
 @command(workspace, "list", table=workspace_table)
-@click.option("-g", "--resource-group", "group", help="Name of resource group.")
+@click.option("-g", "--resource-group", "group", envvar="AZURE_DEFAULTS_GROUP", help="Name of resource group.")
 def workspace_list(client: Client, group: str | None) -> Any:
     """List workspaces."""
     if group:

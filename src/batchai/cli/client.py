@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import ssl
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from batchai.cli.errors import CliError
 from batchai.config import DEFAULT_SUBSCRIPTION, resolve_home
 
 CONFIG_FILE = "config.json"
+log = logging.getLogger("batchai.cli.http")
 
 
 @dataclass(frozen=True)
@@ -43,15 +45,50 @@ def connection(home: str | None, environ: Mapping[str, str]) -> Connection:
     root = resolve_home(home, environ)
     stored = _read(root / CONFIG_FILE)
     server = _read(root / "credentials.json")
-    endpoint = environ.get("BATCHAI_ENDPOINT") or stored.get("endpoint") or server.get("endpoint")
-    token = environ.get("BATCHAI_TOKEN") or stored.get("token") or server.get("token")
+    sources = {"environment": environ, str(root / CONFIG_FILE): stored, str(root / "credentials.json"): server}
+    endpoint, endpoint_source = _setting(sources, "BATCHAI_ENDPOINT", "endpoint")
+    token, token_source = _setting(sources, "BATCHAI_TOKEN", "token")
     subscription = environ.get("BATCHAI_SUBSCRIPTION") or stored.get("subscription") or DEFAULT_SUBSCRIPTION
     if not endpoint or not token:
         raise CliError(
             f"no batchai server is configured: start one with 'batchai server start --detach' (home {root}), "
             "or set BATCHAI_ENDPOINT and BATCHAI_TOKEN, or run 'batchai configure'"
         )
-    return Connection(str(endpoint).rstrip("/"), str(token), str(subscription))
+    return Connection(
+        checked_endpoint(endpoint, endpoint_source), checked_token(token, token_source), str(subscription)
+    )
+
+
+def _setting(sources: Mapping[str, Mapping[str, Any]], variable: str, key: str) -> tuple[str, str]:
+    """The first value given (the variable in the environment, ``key`` in the files) and where it came from."""
+    for source, values in sources.items():
+        name = variable if source == "environment" else key
+        value = str(values.get(name) or "").strip()
+        if value:
+            return value, (f"${variable}" if source == "environment" else f"'{key}' in {source}")
+    return "", ""
+
+
+def checked_endpoint(endpoint: str, source: str = "the endpoint") -> str:
+    """The endpoint, if it is an http(s) URL httpx can send to; else a one-line error naming its source."""
+    example = "give one such as http://127.0.0.1:8080"
+    try:
+        url = httpx.URL(endpoint)
+        port = url.port
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise CliError(f"the batchai endpoint '{endpoint}' ({source}) is not a valid URL ({exc}): {example}") from exc
+    if url.scheme not in ("http", "https") or not url.host:
+        raise CliError(f"the batchai endpoint '{endpoint}' ({source}) is not an http:// or https:// URL: {example}")
+    if port is not None and not 0 < port < 65536:
+        raise CliError(f"the batchai endpoint '{endpoint}' ({source}) has no valid port (1 to 65535): {example}")
+    return endpoint.rstrip("/")
+
+
+def checked_token(token: str, source: str = "the token") -> str:
+    """The token, if it can travel in an HTTP header (visible ASCII, no spaces)."""
+    if not (token.isascii() and token.isprintable()) or any(c.isspace() for c in token):
+        raise CliError(f"the batchai token ({source}) must be visible ASCII characters without spaces")
+    return token
 
 
 def error_message(response: httpx.Response) -> str:
@@ -73,17 +110,39 @@ def tls_context(environ: Mapping[str, str]) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=environ.get("BATCHAI_CA_BUNDLE") or None)
 
 
+def _log_request(request: httpx.Request) -> None:
+    """``--debug``: what is sent, without the token, and without the body (a job's secrets, keys)."""
+    headers = {k: ("<redacted>" if k.lower() == "authorization" else v) for k, v in request.headers.items()}
+    log.debug("Request: %s %s headers=%s", request.method, request.url, headers)
+
+
+def _log_response(response: httpx.Response) -> None:
+    """``--debug``: what came back (the body of a JSON answer; downloads are not read here)."""
+    body = ""
+    if response.headers.get("content-type", "").startswith("application/json"):
+        body = _body(response.read())
+    log.debug("Response: %s headers=%s body=%s", response.status_code, dict(response.headers), body)
+
+
+def _body(content: bytes) -> str:
+    return content[:4000].decode(errors="replace") if content else ""
+
+
 class Client:
     """ARM-style calls against one batchai server."""
 
     def __init__(self, conn: Connection, timeout: float = 60.0) -> None:
         self.conn = conn
         self.tls = tls_context(os.environ)
+        hooks: dict[str, list[Callable[..., Any]]] = {}
+        if log.isEnabledFor(logging.DEBUG):
+            hooks = {"request": [_log_request], "response": [_log_response]}
         self.http = httpx.Client(
             base_url=conn.endpoint,
             headers={"Authorization": f"Bearer {conn.token}"},
             timeout=timeout,
             verify=self.tls,
+            event_hooks=hooks,
         )
 
     @contextmanager
@@ -116,7 +175,7 @@ class Client:
             response = self.http.request(method, path, params=params, **kwargs)
         if ok_missing and response.status_code == 404:
             return None
-        if response.status_code >= 400:
+        if response.status_code >= 300:  # (the API never redirects: a 3xx is not the answer asked for)
             raise CliError(error_message(response))
         if response.status_code == 204 or not response.content:
             return None

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import getpass
+import re
 import shutil
+import struct
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -11,8 +15,10 @@ from typing import Any
 import click
 
 from batchai.cli.arm import group_option, workspace_option, workspace_path
+from batchai.cli.auto_storage import CONTAINER, CONTAINER_PATH, SHARE, SHARE_PATH, auto_storage_account
+from batchai.cli.auto_storage import GROUP as AUTO_GROUP
 from batchai.cli.client import Client
-from batchai.cli.common import command, confirm, no_wait_option, yes_option
+from batchai.cli.common import command, confirm, ensure_missing, no_wait_option, warn, yes_option
 from batchai.cli.config_files import add_mounts, load_properties, storage_account
 from batchai.cli.errors import CliError
 from batchai.cli.node_exec import exec_on_node, exec_options
@@ -29,33 +35,81 @@ IMAGES = {
 }
 
 
-def image_reference(image: str) -> dict[str, str]:
-    """``UbuntuLTS``, ``UbuntuDSVM`` or ``publisher:offer:sku[:version]``."""
-    if image.lower() in IMAGES:
-        return dict(IMAGES[image.lower()])
-    parts = image.split(":")
-    if len(parts) not in (3, 4):
-        raise CliError(
-            f"unknown image '{image}': use UbuntuLTS, UbuntuDSVM or publisher:offer:sku[:version]",
-            exit_code=2,
-        )
-    return {"publisher": parts[0], "offer": parts[1], "sku": parts[2], "version": [*parts, "latest"][3]}
+CUSTOM_IMAGE_ID = re.compile(r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/.+", re.IGNORECASE)
+
+
+def image_reference(image: str, custom_image: str | None = None) -> dict[str, str]:
+    """``UbuntuLTS``, ``UbuntuDSVM`` or ``publisher:offer:sku:[version]`` (as az takes them), with a custom
+    image's id."""
+    if custom_image is not None and not CUSTOM_IMAGE_ID.match(custom_image):
+        raise CliError(f"ill-formed custom image resource id '{custom_image}'", exit_code=2)
+    reference: dict[str, str]
+    if ":" in image:
+        parts = image.split(":")
+        if len(parts) != 4 or not all(parts[:3]):
+            raise CliError('--image must have the format "publisher:offer:sku:version" or "publisher:offer:sku:"', 2)
+        reference = dict(zip(("publisher", "offer", "sku", "version"), parts, strict=True))
+        if not reference["version"]:
+            del reference["version"]
+    elif image.lower() in IMAGES:
+        reference = dict(IMAGES[image.lower()])
+    else:
+        raise CliError(f"unsupported image alias '{image}': supported aliases are UbuntuLTS, UbuntuDSVM", exit_code=2)
+    if custom_image:
+        reference["virtualMachineImageId"] = custom_image
+    return reference
+
+
+def scale_settings(target: int | None, min_nodes: int | None, max_nodes: int | None) -> dict[str, Any] | None:
+    """``-t``, ``--min`` and ``--max`` as az reads them: a fixed size (``-t``, or ``--min`` equal to ``--max``
+    with no other target), else auto-scale between ``--min`` and ``--max`` starting at ``-t`` (default 0);
+    None if none is given (the config file's settings stand)."""
+    if target is None and min_nodes is None and max_nodes is None:
+        return None
+    if (min_nodes is None) != (max_nodes is None):
+        raise CliError("give both --min and --max, or neither", exit_code=2)
+    if min_nodes is not None and max_nodes is not None and min_nodes > max_nodes:
+        raise CliError("--max must be greater than or equal to --min", exit_code=2)
+    if min_nodes == max_nodes and (min_nodes is None or target in (None, min_nodes)):
+        return {"manual": {"targetNodeCount": target if target is not None else min_nodes}}
+    auto = {"minimumNodeCount": min_nodes, "maximumNodeCount": max_nodes, "initialNodeCount": target or 0}
+    return {"autoScale": auto}
 
 
 def ssh_public_key(key: str | None, generate: bool) -> str | None:
     """``-k`` as a key or a key file; ``--generate-ssh-keys`` uses (or creates) ~/.ssh/id_rsa.pub."""
     if key:
         path = Path(key).expanduser()
-        return path.read_text().strip() if path.is_file() else key
+        return checked_public_key(path.read_bytes().decode(errors="replace").strip() if path.is_file() else key)
     default = Path.home() / ".ssh" / "id_rsa.pub"
-    if generate and not default.exists() and shutil.which("ssh-keygen"):
+    if generate and not default.exists() and not shutil.which("ssh-keygen"):
+        warn("ssh-keygen (OpenSSH) is not installed: no SSH key was generated.")
+    elif generate and not default.exists():
         default.parent.mkdir(mode=0o700, exist_ok=True)
         subprocess.run(
             ["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", str(default)[:-4]],
             check=True,
             capture_output=True,
         )
-    return default.read_text().strip() if default.exists() else None
+    if generate:
+        warn(
+            "Attempted to find or generate SSH key files id_rsa and id_rsa.pub under ~/.ssh to allow SSH access to "
+            "the nodes. If using machines without permanent storage, back up your keys to a safe location."
+        )
+    return checked_public_key(default.read_text().strip()) if default.exists() else None
+
+
+def checked_public_key(key: str) -> str:
+    """An OpenSSH public key (``ssh-rsa AAAA... [comment]``), or a one-line error as az gives."""
+    fields = key.split()
+    try:
+        blob = base64.b64decode(fields[1], validate=True)
+        (length,) = struct.unpack(">I", blob[:4])
+        if blob[4 : 4 + length].decode() != fields[0]:
+            raise ValueError(fields[0])
+    except (IndexError, ValueError, struct.error, binascii.Error) as exc:
+        raise CliError("incorrect ssh public key value: give an OpenSSH public key or a file holding one") from exc
+    return key
 
 
 def user_account(
@@ -138,7 +192,12 @@ def mount_options(fn: Any) -> Any:
 @click.option("--setup-task", help="Command line run once on every node when it joins the cluster.")
 @click.option("--setup-task-output", help="Where the setup task's output goes (path prefix).")
 @click.option("--subnet", help="ARM id of a virtual network subnet.")
-@click.option("--use-auto-storage", is_flag=True, help="Accepted for compatibility; create the storage yourself.")
+@click.option(
+    "--use-auto-storage",
+    is_flag=True,
+    help=f"Mount the share '{SHARE}' at {SHARE_PATH} and the container '{CONTAINER}' at {CONTAINER_PATH} of an "
+    f"auto-storage account in the resource group '{AUTO_GROUP}' (created if missing).",
+)
 @mount_options
 def cluster_create(
     client: Client,
@@ -171,6 +230,8 @@ def cluster_create(
     nfs_mount_path: str,
 ) -> Any:
     """Create a cluster."""
+    path = cluster_path(client, group, workspace, name)
+    ensure_missing(client, path, f'"{name}" already exists in "{group}" resource group under {workspace} workspace.')
     account = storage_account(storage_account_name)
     props = load_properties(config_file, account, storage_account_key)
     if vm_size:
@@ -179,29 +240,15 @@ def cluster_create(
         raise CliError("the following arguments are required: -s/--vm-size (or vmSize in --config-file)", 2)
     if vm_priority:
         props["vmPriority"] = vm_priority.lower()
-    if image or custom_image:
+    if custom_image and not image:
+        raise CliError("--custom-image needs -i/--image: the publisher:offer:sku:version the image was made from", 2)
+    if image:
         vm_config: dict[str, Any] = dict(props.get("virtualMachineConfiguration") or {})
-        reference = image_reference(image or "UbuntuLTS")
-        if custom_image:
-            reference["virtualMachineImageId"] = custom_image
-        vm_config["imageReference"] = reference
+        vm_config["imageReference"] = image_reference(image, custom_image)
         props["virtualMachineConfiguration"] = vm_config
-    if target is not None and (min_nodes is not None or max_nodes is not None):
-        raise CliError("give either -t/--target or --min/--max, not both", exit_code=2)
-    if (min_nodes is None) != (max_nodes is None):
-        raise CliError("--min and --max go together", exit_code=2)
-    if min_nodes is not None and max_nodes is not None:
-        props["scaleSettings"] = {
-            "autoScale": {
-                "minimumNodeCount": min_nodes,
-                "maximumNodeCount": max_nodes,
-                "initialNodeCount": min_nodes,
-            }
-        }
-    elif target is not None:
-        props["scaleSettings"] = {"manual": {"targetNodeCount": target, "nodeDeallocationOption": "requeue"}}
-    elif not props.get("scaleSettings"):
-        props["scaleSettings"] = {"manual": {"targetNodeCount": 1, "nodeDeallocationOption": "requeue"}}
+    props["scaleSettings"] = scale_settings(target, min_nodes, max_nodes) or props.get("scaleSettings")
+    if not props["scaleSettings"]:
+        raise CliError("give the cluster's size: -t/--target or --min and --max (or scaleSettings in the file)", 2)
     props["userAccountSettings"] = user_account(props, user_name, password, ssh_key, generate_ssh_keys)
     node_setup: dict[str, Any] = dict(props.get("nodeSetup") or {})
     if setup_task:
@@ -218,13 +265,16 @@ def cluster_create(
         file_server_id(client, group, workspace, nfs),
         nfs_mount_path,
     )
+    if use_auto_storage:
+        auto = auto_storage_account(client, group, workspace)
+        mounts = add_mounts(mounts, auto, SHARE, SHARE_PATH, CONTAINER, CONTAINER_PATH, None, "")
     if mounts:
         node_setup["mountVolumes"] = mounts
     if node_setup:
         props["nodeSetup"] = node_setup
     if subnet:
         props["subnet"] = {"id": subnet}
-    return client.put(cluster_path(client, group, workspace, name), {"properties": props})
+    return client.put(path, {"properties": props})
 
 
 @command(cluster, "show", table=cluster_table)
@@ -281,15 +331,7 @@ def cluster_resize(client: Client, group: str, workspace: str, name: str, target
 def cluster_auto_scale(client: Client, group: str, workspace: str, name: str, min_nodes: int, max_nodes: int) -> Any:
     """Set the cluster to auto-scale between --min and --max nodes."""
     body = {
-        "properties": {
-            "scaleSettings": {
-                "autoScale": {
-                    "minimumNodeCount": min_nodes,
-                    "maximumNodeCount": max_nodes,
-                    "initialNodeCount": min_nodes,
-                }
-            }
-        }
+        "properties": {"scaleSettings": {"autoScale": {"minimumNodeCount": min_nodes, "maximumNodeCount": max_nodes}}}
     }
     return client.patch(cluster_path(client, group, workspace, name), body)
 
@@ -356,6 +398,7 @@ def file_server_path(client: Client, group: str, workspace: str, name: str) -> s
 @click.option("-k", "--ssh-key", help="SSH public key, or a file holding one.")
 @click.option("--generate-ssh-keys", is_flag=True, help="Create ~/.ssh/id_rsa(.pub) if missing and use it.")
 @click.option("--subnet", help="ARM id of a virtual network subnet.")
+@no_wait_option
 def file_server_create(
     client: Client,
     group: str,
@@ -372,8 +415,11 @@ def file_server_create(
     ssh_key: str | None,
     generate_ssh_keys: bool,
     subnet: str | None,
+    no_wait: bool,
 ) -> Any:
-    """Create a file server."""
+    """Create a file server (ready at once: it is a directory on the server's host)."""
+    path = f"{workspace_path(client, group, workspace)}/fileServers/{name}"
+    ensure_missing(client, path, f'"{name}" already exists in "{group}" resource group under {workspace} workspace.')
     props = load_properties(config_file, None)
     if vm_size:
         props["vmSize"] = vm_size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import click
 from batchai.cli.arm import group_option, workspace_option, workspace_path
 from batchai.cli.client import Client, error_message
 from batchai.cli.clusters import file_server_id, mount_options
-from batchai.cli.common import command, confirm, no_wait_option, yes_option
+from batchai.cli.common import command, confirm, ensure_missing, no_wait_option, warn, yes_option
 from batchai.cli.config_files import add_mounts, load_properties, storage_account
 from batchai.cli.errors import CliError
 from batchai.cli.node_exec import exec_on_node, exec_options
@@ -66,6 +67,8 @@ def job_create(
 ) -> Any:
     """Create a job (it is queued, then runs on the cluster)."""
     account = storage_account(storage_account_name)
+    path = job_path(client, group, workspace, experiment, name)
+    ensure_missing(client, path, "A job with given name, experiment, workspace and resource group already exists.")
     props = load_properties(config_file, account, storage_account_key)
     if cluster:
         cluster_id = (
@@ -88,7 +91,7 @@ def job_create(
     )
     if mounts:
         props["mountVolumes"] = mounts
-    return client.put(job_path(client, group, workspace, experiment, name), {"properties": props})
+    return client.put(path, {"properties": props})
 
 
 @command(job, "show", table=job_table)
@@ -146,14 +149,22 @@ def job_terminate(
 
 
 def wait_terminal(client: Client, path: str, interval: float, show: bool) -> dict[str, Any]:
-    """Poll the job until it succeeds or fails; show state changes on stderr."""
+    """Poll the job until it succeeds or fails; with ``show``, report its progress on stderr as az did."""
     last = None
+    started = False
     while True:
         current = client.get(path)
-        state = current["properties"]["executionState"]
+        props = current["properties"]
+        state = props["executionState"]
+        info = props.get("executionInfo") or {}
+        if show and last is None:
+            warn(f"Job submitted at {props.get('creationTime')}")
+        if show and info.get("startTime") and not started:
+            warn(f"Job started execution at {info['startTime']}")
+            started = True
         if show and state != last:
-            click.echo(f"Job state: {state}", err=True)
-            last = state
+            warn(f"Job state: {state}")
+        last = state
         if state in TERMINAL:
             return dict(current)
         time.sleep(interval)
@@ -166,15 +177,19 @@ def wait_terminal(client: Client, path: str, interval: float, show: bool) -> dic
 @name_option
 @click.option("--interval", type=float, default=5.0, show_default=True, help="Polling interval in seconds.")
 def job_wait(client: Client, group: str, workspace: str, experiment: str, name: str, interval: float) -> Any:
-    """Wait for the job to finish; exit with the job's exit code."""
+    """Wait for the job to finish; exit with the job's exit code (255 if it failed without one)."""
     final = wait_terminal(client, job_path(client, group, workspace, experiment, name), interval, show=True)
     info = final["properties"].get("executionInfo") or {}
     code = info.get("exitCode")
     if final["properties"]["executionState"] == "failed":
+        warn(f'The job "{name}" in resource group "{group}" failed.')
         errors = info.get("errors") or []
         if errors:
-            click.echo(f"Job failed: {errors[-1].get('message')}", err=True)
-        sys.exit(code if code not in (None, 0) else 1)
+            warn(f"Job failed: {errors[-1].get('message')}")
+        sys.exit(code if code not in (None, 0) else 255)
+    if info.get("startTime") and info.get("endTime"):
+        took = datetime.fromisoformat(info["endTime"]) - datetime.fromisoformat(info["startTime"])
+        warn(f"Job completed at {info['endTime']}; execution took {took}")
     sys.exit(code or 0)
 
 
@@ -190,9 +205,9 @@ job.add_command(job_file)
 def file_options(fn: Any) -> Any:
     for option in reversed(
         [
-            click.option("-g", "--resource-group", "group", required=True, help="Name of resource group."),
-            click.option("-w", "--workspace", required=True, help="Name of workspace."),
-            click.option("-e", "--experiment", required=True, help="Name of experiment."),
+            group_option,
+            workspace_option,
+            experiment_option,
             click.option("-j", "--job", "name", required=True, help="Name of job."),
             click.option(
                 "-d",
@@ -260,7 +275,7 @@ def job_file_stream(
     """Print a job's file and follow what is appended to it until the job ends."""
     jpath = job_path(client, group, workspace, experiment, name)
     offset = 0
-    announced = False
+    announced = waiting = False
     out = sys.stdout.buffer
     while True:
         state = client.get(jpath)["properties"]["executionState"]
@@ -274,14 +289,17 @@ def job_file_stream(
         )
         if found is not None:
             if not announced:
-                click.echo(f'File found with URL "{found["downloadUrl"]}". Start streaming', err=True)
+                warn(f'File found with URL "{found["downloadUrl"]}". Start streaming')
                 announced = True
             size = int(found["properties"]["contentLength"])
             if size > offset:
                 offset += _append(client, found["downloadUrl"], offset, out)
+        elif state in TERMINAL:
+            warn(f'The file "{file_name}" not found for the completed job.')
+        elif not waiting:
+            warn(f'The file "{file_name}" not found. Waiting for the job to generate it.')
+            waiting = True
         if state in TERMINAL:
-            if found is None:
-                raise CliError(f"the job has ended and has no file '{file_name}' in '{output_directory_id}'")
             return None
         time.sleep(interval)
 

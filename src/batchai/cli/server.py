@@ -9,9 +9,10 @@ from pathlib import Path
 
 import click
 
-from batchai.cli.client import CONFIG_FILE
+from batchai.cli.client import CONFIG_FILE, checked_endpoint, checked_token
 from batchai.cli.errors import CliError
 from batchai.config import DEFAULT_PORT, Settings, resolve_home
+from batchai.ids import SUBSCRIPTION
 from batchai.private_files import write_private
 
 
@@ -125,9 +126,11 @@ def configure(endpoint: str | None, token: str | None, subscription: str | None,
     root = resolve_home(home, os.environ)
     path = root / CONFIG_FILE
     data = json.loads(path.read_text()) if path.exists() else {}
+    if subscription and not SUBSCRIPTION.match(subscription):
+        raise CliError(f"invalid subscription id '{subscription}': use a GUID (letters, digits and '-')", exit_code=2)
     changes = {
-        "endpoint": endpoint.rstrip("/") if endpoint else None,
-        "token": token,
+        "endpoint": checked_endpoint(endpoint, "--endpoint").rstrip("/") if endpoint else None,
+        "token": checked_token(token, "--token") if token else None,
         "subscription": subscription,
     }
     data.update({k: v for k, v in changes.items() if v})

@@ -25,6 +25,7 @@ from batchai.cli.client import Client, error_message
 from batchai.cli.common import SpaceSeparated, command, confirm, yes_option
 from batchai.cli.errors import CliError
 from batchai.cli.transfer import CHUNK, download, progress_bar
+from batchai.storage.base import InvalidPath, shown, volume_path
 
 STORAGE_API = "2023-01-01"
 # 404 codes that mean "the share, container, file or directory is not there" (not a missing account).
@@ -49,6 +50,13 @@ def storage() -> None:
 
 
 # -- the data plane over HTTP --------------------------------------------------------------------------
+def segment(name: str) -> str:
+    """``name`` as one URL path segment; ``.`` and ``..`` escaped, so that they reach the server (which refuses
+    them) rather than being resolved away by the HTTP client."""
+    quoted = quote(name, safe="")
+    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
+
+
 @dataclass(frozen=True)
 class Volume:
     """A share or a container of an account, as the server's data-plane URLs name it."""
@@ -67,7 +75,7 @@ class Volume:
 
     @property
     def url(self) -> str:
-        return f"/storage/{quote(self.account, safe='')}/{self.collection}/{quote(self.name, safe='')}"
+        return f"/storage/{segment(self.account)}/{self.collection}/{segment(self.name)}"
 
     @property
     def listing(self) -> str:
@@ -81,18 +89,15 @@ class Volume:
 
 
 def clean_path(path: str | None, flag: str, *, allow_root: bool = True) -> str:
-    """A path inside a share or container (``a//b/`` -> ``a/b``); ``..`` and absolute paths are refused."""
-    raw = path or ""
-    if raw.startswith("/"):
-        raise CliError(
-            f"argument {flag}: '{raw}' is absolute; give a path relative to the share or container", exit_code=2
-        )
-    parts = [p for p in raw.split("/") if p not in ("", ".")]
-    if ".." in parts:
-        raise CliError(f"argument {flag}: '{raw}' leaves the share or container ('..' is not allowed)", exit_code=2)
-    if not parts and not allow_root:
+    """A path inside a share or container (``a//b/`` -> ``a/b``), refused here as the server would refuse it
+    (``..``, absolute, ``\\``, names too long or reserved; ``storage.base.volume_path``)."""
+    try:
+        rel = volume_path(path or "")
+    except InvalidPath as exc:
+        raise CliError(f"argument {flag}: {exc.message}", exit_code=2) from None
+    if not rel and not allow_root:
         raise CliError(f"argument {flag}: a path inside the share or container is required", exit_code=2)
-    return "/".join(parts)
+    return rel
 
 
 def join(*parts: str) -> str:
@@ -405,7 +410,7 @@ def delete_volume(client: Client, vol: Volume, fail_not_exist: bool) -> dict[str
 
 
 def list_volumes(client: Client, account: str, collection: str, prefix: str | None) -> list[dict[str, Any]]:
-    items = client.list(f"/storage/{quote(account, safe='')}/{collection}", api_version=None)
+    items = client.list(f"/storage/{segment(account)}/{collection}", api_version=None)
     return [{"name": item["name"]} for item in items if not prefix or str(item["name"]).startswith(prefix)]
 
 
@@ -624,9 +629,9 @@ def file_upload(
     target = clean_path(path, "-p/--path")
     if not target or path is None or path.endswith("/"):
         check_volume(client, vol)
-        target = join(target, local.name)
+        target = remote_name(local, join(target, local.name))
     elif is_directory(client, vol, target):  # also says which share or account is missing
-        target = join(target, local.name)
+        target = remote_name(local, join(target, local.name))
     with progress_bar() as progress:
         entry = upload_file(client, progress, vol, local, target)
     return {"name": entry["name"], **properties(entry)}
@@ -749,6 +754,14 @@ def file_download_batch(
     return download_batch(client, Volume(account, "shares", share), Path(destination).expanduser(), pattern, dryrun)
 
 
+def remote_name(local: Path, remote: str) -> str:
+    """The name ``local`` is uploaded as, if the server would take it; else an error naming the file."""
+    try:
+        return volume_path(remote, allow_root=False)
+    except InvalidPath as exc:
+        raise CliError(f"cannot upload '{shown(str(local))}' (nothing was uploaded): {exc.message}") from None
+
+
 def upload_batch(
     client: Client,
     vol: Volume,
@@ -759,15 +772,15 @@ def upload_batch(
     label: str,
 ) -> list[dict[str, Any]]:
     prefix = clean_path(destination_path, "--destination-path")
-    files = local_files(source, pattern)
+    files = [(path, remote_name(path, join(prefix, rel))) for path, rel in local_files(source, pattern)]
     check_volume(client, vol)
     if dryrun:
-        return [{label: public_url(client, vol, join(prefix, rel)), "Source": str(path)} for path, rel in files]
+        return [{label: public_url(client, vol, remote), "Source": str(path)} for path, remote in files]
     out = []
     with progress_bar() as progress:
         overall = progress.add_task(f"{len(files)} files", total=sum(p.stat().st_size for p, _ in files))
-        for path, rel in files:
-            entry = upload_file(client, progress, vol, path, join(prefix, rel))
+        for path, remote in files:
+            entry = upload_file(client, progress, vol, path, remote)
             progress.advance(overall, int(entry.get("contentLength") or 0))
             out.append({label: public_url(client, vol, entry["name"]), "Last Modified": entry.get("lastModified")})
     return out
@@ -839,7 +852,7 @@ def blob_upload(
     """Upload a file to a blob (streamed)."""
     vol = Volume(account, "containers", container)
     local = source_file(file_, "-f/--file")
-    remote = clean_path(name or local.name, "-n/--name", allow_root=False)
+    remote = clean_path(name, "-n/--name", allow_root=False) if name else remote_name(local, local.name)
     check_volume(client, vol)
     with progress_bar() as progress:
         entry = upload_file(client, progress, vol, local, remote)

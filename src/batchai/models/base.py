@@ -44,21 +44,24 @@ def parse_duration(value: object) -> timedelta:
     """Parse ``P7D``/``PT1H30M`` (ISO 8601), ``d.hh:mm:ss``/``hh:mm:ss`` (.NET) or ``7 days, 0:00:00``."""
     if isinstance(value, timedelta):
         return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if not isinstance(value, str):
-        raise ValueError("a duration must be a string such as 'P7D', 'PT2H' or '1.00:00:00'")
-    text = value.strip()
-    for pattern in (_ISO, _DOTNET, _PYTHON):
-        match = pattern.match(text.upper() if pattern is _ISO else text)
-        if match and text not in ("P", "PT"):
-            parts = {k: float(v) for k, v in match.groupdict().items() if v}
-            return timedelta(
-                days=parts.get("d", 0),
-                hours=parts.get("h", 0),
-                minutes=parts.get("m", 0),
-                seconds=parts.get("s", 0),
-            )
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return timedelta(seconds=value)
+        if not isinstance(value, str):
+            raise ValueError("a duration must be a string such as 'P7D', 'PT2H' or '1.00:00:00'")
+        text = value.strip()
+        for pattern in (_ISO, _DOTNET, _PYTHON):
+            match = pattern.match(text.upper() if pattern is _ISO else text)
+            if match and text not in ("P", "PT"):
+                parts = {k: float(v) for k, v in match.groupdict().items() if v}
+                return timedelta(
+                    days=parts.get("d", 0),
+                    hours=parts.get("h", 0),
+                    minutes=parts.get("m", 0),
+                    seconds=parts.get("s", 0),
+                )
+    except OverflowError as exc:  # more days than a timedelta holds, or an infinite number
+        raise ValueError(f"the duration '{value}' is out of range") from exc
     raise ValueError(f"'{value}' is not a duration: use ISO 8601 ('P7D', 'PT30M') or 'd.hh:mm:ss'")
 
 

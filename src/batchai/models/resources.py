@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from batchai.models.base import WireModel
 from batchai.models.wire import (
@@ -16,6 +16,9 @@ from batchai.models.wire import (
     WorkspaceProperties,
 )
 
+# An Azure location, by name ("eastus") or display name ("East US").
+Location = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._()-]{0,89}$")]
+
 
 class ArmInput(WireModel):
     """Fields a client may echo back from a GET; ARM ignores them on input."""
@@ -26,7 +29,7 @@ class ArmInput(WireModel):
 
 
 class ResourceGroupInput(ArmInput):
-    location: str
+    location: Location
     tags: dict[str, str] | None = None
     managed_by: str | None = Field(None, alias="managedBy")
     properties: dict[str, Any] | None = None
@@ -40,7 +43,7 @@ class ResourceGroupPatch(WireModel):
 
 
 class WorkspaceInput(ArmInput):
-    location: str
+    location: Location
     tags: dict[str, str] | None = None
     properties: WorkspaceProperties | None = None
 
@@ -51,7 +54,7 @@ class WorkspacePatch(WireModel):
 
 class ClusterInput(ArmInput):
     properties: ClusterProperties
-    location: str | None = None
+    location: Location | None = None
 
 
 class ClusterPatchProperties(WireModel):
@@ -64,12 +67,12 @@ class ClusterPatch(WireModel):
 
 class FileServerInput(ArmInput):
     properties: FileServerProperties
-    location: str | None = None
+    location: Location | None = None
 
 
 class JobInput(ArmInput):
     properties: JobProperties
-    location: str | None = None
+    location: Location | None = None
 
 
 class ExperimentInput(ArmInput):
@@ -82,7 +85,7 @@ class StorageSku(WireModel):
 
 
 class StorageAccountInput(ArmInput):
-    location: str | None = None
+    location: Location | None = None
     sku: StorageSku | None = None
     kind: str | None = None
     tags: dict[str, str] | None = None

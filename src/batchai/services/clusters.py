@@ -15,6 +15,7 @@ from batchai.models.resources import ClusterInput, ClusterPatch
 from batchai.models.wire import ClusterProperties, ScaleSettings
 from batchai.services import mounts, workspaces
 from batchai.services.context import Ctx, NodeTarget, find, require
+from batchai.services.node_rules import MAX_CLUSTER_NODES, check_count, check_node_path, check_variables
 from batchai.store.tables import Cluster, Node
 
 READ_ONLY = {
@@ -45,7 +46,9 @@ class ClusterRef(NamedTuple):
     spec: dict[str, Any]
 
 
-_REF_BY_PATH = workspaces.under_workspace(select(Cluster.id, Cluster.name, Cluster.spec), Cluster)
+_REF_BY_PATH = workspaces.under_workspace(
+    select(Cluster.id, Cluster.name, Cluster.spec, Cluster.provisioning_state), Cluster
+)
 
 
 def by_id(ctx: Ctx, resource_id: str, target: str) -> ClusterRef:
@@ -55,7 +58,13 @@ def by_id(ctx: Ctx, resource_id: str, target: str) -> ClusterRef:
     row = ctx.session.connection().execute(_REF_BY_PATH, names).first()
     if row is None:
         raise InvalidInput(f"The cluster '{resource_id}' was not found.", code="ClusterNotFound", target=target)
+    if row.provisioning_state == "deleting":
+        raise _being_deleted(row.name)
     return ClusterRef(row.id, row.name, row.spec)
+
+
+def _being_deleted(name: str) -> Conflict:
+    return Conflict(f"The cluster '{name}' is being deleted.", code="ClusterBeingDeleted", target=name)
 
 
 def scale_spec(settings: ScaleSettings | None, target: str) -> dict[str, Any]:
@@ -70,6 +79,7 @@ def scale_spec(settings: ScaleSettings | None, target: str) -> dict[str, Any]:
     if settings.manual is not None:
         if settings.manual.target_node_count < 0:
             raise InvalidInput("targetNodeCount must be 0 or more.", target=f"{target}.manual.targetNodeCount")
+        check_count(settings.manual.target_node_count, MAX_CLUSTER_NODES, "targetNodeCount", f"{target}.manual")
         return {
             "manual": {
                 "targetNodeCount": settings.manual.target_node_count,
@@ -85,6 +95,7 @@ def scale_spec(settings: ScaleSettings | None, target: str) -> dict[str, Any]:
             code="InvalidScaleSettings",
             target=f"{target}.autoScale",
         )
+    check_count(auto.maximum_node_count, MAX_CLUSTER_NODES, "maximumNodeCount", f"{target}.autoScale")
     if not 0 <= initial <= auto.maximum_node_count:
         raise InvalidInput(
             "initialNodeCount must be between 0 and maximumNodeCount.",
@@ -168,17 +179,29 @@ def capacity(spec: dict[str, Any]) -> int:
 
 def build_spec(ctx: Ctx, props: ClusterProperties) -> dict[str, Any]:
     spec = {k: v for k, v in props.wire().items() if k not in READ_ONLY}
-    if not (props.vm_size or "").strip():
+    vm_size = (props.vm_size or "").strip()
+    if not vm_size:
         raise InvalidInput("vmSize is required (for example STANDARD_NC6).", target="properties.vmSize")
-    spec["vmSize"] = props.vm_size
+    spec["vmSize"] = vm_size.upper()  # as Azure showed it (STANDARD_NC6 for Standard_NC6)
     spec["vmPriority"] = props.vm_priority or "dedicated"
     spec["scaleSettings"] = scale_spec(props.scale_settings, "properties.scaleSettings")
     node_setup = spec.get("nodeSetup") or {}
+    if node_setup.get("setupTask") is not None:
+        _check_setup_task(node_setup["setupTask"], "properties.nodeSetup.setupTask")
     if node_setup.get("mountVolumes"):
         node_setup["mountVolumes"] = mounts.normalise(
             ctx, node_setup["mountVolumes"], "properties.nodeSetup.mountVolumes"
         )
     return spec
+
+
+def _check_setup_task(task: dict[str, Any], target: str) -> None:
+    if not (task.get("commandLine") or "").strip():
+        raise InvalidInput("The setup task's commandLine is required.", target=f"{target}.commandLine")
+    check_node_path(task.get("stdOutErrPathPrefix"), f"{target}.stdOutErrPathPrefix")
+    taken: set[str] = set()
+    for where in ("environmentVariables", "secrets"):
+        check_variables(task.get(where) or [], f"{target}.{where}", taken)
 
 
 def put(ctx: Ctx, sub: str, group: str, workspace: str, name: str, body: ClusterInput) -> tuple[Cluster, bool]:
@@ -225,6 +248,8 @@ def initial_nodes(spec: dict[str, Any]) -> int:
 
 def patch(ctx: Ctx, sub: str, group: str, workspace: str, name: str, body: ClusterPatch) -> Cluster:
     row = get(ctx, sub, group, workspace, name)
+    if row.provisioning_state == "deleting":
+        raise _being_deleted(row.name)
     if body.properties.scale_settings is not None:
         scale = scale_spec(body.properties.scale_settings, "properties.scaleSettings")
         if scale != row.spec["scaleSettings"] and row.allocation_state != "resizing":
@@ -259,6 +284,7 @@ def delete_row(ctx: Ctx, row: Cluster) -> None:
     from batchai.services import jobs
 
     for job in jobs.on_cluster(ctx, row):
+        jobs.request_stop(ctx, job, "cluster_deleted")  # the engine ends what is left (ClusterDeleted)
         jobs.stop_processes(ctx, job)  # only if the engine did not end it in time
     cluster_id, nodes, runtime = row.id, [(n.name, dict(n.info)) for n in row.nodes], ctx.runtime
     ctx.session.delete(row)

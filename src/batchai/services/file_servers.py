@@ -29,8 +29,10 @@ def put(ctx: Ctx, sub: str, group: str, workspace: str, name: str, body: FileSer
     check_name("file server", name)
     parent = workspaces.get(ctx, sub, group, workspace)
     spec: dict[str, Any] = {k: v for k, v in body.properties.wire().items() if k not in READ_ONLY}
-    if not (body.properties.vm_size or "").strip():
+    vm_size = (body.properties.vm_size or "").strip()
+    if not vm_size:
         raise InvalidInput("vmSize is required (for example STANDARD_D2_V2).", target="properties.vmSize")
+    spec["vmSize"] = vm_size.upper()  # as Azure showed it
     if body.properties.ssh_configuration is None:
         raise InvalidInput(
             "sshConfiguration.userAccountSettings.adminUserName is required.",

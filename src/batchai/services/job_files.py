@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from batchai.errors import InvalidInput, NotFound
 from batchai.services.mounts import parse_file_url
@@ -34,11 +35,18 @@ class Location:
     host: Path | None = None
 
     def child(self, rel: str) -> Location:
+        """The place ``rel`` below this one; on this host never through a symbolic link (a job's links could
+        point anywhere on the host)."""
         rel = clean_path(rel)
         if self.volume is not None:
             return Location(self.volume, "/".join(p for p in (self.path, rel) if p))
         assert self.host is not None
-        return Location(host=self.host / rel if rel else self.host)
+        path = self.host
+        for part in rel.split("/") if rel else []:
+            path = path / part
+            if path.is_symlink():
+                raise NotFound(f"'{rel}' is not a directory of the job's output.", code="PathNotFound", target="path")
+        return Location(host=path)
 
     @property
     def resource(self) -> str:
@@ -138,6 +146,12 @@ def list_location(storage: Any, location: Location) -> list[Entry]:
         return []
     out = []
     for child in sorted(location.host.iterdir()):
+        if child.is_symlink():  # not served: it may point anywhere on the host (storage volumes hide them too)
+            continue
+        try:
+            child.name.encode()
+        except UnicodeEncodeError:  # not UTF-8: not a name the API can show
+            continue
         try:
             st = child.stat()
         except FileNotFoundError:
@@ -151,3 +165,17 @@ def list_location(storage: Any, location: Location) -> list[Entry]:
             )
         )
     return out
+
+
+def open_host_file(path: Path) -> tuple[BinaryIO, int]:
+    """A job's file on this host, opened for a download link, and its size: a regular file, never through a
+    symbolic link (which the job may have made to point anywhere)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:  # gone, or a link (ELOOP)
+        raise NotFound("The file no longer exists.", target="r") from exc
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        raise NotFound("The file no longer exists.", target="r")
+    return os.fdopen(fd, "rb"), info.st_size

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Update, bindparam, insert, select, update
@@ -14,8 +14,17 @@ from batchai.errors import Conflict, InvalidInput
 from batchai.ids import check_name, experiment_id
 from batchai.models.resources import JobInput
 from batchai.models.wire import JobProperties
+from batchai.runtime import distributed
 from batchai.services import clusters, experiments, mounts, workspaces
 from batchai.services.context import Ctx, NodeTarget, find, require
+from batchai.services.node_rules import (
+    MAX_PROCESSES_PER_NODE,
+    MAX_WALL_CLOCK_DAYS,
+    check_count,
+    check_no_climbing,
+    check_node_path,
+    check_variables,
+)
 from batchai.states import PRIORITY_RANK, JobState, check_transition
 from batchai.store.tables import Cluster, Experiment, Job, Node, ResourceGroup, Workspace
 
@@ -51,7 +60,6 @@ READ_ONLY = {
 }
 DEFAULT_MAX_WALL_CLOCK = "P7D"
 _ID = re.compile(r"^[A-Za-z0-9_]{1,64}$")
-_ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def _check_ids(items: list[dict[str, Any]], where: str, reserved: set[str]) -> None:
@@ -71,8 +79,12 @@ def _check_ids(items: list[dict[str, Any]], where: str, reserved: set[str]) -> N
 def _check_toolkit(spec: dict[str, Any], key: str) -> None:
     settings = spec[key]
     target = f"properties.{key}"
+    most = MAX_PROCESSES_PER_NODE * spec["nodeCount"]
     if settings.get("processCount") is not None and settings["processCount"] < 1:
         raise InvalidInput("processCount must be 1 or more.", target=f"{target}.processCount")
+    for count in ("processCount", "workerCount", "parameterServerCount"):
+        if settings.get(count) is not None:
+            check_count(settings[count], most, f"{count} ({MAX_PROCESSES_PER_NODE} per node)", f"{target}.{count}")
     if key in PROCESS_COUNT and settings.get("processCount") is None:
         settings["processCount"] = spec["nodeCount"]
     if key == "cntkSettings":
@@ -98,6 +110,9 @@ def _check_toolkit(spec: dict[str, Any], key: str) -> None:
         for count in ("workerCount", "parameterServerCount"):
             if settings.get(count) is not None and settings[count] < (1 if count == "workerCount" else 0):
                 raise InvalidInput(f"{count} is out of range.", target=f"{target}.{count}")
+        if distributed.kind(spec) == "tensorflow":  # the counts it runs with, shown as Azure did
+            workers, servers = distributed.tensorflow_counts(spec)
+            settings["workerCount"], settings["parameterServerCount"] = workers, servers
     if key == "customToolkitSettings" and not (settings.get("commandLine") or "").strip():
         raise InvalidInput("customToolkitSettings.commandLine is required.", target=f"{target}.commandLine")
 
@@ -119,8 +134,7 @@ def build_spec(ctx: Ctx, props: JobProperties) -> tuple[dict[str, Any], clusters
         raise InvalidInput("cluster.id is required.", target="properties.cluster")
     if props.node_count is None:
         raise InvalidInput("nodeCount is required.", target="properties.nodeCount")
-    if not (props.std_out_err_path_prefix or "").strip():
-        raise InvalidInput("stdOutErrPathPrefix is required.", target="properties.stdOutErrPathPrefix")
+    check_node_path(props.std_out_err_path_prefix, "properties.stdOutErrPathPrefix")
     cluster = clusters.by_id(ctx, props.cluster.id, "properties.cluster.id")
     limit = clusters.capacity(cluster.spec)
     if props.node_count < 1 or props.node_count > limit:
@@ -132,18 +146,24 @@ def build_spec(ctx: Ctx, props: JobProperties) -> tuple[dict[str, Any], clusters
     _check_toolkit(spec, toolkits[0])
     _check_ids(spec.get("inputDirectories") or [], "inputDirectories", set())
     _check_ids(spec.get("outputDirectories") or [], "outputDirectories", {"stdouterr"})
+    for i, output in enumerate(spec.get("outputDirectories") or []):
+        check_node_path(output.get("pathPrefix"), f"properties.outputDirectories[{i}].pathPrefix")
+        check_no_climbing(output.get("pathSuffix") or "", f"properties.outputDirectories[{i}].pathSuffix")
     names: set[str] = set()
     for where in ("environmentVariables", "secrets"):
-        for i, variable in enumerate(spec.get(where) or []):
-            if not _ENV.match(variable["name"]) or variable["name"] in names:
-                raise InvalidInput(
-                    f"The variable name '{variable['name']}' is invalid or used twice.",
-                    target=f"properties.{where}[{i}].name",
-                )
-            names.add(variable["name"])
+        check_variables(spec.get(where) or [], f"properties.{where}", names)
+    for i, secret in enumerate(spec.get("secrets") or []):
+        if secret.get("value") is None and not secret.get("valueSecretReference"):
+            raise InvalidInput("A secret needs a value.", target=f"properties.secrets[{i}].value")
+    preparation = spec.get("jobPreparation")
+    if preparation is not None and not (preparation.get("commandLine") or "").strip():
+        raise InvalidInput("jobPreparation.commandLine is required.", target="properties.jobPreparation.commandLine")
     wall = props.constraints.max_wall_clock_time if props.constraints else None
-    if wall is not None and wall.total_seconds() <= 0:
-        raise InvalidInput("maxWallClockTime must be positive.", target="properties.constraints.maxWallClockTime")
+    if wall is not None and not timedelta(0) < wall <= timedelta(days=MAX_WALL_CLOCK_DAYS):
+        raise InvalidInput(
+            f"maxWallClockTime must be positive and at most {MAX_WALL_CLOCK_DAYS} days.",
+            target="properties.constraints.maxWallClockTime",
+        )
     spec.setdefault("constraints", {}).setdefault("maxWallClockTime", DEFAULT_MAX_WALL_CLOCK)
     spec["schedulingPriority"] = props.scheduling_priority or "normal"
     if spec.get("mountVolumes"):

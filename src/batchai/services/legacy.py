@@ -13,8 +13,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from batchai.errors import InvalidInput, NotFound
+from batchai.errors import NotFound
 from batchai.ids import PROVIDER, workspace_id
+from batchai.models.legacy import LegacyClusterInput, LegacyFileServerInput, LegacyJobInput
 from batchai.models.resources import ClusterInput, FileServerInput, JobInput, WorkspaceInput
 from batchai.services import experiments, groups, workspaces
 from batchai.services.context import Ctx, find
@@ -67,38 +68,35 @@ def legacy_id(resource_id: str) -> str:
     return f"{resource_id[:index]}/{PROVIDER}/{rest}"
 
 
-def _strip(body: dict[str, Any], *keys: str) -> dict[str, Any]:
-    return {k: v for k, v in body.items() if k not in keys}
-
-
-def cluster_input(body: dict[str, Any]) -> ClusterInput:
-    props = dict(body.get("properties") or {})
-    setup = (props.get("nodeSetup") or {}).get("setupTask")
-    if setup is not None:
-        props["nodeSetup"] = {**props["nodeSetup"], "setupTask": _strip(setup, "runElevated")}
+def cluster_input(body: LegacyClusterInput) -> ClusterInput:
+    """The modern cluster: the same properties less a setup task's ``runElevated`` (a node runs it as root)."""
+    props = body.properties.passed_on(exclude={"node_setup": {"setup_task": {"run_elevated"}}})
     return ClusterInput.model_validate({"properties": props})
 
 
-def file_server_input(body: dict[str, Any]) -> FileServerInput:
-    return FileServerInput.model_validate({"properties": dict(body.get("properties") or {})})
+def file_server_input(body: LegacyFileServerInput) -> FileServerInput:
+    return FileServerInput.model_validate({"properties": body.properties})
 
 
-def job_input(body: dict[str, Any]) -> tuple[JobInput, str, dict[str, Any]]:
+def job_input(body: LegacyJobInput) -> tuple[JobInput, str, dict[str, Any]]:
     """The modern job, its experiment name, and what only the old versions show (kept in the job's notes)."""
-    props = dict(body.get("properties") or {})
-    experiment = props.pop("experimentName", None) or EXPERIMENT
-    priority = props.pop("priority", None)
-    if priority is not None:
-        if not isinstance(priority, int) or isinstance(priority, bool) or not -1000 <= priority <= 1000:
-            raise InvalidInput("priority must be a whole number from -1000 to 1000.", target="properties.priority")
+    legacy = body.properties
+    props = legacy.passed_on(
+        exclude={
+            "experiment_name": True,
+            "priority": True,
+            "output_directories": {"__all__": {"type", "create_new"}},
+        }
+    )
+    experiment = legacy.experiment_name or EXPERIMENT
+    priority = legacy.priority or 0
+    if legacy.priority is not None:
         props["schedulingPriority"] = "high" if priority > 0 else "low" if priority < 0 else "normal"
-    outputs = props.get("outputDirectories") or []
-    props["outputDirectories"] = [_strip(o, "type", "createNew") for o in outputs] or None
-    if props["outputDirectories"] is None:
-        del props["outputDirectories"]
-    if isinstance(props.get("cluster"), dict) and props["cluster"].get("id"):
-        props["cluster"] = {"id": modern_id(str(props["cluster"]["id"]))}
-    extras = {"priority": priority or 0, "location": body.get("location"), "tags": body.get("tags") or {}}
+    if not props.get("outputDirectories"):
+        props.pop("outputDirectories", None)
+    if legacy.cluster is not None and legacy.cluster.id:
+        props["cluster"] = {"id": modern_id(legacy.cluster.id)}
+    extras = {"priority": priority, "location": body.location, "tags": body.tags or {}}
     return JobInput.model_validate({"properties": props}), experiment, extras
 
 

@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from batchai.errors import InvalidInput
-from batchai.ids import parse_child_id
+from batchai.ids import SHARE_NAME, STORAGE_ACCOUNT_NAME, check_name, parse_child_id
 from batchai.services.context import Ctx, find
 from batchai.storage.base import Volume, VolumeKind, clean_path
 from batchai.store.tables import FileServer, ResourceGroup, StorageAccount, Workspace
@@ -75,13 +75,17 @@ def normalise(ctx: Ctx, volumes: dict[str, Any], where: str) -> dict[str, Any]:
                 f"accountName '{share['accountName']}' does not match the account of {share['azureFileUrl']}.",
                 target=target + ".accountName",
             )
+        check_name("file share", name, SHARE_NAME, target=target + ".azureFileUrl")
         _require_volume(ctx, Volume(account, VolumeKind.SHARE, name), target)
         mount_path(share["relativeMountPath"], target + ".relativeMountPath")
-        shares.append({**share, "accountName": account})
+        # With Azure's default modes, as it showed them.
+        shares.append({"fileMode": "0777", "directoryMode": "0777", **share, "accountName": account})
     if shares:
         out["azureFileShares"] = shares
     for i, blob in enumerate(volumes.get("azureBlobFileSystems") or []):
         target = f"{where}.azureBlobFileSystems[{i}]"
+        check_name("storage account", blob["accountName"], STORAGE_ACCOUNT_NAME, target=target + ".accountName")
+        check_name("container", blob["containerName"], SHARE_NAME, target=target + ".containerName")
         _require_volume(ctx, Volume(blob["accountName"], VolumeKind.CONTAINER, blob["containerName"]), target)
         mount_path(blob["relativeMountPath"], target + ".relativeMountPath")
     for i, server in enumerate(volumes.get("fileServers") or []):

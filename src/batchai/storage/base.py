@@ -1,9 +1,12 @@
 """The storage backend contract. A backend stores file shares and blob containers of storage accounts.
 
-A *volume* is one share or one container: ``Volume(account, kind, name)``. Paths inside a volume are
-relative, ``/``-separated; every backend refuses (``InvalidPath``) a path that is absolute, has a ``..``
-segment, or (through a link) leads outside its volume. Writes are atomic: a reader sees the old file or
-the whole new one, never a part. Deleting what is already gone is not an error where noted.
+A *volume* is one share or one container: ``Volume(account, kind, name)``; account and volume names follow
+the rules they were created by (``check_account_name``, ``check_volume_name``). Paths inside a volume are
+relative, ``/``-separated; every backend refuses (``InvalidPath``, through ``volume_path``) a path that is
+absolute, has a ``..`` segment, a name too long for a file system, a name beginning with ``UPLOAD_PREFIX``
+(kept for uploads under way), or (through a link) leads outside its volume. Writes are atomic: a reader
+sees the old file or the whole new one, never a part. Deleting what is already gone is not an error where
+noted.
 """
 
 from __future__ import annotations
@@ -16,11 +19,29 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from batchai.errors import InvalidInput, NotFound
+from batchai.ids import SHARE_NAME, STORAGE_ACCOUNT_NAME, check_name
+
+MAX_NAME_BYTES = 255  # one file or directory name (NAME_MAX)
+MAX_PATH_BYTES = 2048  # a whole path in a volume (Azure Files' limit; well under PATH_MAX with the root)
+UPLOAD_PREFIX = ".batchai-upload-"  # temporary files of uploads under way; no stored name may begin so
 
 
 class VolumeKind(StrEnum):
     SHARE = "share"
     CONTAINER = "container"
+
+
+KIND_LABELS = {VolumeKind.SHARE: "file share", VolumeKind.CONTAINER: "container"}
+
+
+def check_account_name(account: str) -> str:
+    """Refuse a storage account name that ``storage account create`` would refuse (``InvalidResourceName``)."""
+    return check_name("storage account", account, STORAGE_ACCOUNT_NAME)
+
+
+def check_volume_name(kind: VolumeKind, name: str) -> str:
+    """Refuse a share or container name that creating it would refuse: never ``.``, ``..`` or a path."""
+    return check_name(KIND_LABELS[kind], name, SHARE_NAME)
 
 
 @dataclass(frozen=True)
@@ -31,7 +52,7 @@ class Volume:
 
     @property
     def label(self) -> str:
-        return f"{'file share' if self.kind is VolumeKind.SHARE else 'container'} '{self.name}'"
+        return f"{KIND_LABELS[self.kind]} '{self.name}'"
 
 
 @dataclass(frozen=True)
@@ -60,20 +81,56 @@ class PathNotFound(NotFound):
     code = "ResourceNotFound"
 
 
+def shown(path: str) -> str:
+    """``path`` printable: bytes that are not UTF-8 (a local file's name) as ``\\xff``."""
+    try:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:
+        return ascii(path)[1:-1]
+
+
 def clean_path(path: str, *, allow_root: bool = True) -> str:
-    """Normalise a relative volume path (``a//b/`` -> ``a/b``); refuse absolute paths and ``..``."""
+    """Normalise a relative path (``a//b/`` -> ``a/b``); refuse absolute paths, ``..`` and names no file system
+    takes (a NUL or ``\\``, over ``MAX_NAME_BYTES``, a path over ``MAX_PATH_BYTES``)."""
     if "\x00" in path or "\\" in path:
-        raise InvalidPath(f"The path '{path}' has a forbidden character.", target="path")
+        raise InvalidPath(f"The path '{shown(path)}' has a forbidden character ('\\' or NUL).", target="path")
     if path.startswith("/"):
         raise InvalidPath(
-            f"The path '{path}' is absolute; give a path relative to the share or container.", target="path"
+            f"The path '{shown(path)}' is absolute; give a path relative to the share or container.", target="path"
         )
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):
-        raise InvalidPath(f"The path '{path}' leaves its share or container ('..' is not allowed).", target="path")
+        raise InvalidPath(
+            f"The path '{shown(path)}' leaves its share or container ('..' is not allowed).", target="path"
+        )
+    try:
+        sizes = [len(p.encode("utf-8", "surrogateescape")) for p in parts]
+    except UnicodeEncodeError as exc:
+        raise InvalidPath(f"The path '{shown(path)}' is not valid UTF-8.", target="path") from exc
+    if any(size > MAX_NAME_BYTES for size in sizes):
+        raise InvalidPath(f"The path '{shown(path)}' has a name longer than {MAX_NAME_BYTES} bytes.", target="path")
+    if sum(sizes) + len(parts) - 1 > MAX_PATH_BYTES:
+        raise InvalidPath(f"The path is longer than {MAX_PATH_BYTES} bytes.", target="path")
     if not parts and not allow_root:
         raise InvalidPath("A file path is required.", target="path")
     return "/".join(parts)
+
+
+def volume_path(path: str, *, allow_root: bool = True) -> str:
+    """``clean_path`` for a path in a share or container, which must also be UTF-8 and use no name beginning
+    with ``UPLOAD_PREFIX``: the rule every backend applies, and the CLI before it sends anything."""
+    rel = clean_path(path, allow_root=allow_root)
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidPath(f"The path '{shown(path)}' is not valid UTF-8.", target="path") from exc
+    if any(part.startswith(UPLOAD_PREFIX) for part in rel.split("/")):
+        raise InvalidPath(
+            f"The path '{shown(path)}' uses a reserved name: names beginning with '{UPLOAD_PREFIX}' are kept for "
+            "uploads under way.",
+            target="path",
+        )
+    return rel
 
 
 class StorageBackend(Protocol):

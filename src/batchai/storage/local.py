@@ -10,14 +10,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
+from batchai.errors import InvalidInput
 from batchai.storage.base import (
+    UPLOAD_PREFIX,
     Entry,
     InvalidPath,
     PathNotFound,
     Volume,
     VolumeKind,
     VolumeNotFound,
-    clean_path,
+    check_account_name,
+    check_volume_name,
+    volume_path,
 )
 
 _FOLDERS = {VolumeKind.SHARE: "shares", VolumeKind.CONTAINER: "containers"}
@@ -31,8 +35,12 @@ class LocalStorage:
         self.root.mkdir(parents=True, exist_ok=True)
 
     # -- volumes -------------------------------------------------------------------------------------
+    def _account_dir(self, account: str) -> Path:
+        return self.root / check_account_name(account)
+
     def _volume_dir(self, volume: Volume) -> Path:
-        return self.root / volume.account / _FOLDERS[volume.kind] / volume.name
+        """The volume's directory; a name that is not a valid one (``..``, ``.``) never becomes a path."""
+        return self._account_dir(volume.account) / _FOLDERS[volume.kind] / check_volume_name(volume.kind, volume.name)
 
     def _existing_volume_dir(self, volume: Volume) -> Path:
         directory = self._volume_dir(volume)
@@ -59,19 +67,22 @@ class LocalStorage:
         return True
 
     def delete_account(self, account: str) -> None:
-        shutil.rmtree(self.root / account, ignore_errors=True)
+        shutil.rmtree(self._account_dir(account), ignore_errors=True)
 
     def volume_exists(self, volume: Volume) -> bool:
-        return self._volume_dir(volume).is_dir()
+        try:
+            return self._volume_dir(volume).is_dir()
+        except InvalidInput:
+            return False  # no volume has an invalid name
 
     def list_volumes(self, account: str, kind: VolumeKind) -> list[str]:
-        folder = self.root / account / _FOLDERS[kind]
+        folder = self._account_dir(account) / _FOLDERS[kind]
         return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
 
     # -- paths ---------------------------------------------------------------------------------------
     def _resolve(self, volume: Volume, path: str, *, allow_root: bool = True) -> tuple[Path, str]:
         """The host path of ``path`` in ``volume``, refusing anything that leads outside it."""
-        rel = clean_path(path, allow_root=allow_root)
+        rel = volume_path(path, allow_root=allow_root)
         base = self._existing_volume_dir(volume)
         target = base / rel if rel else base
         real_base = os.path.realpath(base)
@@ -105,7 +116,7 @@ class LocalStorage:
         out: list[Entry] = []
         children = sorted(target.rglob("*") if recursive else target.iterdir())
         for child in children:
-            if child.name.startswith(".batchai-upload-"):
+            if child.name.startswith(UPLOAD_PREFIX):
                 continue  # an upload still under way
             real = os.path.realpath(child)
             if real != real_base and not real.startswith(real_base + os.sep):
@@ -127,7 +138,7 @@ class LocalStorage:
         return True
 
     def remove(self, volume: Volume, path: str, *, recursive: bool = False) -> bool:
-        rel = clean_path(path, allow_root=False)
+        rel = volume_path(path, allow_root=False)
         parent, _ = self._resolve(volume, rel.rpartition("/")[0])
         link = parent / rel.rpartition("/")[2]
         if link.is_symlink():  # a link is removed itself, wherever it points
@@ -157,7 +168,7 @@ class LocalStorage:
         except (FileExistsError, NotADirectoryError) as exc:
             raise InvalidPath(f"Cannot write '{rel}': a file is in the way of its directory.", target=rel) from exc
         self._resolve(volume, path, allow_root=False)  # the parents may have been links: check again
-        fd, tmp_name = tempfile.mkstemp(prefix=".batchai-upload-", dir=target.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=UPLOAD_PREFIX, dir=target.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
                 async for chunk in chunks:

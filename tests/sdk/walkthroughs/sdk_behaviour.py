@@ -209,6 +209,9 @@ def main(group: str) -> dict[str, Any]:
             group, ws, exp, "work", models.JobsListOutputFilesOptions(outputdirectoryid="stdouterr")
         )
     )
+    # The POST lists page too: 7.0.0 follows their nextLink with GET, 2.0.0 with POST.
+    one_by_one = models.JobsListOutputFilesOptions(outputdirectoryid="stdouterr", max_results=1)
+    out["file_pages"] = s.pages(client.jobs.list_output_files(group, ws, exp, "work", one_by_one))
     out["job"] = {
         "execution_state": str(done.execution_state),
         "tool_type": str(done.tool_type),

@@ -44,6 +44,7 @@ def list_clusters(sub: str, group: str, workspace: str, request: Request) -> Any
 
 
 @router.post(CLUSTER + "/listRemoteLoginInformation")
+@router.get(CLUSTER + "/listRemoteLoginInformation", include_in_schema=False)  # nextLink, by GET
 def cluster_remote_login(sub: str, group: str, workspace: str, cluster: str, request: Request) -> Any:
     """The cluster's nodes: local nodes are this host; Ray nodes their machines."""
     logins = run(request, lambda ctx: clusters.remote_logins(clusters.get(ctx, sub, group, workspace, cluster)))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from batchai.api import links
 from batchai.api.deps import run
-from batchai.errors import InvalidInput, NotFound
-from batchai.services.job_files import parse_resource
+from batchai.errors import InvalidInput
+from batchai.services.job_files import open_host_file, parse_resource
 from batchai.storage.base import iter_file
 
 router = APIRouter(tags=["downloads"])
@@ -16,10 +18,12 @@ router = APIRouter(tags=["downloads"])
 
 @router.get("/download/{name}")
 def download(name: str, r: str, se: str, sig: str, request: Request) -> StreamingResponse:
+    """The file a signed link names; ``{name}`` is not signed, so the file's own name is the one it is sent as."""
     state = request.app.state
     location = parse_resource(links.verify(state.signing_key, r, se, sig, state.clock().timestamp()))
     if location.volume is not None:
         volume, path = location.volume, location.path
+        filename = path.rsplit("/", 1)[-1]
         entry = run(request, lambda ctx: ctx.storage.stat(volume, path))
         if entry.is_directory:
             raise InvalidInput("The link names a directory.", target="r")
@@ -27,11 +31,9 @@ def download(name: str, r: str, se: str, sig: str, request: Request) -> Streamin
         size = entry.size
     else:
         assert location.host is not None
-        if not location.host.is_file():
-            raise NotFound("The file no longer exists.", target=name)
-        handle = location.host.open("rb")
-        size = location.host.stat().st_size
-    headers = {"Content-Disposition": f'attachment; filename="{name}"', "Accept-Ranges": "bytes"}
+        filename = location.host.name
+        handle, size = open_host_file(location.host)
+    headers = {"Content-Disposition": content_disposition(filename), "Accept-Ranges": "bytes"}
     start = _range_start(request.headers.get("range"), size)
     if start is None:
         headers["Content-Length"] = str(size)
@@ -40,6 +42,14 @@ def download(name: str, r: str, se: str, sig: str, request: Request) -> Streamin
     headers["Content-Length"] = str(size - start)
     headers["Content-Range"] = f"bytes {start}-{max(size - 1, start)}/{size}"
     return StreamingResponse(iter_file(handle), status_code=206, media_type="application/octet-stream", headers=headers)
+
+
+def content_disposition(filename: str) -> str:
+    """``attachment`` with the name as RFC 6266 gives it: an ASCII fallback (anything else, quotes and controls as
+    ``_``) and the exact name, UTF-8 percent-encoded (RFC 5987); no name can break or extend the header."""
+    fallback = "".join(c if " " <= c <= "~" and c not in '"\\' else "_" for c in filename) or "download"
+    exact = quote(filename.encode("utf-8", "surrogateescape"), safe="")
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{exact}"
 
 
 def _range_start(header: str | None, size: int) -> int | None:

@@ -60,6 +60,7 @@ def delete_job(sub: str, group: str, workspace: str, experiment: str, job: str, 
 
 
 @router.post(JOB + "/listOutputFiles")
+@router.get(JOB + "/listOutputFiles", include_in_schema=False)  # nextLink, by GET
 def list_output_files(
     sub: str,
     group: str,
@@ -123,6 +124,7 @@ def job_exec_on_node(
 
 
 @router.post(JOB + "/listRemoteLoginInformation")
+@router.get(JOB + "/listRemoteLoginInformation", include_in_schema=False)  # nextLink, by GET
 def job_remote_login(sub: str, group: str, workspace: str, experiment: str, job: str, request: Request) -> Any:
     """The nodes the job runs or ran on."""
     logins = run(request, lambda ctx: jobs.remote_logins(ctx, jobs.get(ctx, sub, group, workspace, experiment, job)))

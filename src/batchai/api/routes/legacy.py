@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from batchai.api import render
 from batchai.api.deps import delete_in_two_steps, page, respond, run, wait_jobs_ended
 from batchai.api.routes import BATCHAI, SUB
 from batchai.api.routes.jobs import output_files
 from batchai.errors import ApiError, InvalidInput
+from batchai.models.legacy import LegacyClusterInput, LegacyClusterPatch, LegacyFileServerInput, LegacyJobInput
+from batchai.models.resources import ClusterPatch, ClusterPatchProperties
 from batchai.services import clusters, file_servers, jobs, legacy
 from batchai.services.context import Ctx
 from batchai.store.tables import Cluster, FileServer, Job
@@ -58,7 +60,7 @@ def _job(row: Job) -> dict[str, Any]:
 
 # -- clusters -------------------------------------------------------------------------------------------
 @router.put(CLUSTER)
-def put_cluster(sub: str, group: str, cluster: str, request: Request, body: dict[str, Any] = Body(...)) -> Any:
+def put_cluster(sub: str, group: str, cluster: str, body: LegacyClusterInput, request: Request) -> Any:
     def work(ctx: Ctx) -> dict[str, Any]:
         legacy.workspace(ctx, sub, group, create=True)
         row, _ = clusters.put(ctx, sub, group, legacy.WORKSPACE, cluster, legacy.cluster_input(body))
@@ -68,10 +70,8 @@ def put_cluster(sub: str, group: str, cluster: str, request: Request, body: dict
 
 
 @router.patch(CLUSTER)
-def patch_cluster(sub: str, group: str, cluster: str, request: Request, body: dict[str, Any] = Body(...)) -> Any:
-    from batchai.models.resources import ClusterPatch
-
-    patch = ClusterPatch.model_validate({"properties": (body.get("properties") or {})})
+def patch_cluster(sub: str, group: str, cluster: str, body: LegacyClusterPatch, request: Request) -> Any:
+    patch = ClusterPatch(properties=body.properties or ClusterPatchProperties())
 
     def work(ctx: Ctx) -> dict[str, Any]:
         legacy.require_workspace(ctx, sub, group, "cluster", cluster)
@@ -135,6 +135,7 @@ def delete_cluster(sub: str, group: str, cluster: str, request: Request) -> Resp
 
 
 @router.post(CLUSTER + "/listRemoteLoginInformation")
+@router.get(CLUSTER + "/listRemoteLoginInformation", include_in_schema=False)  # nextLink, by GET
 def cluster_remote_login(sub: str, group: str, cluster: str, request: Request) -> Any:
     def work(ctx: Ctx) -> list[dict[str, Any]]:
         legacy.require_workspace(ctx, sub, group, "cluster", cluster)
@@ -145,7 +146,7 @@ def cluster_remote_login(sub: str, group: str, cluster: str, request: Request) -
 
 # -- file servers ---------------------------------------------------------------------------------------
 @router.put(FILE_SERVER)
-def put_file_server(sub: str, group: str, server: str, request: Request, body: dict[str, Any] = Body(...)) -> Any:
+def put_file_server(sub: str, group: str, server: str, body: LegacyFileServerInput, request: Request) -> Any:
     def work(ctx: Ctx) -> dict[str, Any]:
         legacy.workspace(ctx, sub, group, create=True)
         row, _ = file_servers.put(ctx, sub, group, legacy.WORKSPACE, server, legacy.file_server_input(body))
@@ -185,7 +186,7 @@ def delete_file_server(sub: str, group: str, server: str, request: Request) -> R
 
 # -- jobs -----------------------------------------------------------------------------------------------
 @router.put(JOB)
-def put_job(sub: str, group: str, job: str, request: Request, body: dict[str, Any] = Body(...)) -> Any:
+def put_job(sub: str, group: str, job: str, body: LegacyJobInput, request: Request) -> Any:
     job_body, experiment, extras = legacy.job_input(body)
 
     def work(ctx: Ctx) -> dict[str, Any]:
@@ -249,6 +250,7 @@ def delete_job(sub: str, group: str, job: str, request: Request) -> Response:
 
 
 @router.post(JOB + "/listOutputFiles")
+@router.get(JOB + "/listOutputFiles", include_in_schema=False)  # nextLink, by GET
 def list_output_files(
     sub: str,
     group: str,
@@ -270,5 +272,6 @@ def list_output_files(
 
 
 @router.post(JOB + "/listRemoteLoginInformation")
+@router.get(JOB + "/listRemoteLoginInformation", include_in_schema=False)  # nextLink, by GET
 def job_remote_login(sub: str, group: str, job: str, request: Request) -> Any:
     return page(request, run(request, lambda ctx: jobs.remote_logins(ctx, legacy.require_job(ctx, sub, group, job))))

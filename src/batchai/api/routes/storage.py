@@ -18,10 +18,9 @@ from batchai.errors import InvalidInput
 from batchai.models.resources import StorageAccountInput
 from batchai.services import storage, storage_accounts
 from batchai.services.context import Ctx
-from batchai.storage.base import Entry, Volume, VolumeKind, iter_file
+from batchai.storage.base import Entry, Volume, VolumeKind, check_account_name, check_volume_name, iter_file
 
 accounts = APIRouter(dependencies=[Depends(any_api_version)], tags=["storage accounts"])
-data = APIRouter(tags=["storage"])
 ACCOUNT = GROUP + "/providers/Microsoft.Storage/storageAccounts/{account}"
 
 
@@ -95,6 +94,19 @@ KINDS = {
     Collection.shares: (VolumeKind.SHARE, Items.files),
     Collection.containers: (VolumeKind.CONTAINER, Items.blobs),
 }
+
+
+def valid_names(request: Request) -> None:
+    """Every data-plane route first checks its account and volume names by the rules they were created by, so a
+    name such as ``..`` (also sent as ``%2e%2e``) is a 400 before anything is looked up or touched."""
+    params = request.path_params
+    check_account_name(params["account"])
+    if "volume" in params:
+        kind = VolumeKind.SHARE if params.get("collection") == Collection.shares else VolumeKind.CONTAINER
+        check_volume_name(kind, params["volume"])
+
+
+data = APIRouter(tags=["storage"], dependencies=[Depends(valid_names)])
 
 
 def _kind(collection: Collection, items: Items | None = None) -> VolumeKind:

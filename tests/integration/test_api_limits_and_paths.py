@@ -1,0 +1,200 @@
+"""What one request may ask of the nodes (sizes, process counts, wall-clock limits, paths, variables) is
+bounded and checked: bad values are refused with a 400 and change nothing, and the scheduler keeps going."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Server, arm_error, url, wait_for
+from tests.integration.jobkit import Bench, make_bench
+
+
+@pytest.fixture(scope="module")
+def bench(shared_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Bench:
+    bench = make_bench(shared_server, "limits.rg", tmp_path_factory.mktemp("limits"))
+    bench.cluster("c", target=1)
+    bench.wait_nodes("c", idle=1)
+    return bench
+
+
+def put_job(bench: Bench, name: str, **props: Any) -> httpx.Response:
+    body: dict[str, Any] = {
+        "cluster": {"id": f"{bench.ws}/clusters/c"},
+        "nodeCount": 1,
+        "stdOutErrPathPrefix": str(bench.tmp / "logs"),
+        "customToolkitSettings": {"commandLine": "true"},
+    }
+    body.update(props)
+    return bench.server.http.put(url(bench.job_path(name)), json={"properties": body})
+
+
+def refused(response: httpx.Response, target: str, words: str) -> None:
+    error = arm_error(response, 400)
+    assert error["target"] == target and words in error["message"], error
+
+
+def test_cluster_sizes_are_bounded(bench: Bench) -> None:
+    http = bench.server.http
+    huge = {"properties": {"vmSize": "A", "scaleSettings": {"manual": {"targetNodeCount": 2**64}}}}
+    refused(http.put(url(f"{bench.ws}/clusters/huge"), json=huge), "properties.scaleSettings.manual", "at most 1000")
+    auto = {"vmSize": "A", "scaleSettings": {"autoScale": {"minimumNodeCount": 0, "maximumNodeCount": 10**6}}}
+    refused(
+        http.put(url(f"{bench.ws}/clusters/huge"), json={"properties": auto}),
+        "properties.scaleSettings.autoScale",
+        "at most 1000",
+    )
+    assert http.get(url(f"{bench.ws}/clusters/huge")).status_code == 404  # nothing made
+    resize = {"properties": {"scaleSettings": {"manual": {"targetNodeCount": 99999999999999}}}}
+    refused(http.patch(url(f"{bench.ws}/clusters/c"), json=resize), "properties.scaleSettings.manual", "at most")
+    assert bench.cluster_state("c")["scaleSettings"]["manual"]["targetNodeCount"] == 1  # unchanged
+
+
+def test_process_counts_and_wall_clock_limits_are_bounded(bench: Bench) -> None:
+    tf = {"pythonScriptFilePath": "x.py", "workerCount": 10**9}
+    refused(
+        put_job(bench, "tf", customToolkitSettings=None, tensorFlowSettings=tf),
+        "properties.tensorFlowSettings.workerCount",
+        "at most 256",
+    )
+    torch = {"pythonScriptFilePath": "x.py", "processCount": 2**40}
+    refused(
+        put_job(bench, "pt", customToolkitSettings=None, pyTorchSettings=torch),
+        "properties.pyTorchSettings.processCount",
+        "at most",
+    )
+    for limit, words in (
+        ("P99999999D", "at most 3650 days"),
+        ("P1000000000D", "out of range"),
+        (1e300, "out of range"),
+    ):
+        refused(
+            put_job(bench, "long", constraints={"maxWallClockTime": limit}),
+            "properties.constraints.maxWallClockTime",
+            words,
+        )
+    assert put_job(bench, "year", constraints={"maxWallClockTime": "P365D"}).status_code == 200
+    # Nothing of the refused jobs exists, and the scheduler still runs the rest.
+    assert bench.server.http.get(url(bench.job_path("tf"))).status_code == 404
+    assert bench.wait_job("year")["executionState"] == "succeeded"
+
+
+def test_paths_on_the_node_stay_where_they_belong(bench: Bench) -> None:
+    out = str(bench.tmp / "out")
+    cases: list[tuple[dict[str, Any], str]] = [
+        ({"stdOutErrPathPrefix": "relative/logs"}, "properties.stdOutErrPathPrefix"),
+        ({"stdOutErrPathPrefix": "$AZ_BATCHAI_JOB_MOUNT_ROOT/logs/../../x"}, "properties.stdOutErrPathPrefix"),
+        ({"outputDirectories": [{"id": "O", "pathPrefix": ""}]}, "properties.outputDirectories[0].pathPrefix"),
+        (
+            {"outputDirectories": [{"id": "O", "pathPrefix": f"{out}/../.."}]},
+            "properties.outputDirectories[0].pathPrefix",
+        ),
+        (
+            {"outputDirectories": [{"id": "O", "pathPrefix": out, "pathSuffix": "../../.."}]},
+            "properties.outputDirectories[0].pathSuffix",
+        ),
+        (
+            {"environmentVariables": [{"name": "AZ_BATCHAI_JOB_MOUNT_ROOT", "value": "/"}]},
+            "properties.environmentVariables[0].name",
+        ),
+        ({"secrets": [{"name": "TOKEN", "value": None}]}, "properties.secrets[0].value"),
+        ({"jobPreparation": {"commandLine": " "}}, "properties.jobPreparation.commandLine"),
+    ]
+    for props, target in cases:
+        error = arm_error(put_job(bench, "bad", **props), 400)
+        assert error["target"] == target, (props, error)
+    assert bench.server.http.get(url(bench.job_path("bad"))).status_code == 404
+    assert not Path("relative").exists() and not (bench.tmp / "x").exists()
+    # A subscription id is a name too: it becomes part of every output path.
+    dotted = bench.server.http.get(
+        url("/subscriptions/%2e%2e/resourceGroups/limits.rg/providers/Microsoft.BatchAI/workspaces")
+    )
+    assert arm_error(dotted, 400)["target"] == "subscription"
+    # A container or share named '..' in mountVolumes does not reach past its account.
+    blob = {"azureBlobFileSystems": [{"accountName": "acct", "containerName": "../../..", "relativeMountPath": "h"}]}
+    refused(
+        put_job(bench, "bad", mountVolumes=blob),
+        "properties.mountVolumes.azureBlobFileSystems[0].containerName",
+        "invalid",
+    )
+    share = {"azureFileShares": [{"azureFileUrl": "https://acct.file.core.windows.net/..", "relativeMountPath": "s"}]}
+    refused(
+        put_job(bench, "bad", mountVolumes=share), "properties.mountVolumes.azureFileShares[0].azureFileUrl", "invalid"
+    )
+    setup = {"setupTask": {"commandLine": "true", "stdOutErrPathPrefix": "/tmp/../etc"}}
+    body = {"properties": {"vmSize": "A", "scaleSettings": {"manual": {"targetNodeCount": 0}}, "nodeSetup": setup}}
+    response = bench.server.http.put(url(f"{bench.ws}/clusters/setup"), json=body)
+    refused(response, "properties.nodeSetup.setupTask.stdOutErrPathPrefix", "'..'")
+
+
+def test_an_empty_name_is_not_found_rather_than_redirected(bench: Bench) -> None:
+    response = bench.server.http.get(url(f"{bench.ws}/clusters/"))
+    assert response.status_code == 404 and "error" in response.json()
+    result = bench.server.cli("cluster", "show", "-g", "limits.rg", "-w", "ws", "-n", "")
+    assert result.code != 0 and result.stderr.startswith("ERROR:")
+
+
+def test_no_job_starts_on_a_cluster_being_deleted(shared_server: Server, tmp_path: Path) -> None:
+    bench = make_bench(shared_server, "deleting.rg", tmp_path)
+    bench.cluster("c", target=1)
+    bench.wait_nodes("c", idle=1)
+    bench.submit("long", customToolkitSettings={"commandLine": "sleep 30"})
+    bench.wait_job("long", ("running",))
+    http = shared_server.http
+    # The delete waits for the running job to stop: meanwhile the cluster is "deleting".
+    with httpx.Client(base_url=shared_server.endpoint, headers=http.headers, timeout=60) as other:
+        done: list[int] = []
+        thread = threading.Thread(target=lambda: done.append(other.delete(url(f"{bench.ws}/clusters/c")).status_code))
+        thread.start()
+        wait_for(
+            lambda: bench.cluster_state("c")["provisioningState"] == "deleting", message="the cluster to be deleting"
+        )
+        error = arm_error(put_job(bench, "late"), 409)
+        assert error["code"] == "ClusterBeingDeleted"
+        resize = {"properties": {"scaleSettings": {"manual": {"targetNodeCount": 2}}}}
+        assert arm_error(http.patch(url(f"{bench.ws}/clusters/c"), json=resize), 409)["code"] == "ClusterBeingDeleted"
+        thread.join(timeout=60)
+    assert done == [200]
+    assert bench.job("long")["executionState"] == "failed"
+    assert http.get(url(bench.job_path("late"))).status_code == 404
+
+
+def test_a_location_is_a_location_name(bench: Bench) -> None:
+    groups = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups"
+    for location in ("", "a\u0000b", " eastus"):
+        response = bench.server.http.put(url(f"{groups}/loc.rg", "2021-04-01"), json={"location": location})
+        assert arm_error(response, 400)["target"] == "location", location
+    assert bench.server.http.get(url(f"{groups}/loc.rg", "2021-04-01")).status_code == 404
+    assert bench.server.http.put(url(f"{groups}/loc.rg", "2021-04-01"), json={"location": "East US"}).status_code == 201
+
+
+def test_links_a_job_makes_in_a_host_output_folder_are_not_served(bench: Bench, tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the link's holder")
+    out = tmp_path / "out"
+    command = (
+        f"mkdir -p $AZ_BATCHAI_OUTPUT_O/real && echo mine > $AZ_BATCHAI_OUTPUT_O/real/model.bin && "
+        f"ln -s {secret} $AZ_BATCHAI_OUTPUT_O/link.txt && ln -s {tmp_path} $AZ_BATCHAI_OUTPUT_O/linkdir && "
+        "printf x > $AZ_BATCHAI_OUTPUT_O/$(printf 'bad\\377name')"
+    )
+    bench.submit(
+        "links", customToolkitSettings={"commandLine": command}, outputDirectories=[{"id": "O", "pathPrefix": str(out)}]
+    )
+    assert bench.wait_job("links")["executionState"] == "succeeded"
+    assert set(bench.files("links", "O")) == {"real"}  # no links, no name that is not UTF-8
+    assert set(bench.files("links", "O", "real")) == {"model.bin"}
+    response = bench.server.http.post(
+        url(bench.job_path("links") + "/listOutputFiles") + "&outputdirectoryid=O&directory=linkdir"
+    )
+    assert arm_error(response, 404)["code"] == "PathNotFound"
+    # A file that becomes a link after its download link was made is not followed either.
+    link = bench.files("links", "O", "real")["model.bin"]["downloadUrl"]
+    assert httpx.get(link).text == "mine\n"
+    model = next(out.rglob("model.bin"))
+    model.unlink()
+    model.symlink_to(secret)
+    assert httpx.get(link).status_code == 404
