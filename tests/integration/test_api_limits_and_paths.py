@@ -142,7 +142,8 @@ def test_no_job_starts_on_a_cluster_being_deleted(shared_server: Server, tmp_pat
     bench = make_bench(shared_server, "deleting.rg", tmp_path)
     bench.cluster("c", target=1)
     bench.wait_nodes("c", idle=1)
-    bench.submit("long", customToolkitSettings={"commandLine": "sleep 30"})
+    # It ignores SIGTERM: the cluster stays "deleting" for the grace period (3 s in tests) until it is killed.
+    bench.submit("long", customToolkitSettings={"commandLine": "trap '' TERM; sleep 30 & wait; sleep 30"})
     bench.wait_job("long", ("running",))
     http = shared_server.http
     # The delete waits for the running job to stop: meanwhile the cluster is "deleting".
@@ -198,3 +199,20 @@ def test_links_a_job_makes_in_a_host_output_folder_are_not_served(bench: Bench, 
     model.unlink()
     model.symlink_to(secret)
     assert httpx.get(link).status_code == 404
+
+
+def test_a_storage_account_takes_azure_skus_and_keeps_its_location(bench: Bench) -> None:
+    group = f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/{bench.group}"
+    accounts = f"{group}/providers/Microsoft.Storage/storageAccounts"
+    http = bench.server.http
+    weird = http.put(url(f"{accounts}/weirdsku", "2023-01-01"), json={"sku": {"name": "Weird_SKU"}})
+    assert arm_error(weird, 400)["target"] == "sku.name"
+    assert http.get(url(f"{accounts}/weirdsku", "2023-01-01")).status_code == 404
+    made = http.put(url(f"{accounts}/skuok", "2023-01-01"), json={"sku": {"name": "standard_grs"}, "kind": "storagev2"})
+    assert (
+        made.status_code in (200, 201)
+        and made.json()["sku"]["name"] == "Standard_GRS"
+        and made.json()["kind"] == "StorageV2"
+    )
+    moved = http.put(url(f"{accounts}/skuok", "2023-01-01"), json={"location": "westeurope"})
+    assert arm_error(moved, 400)["code"] == "LocationCannotBeChanged"

@@ -71,7 +71,7 @@ def test_account_create_show_list_delete(shared_server: Server) -> None:
     assert endpoints["file"].endswith("/storage/salife1/shares/")
     assert endpoints["blob"].endswith("/storage/salife1/containers/")
 
-    again = put_account(srv, "sa-life", "salife1", tags={"team": "vision"})
+    again = put_account(srv, "sa-life", "salife1", location="westus2", tags={"team": "vision"})
     assert again.status_code == 200, again.text
     assert again.json()["tags"] == {"team": "vision"}
     assert put_account(srv, "sa-life", "salife2").status_code == 201

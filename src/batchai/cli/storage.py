@@ -25,23 +25,12 @@ from batchai.cli.client import Client, error_message
 from batchai.cli.common import SpaceSeparated, command, confirm, yes_option
 from batchai.cli.errors import CliError
 from batchai.cli.transfer import CHUNK, download, progress_bar
-from batchai.storage.base import InvalidPath, shown, volume_path
+from batchai.storage.base import KINDS, SKUS, InvalidPath, shown, volume_path
 
 STORAGE_API = "2023-01-01"
 # 404 codes that mean "the share, container, file or directory is not there" (not a missing account).
 VOLUME_MISSING = frozenset({"ShareNotFound", "ContainerNotFound"})
 PATH_MISSING = frozenset({"ResourceNotFound"})
-SKUS = (
-    "Standard_LRS",
-    "Standard_GRS",
-    "Standard_RAGRS",
-    "Standard_ZRS",
-    "Premium_LRS",
-    "Premium_ZRS",
-    "Standard_GZRS",
-    "Standard_RAGZRS",
-)
-KINDS = ("StorageV2", "Storage", "BlobStorage", "FileStorage", "BlockBlobStorage")
 
 
 @click.group("storage", help="Manage storage accounts, file shares and blob containers.")

@@ -5,12 +5,21 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from batchai.errors import Conflict
+from batchai.errors import Conflict, InvalidInput
 from batchai.ids import STORAGE_ACCOUNT_NAME, check_name
 from batchai.models.resources import StorageAccountInput
 from batchai.services import groups
 from batchai.services.context import Ctx, find, require
+from batchai.storage.base import KINDS, SKUS
 from batchai.store.tables import ResourceGroup, StorageAccount
+
+
+def _one_of(value: str, choices: tuple[str, ...], target: str) -> str:
+    """``value`` spelled as Azure spells it (ARM matches these names case-insensitively)."""
+    match = next((c for c in choices if c.lower() == value.lower()), None)
+    if match is None:
+        raise InvalidInput(f"'{value}' is not a valid {target}: use one of {', '.join(choices)}.", target=target)
+    return match
 
 
 def get(ctx: Ctx, sub: str, group: str, name: str) -> StorageAccount:
@@ -34,6 +43,12 @@ def put(ctx: Ctx, sub: str, group: str, name: str, body: StorageAccountInput) ->
                 code="StorageAccountAlreadyTaken",
                 target=name,
             )
+        if body.location and body.location.lower() != row.location.lower():
+            raise InvalidInput(
+                f"The storage account '{name}' exists in location '{row.location}'; its location cannot change.",
+                code="LocationCannotBeChanged",
+                target="location",
+            )
         if body.tags is not None:
             row.tags = dict(body.tags)
         return row, False
@@ -43,8 +58,8 @@ def put(ctx: Ctx, sub: str, group: str, name: str, body: StorageAccountInput) ->
         name=name,
         key=name,
         location=body.location or parent.location,
-        sku=(body.sku.name if body.sku else "Standard_LRS"),
-        kind=body.kind or "StorageV2",
+        sku=_one_of(body.sku.name, SKUS, "sku.name") if body.sku else "Standard_LRS",
+        kind=_one_of(body.kind, KINDS, "kind") if body.kind else "StorageV2",
         tags=dict(body.tags or {}),
         created_at=now,
         provisioning_state="Succeeded",

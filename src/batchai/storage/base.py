@@ -23,6 +23,18 @@ from batchai.ids import SHARE_NAME, STORAGE_ACCOUNT_NAME, check_name
 
 MAX_NAME_BYTES = 255  # one file or directory name (NAME_MAX)
 MAX_PATH_BYTES = 2048  # a whole path in a volume (Azure Files' limit; well under PATH_MAX with the root)
+# The storage account SKUs and kinds an account may be created with (names as Azure spells them).
+SKUS = (
+    "Standard_LRS",
+    "Standard_GRS",
+    "Standard_RAGRS",
+    "Standard_ZRS",
+    "Premium_LRS",
+    "Premium_ZRS",
+    "Standard_GZRS",
+    "Standard_RAGZRS",
+)
+KINDS = ("StorageV2", "Storage", "BlobStorage", "FileStorage", "BlockBlobStorage")
 UPLOAD_PREFIX = ".batchai-upload-"  # temporary files of uploads under way; no stored name may begin so
 
 
