@@ -216,3 +216,18 @@ def test_a_storage_account_takes_azure_skus_and_keeps_its_location(bench: Bench)
     )
     moved = http.put(url(f"{accounts}/skuok", "2023-01-01"), json={"location": "westeurope"})
     assert arm_error(moved, 400)["code"] == "LocationCannotBeChanged"
+
+
+def test_output_paths_are_checked_again_once_their_variables_are_expanded(bench: Bench, tmp_path: Path) -> None:
+    out = str(tmp_path / "out")
+    check = 'test -d "$AZ_BATCHAI_OUTPUT_Mixed" && test "$AZ_BATCHAI_OUTPUT_Mixed" = "$AZ_BATCHAI_OUTPUT_MIXED"'
+    bench.submit(
+        "mixed", customToolkitSettings={"commandLine": check}, outputDirectories=[{"id": "Mixed", "pathPrefix": out}]
+    )
+    assert bench.wait_job("mixed")["executionState"] == "succeeded"  # the id as written, and in upper case
+    unset = [{"id": "O", "pathPrefix": "$BATCHAI_TEST_UNSET/out"}]
+    bench.submit("unset", customToolkitSettings={"commandLine": "true"}, outputDirectories=unset)
+    failed = bench.wait_job("unset")
+    assert failed["executionState"] == "failed", failed
+    assert "is not an absolute path" in failed["executionInfo"]["errors"][0]["message"]
+    assert not Path("$BATCHAI_TEST_UNSET").exists() and not list(bench.server.home.rglob("$BATCHAI_TEST_UNSET"))

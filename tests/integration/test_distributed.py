@@ -200,6 +200,8 @@ def test_tensorflow_gets_its_cluster_spec(dist: Bench) -> None:
     tf = script(dist, "tf.py", TF)
     settings = {
         "pythonScriptFilePath": str(tf),
+        # As Batch AI's recipes: the master's arguments go to worker 0, the workers' to the others.
+        "masterCommandLineArgs": "--job_name=worker --task_index=$AZ_BATCHAI_TASK_INDEX --chief",
         "workerCommandLineArgs": "--job_name=worker --task_index=$AZ_BATCHAI_TASK_INDEX",
         "parameterServerCommandLineArgs": "--job_name=ps --task_index=$AZ_BATCHAI_TASK_INDEX",
         "workerCount": 2,
@@ -218,7 +220,7 @@ def test_tensorflow_gets_its_cluster_spec(dist: Bench) -> None:
         assert result["worker_hosts"] == ",".join(cluster["worker"])
         assert result["ps_hosts"] == ",".join(cluster["ps"])
         assert result["task_index"] == str(index)
-        assert result["argv"] == ["--job_name=worker", f"--task_index={index}"]
+        assert result["argv"] == ["--job_name=worker", f"--task_index={index}", *(["--chief"] if index == 0 else [])]
         assert result["replies"] == ["ps 0"]  # it reached the parameter server at its address
     logs = dist.stdouterr("tf")
     assert {"stdout.txt", "stdout-wk-1.txt", "stdout-ps-0.txt"} <= {p.name for p in logs.iterdir()}

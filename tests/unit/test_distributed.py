@@ -25,6 +25,7 @@ def test_pytorch_spreads_its_processes_over_the_nodes_in_blocks() -> None:
     env = distributed.environment(job, distributed.layout(job), ["10.0.0.1", "10.0.0.2"], {0: [2345]})
     assert env[2]["RANK"] == "2" and env[2]["LOCAL_RANK"] == "0" and env[2]["WORLD_SIZE"] == "3"
     assert env[1]["AZ_BATCHAI_PYTORCH_INIT_METHOD"] == "tcp://10.0.0.1:2345"
+    assert env[1]["AZ_BATCHAI_PYTORCH_BACKEND"] == "gloo"  # the default, as --dist-backend takes it
     assert {e["MASTER_ADDR"] for e in env.values()} == {"10.0.0.1"}
 
 

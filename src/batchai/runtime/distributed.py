@@ -177,6 +177,7 @@ def environment(
     env: dict[int, dict[str, str]] = {p.rank: {"AZ_BATCHAI_TASK_INDEX": str(p.role_index)} for p in processes}
     if how == "pytorch":
         address, port = hosts[0], ports[0][0]
+        backend = str(toolkit(spec)[1].get("communicationBackend") or "gloo").lower()
         for p in processes:
             env[p.rank].update(
                 {
@@ -186,6 +187,7 @@ def environment(
                     "RANK": str(p.rank),
                     "LOCAL_RANK": str(p.local_rank),
                     "AZ_BATCHAI_PYTORCH_INIT_METHOD": f"tcp://{address}:{port}",
+                    "AZ_BATCHAI_PYTORCH_BACKEND": backend,
                 }
             )
     elif how == "tensorflow":

@@ -49,6 +49,23 @@ def expand(text: str, env: dict[str, str]) -> str:
     return _VAR.sub(lambda m: env.get(m.group(1) or m.group(2), m.group(0)), text)
 
 
+def _node_path(text: str, env: dict[str, str], what: str) -> Path:
+    """A directory batchai makes on the node, its variables expanded: absolute, without ``..``."""
+    path = expand(text, env)
+    if not path.startswith("/") or ".." in path.split("/"):
+        raise LaunchError(
+            "InvalidPath",
+            f"{what} '{path}' is not an absolute path on the node without '..' (is a variable in it unset?).",
+        )
+    return Path(path)
+
+
+def _relative(text: str, what: str) -> str:
+    if ".." in text.split("/"):
+        raise LaunchError("InvalidPath", f"{what} '{text}' may not contain '..'.")
+    return text.strip("/")
+
+
 @dataclass(frozen=True)
 class NodeSlot:
     """One of a job's nodes: its directories, its place in the job, its GPUs and its address."""
@@ -148,7 +165,9 @@ def _program(name: str, env: dict[str, str], who: str) -> str:
     return shlex.quote(found)
 
 
-def _single_command(key: str, settings: dict[str, Any], env: dict[str, str], default_python: str, role: str) -> str:
+def _single_command(
+    key: str, settings: dict[str, Any], env: dict[str, str], default_python: str, process: distributed.Process
+) -> str:
     """The command line of one process of the toolkit (what mpirun starts, for MPI jobs)."""
     args = expand(settings.get("commandLineArgs") or "", env)
     if key in ("customToolkitSettings", "customMpiSettings"):
@@ -160,13 +179,13 @@ def _single_command(key: str, settings: dict[str, Any], env: dict[str, str], def
         caffe = _program("caffe", env, "Caffe jobs with configFilePath")
         return f"{caffe} train --solver={shlex.quote(expand(settings['configFilePath'], env))} {args}"
     if key == "tensorFlowSettings":
+        # The master is the single process, or worker 0 of a distributed job (as Batch AI's recipes use it).
         master = settings.get("masterCommandLineArgs")
         worker = settings.get("workerCommandLineArgs")
-        chosen = {
-            "master": master or worker,
-            "worker": worker or master,
-            "ps": settings.get("parameterServerCommandLineArgs"),
-        }[role]
+        is_master = process.role == "master" or (process.role == "worker" and process.role_index == 0)
+        chosen = settings.get("parameterServerCommandLineArgs") if process.role == "ps" else None
+        if process.role != "ps":
+            chosen = (master or worker) if is_master else (worker or master)
         args = expand(chosen or "", env)
     python = _python(settings, default_python)
     return f"{shlex.quote(python)} {shlex.quote(_script(settings, env))} {args}".rstrip()
@@ -182,7 +201,7 @@ def toolkit_command(
         raise LaunchError("InvalidToolkit", "The job has no toolkit settings.") from None
     if process.role == "prep":
         return ""  # the job preparation is all it runs
-    command = _single_command(key, settings, env, default_python, process.role)
+    command = _single_command(key, settings, env, default_python, process)
     if process.role != "mpirun":
         return command
     mpirun = _program("mpirun", env, f"{key} jobs run through mpirun (OpenMPI, e.g. apt-get install openmpi-bin) and")
@@ -269,16 +288,19 @@ def plan(
     if process.role == "mpirun":
         env["AZ_BATCHAI_MPI_HOST_FILE"] = str(job_temp / "mpi_hostfile")
     links, unmanaged = _mount_links(spec.get("mountVolumes"), job_mounts, resolve, file_server)
-    stdouterr = Path(expand(spec["stdOutErrPathPrefix"], env)) / segment / "stdouterr"
+    stdouterr = _node_path(spec["stdOutErrPathPrefix"], env, "stdOutErrPathPrefix") / segment / "stdouterr"
     env["AZ_BATCHAI_STDOUTERR_DIR"] = str(stdouterr)
     directories = [job_work_dir(slot.node_dir, job_id), shared_job_temp_dir(slot.shared_dir, job_id), stdouterr]
+    # AZ_BATCHAI_INPUT_<id> as the id is written, and upper case (as the recipes spell it).
     for item in spec.get("inputDirectories") or []:
-        env[f"AZ_BATCHAI_INPUT_{item['id'].upper()}"] = expand(item["path"], env)
+        for name in {item["id"], item["id"].upper()}:
+            env[f"AZ_BATCHAI_INPUT_{name}"] = expand(item["path"], env)
     for item in spec.get("outputDirectories") or []:
-        path = Path(expand(item["pathPrefix"], env)) / segment
+        path = _node_path(item["pathPrefix"], env, f"the pathPrefix of output directory {item['id']}") / segment
         if item.get("pathSuffix"):
-            path = path / expand(item["pathSuffix"], env).strip("/")
-        env[f"AZ_BATCHAI_OUTPUT_{item['id'].upper()}"] = str(path)
+            path = path / _relative(expand(item["pathSuffix"], env), f"the pathSuffix of {item['id']}")
+        for name in {item["id"], item["id"].upper()}:
+            env[f"AZ_BATCHAI_OUTPUT_{name}"] = str(path)
         directories.append(path)
     for variable in spec.get("environmentVariables") or []:
         env[variable["name"]] = expand(variable["value"], env)
