@@ -21,7 +21,9 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-# Setup: a virtual environment with batchai and the sample's PyTorch (a CPU build).
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+step "Setup: a virtual environment (.venv) with batchai and PyTorch for the sample (a CPU build; a minute or two the first time)"
 PYTHON="${PYTHON:-python3}"
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install --quiet --upgrade pip
@@ -37,7 +39,6 @@ cleanup() {
     rm -rf "$BATCHAI_HOME" "$WORK"
 }
 trap cleanup EXIT
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "Start the batchai server (home $BATCHAI_HOME)"
 batchai server start --detach --port "$PORT"
@@ -53,7 +54,8 @@ sed "s/<YOUR_STORAGE_ACCOUNT>/$ACCOUNT/g" "$ROOT/src/batchai/samples/quickstart-
 step "Resource group, workspace, cluster"
 batchai group create -n batchai.quickstart -l eastus -o table
 batchai workspace create -g batchai.quickstart -n quickstart -o table
-batchai cluster create -n nc6 -g batchai.quickstart -w quickstart -s Standard_NC6 -i UbuntuDSVM -t 1 --generate-ssh-keys -o table
+# (--generate-ssh-keys makes ~/.ssh/id_rsa if missing, as az did: here in a temporary home, not yours)
+HOME="$WORK" batchai cluster create -n nc6 -g batchai.quickstart -w quickstart -s Standard_NC6 -i UbuntuDSVM -t 1 --generate-ssh-keys -o table
 
 step "Storage account, shares and container; deploy script and data"
 batchai storage account create -n "$ACCOUNT" --sku Standard_LRS -g batchai.quickstart -o table

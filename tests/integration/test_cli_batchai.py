@@ -638,3 +638,14 @@ def test_az_cluster_create_forms_ids_and_global_flags(shared_server: Server, tmp
          "--disk-size", "10", "-u", "me", "-p", "pw", "--no-wait")  # fmt: skip
     for name in ("auto", "fixed", "img", "withauto", "again"):
         s.ok("cluster", "delete", "-n", name, *w[:4], "-y")
+
+
+def test_a_sample_placeholder_left_in_a_job_file_is_named(shared_server: Server, tmp_path: Path) -> None:
+    job = tmp_path / "job.json"
+    share = {"azureFileUrl": "https://<YOUR_STORAGE_ACCOUNT>.file.core.windows.net/logs", "relativeMountPath": "l"}
+    job.write_text(json.dumps({"properties": {"mountVolumes": {"azureFileShares": [share]}}}))
+    args = ("job", "create", "-n", "j", "-g", "g", "-w", "w", "-e", "e", "-c", "c", "-f", str(job))
+    error = shared_server.fails(*args, "--storage-account-name", "acct")
+    assert "still holds the placeholder <YOUR_STORAGE_ACCOUNT>" in error
+    stopped = shared_server.cli("group", "list", env={"BATCHAI_ENDPOINT": "http://127.0.0.1:9", "BATCHAI_TOKEN": "t"})
+    assert stopped.code == 1 and "Is it running?" in stopped.stderr and "batchai server start" in stopped.stderr

@@ -151,7 +151,11 @@ class Client:
         try:
             yield
         except httpx.ConnectError as exc:
-            raise CliError(f"cannot reach the batchai server at {self.conn.endpoint}: {exc}") from exc
+            raise CliError(
+                f"cannot reach the batchai server at {self.conn.endpoint}: {exc}. Is it running? 'batchai server "
+                "status' tells (give --home or set BATCHAI_HOME if it has its own home); 'batchai server start "
+                "--detach' starts one"
+            ) from exc
         except httpx.HTTPError as exc:
             raise CliError(f"request to {self.conn.endpoint} failed: {exc}") from exc
 

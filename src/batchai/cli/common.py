@@ -48,6 +48,9 @@ def warn(message: str) -> None:
         click.echo(message, err=True)
 
 
+# The options every command takes (az's "global arguments"), listed last in its help.
+GLOBAL_OPTIONS = frozenset({"output", "query", "home", "subscription", "debug", "verbose", "only_show_errors"})
+
 # The parts of an ARM id that ``--ids`` fills in, by the name of the command's parameter; ``name`` is the
 # resource the id names (its last part).
 ID_PARTS = {"resourcegroups": "group", "workspaces": "workspace", "experiments": "experiment"}
@@ -149,8 +152,10 @@ def command(
                 cls=SpaceSeparated,
                 help="One or more resource ids (space-separated), in place of the name options.",
             )(run)
-            return group.command(name, cls=IdsCommand, help=help or fn.__doc__)(run)
-        return group.command(name, help=help or fn.__doc__)(run)
+        made = group.command(name, cls=IdsCommand if takes_ids else click.Command, help=help or fn.__doc__)(run)
+        # Listed as az lists them: the command's own options, then --ids, then the global ones.
+        made.params.sort(key=lambda p: 2 if p.name in GLOBAL_OPTIONS else 1 if p.name == "ids" else 0)
+        return made
 
     return decorate
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,10 @@ from batchai.cli.errors import CliError
 
 def storage_account(option: str | None, environ: Mapping[str, str] = os.environ) -> str | None:
     return option or environ.get("AZURE_BATCHAI_STORAGE_ACCOUNT")
+
+
+# A sample's "fill in your own" text, such as <YOUR_STORAGE_ACCOUNT> in the quickstart's job.json.
+_PLACEHOLDER = re.compile(r"<YOUR[^<>\"]*>")
 
 
 def load_properties(path: str | None, account: str | None, key: str | None = None) -> dict[str, Any]:
@@ -36,6 +41,13 @@ def load_properties(path: str | None, account: str | None, key: str | None = Non
             )
         text = text.replace("<AZURE_BATCHAI_STORAGE_ACCOUNT>", account)
     text = text.replace("<AZURE_BATCHAI_STORAGE_KEY>", key or "")
+    left = _PLACEHOLDER.search(text)
+    if left:
+        raise CliError(
+            f"{path} still holds the placeholder {left[0]}: replace it with your value (only "
+            "<AZURE_BATCHAI_STORAGE_ACCOUNT> and <AZURE_BATCHAI_STORAGE_KEY> are filled in, from "
+            "--storage-account-name and --storage-account-key)"
+        )
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
