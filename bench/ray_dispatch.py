@@ -7,8 +7,8 @@ default). Variants, interleaved round by round so that machine drift cancels (th
 discarded):
 
 - ``jsc``: ``JobSubmissionClient.submit_job`` of the command on the same Ray cluster (the baseline);
-- ``ray-1``/``ray-2``: a batchai job on the Ray provider, 1 and 2 nodes (``customToolkitSettings``: the
-  command runs once on each node);
+- ``ray-1``/``ray-2``: a batchai job on the Ray provider, 1 and 2 nodes (1 node: ``customToolkitSettings``;
+  2 nodes: ``pyTorchSettings`` with the same snippet as its script, a process on each node);
 - ``local-1``/``local-2``: the same on the local provider.
 
 The command is ``python -c 'import time; print(repr(time.time()))'``. "Started" is the time it prints minus
@@ -83,7 +83,13 @@ def jsc_once(client: JobSubmissionClient) -> tuple[float, float]:
 
 
 def batchai_once(bench: Bench, name: str, nodes: int) -> tuple[float, float]:
-    sent = bench.submit(name, COMMAND, node_count=nodes)
+    if nodes == 1:
+        sent = bench.submit(name, COMMAND)
+    else:  # a process on each node (a custom toolkit's command runs on the first node only)
+        script = bench.home / "snippet.py"
+        script.write_text(SNIPPET + "\n")
+        settings = {"pythonScriptFilePath": str(script), "pythonInterpreterPath": PYTHON}
+        sent = bench.submit(name, "", node_count=nodes, pyTorchSettings=settings)
     state = wait_for(
         lambda: (s := bench.state(name)) in ("succeeded", "failed") and s,
         interval=POLL,

@@ -249,19 +249,18 @@ def test_two_node_job_waits_until_both_nodes_are_free(bench: Bench) -> None:
     bench.wait_job("one", ("running",))
     seen = bench.tmp / "seen"
     seen.mkdir()
-    bench.submit(
-        "two",
-        node_count=2,
-        customToolkitSettings={"commandLine": f"touch {seen}/$AZ_BATCHAI_TASK_INDEX-$AZ_BATCHAI_NODE_NAME"},
-    )
+    # A custom toolkit's command runs on the master node (as in Batch AI), with the host file of both nodes.
+    command = f"touch {seen}/$AZ_BATCHAI_TASK_INDEX-$AZ_BATCHAI_NODE_NAME && cp $AZ_BATCHAI_MPI_HOST_FILE {seen}/hosts"
+    bench.submit("two", node_count=2, customToolkitSettings={"commandLine": command})
     counts = bench.cluster_state()["nodeStateCounts"]
     assert counts["idleNodeCount"] == 1 and counts["runningNodeCount"] == 1
     assert bench.job("two")["executionState"] == "queued"
     gate.touch()
     assert bench.wait_job("two")["executionState"] == "succeeded"
-    assert sorted(p.name for p in seen.iterdir()) == ["0-node-0", "1-node-1"] or len(list(seen.iterdir())) == 2
+    assert sorted(p.name for p in seen.iterdir()) == ["0-node-0", "hosts"]
+    assert (seen / "hosts").read_text() == "127.0.0.1 slots=2\n"  # local nodes share this host's address
     out = bench.stdouterr("two")
-    assert (out / "stdout.txt").exists() and (out / "stdout-wk-1.txt").exists()
+    assert (out / "stdout.txt").exists() and not (out / "stdout-wk-1.txt").exists()
 
 
 def gated(bench: Bench, name: str, gate: Path) -> None:
@@ -328,7 +327,11 @@ def test_a_job_s_node_list_names_the_nodes_it_ran_on(bench: Bench) -> None:
     bench.wait_job("first", states=("running",))
     bench.submit("second")  # on the other node
     assert bench.wait_job("second")["executionState"] == "succeeded"
-    bench.submit("waiting", node_count=2)  # waits for "first" to free its node
+    held = bench.tmp / "held"
+    # It waits for "first" to free its node; its command runs on its first node, and it holds both.
+    bench.submit(
+        "waiting", node_count=2, customToolkitSettings={"commandLine": f"while [ ! -e {held} ]; do sleep 0.05; done"}
+    )
 
     def logins(job: str) -> list[Any]:
         response = bench.server.http.post(url(bench.job_path(job) + "/listRemoteLoginInformation"))
@@ -339,8 +342,10 @@ def test_a_job_s_node_list_names_the_nodes_it_ran_on(bench: Bench) -> None:
     gate.touch()
     assert bench.wait_job("first")["executionState"] == "succeeded"
     assert logins("first") == [("node-0", "127.0.0.1")]  # still, once it has ended
-    assert bench.wait_job("waiting")["executionState"] == "succeeded"
+    bench.wait_job("waiting", states=("running",))
     assert logins("waiting") == [("node-0", "127.0.0.1"), ("node-1", "127.0.0.1")]
+    held.touch()
+    assert bench.wait_job("waiting")["executionState"] == "succeeded"
 
 
 def test_a_node_empties_its_job_temp_dir_for_each_new_job(bench: Bench) -> None:

@@ -87,13 +87,14 @@ def test_mpi_jobs_fail_clearly_without_mpirun() -> None:
     assert error.value.code == "ToolkitNotInstalled" and "mpirun" in error.value.message
 
 
-def test_the_custom_toolkit_runs_once_per_node() -> None:
+def test_the_custom_toolkit_runs_on_the_master_node_and_may_reach_the_others() -> None:
     job = spec(3, customToolkitSettings={"commandLine": "echo"})
-    assert [(p.rank, p.node, p.suffix) for p in distributed.layout(job)] == [
-        (0, 0, ""),
-        (1, 1, "-wk-1"),
-        (2, 2, "-wk-2"),
-    ]
+    assert distributed.layout(job) == [Process(0, 0, "master", 0)]
+    assert distributed.reaches_other_nodes(job, Process(0, 0, "master", 0))  # gets the host file, waits for preps
+    assert not distributed.reaches_other_nodes(
+        spec(1, customToolkitSettings={"commandLine": "echo"}), Process(0, 0, "master", 0)
+    )
+    assert distributed.mpi_hostfile(job, ["a", "b", "a"]) == "a slots=2\nb slots=1\n"
 
 
 def test_every_node_of_the_job_runs_its_preparation() -> None:
@@ -102,10 +103,10 @@ def test_every_node_of_the_job_runs_its_preparation() -> None:
     assert distributed.layout(mpi) == [Process(0, 0, "mpirun", 0), Process(1, 1, "prep", 1), Process(2, 2, "prep", 2)]
     assert distributed.layout(mpi)[2].suffix == "-node-2"
     # A toolkit process on every node already runs it there; without a preparation nothing is added.
-    assert [p.role for p in distributed.layout(spec(2, customToolkitSettings={"commandLine": "x"}, **prep))] == [
-        "node",
-        "node",
-    ]
+    pytorch = spec(2, pyTorchSettings={"pythonScriptFilePath": "t.py"}, **prep)
+    assert [p.role for p in distributed.layout(pytorch)] == ["worker", "worker"]
+    custom = spec(2, customToolkitSettings={"commandLine": "x"}, **prep)
+    assert [p.role for p in distributed.layout(custom)] == ["master", "prep"]
     assert [p.role for p in distributed.layout({**mpi, "jobPreparation": None})] == ["mpirun"]
     # A process that only prepares its node runs no toolkit command and writes only the preparation's output.
     assert launch.toolkit_command(mpi, {}, "/py", Process(1, 1, "prep", 1)) == ""

@@ -72,7 +72,7 @@ def kind(spec: dict[str, Any]) -> str:
     nodes = int(spec["nodeCount"])
     if key in MPI_TOOLKITS:
         return "mpi"
-    if key == "customToolkitSettings" or (key == "caffe2Settings" and nodes > 1):
+    if key == "caffe2Settings" and nodes > 1:
         return "per-node"
     if key == "pyTorchSettings":
         if process_count(spec) <= 1:
@@ -145,6 +145,14 @@ def _toolkit_layout(spec: dict[str, Any]) -> list[Process]:
     if how == "mpi":
         return [Process(0, 0, "mpirun", 0)]
     return [Process(0, 0, "master", 0)]
+
+
+def reaches_other_nodes(spec: dict[str, Any], process: Process) -> bool:
+    """Whether the process may start work on the job's other nodes: ``mpirun``, or the one process of a
+    multi-node job (a custom toolkit's command runs on the master node only, as in Batch AI, and starts the
+    rest itself, e.g. with ``mpirun``). It gets ``AZ_BATCHAI_MPI_HOST_FILE`` and waits for every node's
+    job preparation."""
+    return process.role == "mpirun" or (process.role == "master" and int(spec["nodeCount"]) > 1)
 
 
 def ports_needed(spec: dict[str, Any], processes: list[Process]) -> dict[int, int]:

@@ -285,7 +285,7 @@ def plan(
         }
     )
     env.update(wiring)
-    if process.role == "mpirun":
+    if distributed.reaches_other_nodes(spec, process):
         env["AZ_BATCHAI_MPI_HOST_FILE"] = str(job_temp / "mpi_hostfile")
     links, unmanaged = _mount_links(spec.get("mountVolumes"), job_mounts, resolve, file_server)
     stdouterr = _node_path(spec["stdOutErrPathPrefix"], env, "stdOutErrPathPrefix") / segment / "stdouterr"

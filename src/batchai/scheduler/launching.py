@@ -116,6 +116,7 @@ class Starter:
             first_on_node: dict[int, int] = {}
             for process in start.processes:
                 slot = start.slots[process.node]
+                reaches_others = distributed.reaches_other_nodes(spec, process)
                 plan = launch.plan(
                     job_id=start.job_id,
                     spec=spec,
@@ -130,7 +131,7 @@ class Starter:
                     default_python=self.settings.default_python,
                     runs_prep=first_on_node.setdefault(process.node, process.rank) == process.rank,
                     attempt=start.attempts,
-                    mpi_hostfile=distributed.mpi_hostfile(spec, hosts) if process.role == "mpirun" else None,
+                    mpi_hostfile=distributed.mpi_hostfile(spec, hosts) if reaches_others else None,
                     # mpirun starts ranks on every node: once each node's job preparation has ended.
                     awaits=tuple(
                         (
@@ -138,7 +139,7 @@ class Starter:
                             launch.prep_marker(launch.job_temp_dir(other.node_dir, start.job_id), start.attempts),
                         )
                         for other in start.slots
-                        if other is not slot and process.role == "mpirun"
+                        if other is not slot and reaches_others
                     ),
                 )
                 try:

@@ -450,13 +450,17 @@ def delete(ctx: Ctx, sub: str, group: str, workspace: str, experiment: str, name
 
 
 def _nodes_of(ctx: Ctx, job: Job) -> dict[str, Node | None]:
-    """The nodes the job runs or ran on, by name, in the order of its tasks (None: a node that has left)."""
+    """The nodes the job runs or ran on, by name, in the order of its tasks (None: a node that has left), then
+    the other nodes it holds while it runs (where its master's mpirun may start processes)."""
     nodes: dict[str, Node | None] = {}
     for task in sorted(job.tasks, key=lambda t: t.index):
         node = ctx.session.get(Node, task.node_id) if task.node_id is not None else None
         name = node.name if node is not None else task.info.get("node")
         if name and name not in nodes:
             nodes[name] = node
+    if job.tasks:
+        for node in ctx.session.scalars(select(Node).filter(Node.job_id == job.id).order_by(Node.index)):
+            nodes.setdefault(node.name, node)
     return nodes
 
 
