@@ -52,6 +52,11 @@ class Conflict(ApiError):
     code = "Conflict"
 
 
+class TooManyRequests(ApiError):
+    status = 429
+    code = "TooManyRequests"
+
+
 class Unauthorized(ApiError):
     status = 401
     code = "AuthenticationFailed"

@@ -3,6 +3,7 @@ bounded and checked: bad values are refused with a 400 and change nothing, and t
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -195,6 +196,11 @@ def test_links_a_job_makes_in_a_host_output_folder_are_not_served(bench: Bench, 
     # A file that becomes a link after its download link was made is not followed either.
     link = bench.files("links", "O", "real")["model.bin"]["downloadUrl"]
     assert httpx.get(link).text == "mine\n"
+    part = httpx.get(link, headers={"Range": "bytes=2-"})  # what `job file stream` asks for
+    assert (part.status_code, part.text, part.headers["content-range"]) == (206, "ne\n", "bytes 2-4/5")
+    past = httpx.get(link, headers={"Range": "bytes=5-"})
+    assert (past.status_code, past.headers["content-range"]) == (416, "bytes */5")
+    assert httpx.get(link, headers={"Range": "bytes=-1-"}).status_code == 200  # not a range served: all of it
     model = next(out.rglob("model.bin"))
     model.unlink()
     model.symlink_to(secret)
@@ -231,3 +237,110 @@ def test_output_paths_are_checked_again_once_their_variables_are_expanded(bench:
     assert failed["executionState"] == "failed", failed
     assert "is not an absolute path" in failed["executionInfo"]["errors"][0]["message"]
     assert not Path("$BATCHAI_TEST_UNSET").exists() and not list(bench.server.home.rglob("$BATCHAI_TEST_UNSET"))
+
+
+# The mount path is appended to a mount command; this one marks the directory it was given.
+MARK = "sh -c 'echo mounted > \"$0\"/marker'"
+
+
+def test_unmanaged_file_systems_run_their_mount_command_without_holding_anything_up(
+    shared_server: Server, tmp_path: Path
+) -> None:
+    bench = make_bench(shared_server, "mounts.rg", tmp_path)
+    slow = {"unmanagedFileSystems": [{"mountCommand": f"sleep 3; {MARK}", "relativeMountPath": "um"}]}
+    bench.cluster("c", target=1, nodeSetup={"mountVolumes": slow})
+    # While the node's mount command runs, the API (and its database) answer at once.
+    wait_for(lambda: bench.cluster_state("c")["nodeStateCounts"]["preparingNodeCount"] == 1, message="preparing")
+    response = shared_server.http.put(url(f"{bench.ws}/experiments/other"), timeout=2)
+    assert response.status_code == 200
+    bench.wait_nodes("c", idle=1)
+    job_mount = {"unmanagedFileSystems": [{"mountCommand": MARK, "relativeMountPath": "jm"}]}
+    check = "cat $AZ_BATCHAI_MOUNT_ROOT/um/marker $AZ_BATCHAI_JOB_MOUNT_ROOT/jm/marker"
+    bench.submit("mounted", customToolkitSettings={"commandLine": check}, mountVolumes=job_mount)
+    assert bench.wait_job("mounted")["executionState"] == "succeeded"
+    assert (bench.stdouterr("mounted") / "stdout.txt").read_text() == "mounted\nmounted\n"
+    # A mount command that fails fails the job, and says which command and why.
+    failing = {"unmanagedFileSystems": [{"mountCommand": "echo no such server >&2; false", "relativeMountPath": "x"}]}
+    bench.submit("unmounted", mountVolumes=failing)
+    error = bench.wait_job("unmounted")["executionInfo"]["errors"][0]
+    assert error["code"] == "MountFailed" and "no such server" in error["message"], error
+    # On a cluster: its node is unusable, and the cluster says why.
+    bench.cluster("bad", target=1, nodeSetup={"mountVolumes": failing})
+    wait_for(lambda: bench.cluster_state("bad")["nodeStateCounts"]["unusableNodeCount"] == 1, message="unusable")
+    errors = bench.cluster_state("bad")["errors"]
+    assert "echo no such server" in json.dumps(errors) and "no such server" in json.dumps(errors), errors
+
+
+def test_commands_on_nodes_are_bounded_and_leave_the_api_answering(bench: Bench) -> None:
+    gate = bench.tmp / "commands-gate"
+    exec_url = url(f"{bench.ws}/clusters/c/execOnNode")
+    body = {"command": f"while [ ! -e {gate} ]; do sleep 0.05; done", "timeoutInSeconds": 60}
+    results: list[int] = []
+
+    def run() -> None:
+        with httpx.Client(headers=bench.server.http.headers, timeout=90) as client:
+            results.append(client.post(bench.server.endpoint + exec_url, json=body).status_code)
+
+    threads = [threading.Thread(target=run) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    try:
+        wait_for(lambda: len(list((bench.server.home / "nodes").rglob("commands/*"))) >= 16, message="16 commands")
+        refused = bench.server.http.post(exec_url, json=body)
+        assert arm_error(refused, 429)["code"] == "TooManyRequests"
+        assert bench.server.http.get(url(f"{bench.ws}/clusters/c"), timeout=2).status_code == 200
+    finally:
+        gate.touch()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert results == [200] * 16
+
+
+def test_a_new_file_server_starts_empty_whatever_was_deleted_before(bench: Bench) -> None:
+    http = bench.server.http
+    body = {
+        "properties": {
+            "vmSize": "STANDARD_D2",
+            "dataDisks": {"diskCount": 1, "diskSizeInGB": 10, "storageAccountType": "Standard_LRS"},
+            "sshConfiguration": {"userAccountSettings": {"adminUserName": "me", "adminUserPassword": "pw"}},
+        }
+    }
+
+    def run_on(server: str, name: str, command: str) -> dict[str, Any]:
+        fs_id = http.put(url(f"{bench.ws}/fileServers/{server}"), json=body).json()["id"]
+        mounts = {"fileServers": [{"fileServer": {"id": fs_id}, "relativeMountPath": "nfs"}]}
+        bench.submit(name, customToolkitSettings={"commandLine": command}, mountVolumes=mounts)
+        return bench.wait_job(name)
+
+    assert (
+        run_on("fsa", "writes", "echo private > $AZ_BATCHAI_JOB_MOUNT_ROOT/nfs/secret.txt")["executionState"]
+        == "succeeded"
+    )
+    assert http.delete(url(f"{bench.ws}/fileServers/fsa")).status_code == 200
+    # The next file server may get the same row id: it must not find the deleted one's data.
+    assert run_on("fsb", "reads", "ls -A $AZ_BATCHAI_JOB_MOUNT_ROOT/nfs")["executionState"] == "succeeded"
+    assert (bench.stdouterr("reads") / "stdout.txt").read_text() == ""
+
+
+def test_a_job_that_takes_a_deleted_job_s_id_starts_with_an_empty_temp_dir(bench: Bench) -> None:
+    bench.submit(
+        "leaves", customToolkitSettings={"commandLine": "echo $AZ_BATCHAI_JOB_TEMP; touch $AZ_BATCHAI_JOB_TEMP/left"}
+    )
+    assert bench.wait_job("leaves")["executionState"] == "succeeded"
+    first = (bench.stdouterr("leaves") / "stdout.txt").read_text()
+    assert bench.server.http.delete(url(bench.job_path("leaves"))).status_code == 200
+    bench.submit(
+        "after", customToolkitSettings={"commandLine": "echo $AZ_BATCHAI_JOB_TEMP; test ! -e $AZ_BATCHAI_JOB_TEMP/left"}
+    )
+    assert bench.wait_job("after")["executionState"] == "succeeded"
+    assert (bench.stdouterr("after") / "stdout.txt").read_text() == first  # the same id, so the same directory
+
+
+def test_request_bodies_and_environments_are_bounded(bench: Bench) -> None:
+    many = [{"name": f"V{i}", "value": "x" * 100} for i in range(50_000)]  # about 6 MB of JSON
+    response = put_job(bench, "huge", environmentVariables=many)
+    assert arm_error(response, 413)["code"] == "RequestEntityTooLarge"
+    wide = [{"name": "BIG", "value": "x" * 200_000}]  # more than one variable may hold
+    refused(put_job(bench, "wide", environmentVariables=wide), "properties.environmentVariables[0].value", "too large")
+    for name in ("huge", "wide"):
+        assert bench.server.http.get(url(bench.job_path(name))).status_code == 404

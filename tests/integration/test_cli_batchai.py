@@ -452,6 +452,14 @@ def test_configure_and_environment_find_the_server(shared_server: Server, tmp_pa
     assert "not a valid URL" in s.fails("configure", "--endpoint", "http://127.0.0.1:1:2", env=env)
     assert "invalid subscription id" in s.fails("configure", "--subscription", "../x", env=env)
     assert s.ok("configure", env=env)["endpoint"] == s.endpoint
+    with_password = s.endpoint.replace("://", "://me:hunter2@")
+    assert s.ok("configure", "--endpoint", with_password, env=env)["endpoint"] == with_password.replace(
+        "hunter2", "***"
+    )
+    assert (
+        "hunter2" not in s.cli("group", "list", env={**env, "BATCHAI_ENDPOINT": "http://me:hunter2@127.0.0.1:9"}).stderr
+    )
+    s.ok("configure", "--endpoint", s.endpoint, env=env)
     via_env = s.cli(
         "group",
         "list",
@@ -570,6 +578,15 @@ def test_node_exec_address_forwards_local_ports_to_the_node(
     with connect(f"{address}&port={service_port}", additional_headers=token) as relay:
         relay.send(b"raw")
         assert relay.recv(timeout=30) == b"RAW"
+    # ARM paths in any case, as for every other request; a port is ASCII digits.
+    with connect(
+        f"{address.replace('resourceGroups', 'resourcegroups')}&port={service_port}", additional_headers=token
+    ) as relay:
+        relay.send(b"low")
+        assert relay.recv(timeout=30) == b"LOW"
+    with pytest.raises(InvalidStatus) as refused_call:
+        connect(f"{address}&port=%C2%B2", additional_headers=token)
+    assert refused_call.value.response.status_code == 400
     s.ok("group", "delete", "-n", "fwd.rg", "-y")
 
 
@@ -649,3 +666,19 @@ def test_a_sample_placeholder_left_in_a_job_file_is_named(shared_server: Server,
     assert "still holds the placeholder <YOUR_STORAGE_ACCOUNT>" in error
     stopped = shared_server.cli("group", "list", env={"BATCHAI_ENDPOINT": "http://127.0.0.1:9", "BATCHAI_TOKEN": "t"})
     assert stopped.code == 1 and "Is it running?" in stopped.stderr and "batchai server start" in stopped.stderr
+
+
+def test_a_name_cannot_reach_another_resource(shared_server: Server) -> None:
+    s = shared_server
+    s.ok("group", "create", "-n", "esc.rg", "-l", "eastus")
+    s.ok("workspace", "create", "-g", "esc.rg", "-n", "ws")
+    s.ok("experiment", "create", "-g", "esc.rg", "-w", "ws", "-n", "kept")
+    s.ok("cluster", "create", "-g", "esc.rg", "-w", "ws", "-n", "c4", "-s", "D1", "-t", "0")
+    w = ("-g", "esc.rg", "-w", "ws")
+    s.fails("job", "delete", *w, "-e", "kept", "-n", "../../kept?", "-y")  # was: DELETE .../experiments/kept
+    s.fails("cluster", "delete", *w, "-n", "c4#anything", "-y")  # was: DELETE .../clusters/c4
+    s.fails(
+        "cluster", "show", "-g", "esc.rg/providers/Microsoft.BatchAI/workspaces/ws/clusters/c4#", "-w", "x", "-n", "y"
+    )
+    assert s.ok("experiment", "show", *w, "-n", "kept", "--query", "name") == "kept"
+    assert s.ok("cluster", "show", *w, "-n", "c4", "--query", "name") == "c4"

@@ -60,6 +60,9 @@ _KEYWORDS = {
         "listRemoteLoginInformation",
         "terminate",
         "storageAccounts",
+        "forwardPort",
+        "execOnNode",
+        "listSetupOutputFiles",
     )
 }
 _NAMED = {
@@ -97,9 +100,31 @@ class CaseInsensitiveArmPaths:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] in ("http", "websocket"):
             scope = dict(scope)
             scope["path"] = canonical_path(scope["path"])
+        await self.app(scope, receive, send)
+
+
+MAX_ARM_BODY = 4 * 1024 * 1024  # ARM's own limit on a request body
+
+
+class BoundedArmBodies:
+    """The ARM API takes request bodies of at most 4 MiB, as ARM does (by their Content-Length); the storage
+    data plane, which takes files, is not bounded."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith("/storage/"):
+            length = dict(scope["headers"]).get(b"content-length", b"0")
+            if not length.isdigit() or int(length) > MAX_ARM_BODY:
+                message = (
+                    f"The request body is larger than {MAX_ARM_BODY // (1024 * 1024)} MiB (or its size is unreadable)."
+                )
+                await errors.arm_error(413, "RequestEntityTooLarge", message)(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
 
@@ -188,5 +213,6 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
     ):
         app.include_router(router, dependencies=secured)
     app.include_router(downloads.router)
+    app.add_middleware(BoundedArmBodies)
     app.add_middleware(CaseInsensitiveArmPaths)
     return app

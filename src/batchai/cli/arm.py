@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from batchai.cli.client import Client
+from batchai.cli.client import Client, segment
 from batchai.cli.common import SpaceSeparated, command, confirm, no_wait_option, yes_option
 from batchai.cli.errors import CliError
 from batchai.cli.tables import experiment_table, group_table, workspace_table
@@ -50,11 +50,11 @@ def workspace_option(fn: Any) -> Any:
 
 
 def group_path(client: Client, group: str) -> str:
-    return f"{client.sub}/resourceGroups/{group}"
+    return f"{client.sub}/resourceGroups/{segment(group)}"
 
 
 def workspace_path(client: Client, group: str, workspace: str) -> str:
-    return f"{group_path(client, group)}/providers/Microsoft.BatchAI/workspaces/{workspace}"
+    return f"{group_path(client, group)}/providers/Microsoft.BatchAI/workspaces/{segment(workspace)}"
 
 
 # -- az group ----------------------------------------------------------------------------------------
@@ -219,7 +219,7 @@ def experiment() -> None:
 
 
 def experiment_path(client: Client, group: str, workspace: str, name: str) -> str:
-    return f"{workspace_path(client, group, workspace)}/experiments/{name}"
+    return f"{workspace_path(client, group, workspace)}/experiments/{segment(name)}"
 
 
 @command(experiment, "create", table=experiment_table)

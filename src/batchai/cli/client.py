@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
@@ -91,6 +92,24 @@ def checked_token(token: str, source: str = "the token") -> str:
     return token
 
 
+def shown_endpoint(endpoint: str) -> str:
+    """The endpoint as the CLI prints it: a password in it (``https://user:pw@host``) left out."""
+    parts = urlsplit(endpoint)
+    if not parts.password:
+        return endpoint
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}{port}"))
+
+
+def segment(name: str) -> str:
+    """``name`` as one URL path segment: a ``/``, ``?`` or ``#`` in it cannot reach another resource, and ``.``
+    and ``..`` are escaped, so that they reach the server (which refuses them) rather than being resolved away
+    by the HTTP client."""
+    quoted = quote(name, safe="")
+    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
+
+
 def error_message(response: httpx.Response) -> str:
     return error_text(response.status_code, response.content, response.reason_phrase)
 
@@ -152,16 +171,16 @@ class Client:
             yield
         except httpx.ConnectError as exc:
             raise CliError(
-                f"cannot reach the batchai server at {self.conn.endpoint}: {exc}. Is it running? 'batchai server "
-                "status' tells (give --home or set BATCHAI_HOME if it has its own home); 'batchai server start "
-                "--detach' starts one"
+                f"cannot reach the batchai server at {shown_endpoint(self.conn.endpoint)}: {exc}. Is it running? "
+                "'batchai server status' tells (give --home or set BATCHAI_HOME if it has its own home); "
+                "'batchai server start --detach' starts one"
             ) from exc
         except httpx.HTTPError as exc:
-            raise CliError(f"request to {self.conn.endpoint} failed: {exc}") from exc
+            raise CliError(f"request to {shown_endpoint(self.conn.endpoint)} failed: {exc}") from exc
 
     @property
     def sub(self) -> str:
-        return f"/subscriptions/{self.conn.subscription}"
+        return f"/subscriptions/{segment(self.conn.subscription)}"
 
     def request(
         self,

@@ -17,7 +17,7 @@ import click
 from batchai.cli.arm import group_option, workspace_option, workspace_path
 from batchai.cli.auto_storage import CONTAINER, CONTAINER_PATH, SHARE, SHARE_PATH, auto_storage_account
 from batchai.cli.auto_storage import GROUP as AUTO_GROUP
-from batchai.cli.client import Client
+from batchai.cli.client import Client, segment
 from batchai.cli.common import command, confirm, ensure_missing, no_wait_option, warn, yes_option
 from batchai.cli.config_files import add_mounts, load_properties, storage_account
 from batchai.cli.errors import CliError
@@ -128,7 +128,7 @@ def user_account(
 def file_server_id(client: Client, group: str, workspace: str, nfs: str | None) -> str | None:
     if not nfs or nfs.startswith("/subscriptions/"):
         return nfs
-    return f"{workspace_path(client, group, workspace)}/fileServers/{nfs}"
+    return f"{workspace_path(client, group, workspace)}/fileServers/{segment(nfs)}"
 
 
 @click.group("cluster", help="Commands to manage clusters.")
@@ -137,7 +137,7 @@ def cluster() -> None:
 
 
 def cluster_path(client: Client, group: str, workspace: str, name: str) -> str:
-    return f"{workspace_path(client, group, workspace)}/clusters/{name}"
+    return f"{workspace_path(client, group, workspace)}/clusters/{segment(name)}"
 
 
 def name_option(fn: Any) -> Any:
@@ -380,7 +380,7 @@ def file_server() -> None:
 
 
 def file_server_path(client: Client, group: str, workspace: str, name: str) -> str:
-    return f"{workspace_path(client, group, workspace)}/fileServers/{name}"
+    return f"{workspace_path(client, group, workspace)}/fileServers/{segment(name)}"
 
 
 @command(file_server, "create", table=file_server_table)
@@ -418,7 +418,7 @@ def file_server_create(
     no_wait: bool,
 ) -> Any:
     """Create a file server (ready at once: it is a directory on the server's host)."""
-    path = f"{workspace_path(client, group, workspace)}/fileServers/{name}"
+    path = f"{workspace_path(client, group, workspace)}/fileServers/{segment(name)}"
     ensure_missing(client, path, f'"{name}" already exists in "{group}" resource group under {workspace} workspace.')
     props = load_properties(config_file, None)
     if vm_size:

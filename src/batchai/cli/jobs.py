@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from batchai.cli.arm import group_option, workspace_option, workspace_path
-from batchai.cli.client import Client, error_message
+from batchai.cli.client import Client, error_message, segment
 from batchai.cli.clusters import file_server_id, mount_options
 from batchai.cli.common import command, confirm, ensure_missing, no_wait_option, warn, yes_option
 from batchai.cli.config_files import add_mounts, load_properties, storage_account
@@ -28,7 +28,7 @@ def experiment_option(fn: Any) -> Any:
 
 
 def job_path(client: Client, group: str, workspace: str, experiment: str, name: str) -> str:
-    return f"{workspace_path(client, group, workspace)}/experiments/{experiment}/jobs/{name}"
+    return f"{workspace_path(client, group, workspace)}/experiments/{segment(experiment)}/jobs/{segment(name)}"
 
 
 @click.group("job", help="Commands to manage jobs.")
@@ -74,7 +74,7 @@ def job_create(
         cluster_id = (
             cluster
             if cluster.startswith("/subscriptions/")
-            else (f"{workspace_path(client, group, workspace)}/clusters/{cluster}")
+            else (f"{workspace_path(client, group, workspace)}/clusters/{segment(cluster)}")
         )
         props["cluster"] = {"id": cluster_id}
     if not (props.get("cluster") or {}).get("id"):
@@ -110,7 +110,7 @@ def job_show(client: Client, group: str, workspace: str, experiment: str, name: 
 @experiment_option
 def job_list(client: Client, group: str, workspace: str, experiment: str) -> Any:
     """List jobs."""
-    return client.list(f"{workspace_path(client, group, workspace)}/experiments/{experiment}/jobs")
+    return client.list(f"{workspace_path(client, group, workspace)}/experiments/{segment(experiment)}/jobs")
 
 
 @command(job, "delete")

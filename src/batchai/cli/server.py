@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from batchai.cli.client import CONFIG_FILE, checked_endpoint, checked_token
+from batchai.cli.client import CONFIG_FILE, checked_endpoint, checked_token, shown_endpoint
 from batchai.cli.errors import CliError
 from batchai.config import DEFAULT_PORT, Settings, resolve_home
 from batchai.ids import SUBSCRIPTION
@@ -137,4 +137,6 @@ def configure(endpoint: str | None, token: str | None, subscription: str | None,
     if any(changes.values()):
         write_private(path, data)
     shown = {**data, "token": "***" if data.get("token") else None}
+    if data.get("endpoint"):
+        shown["endpoint"] = shown_endpoint(data["endpoint"])
     click.echo(json.dumps(shown, indent=2, sort_keys=True))

@@ -21,7 +21,7 @@ import httpx
 from rich.progress import Progress
 
 from batchai.cli.arm import RG_API, group_option, group_path, parse_tags, tags_option
-from batchai.cli.client import Client, error_message
+from batchai.cli.client import Client, error_message, segment
 from batchai.cli.common import SpaceSeparated, command, confirm, yes_option
 from batchai.cli.errors import CliError
 from batchai.cli.transfer import CHUNK, download, progress_bar
@@ -39,13 +39,6 @@ def storage() -> None:
 
 
 # -- the data plane over HTTP --------------------------------------------------------------------------
-def segment(name: str) -> str:
-    """``name`` as one URL path segment; ``.`` and ``..`` escaped, so that they reach the server (which refuses
-    them) rather than being resolved away by the HTTP client."""
-    quoted = quote(name, safe="")
-    return quoted.replace(".", "%2E") if quoted in (".", "..") else quoted
-
-
 @dataclass(frozen=True)
 class Volume:
     """A share or a container of an account, as the server's data-plane URLs name it."""
@@ -319,7 +312,7 @@ def account() -> None:
 
 
 def account_path(client: Client, group: str, name: str) -> str:
-    return f"{group_path(client, group)}/providers/Microsoft.Storage/storageAccounts/{name}"
+    return f"{group_path(client, group)}/providers/Microsoft.Storage/storageAccounts/{segment(name)}"
 
 
 @command(account, "create")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchai.runtime import distributed
+from batchai.runtime import distributed, supervisor
 from batchai.services.mounts import parse_file_url
 from batchai.storage.base import Volume, VolumeKind, clean_path
 
@@ -131,17 +131,37 @@ def cluster_mounts(
     return _mount_links((cluster_spec.get("nodeSetup") or {}).get("mountVolumes"), mount_root, resolve, file_server)
 
 
-def run_mount(command: str, path: Path) -> None:
-    """Run an unmanaged file system's mount command with the mount path appended, as Batch AI did."""
-    path.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(
-        f"{command} {shlex.quote(str(path))}", shell=True, capture_output=True, text=True, timeout=300
+def mount_script(command: str, path: Path) -> str:
+    """Bash lines that run an unmanaged file system's mount command with the mount path appended, as Batch AI
+    did, and end the script with its exit code if it fails (saying which command failed)."""
+    quoted = shlex.quote(str(path))
+    return (
+        f"mkdir -p {quoted} && {command} {quoted}\n__batchai_mount=$?\n"
+        f'if [ "$__batchai_mount" -ne 0 ]; then echo "batchai: the mount command {shlex.quote(command)} failed with '
+        'exit code $__batchai_mount" >&2; exit "$__batchai_mount"; fi\n'
     )
+
+
+def run_mount(command: str, path: Path, env: dict[str, str], log: Path) -> None:
+    """Run a mount command now (a job's unmanaged file system), its output in ``log`` (a file, not a pipe: a
+    mount helper that leaves a daemon behind does not hold it up), in its own session, with ``env``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        try:
+            result = subprocess.run(
+                ["bash", "-c", mount_script(command, path)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                env=env,
+                timeout=300,
+                start_new_session=True,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise LaunchError("MountFailed", f"The mount command '{command}' did not end within 300 s.") from exc
     if result.returncode != 0:
-        last = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise LaunchError(
-            "MountFailed", f"The mount command '{command}' failed with exit code {result.returncode}: {last[0]}"
-        )
+        last = supervisor.tail(log)[-1:] or ["no output"]
+        raise LaunchError("MountFailed", f"The mount command '{command}' failed: {last[0]}")
 
 
 def _python(settings: dict[str, Any], default_python: str) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
+from batchai.errors import TooManyRequests
 from batchai.models.base import parse_duration
 from batchai.providers.base import NodeProvider
 from batchai.runtime import distributed, launch, supervisor
@@ -40,7 +42,7 @@ from batchai.scheduler.launching import (
     remove_job_dir,
 )
 from batchai.scheduler.matching import QueuedJob, decide
-from batchai.scheduler.nodes import Nodes, NodeState, describe_node, file_server_path
+from batchai.scheduler.nodes import Nodes, NodeState, describe_node, file_server_dir, file_server_path
 from batchai.scheduler.settings import EngineSettings
 from batchai.services import clusters as cluster_service
 from batchai.services import jobs as job_service
@@ -54,6 +56,8 @@ log = logging.getLogger("batchai.engine")
 CLUSTER_SYNC_SECONDS = 0.1
 # How often clusters that are settled (steady, fixed size, nodes on this host) are looked at anyway.
 SETTLED_CLUSTER_SYNC_SECONDS = 1.0
+# Commands run on nodes at once (execOnNode): fewer than the API's worker threads (40), which they hold.
+MAX_NODE_COMMANDS = 16
 
 
 class Engine:
@@ -104,6 +108,7 @@ class Engine:
         self._launched = threading.Condition(self._lock)
         self._looked_past_launching = False  # a pass left a launching job alone: look again after it
         self._launches: queue.SimpleQueue[list[JobStart] | None] = queue.SimpleQueue()
+        self._node_commands = threading.BoundedSemaphore(MAX_NODE_COMMANDS)
         self._launch_threads: list[threading.Thread] = []
 
     # -- life cycle ------------------------------------------------------------------------------------
@@ -444,9 +449,18 @@ class Engine:
             thread.join()
 
     def run_on_node(self, target: NodeTarget, command: str, timeout: float) -> CommandResult:
-        """A command on a node, waited for (``node_commands.run``); it runs beside the node's jobs."""
-        base_env = dict(self.settings.base_env)
-        return node_commands.run(self.provider, base_env, target, command, timeout, self.settings.grace_seconds)
+        """A command on a node, waited for (``node_commands.run``); it runs beside the node's jobs. At most
+        ``MAX_NODE_COMMANDS`` at once: each holds one of the API's worker threads while it runs."""
+        if not self._node_commands.acquire(blocking=False):
+            raise TooManyRequests(
+                f"{MAX_NODE_COMMANDS} commands already run on nodes; try again when one has ended.",
+                target="command",
+            )
+        try:
+            base_env = dict(self.settings.base_env)
+            return node_commands.run(self.provider, base_env, target, command, timeout, self.settings.grace_seconds)
+        finally:
+            self._node_commands.release()
 
     def release_cluster(self, cluster_id: int, nodes: list[tuple[str, dict[str, Any]]]) -> None:
         """After a cluster is deleted: stop its setup tasks and remove its nodes' work areas."""
@@ -455,6 +469,10 @@ class Engine:
     def release_job(self, cluster_id: int, job_id: int) -> None:
         """After a job is deleted: remove its directory on the cluster's shared storage."""
         remove_job_dir(launch.shared_job_temp_dir(self.provider.shared_dir(cluster_id), job_id))
+
+    def release_file_server(self, file_server_id: int) -> None:
+        """Remove a file server's directory (its data) on this host."""
+        shutil.rmtree(file_server_dir(self.settings.home, file_server_id), ignore_errors=True)
 
     def _finish(self, ctx: Ctx, job: Job) -> None:
         """All tasks ended: the job's final state follows from why it stopped and how its tasks ended."""

@@ -107,6 +107,10 @@ class Starter:
 
         try:
             spec = start.spec
+            if start.attempts == 1:  # a job deleted before may have had this id: its node directories are not ours
+                for slot in start.slots:
+                    if (stale := launch.job_temp_dir(slot.node_dir, start.job_id)).exists():
+                        remove_job_dir(stale)
             hosts = [slot.address for slot in start.slots]
             ports = {
                 node: self.provider.free_ports(start.slots[node], count)
@@ -146,7 +150,8 @@ class Starter:
                     for link, target in plan.links:
                         make_link(link, target)
                     for command, path in plan.unmanaged:
-                        launch.run_mount(command, path)
+                        output = plan.stdouterr / f"mount{process.suffix}.txt"  # beside the job's other output
+                        launch.run_mount(command, path, dict(self.settings.base_env), output)
                     for directory in plan.directories:
                         directory.mkdir(parents=True, exist_ok=True)
                 except OSError as exc:

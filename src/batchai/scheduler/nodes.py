@@ -209,28 +209,30 @@ class Nodes:
                 servers = file_server_path(self._ctx(session), self.settings.home)
                 links, unmanaged = launch.cluster_mounts(cluster.spec, node_dir / "mounts", self.resolve, servers)
                 self.provider.prepare_node(cluster.id, node.name, links, self.keys(node))
-                for command, path in unmanaged:
-                    launch.run_mount(command, path)
             except NodeNotReady:
                 return  # still coming up: the next pass looks again
             except (launch.LaunchError, OSError, Exception) as exc:
                 self._node_unusable(cluster, node, "NodePreparationFailed", f"Preparing {node.name} failed: {exc}")
                 return
-            if not setup:
+            if not setup and not unmanaged:
                 self._node_state(node, NodeState.IDLE)
                 return
+            # Mount commands run first in the node's preparation process (supervised, like the setup task):
+            # a slow or daemonizing one holds up neither the engine nor the database.
             env = launch.node_environment(dict(self.settings.base_env), node_dir, node.name)
-            for variable in setup.get("environmentVariables") or []:
-                env[variable["name"]] = launch.expand(variable["value"], env)
-            for secret in setup.get("secrets") or []:
-                if secret.get("value") is not None:
-                    env[secret["name"]] = secret["value"]
-            out_dir = self.setup_output_dir(cluster, node, env)
+            mounts = "".join(launch.mount_script(command, path) for command, path in unmanaged)
+            if setup:
+                for variable in setup.get("environmentVariables") or []:
+                    env[variable["name"]] = launch.expand(variable["value"], env)
+                for secret in setup.get("secrets") or []:
+                    if secret.get("value") is not None:
+                        env[secret["name"]] = secret["value"]
+            out_dir = self.setup_output_dir(cluster, node, env) if setup else node_dir / "setup"
             try:
                 out_dir.mkdir(parents=True, exist_ok=True)
                 handle = self.provider.start(
                     node_dir / "setup" / "setup.sh",
-                    f"cd {node_dir / 'setup'}\n{setup['commandLine']}",
+                    f"cd {node_dir / 'setup'}\n{mounts}{setup['commandLine'] if setup else ''}",
                     env=env,
                     cwd=node_dir / "setup",
                     stdout=out_dir / "stdout.txt",
@@ -296,12 +298,17 @@ class Nodes:
         shutil.rmtree(self.provider.shared_dir(cluster_id), ignore_errors=True)
 
 
+def file_server_dir(home: Path, file_server_id: int) -> Path:
+    """Where a file server's data is on this host."""
+    return home / "fileservers" / str(file_server_id)
+
+
 def file_server_path(ctx: Ctx, home: Path) -> Callable[[str, str], Path]:
     """Resolves a file server's ARM id and a path in it to a directory on this host (made if missing)."""
 
     def resolve(resource_id: str, source: str) -> Path:
         row = file_server_row(ctx, resource_id, "fileServer.id")
-        root = home / "fileservers" / str(row.id)
+        root = file_server_dir(home, row.id)
         root.mkdir(parents=True, exist_ok=True)
         return root / source.strip("/") if source.strip("/") else root
 

@@ -52,6 +52,10 @@ class Runtime(Protocol):
         """After a job is deleted: remove its directory on the cluster's shared storage (idempotent)."""
         ...
 
+    def release_file_server(self, file_server_id: int) -> None:
+        """Remove a file server's data (after it is deleted, and before a new one takes its id); idempotent."""
+        ...
+
     def wake(self, clusters: bool = False, queued: bool = False) -> None: ...
 
 

@@ -64,6 +64,8 @@ def put(ctx: Ctx, sub: str, group: str, workspace: str, name: str, body: FileSer
     )
     ctx.session.add(row)
     ctx.session.flush()
+    if ctx.runtime is not None:  # data a deleted file server left under this id belongs to nobody
+        ctx.runtime.release_file_server(row.id)
     return row, True
 
 
@@ -78,5 +80,8 @@ def delete(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> bool:
     row = find(ctx.session, FileServer, name, workspace_id=parent.id)
     if row is None:
         return False
+    file_server_id, runtime = row.id, ctx.runtime
     ctx.session.delete(row)
+    if runtime is not None:
+        ctx.after_commit.append(lambda: runtime.release_file_server(file_server_id))
     return True

@@ -12,6 +12,8 @@ from batchai.errors import InvalidInput
 MAX_CLUSTER_NODES = 1000  # the most nodes a cluster may have (target, auto-scale maximum)
 MAX_PROCESSES_PER_NODE = 256  # the most processes a job may start on each of its nodes
 MAX_WALL_CLOCK_DAYS = 3650  # the longest maxWallClockTime: ten years
+MAX_VARIABLE = 128 * 1024  # one NAME=value (Linux's MAX_ARG_STRLEN)
+MAX_ENVIRONMENT = 1024 * 1024  # all of a job's (or setup task's) variables, within the kernel's ARG_MAX
 
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 RESERVED_PREFIX = "AZ_BATCHAI_"  # the job environment batchai sets: a job or setup task may not redefine it
@@ -40,8 +42,18 @@ def check_no_climbing(path: str, target: str) -> None:
 
 
 def check_variables(variables: Iterable[dict[str, Any]], target: str, taken: set[str]) -> None:
-    """Environment variable names: shell names, each once (``taken``: names given already), none of batchai's."""
+    """Environment variable names: shell names, each once (``taken``: names given already), none of batchai's;
+    each variable small enough for the kernel to pass to a process (and all of them, ``MAX_ENVIRONMENT``)."""
+    total = 0
     for i, variable in enumerate(variables):
+        size = len(f"{variable.get('name') or ''}={variable.get('value') or ''}".encode())
+        total += size
+        if size > MAX_VARIABLE or total > MAX_ENVIRONMENT:
+            raise InvalidInput(
+                f"The variables are too large for a process's environment: at most {MAX_VARIABLE // 1024} KiB "
+                f"each and {MAX_ENVIRONMENT // 1024} KiB in all.",
+                target=f"{target}[{i}].value",
+            )
         name = variable.get("name") or ""
         if not _VARIABLE.match(name) or name in taken:
             raise InvalidInput(f"The variable name '{name}' is invalid or used twice.", target=f"{target}[{i}].name")

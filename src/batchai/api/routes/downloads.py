@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from batchai.api import links
 from batchai.api.deps import run
@@ -17,7 +17,7 @@ router = APIRouter(tags=["downloads"])
 
 
 @router.get("/download/{name}")
-def download(name: str, r: str, se: str, sig: str, request: Request) -> StreamingResponse:
+def download(name: str, r: str, se: str, sig: str, request: Request) -> Response:
     """The file a signed link names; ``{name}`` is not signed, so the file's own name is the one it is sent as."""
     state = request.app.state
     location = parse_resource(links.verify(state.signing_key, r, se, sig, state.clock().timestamp()))
@@ -38,9 +38,12 @@ def download(name: str, r: str, se: str, sig: str, request: Request) -> Streamin
     if start is None:
         headers["Content-Length"] = str(size)
         return StreamingResponse(iter_file(handle), media_type="application/octet-stream", headers=headers)
+    if start >= size:  # nothing from there on (RFC 9110: 416, with the size)
+        handle.close()
+        return Response(status_code=416, headers={**headers, "Content-Range": f"bytes */{size}"})
     handle.seek(start)
     headers["Content-Length"] = str(size - start)
-    headers["Content-Range"] = f"bytes {start}-{max(size - 1, start)}/{size}"
+    headers["Content-Range"] = f"bytes {start}-{size - 1}/{size}"
     return StreamingResponse(iter_file(handle), status_code=206, media_type="application/octet-stream", headers=headers)
 
 
@@ -56,8 +59,7 @@ def _range_start(header: str | None, size: int) -> int | None:
     """The start of an open ``Range: bytes=N-`` request (the only kind the CLI's streaming sends)."""
     if not header or not header.startswith("bytes=") or not header.endswith("-"):
         return None
-    try:
-        start = int(header[len("bytes=") : -1])
-    except ValueError:
-        return None
-    return min(max(start, 0), size)
+    text = header[len("bytes=") : -1]
+    if not (text.isascii() and text.isdigit()):
+        return None  # not a range this server serves: the whole file
+    return int(text)

@@ -64,7 +64,7 @@ async def job_forward_port(
 async def forward(websocket: WebSocket, target: Callable[[Ctx], NodeTarget], host: str, port: str) -> None:
     """Connect to the node's port, then accept the websocket and relay until either side ends."""
     try:
-        if not port.isdigit():
+        if not (port.isascii() and port.isdigit()):
             raise InvalidInput(f"The port query parameter must be a TCP port number, not '{port}'.", target="port")
         node = await asyncio.to_thread(run, websocket, target)
         address = clusters.forwarded_address(node, host, int(port))
