@@ -43,7 +43,7 @@ def check_no_climbing(path: str, target: str) -> None:
 
 def check_variables(variables: Iterable[dict[str, Any]], target: str, taken: set[str]) -> None:
     """Environment variable names: shell names, each once (``taken``: names given already), none of batchai's;
-    each variable small enough for the kernel to pass to a process (and all of them, ``MAX_ENVIRONMENT``)."""
+    each variable small enough for the kernel to pass to a process, and the list within ``MAX_ENVIRONMENT``."""
     total = 0
     for i, variable in enumerate(variables):
         size = len(f"{variable.get('name') or ''}={variable.get('value') or ''}".encode())
