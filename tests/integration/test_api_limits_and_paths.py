@@ -4,6 +4,7 @@ bounded and checked: bad values are refused with a 400 and change nothing, and t
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -344,3 +345,22 @@ def test_request_bodies_and_environments_are_bounded(bench: Bench) -> None:
     refused(put_job(bench, "wide", environmentVariables=wide), "properties.environmentVariables[0].value", "too large")
     for name in ("huge", "wide"):
         assert bench.server.http.get(url(bench.job_path(name))).status_code == 404
+
+
+def test_an_upload_cut_short_stores_nothing_and_is_no_server_error(bench: Bench) -> None:
+    http = bench.server.http
+    group = f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/{bench.group}"
+    account = http.put(url(f"{group}/providers/Microsoft.Storage/storageAccounts/cutshort", "2023-01-01"), json={})
+    assert account.status_code in (200, 201)
+    assert http.put("/storage/cutshort/shares/data").status_code in (200, 201)
+    port = int(bench.server.endpoint.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as raw:
+        raw.sendall(
+            f"PUT /storage/cutshort/shares/data/files/part.bin HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {bench.server.token}\r\nContent-Length: 100000\r\n\r\n".encode()
+            + b"x" * 1000
+        )
+    log = bench.server.home / "test-server.log"
+    wait_for(lambda: "disconnected before its request was read" in log.read_text(), message="the disconnect seen")
+    assert "unexpected error" not in log.read_text()
+    assert http.get("/storage/cutshort/shares/data/files").json()["value"] == []

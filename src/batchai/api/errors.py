@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from batchai.errors import ApiError
 
@@ -102,6 +103,12 @@ def install(app: FastAPI) -> None:
             "InvalidRequestContent",
             "The request holds a value that is too long or contains a NUL character.",
         )
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(_request: Request, _exc: ClientDisconnect) -> JSONResponse:
+        # The client left in the middle of its request (an upload cut short): nothing was stored, nobody hears.
+        log.info("a client disconnected before its request was read")
+        return arm_error(400, "ClientDisconnected", "The client disconnected before the request was read.")
 
     @app.exception_handler(Exception)
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
