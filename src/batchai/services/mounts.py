@@ -6,9 +6,9 @@ import re
 from typing import Any
 
 from batchai.errors import InvalidInput
-from batchai.ids import SHARE_NAME, STORAGE_ACCOUNT_NAME, check_name, parse_child_id
+from batchai.ids import parse_child_id
 from batchai.services.context import Ctx, find
-from batchai.storage.base import Volume, VolumeKind, clean_path
+from batchai.storage.base import Volume, VolumeKind, check_account_name, check_volume_name, clean_path
 from batchai.store.tables import FileServer, ResourceGroup, StorageAccount, Workspace
 
 _FILE_URL = re.compile(r"^https?://(?P<account>[a-z0-9]{3,24})\.file\.[^/]+/(?P<share>[^/?#]+)/?(?P<rest>[^?#]*)$")
@@ -75,7 +75,7 @@ def normalise(ctx: Ctx, volumes: dict[str, Any], where: str) -> dict[str, Any]:
                 f"accountName '{share['accountName']}' does not match the account of {share['azureFileUrl']}.",
                 target=target + ".accountName",
             )
-        check_name("file share", name, SHARE_NAME, target=target + ".azureFileUrl")
+        check_volume_name(VolumeKind.SHARE, name, target + ".azureFileUrl")
         _require_volume(ctx, Volume(account, VolumeKind.SHARE, name), target)
         mount_path(share["relativeMountPath"], target + ".relativeMountPath")
         # With Azure's default modes, as it showed them.
@@ -84,8 +84,8 @@ def normalise(ctx: Ctx, volumes: dict[str, Any], where: str) -> dict[str, Any]:
         out["azureFileShares"] = shares
     for i, blob in enumerate(volumes.get("azureBlobFileSystems") or []):
         target = f"{where}.azureBlobFileSystems[{i}]"
-        check_name("storage account", blob["accountName"], STORAGE_ACCOUNT_NAME, target=target + ".accountName")
-        check_name("container", blob["containerName"], SHARE_NAME, target=target + ".containerName")
+        check_account_name(blob["accountName"], target + ".accountName")
+        check_volume_name(VolumeKind.CONTAINER, blob["containerName"], target + ".containerName")
         _require_volume(ctx, Volume(blob["accountName"], VolumeKind.CONTAINER, blob["containerName"]), target)
         mount_path(blob["relativeMountPath"], target + ".relativeMountPath")
     for i, server in enumerate(volumes.get("fileServers") or []):

@@ -46,14 +46,14 @@ class VolumeKind(StrEnum):
 KIND_LABELS = {VolumeKind.SHARE: "file share", VolumeKind.CONTAINER: "container"}
 
 
-def check_account_name(account: str) -> str:
+def check_account_name(account: str, target: str | None = None) -> str:
     """Refuse a storage account name that ``storage account create`` would refuse (``InvalidResourceName``)."""
-    return check_name("storage account", account, STORAGE_ACCOUNT_NAME)
+    return check_name("storage account", account, STORAGE_ACCOUNT_NAME, target)
 
 
-def check_volume_name(kind: VolumeKind, name: str) -> str:
+def check_volume_name(kind: VolumeKind, name: str, target: str | None = None) -> str:
     """Refuse a share or container name that creating it would refuse: never ``.``, ``..`` or a path."""
-    return check_name(KIND_LABELS[kind], name, SHARE_NAME)
+    return check_name(KIND_LABELS[kind], name, SHARE_NAME, target)
 
 
 @dataclass(frozen=True)
