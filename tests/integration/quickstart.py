@@ -45,7 +45,9 @@ def run_quickstart(
     ok = server.ok
     ok("group", "create", "-n", "batchai.quickstart", "-l", "eastus")
     ok("workspace", "create", "-g", "batchai.quickstart", "-n", "quickstart")
-    ok("cluster", "create", "-n", "nc6", *Q, "-s", "Standard_NC6", "-i", "UbuntuDSVM", "-t", "1", "--generate-ssh-keys")
+    # --generate-ssh-keys writes ~/.ssh/id_rsa: here under the work directory, not the user's home
+    nc6 = ("-n", "nc6", *Q, "-s", "Standard_NC6", "-i", "UbuntuDSVM", "-t", "1", "--generate-ssh-keys")
+    ok("cluster", "create", *nc6, env={"HOME": str(work)})
     ok("storage", "account", "create", "-n", account, "--sku", "Standard_LRS", "-g", "batchai.quickstart")
     acct = ("--account-name", account)
     ok("storage", "share", "create", "-n", "scripts", *acct)

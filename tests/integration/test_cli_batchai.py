@@ -303,9 +303,9 @@ def test_job_verbs_with_the_seed_job_json(shared_server: Server, tmp_path: Path,
     s.ok("group", "create", "-n", "job.rg", "-l", "eastus")
     s.ok("workspace", "create", "-g", "job.rg", "-n", "quickstart")
     q = ("-g", "job.rg", "-w", "quickstart")
-    s.ok(
-        "cluster", "create", "-n", "nc6", *q, "-s", "Standard_NC6", "-i", "UbuntuDSVM", "-t", "1", "--generate-ssh-keys"
-    )
+    home = {"HOME": str(tmp_path)}  # --generate-ssh-keys writes ~/.ssh/id_rsa: not the user's
+    nc6 = ("-n", "nc6", *q, "-s", "Standard_NC6", "-i", "UbuntuDSVM", "-t", "1", "--generate-ssh-keys")
+    s.ok("cluster", "create", *nc6, env=home)
     s.ok("storage", "account", "create", "-n", "jobstore1", "--sku", "Standard_LRS", "-g", "job.rg")
     account = ("--account-name", "jobstore1")
     s.ok("storage", "share", "create", "-n", "scripts", *account)
