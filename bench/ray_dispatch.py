@@ -99,7 +99,7 @@ def batchai_once(bench: Bench, name: str, nodes: int) -> tuple[float, float]:
     if state != "succeeded":
         raise RuntimeError(f"batchai job {name} ended {state}: {properties.get('executionInfo')}")
     out = bench.home / "logs" / properties["jobOutputDirectoryPathSegment"] / "stdouterr"
-    files = ["stdout.txt"] + [f"stdout-wk-{i}.txt" for i in range(1, nodes)]
+    files = ["stdout.txt"] if nodes == 1 else [f"stdout-{rank}.txt" for rank in range(nodes)]  # one per rank
     started = max(float((out / f).read_text()) for f in files)  # both processes running
     return started - sent, finished - sent
 

@@ -178,7 +178,9 @@ def test_pytorch_ddp_matches_a_single_process(dist: Bench) -> None:
     assert abs(both["loss"] - alone["loss"]) < 1e-9 * max(1.0, alone["loss"]), (both, alone)
 
     logs = dist.stdouterr("ddp")
-    master, worker = (logs / "stdout.txt").read_text(), (logs / "stdout-wk-1.txt").read_text()
+    # Each rank's output in its own file, named by its rank as Batch AI's PyTorch recipes stream it.
+    master, worker = (logs / "stdout-0.txt").read_text(), (logs / "stdout-1.txt").read_text()
+    assert not (logs / "stdout.txt").exists()
     assert master.startswith("rank 0 of 2") and worker.startswith("rank 1 of 2")
     env0, env1 = (json.loads(text.split(" ", 6)[6]) for text in (master, worker))
     assert env0["MASTER_ADDR"] == env1["MASTER_ADDR"] == "127.0.0.1" and env0["MASTER_PORT"] == env1["MASTER_PORT"]
@@ -192,7 +194,7 @@ def test_pytorch_ddp_matches_a_single_process(dist: Bench) -> None:
     assert {env0["AZ_BATCHAI_NODE_NAME"], env1["AZ_BATCHAI_NODE_NAME"]} == {"node-0", "node-1"}
     # A worker's file streams like stdout.txt does.
     where = ("-g", "dist.rg", "-w", "ws", "-e", "exp", "-j", "ddp")
-    stream = dist.server.cli("job", "file", "stream", *where, "-f", "stdout-wk-1.txt")
+    stream = dist.server.cli("job", "file", "stream", *where, "-f", "stdout-1.txt")
     assert stream.code == 0 and "rank 1 of 2" in stream.stdout, stream.stderr
 
 
@@ -223,7 +225,10 @@ def test_tensorflow_gets_its_cluster_spec(dist: Bench) -> None:
         assert result["argv"] == ["--job_name=worker", f"--task_index={index}", *(["--chief"] if index == 0 else [])]
         assert result["replies"] == ["ps 0"]  # it reached the parameter server at its address
     logs = dist.stdouterr("tf")
-    assert {"stdout.txt", "stdout-wk-1.txt", "stdout-ps-0.txt"} <= {p.name for p in logs.iterdir()}
+    # Named as Batch AI's TensorFlow recipes stream them: the master is worker 0.
+    names = {p.name for p in logs.iterdir()}
+    assert {"stdout-wk-0.txt", "stdout-wk-1.txt", "stdout-ps-0.txt"} <= names and "stdout.txt" not in names
+    assert (logs / "stdout-wk-0.txt").read_text() == "worker 0 done\n"
 
 
 def test_mpi_job_runs_its_processes_through_mpirun(dist: Bench) -> None:
@@ -275,9 +280,9 @@ def test_job_preparation_runs_once_per_node(dist: Bench) -> None:
     assert props["executionState"] == "succeeded", props
     assert sorted(p.name for p in counter.iterdir()) == ["node-0", "node-1"]
     logs = dist.stdouterr("four")
-    ranks = {name: (logs / name).read_text().split(" loss")[0] for name in ("stdout.txt", "stdout-wk-3.txt")}
-    assert ranks == {"stdout.txt": "rank 0 of 4", "stdout-wk-3.txt": "rank 3 of 4"}
-    local = json.loads((logs / "stdout-wk-3.txt").read_text().split(" ", 6)[6])
+    ranks = {name: (logs / name).read_text().split(" loss")[0] for name in ("stdout-0.txt", "stdout-3.txt")}
+    assert ranks == {"stdout-0.txt": "rank 0 of 4", "stdout-3.txt": "rank 3 of 4"}
+    local = json.loads((logs / "stdout-3.txt").read_text().split(" ", 6)[6])
     assert local["LOCAL_RANK"] == "1" and local["AZ_BATCHAI_NODE_NAME"] == "node-1"
     # A Ray machine's GPUs (two, as Ray counts them) are its node's; this host has none for local nodes.
     on_ray = "BATCHAI_RAY_ADDRESS" in dist.server.env
@@ -489,8 +494,8 @@ def test_a_restarted_server_reattaches_to_jobs_on_ray(on_ray: tuple[Bench, RayCl
     props = bench.wait_job("survivor", timeout=60)
     assert props["executionState"] == "succeeded", props
     logs = bench.stdouterr("survivor")
-    assert "finished after the restart" in (logs / "stdout.txt").read_text()
-    assert "finished after the restart" in (logs / "stdout-wk-1.txt").read_text()
+    assert "finished after the restart" in (logs / "stdout-0.txt").read_text()
+    assert "finished after the restart" in (logs / "stdout-1.txt").read_text()
 
 
 def test_an_idle_agent_leaves_and_a_new_one_serves_the_next_job(ray_nodes: RayCluster, tmp_path: Path) -> None:

@@ -87,8 +87,10 @@ def test_each_toolkit_gets_its_arguments_and_environment(bench: Bench) -> None:
         assert env_seen["AZ_BATCHAI_OUTPUT_OUT"].endswith(props["jobOutputDirectoryPathSegment"])
         assert got["cwd"] == env_seen["AZ_BATCHAI_JOB_TEMP"]
         out_dir = Path(env_seen["AZ_BATCHAI_STDOUTERR_DIR"])
-        assert (out_dir / "stdout.txt").read_text() == "hello from 0\n"
-        assert (out_dir / "stderr.txt").read_text() == "to stderr\n"
+        # A TensorFlow job's files are worker 0's, as Batch AI named them (single-node ones too).
+        own = "-wk-0" if key == "tensorFlowSettings" else ""
+        assert (out_dir / f"stdout{own}.txt").read_text() == "hello from 0\n"
+        assert (out_dir / f"stderr{own}.txt").read_text() == "to stderr\n"
         assert "started" in (out_dir / "execution.log").read_text()
     assert bench.job("tensorflow")["toolType"] == "tensorflow"
 

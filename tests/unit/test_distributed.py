@@ -18,9 +18,9 @@ def spec(node_count: int, **toolkit: Any) -> dict[str, Any]:
 def test_pytorch_spreads_its_processes_over_the_nodes_in_blocks() -> None:
     job = spec(2, pyTorchSettings={"pythonScriptFilePath": "t.py", "processCount": 3})
     assert distributed.layout(job) == [
-        Process(0, 0, "worker", 0, 0),
-        Process(1, 0, "worker", 1, 1),
-        Process(2, 1, "worker", 2, 0),
+        Process(0, 0, "worker", 0, 0, suffix="-0"),  # stdout-0.txt: each rank's output by its rank
+        Process(1, 0, "worker", 1, 1, suffix="-1"),
+        Process(2, 1, "worker", 2, 0, suffix="-2"),
     ]
     env = distributed.environment(job, distributed.layout(job), ["10.0.0.1", "10.0.0.2"], {0: [2345]})
     assert env[2]["RANK"] == "2" and env[2]["LOCAL_RANK"] == "0" and env[2]["WORLD_SIZE"] == "3"
@@ -33,7 +33,7 @@ def test_tensorflow_has_workers_and_parameter_servers_with_their_own_ports() -> 
     job = spec(2, tensorFlowSettings={"pythonScriptFilePath": "t.py", "workerCount": 2, "parameterServerCount": 1})
     processes = distributed.layout(job)
     assert [(p.role, p.role_index, p.node, p.suffix) for p in processes] == [
-        ("worker", 0, 0, ""),
+        ("worker", 0, 0, "-wk-0"),
         ("worker", 1, 1, "-wk-1"),
         ("ps", 0, 1, "-ps-0"),
     ]
@@ -47,7 +47,7 @@ def test_tensorflow_has_workers_and_parameter_servers_with_their_own_ports() -> 
 
 def test_a_single_node_tensorflow_job_is_one_master() -> None:
     job = spec(1, tensorFlowSettings={"pythonScriptFilePath": "t.py", "masterCommandLineArgs": "m"})
-    assert distributed.layout(job) == [Process(0, 0, "master", 0)]
+    assert distributed.layout(job) == [Process(0, 0, "master", 0, suffix="-wk-0")]  # stdout-wk-0.txt, as Batch AI
 
 
 @pytest.mark.parametrize(
@@ -100,8 +100,11 @@ def test_the_custom_toolkit_runs_on_the_master_node_and_may_reach_the_others() -
 def test_every_node_of_the_job_runs_its_preparation() -> None:
     prep = {"jobPreparation": {"commandLine": "pip install horovod"}}
     mpi = spec(3, customMpiSettings={"commandLine": "hello", "processCount": 3}, **prep)
-    assert distributed.layout(mpi) == [Process(0, 0, "mpirun", 0), Process(1, 1, "prep", 1), Process(2, 2, "prep", 2)]
-    assert distributed.layout(mpi)[2].suffix == "-node-2"
+    assert distributed.layout(mpi) == [
+        Process(0, 0, "mpirun", 0),
+        Process(1, 1, "prep", 1, suffix="-node-1"),
+        Process(2, 2, "prep", 2, suffix="-node-2"),
+    ]
     # A toolkit process on every node already runs it there; without a preparation nothing is added.
     pytorch = spec(2, pyTorchSettings={"pythonScriptFilePath": "t.py"}, **prep)
     assert [p.role for p in distributed.layout(pytorch)] == ["worker", "worker"]
@@ -131,6 +134,43 @@ def test_mpirun_waits_for_every_node_s_preparation(tmp_path: Any) -> None:
     helper = plan(Process(1, 1, "prep", 1))
     assert (helper.stdout_name, helper.stderr_name) == ("stdout-job_prep-node-1.txt", "stderr-job_prep-node-1.txt")
     assert helper.prep_marker == other and launch.script_body(helper, "").rstrip().endswith("fi")
+
+
+@pytest.mark.parametrize(
+    ("nodes", "toolkit", "names"),
+    [
+        # As Batch AI named them (its recipes stream these files).
+        (1, {"cntkSettings": {"pythonScriptFilePath": "t.py"}}, [""]),
+        (1, {"pyTorchSettings": {"pythonScriptFilePath": "t.py"}}, [""]),
+        (2, {"customToolkitSettings": {"commandLine": "x"}}, [""]),
+        (2, {"horovodSettings": {"pythonScriptFilePath": "t.py", "processCount": 2}}, [""]),
+        (2, {"pyTorchSettings": {"pythonScriptFilePath": "t.py"}}, ["-0", "-1"]),
+        (2, {"caffe2Settings": {"pythonScriptFilePath": "t.py"}}, ["-0", "-1"]),
+        (1, {"tensorFlowSettings": {"pythonScriptFilePath": "t.py"}}, ["-wk-0"]),
+        (2, {"tensorFlowSettings": {"pythonScriptFilePath": "t.py"}}, ["-wk-0", "-wk-1", "-ps-0"]),
+    ],
+)
+def test_output_files_are_named_as_batch_ai_named_them(
+    nodes: int, toolkit: dict[str, Any], names: list[str], tmp_path: Any
+) -> None:
+    job = spec(nodes, jobPreparation={"commandLine": "p"}, **toolkit)
+    processes = [p for p in distributed.layout(job) if p.role != "prep"]
+    assert [p.suffix for p in processes] == names
+    slots = [launch.NodeSlot(f"node-{i}", tmp_path / f"node-{i}", tmp_path / "shared", i) for i in range(nodes)]
+
+    def plan(process: Process) -> launch.LaunchPlan:
+        return launch.plan(
+            job_id=7, spec=job, segment="s", cluster_spec={}, slot=slots[process.node], process=process,
+            wiring={}, base_env={}, resolve=lambda v: tmp_path, file_server=lambda a, b: tmp_path,
+            default_python="/py",
+        )  # fmt: skip
+
+    plans = [plan(p) for p in processes]
+    assert [(p.stdout_name, p.stderr_name) for p in plans] == [(f"stdout{n}.txt", f"stderr{n}.txt") for n in names]
+    # The job preparation's output is named by its node, whatever the toolkit.
+    assert plans[0].prep_output == ("stdout-job_prep.txt", "stderr-job_prep.txt")
+    last = "stdout-job_prep.txt" if processes[-1].node == 0 else "stdout-job_prep-node-1.txt"
+    assert plans[-1].prep_output[0] == last
 
 
 def test_blocks_fill_the_first_nodes_first() -> None:

@@ -17,8 +17,11 @@ wired, as Batch AI did:
 The job preparation runs once on every node of the job: a node that no process of the toolkit runs on gets
 a process that runs only the job preparation (role ``prep``).
 
-Process 0 writes ``stdout.txt``/``stderr.txt``; the others ``stdout-wk-<i>.txt`` (or ``-ps-<i>`` for
-parameter servers) beside them.
+Each process writes its own ``stdout``/``stderr`` files, named as Batch AI named them (its recipes stream
+these): ``stdout.txt`` for a job of one process (mpirun included); ``stdout-<rank>.txt`` for each process of
+a distributed PyTorch job; ``stdout-<node>.txt`` for each node of a multi-node Caffe2 job;
+``stdout-wk-<i>.txt`` and ``stdout-ps-<i>.txt`` for the workers and parameter servers of every TensorFlow job,
+single-node ones too (the master is worker 0).
 """
 
 from __future__ import annotations
@@ -43,14 +46,7 @@ class Process:
     role_index: int
     local_rank: int = 0
     auxiliary: bool = False  # stopped once the other processes have ended (parameter servers)
-
-    @property
-    def suffix(self) -> str:
-        if self.rank == 0:
-            return ""
-        if self.role == "prep":
-            return f"-node-{self.node}"
-        return f"-ps-{self.role_index}" if self.role == "ps" else f"-wk-{self.role_index}"
+    suffix: str = ""  # in the names of its output files: stdout{suffix}.txt
 
 
 def toolkit(spec: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -97,13 +93,14 @@ def blocks(count: int, nodes: int) -> list[int]:
     return [max(0, min(per_node, count - i * per_node)) for i in range(nodes)]
 
 
-def _spread(count: int, nodes: int, role: str, first_rank: int) -> list[Process]:
+def _spread(count: int, nodes: int, role: str, suffix: str) -> list[Process]:
+    """``count`` processes of ``role`` over the nodes in blocks; ``suffix`` names their files, with ``{i}``
+    for their index."""
     processes = []
-    rank = first_rank
     for node, size in enumerate(blocks(count, nodes)):
         for local in range(size):
-            processes.append(Process(rank, node, role, rank - first_rank, local))
-            rank += 1
+            i = len(processes)
+            processes.append(Process(i, node, role, i, local, suffix=suffix.format(i=i)))
     return processes
 
 
@@ -122,7 +119,7 @@ def layout(spec: dict[str, Any]) -> list[Process]:
         used = {p.node for p in processes}
         for node in range(int(spec["nodeCount"])):
             if node not in used:
-                processes.append(Process(len(processes), node, "prep", node))
+                processes.append(Process(len(processes), node, "prep", node, suffix=f"-node-{node}"))
     return processes
 
 
@@ -130,21 +127,22 @@ def _toolkit_layout(spec: dict[str, Any]) -> list[Process]:
     nodes = int(spec["nodeCount"])
     how = kind(spec)
     if how == "per-node":
-        return [Process(i, i, "node", i) for i in range(nodes)]
+        return [Process(i, i, "node", i, suffix=f"-{i}") for i in range(nodes)]
     if how == "pytorch":
-        return _spread(process_count(spec), nodes, "worker", 0)
+        return _spread(process_count(spec), nodes, "worker", "-{i}")
     if how == "tensorflow":
         workers, servers = tensorflow_counts(spec)
-        processes = _spread(workers, nodes, "worker", 0)
+        processes = _spread(workers, nodes, "worker", "-wk-{i}")
         on_node = [sum(1 for p in processes if p.node == n) for n in range(nodes)]
         for i in range(servers):
             node = (nodes - 1 - i) % nodes  # parameter servers start from the last node
-            processes.append(Process(workers + i, node, "ps", i, on_node[node], auxiliary=True))
+            processes.append(Process(workers + i, node, "ps", i, on_node[node], auxiliary=True, suffix=f"-ps-{i}"))
             on_node[node] += 1
         return processes
     if how == "mpi":
         return [Process(0, 0, "mpirun", 0)]
-    return [Process(0, 0, "master", 0)]
+    # A TensorFlow job of one process is worker 0 too, by the name of its files.
+    return [Process(0, 0, "master", 0, suffix="-wk-0" if toolkit(spec)[0] == "tensorFlowSettings" else "")]
 
 
 def reaches_other_nodes(spec: dict[str, Any], process: Process) -> bool:

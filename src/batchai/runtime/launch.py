@@ -329,7 +329,9 @@ def plan(
             env[secret["name"]] = secret["value"]
     suffix = process.suffix
     prep = (spec.get("jobPreparation") or {}).get("commandLine")
-    prep_output = (f"stdout-job_prep{suffix}.txt", f"stderr-job_prep{suffix}.txt")
+    # The job preparation runs once per node: its output is named by the node (none for the first).
+    node = f"-node-{process.node}" if process.node else ""
+    prep_output = (f"stdout-job_prep{node}.txt", f"stderr-job_prep{node}.txt")
     # A process that runs only the job preparation writes nothing else: its output is the preparation's.
     outputs = prep_output if process.role == "prep" else (f"stdout{suffix}.txt", f"stderr{suffix}.txt")
     return LaunchPlan(
