@@ -347,6 +347,37 @@ def test_request_bodies_and_environments_are_bounded(bench: Bench) -> None:
         assert bench.server.http.get(url(bench.job_path(name))).status_code == 404
 
 
+def test_a_body_sent_in_chunks_is_bounded_too(bench: Bench) -> None:
+    """Without a Content-Length the server cannot refuse a body up front: it reads it up to the limit."""
+
+    def chunks(body: dict[str, Any]) -> Any:
+        data = json.dumps(body).encode()
+        for start in range(0, len(data), 64 * 1024):
+            yield data[start : start + 64 * 1024]
+
+    job = {
+        "cluster": {"id": f"{bench.ws}/clusters/c"},
+        "nodeCount": 1,
+        "stdOutErrPathPrefix": str(bench.tmp / "logs"),
+        "customToolkitSettings": {"commandLine": "true"},
+    }
+    many = [{"name": f"V{i}", "value": "x" * 100} for i in range(50_000)]  # about 6 MB of JSON
+    http = bench.server.http
+    json_type = {"Content-Type": "application/json"}
+    big = http.put(
+        url(bench.job_path("chunked-huge")),
+        content=chunks({"properties": {**job, "environmentVariables": many}}),
+        headers=json_type,
+    )
+    assert big.request.headers.get("transfer-encoding") == "chunked" and "content-length" not in big.request.headers
+    assert arm_error(big, 413)["code"] == "RequestEntityTooLarge"
+    assert http.get(url(bench.job_path("chunked-huge"))).status_code == 404
+    # A body of the usual size, sent in chunks, is read whole.
+    small = http.put(url(bench.job_path("chunked-small")), content=chunks({"properties": job}), headers=json_type)
+    assert small.status_code in (200, 201), small.text
+    assert http.get(url(bench.job_path("chunked-small"))).json()["properties"]["nodeCount"] == 1
+
+
 def test_an_upload_cut_short_stores_nothing_and_is_no_server_error(bench: Bench) -> None:
     http = bench.server.http
     group = f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/{bench.group}"

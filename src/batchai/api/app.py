@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import Depends, FastAPI
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from batchai import __version__
 from batchai.api import errors
@@ -110,22 +110,58 @@ MAX_ARM_BODY = 4 * 1024 * 1024  # ARM's own limit on a request body
 
 
 class BoundedArmBodies:
-    """The ARM API takes request bodies of at most 4 MiB, as ARM does (by their Content-Length); the storage
-    data plane, which takes files, is not bounded."""
+    """The ARM API takes request bodies of at most 4 MiB, as ARM does: by their Content-Length, or, for a body
+    sent in chunks without one, by reading it first (up to the limit); the storage data plane, which takes
+    files, is not bounded."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not scope["path"].startswith("/storage/"):
-            length = dict(scope["headers"]).get(b"content-length", b"0")
-            if not length.isdigit() or int(length) > MAX_ARM_BODY:
-                message = (
-                    f"The request body is larger than {MAX_ARM_BODY // (1024 * 1024)} MiB (or its size is unreadable)."
-                )
-                await errors.arm_error(413, "RequestEntityTooLarge", message)(scope, receive, send)
+            headers = dict(scope["headers"])
+            length = headers.get(b"content-length")
+            if length is None and b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+                received = await self._read_bounded(receive)
+                if received is None:
+                    await self._refuse(scope, receive, send)
+                    return
+                receive = _replay(received, receive)
+            elif length is not None and (not length.isdigit() or int(length) > MAX_ARM_BODY):
+                await self._refuse(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    @staticmethod
+    async def _read_bounded(receive: Receive) -> list[Message] | None:
+        """The request's messages up to the end of its body; None once the body passes the limit."""
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                return messages  # the client went away: the app hears it as it would have
+            size += len(message.get("body", b""))
+            if size > MAX_ARM_BODY:
+                return None
+            if not message.get("more_body", False):
+                return messages
+
+    @staticmethod
+    async def _refuse(scope: Scope, receive: Receive, send: Send) -> None:
+        message = f"The request body is larger than {MAX_ARM_BODY // (1024 * 1024)} MiB (or its size is unreadable)."
+        await errors.arm_error(413, "RequestEntityTooLarge", message)(scope, receive, send)
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A ``receive`` that gives ``messages`` first, then what the client sends next (its disconnect)."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
 
 
 def base_environment(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
