@@ -96,7 +96,7 @@ def blocks(count: int, nodes: int) -> list[int]:
 def _spread(count: int, nodes: int, role: str, suffix: str) -> list[Process]:
     """``count`` processes of ``role`` over the nodes in blocks; ``suffix`` names their files, with ``{i}``
     for their index."""
-    processes = []
+    processes: list[Process] = []
     for node, size in enumerate(blocks(count, nodes)):
         for local in range(size):
             i = len(processes)
