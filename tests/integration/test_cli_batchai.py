@@ -12,6 +12,7 @@ import socket
 import subprocess
 import threading
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -120,6 +121,16 @@ def test_cluster_and_file_server_verbs(shared_server: Server, tmp_path: Path) ->
     assert cluster["userAccountSettings"]["adminUserName"] == "alice"
     assert "p4ssw0rd-secret" not in json.dumps(cluster)
     assert cluster["scaleSettings"]["manual"]["targetNodeCount"] == 1
+    # As az printed the SDK's Cluster: every attribute, null where the server sent nothing; Python's datetimes.
+    shown = s.ok("cluster", "show", "-n", "nc6", *c)
+    assert shown["errors"] is None and shown["subnet"] is None and shown["nodeSetup"] is None
+    assert shown["scaleSettings"] == {
+        "manual": {"targetNodeCount": 1, "nodeDeallocationOption": "requeue"},
+        "autoScale": None,
+    }
+    assert shown["userAccountSettings"]["adminUserPassword"] is None  # (az showed no password either)
+    assert shown["virtualMachineConfiguration"]["imageReference"]["virtualMachineImageId"] is None
+    assert shown["creationTime"].endswith("+00:00") and "properties" not in shown
     resized = s.ok("cluster", "resize", "-n", "nc6", *c, "-t", "3")
     assert resized["scaleSettings"]["manual"]["targetNodeCount"] == 3
     auto = s.ok("cluster", "auto-scale", "-n", "nc6", *c, "--min", "0", "--max", "4")
@@ -157,7 +168,8 @@ def test_cluster_and_file_server_verbs(shared_server: Server, tmp_path: Path) ->
         "-u",
         "bob",
     )
-    assert fs["dataDisks"]["diskCount"] == 2
+    assert fs["dataDisks"]["diskCount"] == 2 and fs["dataDisks"]["diskSizeInGb"] == 10  # (diskSizeInGB on the wire)
+    assert fs["subnet"] is None and fs["mountSettings"]["fileServerInternalIp"]
     assert [f["name"] for f in s.ok("file-server", "list", *c)] == ["nfs"]
     s.ok("file-server", "delete", "-n", "nfs", *c, "-y")
     s.ok("cluster", "delete", "-n", "fromfile", *c, "-y")
@@ -200,6 +212,9 @@ def test_setup_task_output_files_and_usages(shared_server: Server) -> None:
     )  # fmt: skip
     assert "SetupOutputNotServed" in s.fails("cluster", "file", "list", *c, "-c", "unserved")
     assert "was not found" in s.fails("cluster", "file", "list", *c, "-c", "missing")
+    assert [sorted(n) for n in s.ok("cluster", "node", "list", *c, "-c", "prepped")] == [
+        ["ipAddress", "nodeId", "port"]
+    ]
     nodes = s.cli("cluster", "node", "list", *c, "-c", "prepped", "-o", "table").stdout
     assert nodes.split("\n")[0].split() == ["ID", "IP", "SSH", "Port"] and "node-0" in nodes
     usages = s.ok("list-usages", "-l", "eastus")
@@ -298,6 +313,13 @@ def test_node_exec_runs_a_command_on_a_node_and_gives_its_exit_code(shared_serve
     s.ok("group", "delete", "-n", "exec.rg", "-y")
 
 
+def seed_job_output() -> dict[str, Any]:
+    """The seed quickstart's sample output of ``az batchai job create`` (June 2018)."""
+    seeds = Path(__file__).resolve().parents[3] / "shared" / "seeds"
+    text = next(seeds.glob("000_*.txt")).read_text()
+    return dict(json.loads(next(b for b in re.findall(r"```\w*\n(\{.*?)```", text, re.S) if "caffe2Settings" in b)))
+
+
 def test_job_verbs_with_the_seed_job_json(shared_server: Server, tmp_path: Path, seed_job_json: str) -> None:
     s = shared_server
     s.ok("group", "create", "-n", "job.rg", "-l", "eastus")
@@ -351,6 +373,19 @@ def test_job_verbs_with_the_seed_job_json(shared_server: Server, tmp_path: Path,
     assert job["mountVolumes"]["azureFileShares"][0]["accountName"] == "jobstore1"
     shown = s.ok("job", "show", "-n", "cntk_python_1", *qe)
     assert shown["executionState"] == "queued" and shown["outputDirectories"][0]["id"] == "MODEL"
+    # As az printed the SDK's Job (the seed's sample output of this job): every attribute, null where unset,
+    # datetimes and durations as Python writes them.
+    sample = seed_job_output()
+    assert sorted(shown) == sorted(sample) and shown["caffe2Settings"] is None and shown["executionInfo"] is None
+    assert shown["constraints"] == {"maxWallClockTime": "7 days, 0:00:00"}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?\+00:00", shown["creationTime"])
+    for key in ("cntkSettings", "outputDirectories", "schedulingPriority", "toolType", "stdOutErrPathPrefix"):
+        assert shown[key] == sample[key], key
+    for kind in ("azureFileShares", "azureBlobFileSystems"):
+        assert sorted(shown["mountVolumes"][kind][0]) == sorted(sample["mountVolumes"][kind][0])
+    assert shown["mountVolumes"]["fileServers"] is None and shown["mountVolumes"]["unmanagedFileSystems"] is None
+    tsv = s.cli("job", "show", "-n", "cntk_python_1", *qe, "--query", "[name, caffe2Settings, nodeCount]", "-o", "tsv")
+    assert tsv.stdout == "cntk_python_1\nNone\n1\n"  # (knack writes str(None) for a null)
     segment = s.cli("job", "show", "-n", "cntk_python_1", *qe, "--query", "jobOutputDirectoryPathSegment")
     assert segment.code == 0
     assert json.loads(segment.stdout).startswith("00000000-0000-0000-0000-000000000000/job.rg/workspaces/quickstart/")
@@ -375,7 +410,9 @@ def test_job_verbs_with_the_seed_job_json(shared_server: Server, tmp_path: Path,
     assert s.ok("job", "show", "-n", "cntk_python_1", *qe, "--query", "executionState") == "failed"
     s.ok("job", "delete", "-n", "cntk_python_1", *qe, "-y")
     s.ok("job", "terminate", "-n", "blocker", *qe, "-y")
-    assert s.ok("job", "show", "-n", "blocker", *qe, "--query", "executionInfo.errors[0].code") == "JobTerminated"
+    info = s.ok("job", "show", "-n", "blocker", *qe, "--query", "executionInfo")
+    assert sorted(info) == sorted(sample["executionInfo"]) and info["errors"][0]["code"] == "JobTerminated"
+    assert info["startTime"].endswith("+00:00") and info["endTime"].endswith("+00:00")
     s.ok("job", "delete", "-n", "blocker", *qe, "-y")
     assert s.ok("job", "list", *qe) == []
     s.ok("group", "delete", "-n", "job.rg", "-y")
@@ -598,7 +635,10 @@ def test_az_cluster_create_forms_ids_and_global_flags(shared_server: Server, tmp
     s.ok("workspace", "create", "-g", "az.rg", "-n", "ws")
     w = ("-g", "az.rg", "-w", "ws", "-s", "STANDARD_D1")
     auto = s.ok("cluster", "create", "-n", "auto", *w, "--min", "0", "-t", "1", "--max", "3")
-    assert auto["scaleSettings"] == {"autoScale": {"minimumNodeCount": 0, "maximumNodeCount": 3, "initialNodeCount": 1}}
+    assert auto["scaleSettings"] == {
+        "autoScale": {"minimumNodeCount": 0, "maximumNodeCount": 3, "initialNodeCount": 1},
+        "manual": None,
+    }
     fixed = s.ok("cluster", "create", "-n", "fixed", *w, "--min", "0", "--max", "0")  # min = max: a fixed size
     assert fixed["scaleSettings"]["manual"]["targetNodeCount"] == 0
     assert "already exists" in s.fails("cluster", "create", "-n", "fixed", *w, "-t", "0")
@@ -610,7 +650,7 @@ def test_az_cluster_create_forms_ids_and_global_flags(shared_server: Server, tmp
     assert "needs -i/--image" in s.fails("cluster", "create", "-n", "x", *w, "-t", "0", "--custom-image", image)
     made = s.ok("cluster", "create", "-n", "img", *w, "-t", "0", "-i", "p:o:sku:", "--custom-image", image)
     assert made["virtualMachineConfiguration"]["imageReference"] == {
-        "publisher": "p", "offer": "o", "sku": "sku", "virtualMachineImageId": image
+        "publisher": "p", "offer": "o", "sku": "sku", "version": None, "virtualMachineImageId": image
     }  # fmt: skip
     assert "x" not in s.ok("cluster", "list", "-g", "az.rg", "-w", "ws", "--query", "[].name")  # nothing half-made
     # --use-auto-storage: an account of the auto-storage group, its share and container on every node.
@@ -624,7 +664,8 @@ def test_az_cluster_create_forms_ids_and_global_flags(shared_server: Server, tmp
     account = mounts["azureFileShares"][0]["accountName"]
     assert re.fullmatch("bai[a-z]{12}", account) and mounts["azureFileShares"][0]["relativeMountPath"] == "autoafs"
     assert mounts["azureBlobFileSystems"][0] == {
-        "accountName": account, "containerName": "batchaicontainer", "relativeMountPath": "autobfs"
+        "accountName": account, "containerName": "batchaicontainer", "relativeMountPath": "autobfs",
+        "credentials": None, "mountOptions": None,
     }  # fmt: skip
     wait_for(lambda: s.ok("cluster", "show", "-n", "withauto", *w[:4], "--query", "nodeStateCounts.idleNodeCount") == 1)
     hello = tmp_path / "hello.txt"

@@ -83,6 +83,9 @@ def test_list_download_and_wait(server: Server, tmp_path: Path) -> None:
     by_name = {f["name"]: f for f in files}
     assert by_name["model.bin"]["fileType"] == "file" and by_name["model.bin"]["contentLength"] == 8
     assert by_name["sub"]["fileType"] == "directory"
+    az_file = ["contentLength", "downloadUrl", "fileType", "lastModified", "name"]  # the SDK's File, as az showed it
+    assert sorted(by_name["model.bin"]) == sorted(by_name["sub"]) == az_file
+    assert by_name["model.bin"]["lastModified"].endswith("+00:00")
     nested = server.ok("job", "file", "list", "-j", "maker", *e, "-d", "MODEL", "-p", "sub")
     assert [f["name"] for f in nested] == ["x.txt"]
     table = server.cli("job", "file", "list", "-j", "maker", *e, "-d", "MODEL", "-o", "table")

@@ -14,6 +14,7 @@ def test_a_cluster_row_names_its_workspace_and_node_counts() -> None:
     cluster: dict[str, Any] = {
         "id": f"{WS}/clusters/c",
         "name": "c",
+        "type": "Microsoft.BatchAI/workspaces/clusters",
         "properties": {
             "vmSize": "STANDARD_NC6",
             "provisioningState": "succeeded",
@@ -33,6 +34,7 @@ def test_a_job_row_names_its_cluster_and_exit_code() -> None:
     job: dict[str, Any] = {
         "id": f"{WS}/experiments/e/jobs/j",
         "name": "j",
+        "type": "Microsoft.BatchAI/workspaces/experiments/jobs",
         "properties": {
             "cluster": {"id": f"{WS}/clusters/c"},
             "toolType": "cntk",
@@ -55,15 +57,15 @@ def test_a_job_row_names_its_cluster_and_exit_code() -> None:
     }
     job["properties"]["executionInfo"] = None
     assert job_table(flatten(job))[0]["Exit code"] == ""
-    assert (
-        experiment_table(flatten({"id": f"{WS}/experiments/e", "name": "e", "properties": {}}))[0]["Workspace"] == "ws"
-    )
+    experiment = {"id": f"{WS}/experiments/e", "name": "e", "type": "Microsoft.BatchAI/workspaces/experiments"}
+    assert experiment_table(flatten(experiment))[0]["Workspace"] == "ws"
 
 
 def test_a_file_server_row_reads_the_sdk_s_key_names() -> None:
     server = {
         "id": f"{WS}/fileServers/nfs",
         "name": "nfs",
+        "type": "Microsoft.BatchAI/workspaces/fileServers",
         "properties": {
             "vmSize": "STANDARD_D14",
             "dataDisks": {"diskCount": 2, "diskSizeInGB": 10},
@@ -90,8 +92,10 @@ def test_a_file_server_row_reads_the_sdk_s_key_names() -> None:
 
 
 def test_a_directory_in_a_job_file_list_has_no_size() -> None:
+    model = {"contentLength": 7, "lastModified": "2026-01-02T03:04:05Z"}
     files = [
-        {"name": "MODEL", "fileType": "directory", "contentLength": 4096, "lastModified": None},
-        {"name": "m.dnn", "fileType": "file", "contentLength": 7, "lastModified": "2026-01-02T03:04:05Z"},
+        {"name": "MODEL", "fileType": "directory", "properties": {"contentLength": 4096}},
+        {"name": "m.dnn", "fileType": "file", "properties": model},
     ]
-    assert [(r["Size"], r["Modified"]) for r in job_file_table(files)] == [("", " "), ("7", "2026-01-02T03:04:05Z")]
+    rows = job_file_table(flatten(files, "File"))  # (az's File model: lastModified as Python writes a datetime)
+    assert [(r["Size"], r["Modified"]) for r in rows] == [("", " "), ("7", "2026-01-02T03:04:05+00:00")]

@@ -344,7 +344,7 @@ def cluster_node() -> None:
 cluster.add_command(cluster_node)
 
 
-@command(cluster_node, "list", flat=False, table=remote_login_table)
+@command(cluster_node, "list", table=remote_login_table, model="RemoteLoginInformation")
 @group_option
 @workspace_option
 @click.option("-c", "--cluster", "name", required=True, help="Name of cluster.")

@@ -89,9 +89,17 @@ pass_state = click.make_pass_decorator(State, ensure=True)
 
 
 def command(
-    group: click.Group, name: str, *, table: TableFn | None = None, flat: bool = True, help: str | None = None
+    group: click.Group,
+    name: str,
+    *,
+    table: TableFn | None = None,
+    flat: bool = True,
+    model: str | None = None,
+    help: str | None = None,
 ) -> Callable[[Callable[..., Any]], click.Command]:
-    """Register an az-style command: the function gets a ``Client`` first and returns what to print."""
+    """Register an az-style command: the function gets a ``Client`` first and returns what to print, shown as
+    az shows it (``output.flatten``) unless ``flat`` is false; ``model``: the SDK model of what it returns, when
+    that is no ARM resource (e.g. ``File``)."""
 
     def decorate(fn: Callable[..., Any]) -> click.Command:
         @functools.wraps(fn)
@@ -124,7 +132,7 @@ def command(
                 result = results[0] if len(results) == 1 else results
             else:
                 result = fn(state.client(subscription), **kwargs)
-            result = flatten(result) if flat else with_resource_groups(result)
+            result = flatten(result, model) if flat else with_resource_groups(result)
             emit(result, output, query, click.echo, table)
 
         default_output = os.environ.get("BATCHAI_OUTPUT") or os.environ.get("AZURE_CORE_OUTPUT") or "json"

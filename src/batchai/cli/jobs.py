@@ -228,18 +228,7 @@ def list_files(client: Client, path: str, directory_id: str, sub_path: str, expi
     return client.list(path + "/listOutputFiles", method="POST", params=params)
 
 
-def file_flat(item: dict[str, Any]) -> dict[str, Any]:
-    props = item.get("properties") or {}
-    return {
-        "name": item["name"],
-        "fileType": item.get("fileType"),
-        "downloadUrl": item.get("downloadUrl"),
-        "contentLength": props.get("contentLength"),
-        "lastModified": props.get("lastModified"),
-    }
-
-
-@command(job_file, "list", table=job_file_table, flat=False)
+@command(job_file, "list", table=job_file_table, model="File")
 @file_options
 @click.option("--expiry", type=int, default=60, show_default=True, help="Minutes the download links stay valid.")
 def job_file_list(
@@ -253,8 +242,7 @@ def job_file_list(
     expiry: int,
 ) -> Any:
     """List the files of a job's output directory (default: stdouterr) with download links."""
-    files = list_files(client, job_path(client, group, workspace, experiment, name), output_directory_id, path, expiry)
-    return [file_flat(f) for f in files]
+    return list_files(client, job_path(client, group, workspace, experiment, name), output_directory_id, path, expiry)
 
 
 @command(job_file, "stream", flat=False)
@@ -367,7 +355,7 @@ def job_node() -> None:
 job.add_command(job_node)
 
 
-@command(job_node, "list", flat=False, table=remote_login_table)
+@command(job_node, "list", table=remote_login_table, model="RemoteLoginInformation")
 @group_option
 @workspace_option
 @experiment_option

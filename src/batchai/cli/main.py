@@ -44,7 +44,7 @@ for command_group in batchai_groups:
 cli.add_command(configure)
 
 
-@command(cli, "list-usages", flat=False, table=usage_table)
+@command(cli, "list-usages", table=usage_table, model="Usage")
 @click.option("-l", "--location", required=True, envvar="AZURE_DEFAULTS_LOCATION", help="Location (any name).")
 def list_usages(client: Client, location: str) -> Any:
     """Show the current usage of resources (cluster nodes against this host's cores)."""

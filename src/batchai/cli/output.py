@@ -10,6 +10,7 @@ from typing import Any
 import jmespath
 from jmespath.exceptions import JMESPathError
 
+from batchai.cli.az_shape import as_model, resource_model
 from batchai.cli.errors import CliError
 
 FORMATS = ("json", "jsonc", "table", "tsv", "yaml", "yamlc", "none")
@@ -23,23 +24,6 @@ def parent_name(resource_id: str, kind: str) -> str | None:
         i = lowered.index(kind.lower())
         return parts[i + 1] if i + 1 < len(parts) else None
     return None
-
-
-# az prints the SDK's models, whose attributes' names differ from the wire's in the case of these keys (by the
-# resource property that holds them).
-_AZ_KEYS = {
-    "dataDisks": {"diskSizeInGB": "diskSizeInGb"},
-    "mountSettings": {"fileServerPublicIP": "fileServerPublicIp", "fileServerInternalIP": "fileServerInternalIp"},
-    "sshConfiguration": {"publicIPsToAllow": "publicIpsToAllow"},
-}
-
-
-def _az_keys(resource: dict[str, Any]) -> dict[str, Any]:
-    out = dict(resource)
-    for parent, names in _AZ_KEYS.items():
-        if isinstance(out.get(parent), dict):
-            out[parent] = {names.get(k, k): v for k, v in out[parent].items()}
-    return out
 
 
 def with_resource_groups(value: Any) -> Any:
@@ -56,11 +40,15 @@ def with_resource_groups(value: Any) -> Any:
     return out
 
 
-def flatten(resource: Any) -> Any:
-    """An ARM resource as az shows a Batch AI or storage one: ``properties`` merged into the top level, keys
-    named as the SDK's models name them, ``resourceGroup`` added."""
+def flatten(resource: Any, model: str | None = None) -> Any:
+    """What a command returns as az shows it, ``resourceGroup`` added: a Batch AI resource (by its ``type``), or
+    anything the command says is an SDK ``model``, as az printed that model (see ``az_shape``); any other ARM
+    resource (a storage account) with ``properties`` merged into the top level."""
     if isinstance(resource, list):
-        return [flatten(r) for r in resource]
+        return [flatten(r, model) for r in resource]
+    model = model or resource_model(resource)
+    if model is not None:
+        return with_resource_groups(as_model(resource, model))
     if not isinstance(resource, dict) or "id" not in resource:
         return with_resource_groups(resource)
     out = {k: v for k, v in resource.items() if k != "properties"}
@@ -68,7 +56,7 @@ def flatten(resource: Any) -> Any:
     if isinstance(props, dict):
         for key, value in props.items():
             out.setdefault(key, value)
-    return with_resource_groups(_az_keys(out))
+    return with_resource_groups(out)
 
 
 def check_query(expression: str | None) -> None:

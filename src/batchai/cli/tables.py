@@ -66,7 +66,7 @@ def cluster_table(result: Any) -> list[dict[str, Any]]:
                 "VM Size": c.get("vmSize"),
                 "State": _state(c, "allocationState"),
                 **{
-                    title: str(counts.get(f"{title.lower()}NodeCount", 0))
+                    title: str(counts.get(f"{title.lower()}NodeCount") or 0)
                     for title in ("Idle", "Running", "Preparing", "Leaving", "Unusable")
                 },
             }
