@@ -156,7 +156,7 @@ def script(bench: Bench, name: str, text: str) -> Path:
 
 
 def out_dir(bench: Bench, name: str) -> Path:
-    return bench.tmp / "out" / str(bench.job(name)["jobOutputDirectoryPathSegment"])
+    return bench.tmp / "out" / str(bench.job(name)["jobOutputDirectoryPathSegment"]) / "outputs"
 
 
 GLOO = [{"name": "GLOO_SOCKET_IFNAME", "value": "lo"}]

@@ -18,7 +18,8 @@ def test_the_quickstart_runs_end_to_end(server: Server, tmp_path: Path, seed_job
     assert "Training 98778 parameters in 10 parameter tensors." in run.stderr_stream
     assert "Finished Epoch[1 of 1]: [Training] loss = " in run.stderr_stream
     assert run.final_error is not None
-    assert [f["name"] for f in run.model_files if f["fileType"] == "file"] == ["ConvNet_MNIST_0.dnn"]
+    # As the seed lists them: the model files only ({pathPrefix}/{segment}/outputs, beside stdouterr).
+    assert [(f["name"], f["fileType"]) for f in run.model_files] == [("ConvNet_MNIST_0.dnn", "file")]
     assert run.segment.startswith(
         "00000000-0000-0000-0000-000000000000/batchai.quickstart/workspaces/quickstart/"
         "experiments/quickstart/jobs/cntk_python_1/"

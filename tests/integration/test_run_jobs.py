@@ -39,7 +39,7 @@ def write_script(bench: Bench, text: str = CHECK, name: str = "check.py") -> Pat
 
 def result(bench: Bench, name: str) -> dict[str, Any]:
     segment = bench.job(name)["jobOutputDirectoryPathSegment"]
-    return dict(json.loads((bench.tmp / "out" / segment / "result.json").read_text()))
+    return dict(json.loads((bench.tmp / "out" / segment / "outputs" / "result.json").read_text()))
 
 
 TOOLKITS: dict[str, Callable[[str], dict[str, Any]]] = {
@@ -84,7 +84,7 @@ def test_each_toolkit_gets_its_arguments_and_environment(bench: Bench) -> None:
             assert Path(env_seen[var]).is_absolute(), var
         assert env_seen["AZ_BATCHAI_NUM_GPUS"] == "0" and env_seen["CUDA_VISIBLE_DEVICES"] == ""
         assert env_seen["AZ_BATCHAI_TASK_INDEX"] == "0" and env_seen["PYTHONUNBUFFERED"] == "1"
-        assert env_seen["AZ_BATCHAI_OUTPUT_OUT"].endswith(props["jobOutputDirectoryPathSegment"])
+        assert env_seen["AZ_BATCHAI_OUTPUT_OUT"].endswith(props["jobOutputDirectoryPathSegment"] + "/outputs")
         assert got["cwd"] == env_seen["AZ_BATCHAI_JOB_TEMP"]
         out_dir = Path(env_seen["AZ_BATCHAI_STDOUTERR_DIR"])
         # A TensorFlow job's files are worker 0's, as Batch AI named them (single-node ones too).

@@ -242,6 +242,16 @@ def _gpu_env(gpus: tuple[int, ...]) -> dict[str, str]:
     return {"AZ_BATCHAI_NUM_GPUS": str(len(gpus)), "CUDA_VISIBLE_DEVICES": ",".join(str(g) for g in gpus)}
 
 
+# The folder of an output directory that names no pathSuffix: {pathPrefix}/{segment}/outputs, as Batch AI made
+# it (its recipes' download links show it), so that the directory holds the job's output and not its stdouterr.
+DEFAULT_OUTPUT_SUFFIX = "outputs"
+
+
+def output_suffix(directory: dict[str, Any]) -> str:
+    """The folder under the job's segment an output directory (``outputDirectories[i]``) is in."""
+    return str(directory.get("pathSuffix") or DEFAULT_OUTPUT_SUFFIX)
+
+
 def job_temp_dir(node_dir: Path, job_id: int) -> Path:
     """A job's directory on a node (its scripts, exit files, ``wd`` and job mounts)."""
     return node_dir / "jobs" / str(job_id)
@@ -317,8 +327,7 @@ def plan(
             env[f"AZ_BATCHAI_INPUT_{name}"] = expand(item["path"], env)
     for item in spec.get("outputDirectories") or []:
         path = _node_path(item["pathPrefix"], env, f"the pathPrefix of output directory {item['id']}") / segment
-        if item.get("pathSuffix"):
-            path = path / _relative(expand(item["pathSuffix"], env), f"the pathSuffix of {item['id']}")
+        path = path / _relative(expand(output_suffix(item), env), f"the pathSuffix of {item['id']}")
         for name in {item["id"], item["id"].upper()}:
             env[f"AZ_BATCHAI_OUTPUT_{name}"] = str(path)
         directories.append(path)

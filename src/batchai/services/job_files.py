@@ -1,6 +1,6 @@
 """Where a job's files are: stdout/stderr under ``{stdOutErrPathPrefix}/{segment}/stdouterr`` and each
-output directory under ``{pathPrefix}/{segment}[/{pathSuffix}]``, on the volumes the job mounts; and where a
-cluster's setup task output is.
+output directory under ``{pathPrefix}/{segment}/{pathSuffix}`` (``outputs`` when it names none), on the
+volumes the job mounts; and where a cluster's setup task output is.
 
 A path such as ``$AZ_BATCHAI_JOB_MOUNT_ROOT/logs/x`` is resolved to the storage volume mounted at ``logs``
 (job ``mountVolumes``; ``$AZ_BATCHAI_MOUNT_ROOT`` for the cluster's), so the server can list and serve
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from batchai.errors import InvalidInput, NotFound
+from batchai.runtime.launch import output_suffix
 from batchai.services.mounts import parse_file_url
 from batchai.storage.base import Entry, PathNotFound, Volume, VolumeKind, clean_path
 from batchai.store.tables import Cluster, Job
@@ -124,8 +125,8 @@ def directory_of(job: Job, cluster: Cluster | None, directory_id: str) -> Locati
     for output in job.spec.get("outputDirectories") or []:
         if output["id"].lower() == directory_id.lower():
             base = locate(output["pathPrefix"], job.spec.get("mountVolumes"), _cluster_volumes(cluster))
-            suffix = output.get("pathSuffix") or ""
-            return base.child("/".join(p for p in (segment, suffix.strip("/")) if p)) if base else None
+            suffix = output_suffix(output).strip("/")
+            return base.child("/".join(p for p in (segment, suffix) if p)) if base else None
     raise NotFound(
         f"The job has no output directory '{directory_id}'; its ids are: "
         + ", ".join([STDOUTERR] + [o["id"] for o in job.spec.get("outputDirectories") or []]),
