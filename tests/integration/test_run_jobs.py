@@ -102,6 +102,35 @@ def test_missing_script_fails_with_a_clear_error(bench: Bench) -> None:
     assert props["executionState"] == "failed"
     error = props["executionInfo"]["errors"][0]
     assert error["code"] == "ScriptNotFound" and "nope.py" in error["message"]
+    # The job's execution log says why it did not start, as every job's log says how it went.
+    assert "could not start" in (bench.stdouterr("missing") / "execution.log").read_text()
+
+
+def test_the_job_preparation_may_make_what_the_toolkit_needs(bench: Bench) -> None:
+    """As Batch AI's recipes do (a `git clone` or `pip install` in jobPreparation): the script and the toolkit's
+    program are looked for once the preparation has run, and a job whose preparation did not make them still
+    fails saying what is missing."""
+    bench.cluster()
+    script, tools = bench.tmp / "made" / "train.py", bench.tmp / "tools"
+    prep = f"mkdir -p {script.parent} {tools} && echo 'print(\"trained\")' > {script}"
+    bench.submit("made", pyTorchSettings={"pythonScriptFilePath": str(script)}, jobPreparation={"commandLine": prep})
+    props = bench.wait_job("made")
+    assert props["executionState"] == "succeeded", props["executionInfo"]
+    assert (bench.stdouterr("made") / "stdout.txt").read_text() == "trained\n"
+    never = bench.tmp / "never.py"
+    bench.submit("unmade", pyTorchSettings={"pythonScriptFilePath": str(never)}, jobPreparation={"commandLine": "true"})
+    props = bench.wait_job("unmade")
+    assert props["executionState"] == "failed" and props["executionInfo"]["exitCode"] == 2
+    assert f"({never}) does not exist on the node" in props["executionInfo"]["errors"][0]["message"]
+    # A toolkit program the preparation installs (here: puts on PATH): CNTK BrainScript's cntk.
+    fake = f"mkdir -p {tools} && printf '#!/bin/sh\\necho cntk \"$@\"\\n' > {tools}/cntk && chmod +x {tools}/cntk"
+    brainscript = {"configFilePath": "/cfg/ConvNet.cntk", "commandLineArgs": "x=1"}  # no languageType: BrainScript
+    path = [{"name": "PATH", "value": f"{tools}:$PATH"}]
+    bench.submit("cntk", cntkSettings=brainscript, jobPreparation={"commandLine": fake}, environmentVariables=path)
+    props = bench.wait_job("cntk")
+    assert props["executionState"] == "succeeded", props["executionInfo"]
+    assert bench.job("cntk")["cntkSettings"]["languageType"] == "BrainScript"
+    assert (bench.stdouterr("cntk") / "stdout.txt").read_text() == "cntk configFile=/cfg/ConvNet.cntk x=1\n"
 
 
 def test_a_program_that_is_not_there_fails_as_bash_says(bench: Bench) -> None:

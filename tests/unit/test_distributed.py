@@ -87,6 +87,20 @@ def test_mpi_jobs_fail_clearly_without_mpirun() -> None:
     assert error.value.code == "ToolkitNotInstalled" and "mpirun" in error.value.message
 
 
+def test_checks_of_the_node_wait_for_the_job_preparation_when_asked(tmp_path: Any) -> None:
+    job = spec(1, customMpiSettings={"commandLine": "hello", "processCount": 2})
+    checks: list[str] = []
+    command = launch.toolkit_command(job, {"PATH": "/nonexistent"}, "/py", Process(0, 0, "mpirun", 0), checks)
+    assert command.startswith("mpirun -np 2 ") and len(checks) == 1 and "command -v mpirun" in checks[0]
+    missing = spec(1, pyTorchSettings={"pythonScriptFilePath": str(tmp_path / "later.py")})
+    checks = []
+    assert launch.toolkit_command(missing, {}, "/py", Process(0, 0, "master", 0), checks).endswith("later.py")
+    assert checks == [
+        f"if [ ! -f {tmp_path}/later.py ]; then echo 'batchai: The script '\"'\"'{tmp_path}/later.py'\"'\"' "
+        f"({tmp_path}/later.py) does not exist on the node.' >&2; exit 2; fi"
+    ]
+
+
 def test_the_custom_toolkit_runs_on_the_master_node_and_may_reach_the_others() -> None:
     job = spec(3, customToolkitSettings={"commandLine": "echo"})
     assert distributed.layout(job) == [Process(0, 0, "master", 0)]

@@ -164,9 +164,17 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
     return replay
 
 
-def base_environment(environ: dict[str, str] | os._Environ[str]) -> dict[str, str]:
-    """The environment jobs start from: the server's own, less batchai's and Azure's credentials."""
-    return {k: v for k, v in environ.items() if not k.startswith(("BATCHAI_", "AZURE_"))}
+def base_environment(environ: dict[str, str] | os._Environ[str], python: str) -> dict[str, str]:
+    """The environment jobs start from: the server's own, less batchai's and Azure's credentials; with the
+    directory of the nodes' default Python (``python``) first on PATH when it is not on it (a virtual
+    environment's ``bin`` when the server was started by its path), so that ``python`` and ``pip`` in a job
+    preparation or a command line are the interpreter toolkit jobs run with."""
+    env = {k: v for k, v in environ.items() if not k.startswith(("BATCHAI_", "AZURE_"))}
+    directory = os.path.dirname(python)
+    path = env.get("PATH", "")
+    if directory and directory not in path.split(os.pathsep):
+        env["PATH"] = os.pathsep.join(p for p in (directory, path) if p)
+    return env
 
 
 def node_provider(settings: Settings) -> NodeProvider:
@@ -205,7 +213,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
                 home=settings.home,
                 default_python=settings.node_python,
                 grace_seconds=settings.grace_seconds,
-                base_env=tuple(sorted(base_environment(os.environ).items())),
+                base_env=tuple(sorted(base_environment(os.environ, settings.node_python).items())),
                 containers_on_host=settings.containers_on_host,
             ),
             clock,

@@ -168,35 +168,57 @@ def _python(settings: dict[str, Any], default_python: str) -> str:
     return str(settings.get("pythonInterpreterPath") or default_python)
 
 
-def _script(settings: dict[str, Any], env: dict[str, str], key: str = "pythonScriptFilePath") -> str:
-    path = expand(settings[key], env)
-    if "$" not in path and not Path(path).is_file():
-        raise LaunchError("ScriptNotFound", f"The script '{settings[key]}' ({path}) does not exist on the node.")
+# Checks of what a toolkit needs on the node (its script, its program). A job with a job preparation has them
+# made in bash after the preparation, which may be what installs them (``pip install``, ``git clone``):
+# ``Deferred`` collects those lines; without one they are made before the process starts.
+Deferred = list[str] | None
+
+
+def _fail_line(condition: str, message: str, code: int) -> str:
+    return f"if {condition}; then echo {shlex.quote('batchai: ' + message)} >&2; exit {code}; fi"
+
+
+def _script(settings: dict[str, Any], env: dict[str, str], deferred: Deferred) -> str:
+    path = expand(settings["pythonScriptFilePath"], env)
+    if "$" not in path:
+        message = f"The script '{settings['pythonScriptFilePath']}' ({path}) does not exist on the node."
+        if deferred is not None:
+            deferred.append(_fail_line(f"[ ! -f {shlex.quote(path)} ]", message, 2))
+        elif not Path(path).is_file():
+            raise LaunchError("ScriptNotFound", message)
     return path
 
 
-def _program(name: str, env: dict[str, str], who: str) -> str:
-    """The quoted path of a toolkit's program on the node's PATH, or a clear job error."""
+def _program(name: str, env: dict[str, str], who: str, deferred: Deferred) -> str:
+    """The quoted path of a toolkit's program on the node's PATH (its name when the check is deferred), or a
+    clear job error."""
+    message = f"{who} need the '{name}' program, which is not installed on the node."
+    if deferred is not None:
+        deferred.append(_fail_line(f"! command -v {shlex.quote(name)} >/dev/null", message, 127))
+        return shlex.quote(name)
     found = shutil.which(name, path=env.get("PATH"))
     if found is None:
-        raise LaunchError(
-            "ToolkitNotInstalled", f"{who} need the '{name}' program, which is not installed on the node."
-        )
+        raise LaunchError("ToolkitNotInstalled", message)
     return shlex.quote(found)
 
 
 def _single_command(
-    key: str, settings: dict[str, Any], env: dict[str, str], default_python: str, process: distributed.Process
+    key: str,
+    settings: dict[str, Any],
+    env: dict[str, str],
+    default_python: str,
+    process: distributed.Process,
+    deferred: Deferred,
 ) -> str:
     """The command line of one process of the toolkit (what mpirun starts, for MPI jobs)."""
     args = expand(settings.get("commandLineArgs") or "", env)
     if key in ("customToolkitSettings", "customMpiSettings"):
         return str(settings.get("commandLine") or "")  # bash expands its variables
     if key == "cntkSettings" and settings.get("languageType") == "BrainScript":
-        cntk = _program("cntk", env, "CNTK BrainScript jobs")
+        cntk = _program("cntk", env, "CNTK BrainScript jobs", deferred)
         return f"{cntk} configFile={shlex.quote(expand(settings['configFilePath'], env))} {args}"
     if key == "caffeSettings" and settings.get("configFilePath"):
-        caffe = _program("caffe", env, "Caffe jobs with configFilePath")
+        caffe = _program("caffe", env, "Caffe jobs with configFilePath", deferred)
         return f"{caffe} train --solver={shlex.quote(expand(settings['configFilePath'], env))} {args}"
     if key == "tensorFlowSettings":
         # The master is the single process, or worker 0 of a distributed job (as Batch AI's recipes use it).
@@ -208,23 +230,29 @@ def _single_command(
             chosen = (master or worker) if is_master else (worker or master)
         args = expand(chosen or "", env)
     python = _python(settings, default_python)
-    return f"{shlex.quote(python)} {shlex.quote(_script(settings, env))} {args}".rstrip()
+    return f"{shlex.quote(python)} {shlex.quote(_script(settings, env, deferred))} {args}".rstrip()
 
 
 def toolkit_command(
-    spec: dict[str, Any], env: dict[str, str], default_python: str, process: distributed.Process
+    spec: dict[str, Any],
+    env: dict[str, str],
+    default_python: str,
+    process: distributed.Process,
+    deferred: Deferred = None,
 ) -> str:
-    """The command line of one process of the job; MPI jobs get their ``mpirun`` here."""
+    """The command line of one process of the job; MPI jobs get their ``mpirun`` here. Raises LaunchError if
+    the node lacks what the toolkit needs, unless ``deferred`` (a list) takes those checks as bash lines."""
     try:
         key, settings = distributed.toolkit(spec)
     except ValueError:
         raise LaunchError("InvalidToolkit", "The job has no toolkit settings.") from None
     if process.role == "prep":
         return ""  # the job preparation is all it runs
-    command = _single_command(key, settings, env, default_python, process)
+    command = _single_command(key, settings, env, default_python, process, deferred)
     if process.role != "mpirun":
         return command
-    mpirun = _program("mpirun", env, f"{key} jobs run through mpirun (OpenMPI, e.g. apt-get install openmpi-bin) and")
+    who = f"{key} jobs run through mpirun (OpenMPI, e.g. apt-get install openmpi-bin) and"
+    mpirun = _program("mpirun", env, who, deferred)
     exported = " ".join(f"-x {shlex.quote(name)}" for name in sorted(env) if _forwarded(name))
     inner = f"bash -c {shlex.quote(command)}" if key == "customMpiSettings" else command
     return (
@@ -376,10 +404,11 @@ def plain_argv(plan: LaunchPlan, command: str) -> list[str] | None:
     return words
 
 
-def script_body(plan: LaunchPlan, command: str) -> str:
+def script_body(plan: LaunchPlan, command: str, checks: list[str] | None = None) -> str:
     """The bash body a process runs: the job preparation once per node (its output beside stdout; the
-    node's other processes wait for it, and mpirun for every node's), the MPI host file if any, then the
-    toolkit command (none for a process that only prepares its node)."""
+    node's other processes wait for it, and mpirun for every node's), the MPI host file if any, the
+    ``checks`` deferred until after the preparation (``toolkit_command``), then the toolkit command (none
+    for a process that only prepares its node)."""
     lines = ["set +e", f"cd {shlex.quote(plan.env['AZ_BATCHAI_JOB_TEMP'])} || exit 1"]
     marker = shlex.quote(str(plan.prep_marker))
 
@@ -405,7 +434,7 @@ def script_body(plan: LaunchPlan, command: str) -> str:
     if plan.mpi_hostfile is not None:
         lines.append(f"cat > \"$AZ_BATCHAI_MPI_HOST_FILE\" <<'__BATCHAI_HOSTS__'\n{plan.mpi_hostfile}__BATCHAI_HOSTS__")
     if command:
-        lines.append(command)
+        lines += [*(checks or []), command]
     return "\n".join(lines)
 
 

@@ -158,15 +158,18 @@ class Starter:
                     raise launch.LaunchError(
                         "JobPreparationFailed", f"Preparing the job's directories failed: {exc}"
                     ) from exc
-                command = launch.toolkit_command(spec, plan.env, self.settings.default_python, process)
+                start.stderrs[process.rank] = str(plan.stdouterr / plan.stderr_name)
+                if process.rank == 0:  # (a job that cannot start says why in its execution log too)
+                    start.stderr = start.stderrs[0]
+                    start.execution_log = str(plan.stdouterr / "execution.log")
+                # What the toolkit needs on the node is checked after the job preparation, which may install it.
+                checks: list[str] | None = [] if plan.prep_command else None
+                command = launch.toolkit_command(spec, plan.env, self.settings.default_python, process, checks)
                 if plan.container and self.settings.containers_on_host:
                     start.container_on_host = containers.image(plan)
                 elif plan.container and command:
                     command = containers.wrap(plan, command)
-                start.stderrs[process.rank] = str(plan.stdouterr / plan.stderr_name)
                 if process.rank == 0:
-                    start.stderr = start.stderrs[0]
-                    start.execution_log = str(plan.stdouterr / "execution.log")
                     append_log(
                         start.execution_log,
                         self.clock(),
@@ -185,7 +188,7 @@ class Starter:
                 try:
                     handle = self.provider.start(
                         plan.job_temp / f"task-{process.rank}.sh",
-                        launch.script_body(plan, command),
+                        launch.script_body(plan, command, checks),
                         env=plan.env,
                         cwd=Path(plan.env["AZ_BATCHAI_JOB_TEMP"]),
                         stdout=plan.stdouterr / plan.stdout_name,

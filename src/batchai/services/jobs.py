@@ -88,7 +88,9 @@ def _check_toolkit(spec: dict[str, Any], key: str) -> None:
     if key in PROCESS_COUNT and settings.get("processCount") is None:
         settings["processCount"] = spec["nodeCount"]
     if key == "cntkSettings":
-        language = (settings.get("languageType") or "Python").lower()
+        # Without a languageType, a job with only a configFilePath is BrainScript (as Batch AI's recipes send it).
+        brainscript = settings.get("configFilePath") and not settings.get("pythonScriptFilePath")
+        language = (settings.get("languageType") or ("BrainScript" if brainscript else "Python")).lower()
         if language not in ("python", "brainscript"):
             raise InvalidInput("languageType must be Python or BrainScript.", target=f"{target}.languageType")
         settings["languageType"] = "Python" if language == "python" else "BrainScript"
@@ -97,15 +99,13 @@ def _check_toolkit(spec: dict[str, Any], key: str) -> None:
             raise InvalidInput(f"A CNTK {settings['languageType']} job needs {needed}.", target=f"{target}.{needed}")
     if key == "caffeSettings" and bool(settings.get("configFilePath")) == bool(settings.get("pythonScriptFilePath")):
         raise InvalidInput("Give exactly one of configFilePath and pythonScriptFilePath.", target=target)
-    if key == "pyTorchSettings" and settings.get("communicationBackend"):
-        backend = settings["communicationBackend"].lower()
-        names = {"tcp": "TCP", "gloo": "Gloo", "mpi": "MPI", "nccl": "NCCL"}
-        if backend not in names:
-            raise InvalidInput(
-                "communicationBackend must be TCP, Gloo, MPI or NCCL.",
-                target=f"{target}.communicationBackend",
-            )
-        settings["communicationBackend"] = names[backend]
+    # Any case, kept as it was written (Batch AI showed "gloo" back as the recipes sent it).
+    backend = settings.get("communicationBackend") if key == "pyTorchSettings" else None
+    if backend and backend.lower() not in ("tcp", "gloo", "mpi", "nccl"):
+        raise InvalidInput(
+            "communicationBackend must be TCP, Gloo, MPI or NCCL.",
+            target=f"{target}.communicationBackend",
+        )
     if key == "tensorFlowSettings":
         for count in ("workerCount", "parameterServerCount"):
             if settings.get(count) is not None and settings[count] < (1 if count == "workerCount" else 0):
