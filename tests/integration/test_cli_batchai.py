@@ -635,6 +635,10 @@ def test_az_cluster_create_forms_ids_and_global_flags(shared_server: Server, tmp
     s.ok("workspace", "create", "-g", "az.rg", "-n", "ws")
     w = ("-g", "az.rg", "-w", "ws", "-s", "STANDARD_D1")
     auto = s.ok("cluster", "create", "-n", "auto", *w, "--min", "0", "-t", "1", "--max", "3")
+    assert auto["virtualMachineConfiguration"]["imageReference"] == {  # no -i: Batch AI's default image
+        "publisher": "Canonical", "offer": "UbuntuServer", "sku": "16.04-LTS", "version": "latest",
+        "virtualMachineImageId": None,
+    }  # fmt: skip
     assert auto["scaleSettings"] == {
         "autoScale": {"minimumNodeCount": 0, "maximumNodeCount": 3, "initialNodeCount": 1},
         "manual": None,

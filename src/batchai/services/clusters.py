@@ -177,8 +177,14 @@ def capacity(spec: dict[str, Any]) -> int:
     return int(scale["manual"]["targetNodeCount"] if "manual" in scale else scale["autoScale"]["maximumNodeCount"])
 
 
+# The image of a cluster created without one, as Batch AI showed it (its recipes' cluster create outputs).
+DEFAULT_IMAGE = {"publisher": "Canonical", "offer": "UbuntuServer", "sku": "16.04-LTS", "version": "latest"}
+
+
 def build_spec(ctx: Ctx, props: ClusterProperties) -> dict[str, Any]:
     spec = {k: v for k, v in props.wire().items() if k not in READ_ONLY}
+    if not (spec.get("virtualMachineConfiguration") or {}).get("imageReference"):
+        spec["virtualMachineConfiguration"] = {"imageReference": dict(DEFAULT_IMAGE)}
     vm_size = (props.vm_size or "").strip()
     if not vm_size:
         raise InvalidInput("vmSize is required (for example STANDARD_NC6).", target="properties.vmSize")
