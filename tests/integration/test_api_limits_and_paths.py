@@ -395,3 +395,13 @@ def test_an_upload_cut_short_stores_nothing_and_is_no_server_error(bench: Bench)
     wait_for(lambda: "disconnected before its request was read" in log.read_text(), message="the disconnect seen")
     assert "unexpected error" not in log.read_text()
     assert http.get("/storage/cutshort/shares/data/files").json()["value"] == []
+
+
+def test_output_the_server_cannot_reach_is_refused_with_a_reason(bench: Bench) -> None:
+    # An output directory on a mount batchai does not serve (here: nothing is mounted there).
+    outputs = [{"id": "NFS", "pathPrefix": "$AZ_BATCHAI_JOB_MOUNT_ROOT/nfs"}]
+    assert put_job(bench, "unserved", outputDirectories=outputs).status_code in (200, 201)
+    listed = bench.server.http.post(url(bench.job_path("unserved") + "/listOutputFiles") + "&outputdirectoryid=NFS")
+    error = arm_error(listed, 400)
+    assert error["code"] == "OutputDirectoryNotServed" and error["target"] == "outputdirectoryid"
+    assert "file server" in error["message"] and "shares and containers" in error["message"]

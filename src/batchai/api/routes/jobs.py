@@ -101,7 +101,9 @@ def output_files(
         base = job_files.directory_of(row, cluster, outputdirectoryid)
         if base is None:
             raise InvalidInput(
-                f"The files of '{outputdirectoryid}' are on the job's nodes, not on storage batchai serves.",
+                f"The files of '{outputdirectoryid}' are not on storage batchai serves: it lists output on the "
+                "storage accounts' shares and containers a job mounts and on absolute paths of local nodes, not on "
+                "a file server or an unmanaged file system (as Batch AI did not).",
                 code="OutputDirectoryNotServed",
                 target="outputdirectoryid",
             )
