@@ -231,6 +231,39 @@ def test_tensorflow_gets_its_cluster_spec(dist: Bench) -> None:
     assert (logs / "stdout-wk-0.txt").read_text() == "worker 0 done\n"
 
 
+def test_local_nodes_share_the_host_s_gpus_and_mpi_ranks_see_the_job_s(tmp_path: Path) -> None:
+    """The GPUs are faked (there are none here): an ``nvidia-smi`` on the server's PATH that lists four."""
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    fake = tools / "nvidia-smi"
+    fake.write_text("#!/bin/sh\n" + "".join(f"echo 'GPU {i}: Fake GPU (UUID: GPU-{i})'\n" for i in range(4)))
+    fake.chmod(0o755)
+    server = start_server(tmp_path / "home", {"PATH": f"{tools}{os.pathsep}{os.environ['PATH']}"})
+    try:
+        bench = make_bench(server, "gpu.rg", tmp_path)
+        bench.cluster(target=2, option="terminate")
+        bench.wait_nodes(idle=2, timeout=90)
+        show = 'echo "$AZ_BATCHAI_NODE_NAME $AZ_BATCHAI_NUM_GPUS $CUDA_VISIBLE_DEVICES"'
+        # A process on each node (Caffe2 on two nodes): each node has its half of the host's GPUs.
+        each = script(bench, "each.py", f"import os; os.system({show!r})\n")
+        bench.submit("each", node_count=2, caffe2Settings={"pythonScriptFilePath": str(each)})
+        assert bench.wait_job("each", timeout=60)["executionState"] == "succeeded"
+        logs = bench.stdouterr("each")
+        seen = {(logs / f"stdout-{n}.txt").read_text().strip() for n in (0, 1)}
+        assert seen == {"node-0 2 0,1", "node-1 2 2,3"}
+        # mpirun starts the ranks of both nodes here: a rank's local rank indexes the job's GPUs, node 0's
+        # ranks node 0's and node 1's ranks node 1's (one rank per GPU, as Horovod runs).
+        rank = 'echo "$OMPI_COMM_WORLD_RANK $OMPI_COMM_WORLD_LOCAL_RANK $CUDA_VISIBLE_DEVICES"'
+        bench.submit("ranks", node_count=2, customMpiSettings={"commandLine": rank, "processCount": 4})
+        props = bench.wait_job("ranks", timeout=60)
+        assert props["executionState"] == "succeeded", props["executionInfo"]
+        lines = sorted((bench.stdouterr("ranks") / "stdout.txt").read_text().split("\n")[:-1])
+        gpu_of = {int(r): devices.split(",")[int(local)] for r, local, devices in (line.split() for line in lines)}
+        assert gpu_of == {0: "0", 1: "1", 2: "2", 3: "3"}
+    finally:
+        server.stop()
+
+
 def test_mpi_job_runs_its_processes_through_mpirun(dist: Bench) -> None:
     source = script(dist, "allreduce.c", ALLREDUCE)
     binary = dist.tmp / "scripts" / "allreduce"

@@ -262,8 +262,10 @@ def toolkit_command(
 
 
 def _forwarded(name: str) -> bool:
-    """Variables mpirun hands to the processes it starts on other hosts (the local ones inherit them all)."""
-    return name not in ("HOME", "PWD", "SHLVL", "OLDPWD", "_") and not name.startswith(("OMPI_", "BASH_FUNC"))
+    """Variables mpirun hands to the processes it starts on other hosts (the local ones inherit them all); not
+    the GPUs of this host's nodes (another host's ranks use their own)."""
+    kept = ("HOME", "PWD", "SHLVL", "OLDPWD", "_", "CUDA_VISIBLE_DEVICES", "AZ_BATCHAI_NUM_GPUS")
+    return name not in kept and not name.startswith(("OMPI_", "BASH_FUNC"))
 
 
 def _gpu_env(gpus: tuple[int, ...]) -> dict[str, str]:
@@ -324,15 +326,17 @@ def plan(
     attempt: int = 1,
     mpi_hostfile: str | None = None,
     awaits: tuple[tuple[str, Path], ...] = (),
+    gpus: tuple[int, ...] | None = None,
     resolve: Resolver,
     file_server: FileServerResolver,
     default_python: str,
 ) -> LaunchPlan:
-    """Everything needed to start one process of a job on its node (``wiring``: its distributed variables)."""
+    """Everything needed to start one process of a job on its node (``wiring``: its distributed variables;
+    ``gpus``: the GPUs it sees when not its node's)."""
     job_temp = job_temp_dir(slot.node_dir, job_id)
     job_mounts = job_temp / "mounts"
     env = node_environment(base_env, slot.node_dir, slot.node_name)
-    env.update(_gpu_env(slot.gpus))
+    env.update(_gpu_env(slot.gpus if gpus is None else gpus))
     env.update(
         {
             "AZ_BATCHAI_JOB_MOUNT_ROOT": str(job_mounts),

@@ -121,6 +121,11 @@ class Starter:
             for process in start.processes:
                 slot = start.slots[process.node]
                 reaches_others = distributed.reaches_other_nodes(spec, process)
+                # mpirun starts the ranks of all the job's nodes on this host from its own environment, as one
+                # host's: they see the GPUs of all those nodes (in node order, each node's ranks after the
+                # previous node's), so that a rank's local rank indexes a GPU of the job (Horovod's
+                # set_device(local_rank)), rather than only the first node's.
+                gpus = [g for s in start.slots if s.address == slot.address for g in s.gpus] if reaches_others else None
                 plan = launch.plan(
                     job_id=start.job_id,
                     spec=spec,
@@ -136,6 +141,7 @@ class Starter:
                     runs_prep=first_on_node.setdefault(process.node, process.rank) == process.rank,
                     attempt=start.attempts,
                     mpi_hostfile=distributed.mpi_hostfile(spec, hosts) if reaches_others else None,
+                    gpus=None if gpus is None else tuple(gpus),
                     # mpirun starts ranks on every node: once each node's job preparation has ended.
                     awaits=tuple(
                         (
