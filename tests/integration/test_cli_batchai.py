@@ -59,6 +59,18 @@ def test_group_workspace_experiment_verbs(shared_server: Server) -> None:
     assert "gone" not in s.ok("experiment", "list", *GW, "--query", "[].name")
 
 
+def test_lists_longer_than_a_page_are_followed_to_their_end(shared_server: Server) -> None:
+    s = shared_server
+    s.ok("group", "create", "-n", "pages.rg", "-l", "eastus")
+    s.ok("workspace", "create", "-g", "pages.rg", "-n", "ws")
+    ws = f"/subscriptions/{SUB}/resourceGroups/pages.rg/providers/Microsoft.BatchAI/workspaces/ws"
+    for i in range(1001):  # a page holds 1000
+        assert s.http.put(url(f"{ws}/experiments/e{i:04d}")).status_code == 200
+    names = s.ok("experiment", "list", "-g", "pages.rg", "-w", "ws", "--query", "[].name")
+    assert sorted(names) == [f"e{i:04d}" for i in range(1001)]
+    s.ok("group", "delete", "-n", "pages.rg", "-y")
+
+
 def test_providers_are_registered_as_the_walkthroughs_ask(shared_server: Server) -> None:
     s = shared_server
     # The SDK walkthroughs' first step, 'az provider register -n Microsoft.BatchAI': silent, as az --wait.

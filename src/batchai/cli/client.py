@@ -195,7 +195,8 @@ class Client:
         if api_version:
             params["api-version"] = api_version
         with self.transport_errors():
-            response = self.http.request(method, path, params=params, **kwargs)
+            # (no params at all for a nextLink: httpx would replace the link's own query with an empty one)
+            response = self.http.request(method, path, params=params or None, **kwargs)
         if ok_missing and response.status_code == 404:
             return None
         if response.status_code >= 300:  # (the API never redirects: a 3xx is not the answer asked for)
