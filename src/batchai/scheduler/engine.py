@@ -416,18 +416,20 @@ class Engine:
         return handle
 
     def _stop_task_async(self, task: Task) -> None:
-        handle = supervisor.from_info(task.info)
+        # Plain values only in the thread: the pass's ORM objects expire with its transaction (which may roll
+        # back), and a task left in ``_stopping`` would never be looked at again.
+        handle, task_id = supervisor.from_info(task.info), task.id
         with self._lock:
-            if handle is None or task.id in self._stopping:
+            if handle is None or task_id in self._stopping:
                 return
-            self._stopping.add(task.id)
+            self._stopping.add(task_id)
 
         def stop() -> None:
             try:
                 self.provider.stop(handle, self.settings.grace_seconds)
             finally:
                 with self._lock:
-                    self._stopping.discard(task.id)
+                    self._stopping.discard(task_id)
                 self.wake()
 
         threading.Thread(target=stop, name=f"stop-{handle.pid}", daemon=True).start()
@@ -642,7 +644,9 @@ class Engine:
         jobs = {row.id: row for row in connection.execute(statements.JOBS_TO_START, {"ids": list(decision.starts)})}
         starts = []
         for job_id, node_ids in decision.starts.items():
-            job = jobs[job_id]
+            job = jobs.get(job_id)
+            if job is None or job.execution_state != JobState.QUEUED.value:
+                continue  # the API changed it since the line was read (terminated, deleted): the next pass sees it
             attempts = job.attempts + 1
             if not job_service.switch_state_row(connection, job_id, job, JobState.RUNNING, now, attempts=attempts):
                 continue  # the API changed it meanwhile (e.g. terminated): the next pass sees it

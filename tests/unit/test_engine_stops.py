@@ -1,0 +1,59 @@
+"""The engine's helper threads that stop a task's processes: they hold plain values, not the pass's ORM objects,
+which expire when the pass's transaction ends (a pass that rolls back, after a conflict with the API, included).
+The real engine, SQLite and local provider (with its launcher process)."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+
+import psutil
+from sqlalchemy import select
+
+from batchai.providers.local import LocalProvider
+from batchai.scheduler.engine import Engine
+from batchai.scheduler.settings import EngineSettings
+from batchai.services.context import Ctx, utc_now
+from batchai.storage.local import LocalStorage
+from batchai.store.db import Database
+from batchai.store.tables import Job, Task
+from tests.conftest import wait_for
+from tests.unit import services_world as world
+
+
+class RolledBack(Exception):
+    pass
+
+
+def test_a_stop_begun_in_a_pass_that_rolls_back_still_ends(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'batchai.db'}")
+    db.upgrade()
+    storage = LocalStorage(tmp_path / "storage")
+    with db.session() as session:
+        ctx = Ctx(session=session, storage=storage)
+        world.workspace(ctx)
+        world.submit(ctx, "stubborn", tmp_path / "logs", command="bash -c 'trap \"\" TERM; sleep 60'")
+    provider = LocalProvider(tmp_path / "nodes", tmp_path / "run", gpus=())
+    settings = EngineSettings(home=tmp_path, default_python=sys.executable, grace_seconds=1)
+    engine = Engine(db, storage, provider, settings, utc_now)
+    engine.start()
+    try:
+
+        def running_pid() -> int | None:
+            with db.session() as session:
+                task = session.scalars(select(Task).join(Job).filter(Job.execution_state == "running")).first()
+                return task.pid if task is not None and task.pid else None
+
+        pid = wait_for(running_pid, timeout=60, message="the job to run")
+        engine.shutdown()  # no pass runs from here: the stop below is the only one
+        with contextlib.suppress(RolledBack), db.session() as session:
+            engine._stop_task_async(session.scalars(select(Task)).one())  # (TERM is ignored: it takes a second)
+            raise RolledBack  # the pass's transaction ends without committing; its objects expire
+        wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+        # The thread let go of the task: a later pass would look at it (and settle the job) again.
+        wait_for(lambda: not engine._stopping, timeout=10, message="the stop thread to let go of the task")
+    finally:
+        engine.shutdown()
+        provider.close()
+        db.dispose()
