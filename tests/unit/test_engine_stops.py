@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import psutil
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from batchai.providers.local import LocalProvider
 from batchai.scheduler.engine import Engine
@@ -53,6 +53,35 @@ def test_a_stop_begun_in_a_pass_that_rolls_back_still_ends(tmp_path: Path) -> No
         wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
         # The thread let go of the task: a later pass would look at it (and settle the job) again.
         wait_for(lambda: not engine._stopping, timeout=10, message="the stop thread to let go of the task")
+    finally:
+        engine.shutdown()
+        provider.close()
+        db.dispose()
+
+
+def test_a_job_whose_cluster_was_deleted_as_it_was_created_does_not_wait_for_good(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'batchai.db'}")
+    db.upgrade()
+    storage = LocalStorage(tmp_path / "storage")
+    with db.session() as session:
+        ctx = Ctx(session=session, storage=storage)
+        world.workspace(ctx)
+        world.submit(ctx, "orphan", tmp_path / "logs")
+        # What the race leaves (the cluster's delete went between the job's checks and its insert): a queued
+        # job whose cluster is gone.
+        session.execute(update(Job).values(cluster_id=None))
+    provider = LocalProvider(tmp_path / "nodes", tmp_path / "run", gpus=())
+    engine = Engine(db, storage, provider, EngineSettings(home=tmp_path, default_python=sys.executable), utc_now)
+    engine.start()
+    try:
+
+        def ended() -> Job | None:
+            with db.session() as session:
+                job = session.scalars(select(Job)).one()
+            return job if job.execution_state == "failed" else None
+
+        job = wait_for(ended, timeout=30, message="the orphaned job to fail")
+        assert [e["code"] for e in job.errors] == ["ClusterDeleted"]
     finally:
         engine.shutdown()
         provider.close()

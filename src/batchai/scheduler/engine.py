@@ -181,6 +181,7 @@ class Engine:
         if now_mono - self._last_sync >= interval:
             self._last_sync = now_mono
             self._clusters_changed = False
+            self._stop_orphans()
             if self.nodes.sync():
                 self._schedule()  # nodes became idle: start what waits for them
         else:
@@ -191,6 +192,19 @@ class Engine:
         if deadline is not None:
             sleep = max(0.01, min(sleep, (deadline - now).total_seconds()))
         return sleep
+
+    def _stop_orphans(self) -> None:
+        """Queued jobs without a cluster: created while their cluster was being deleted (the API found the
+        cluster, then the delete went first), they would wait for good. They end as its other jobs did."""
+        with self.db.session() as session:
+            orphans = session.scalars(
+                select(Job).filter(Job.cluster_id.is_(None), Job.execution_state == JobState.QUEUED)
+            ).all()
+            for job in orphans:
+                log.info("job %s: its cluster was deleted as it was created", job.name)
+                job_service.request_stop(self._ctx(session), job, "cluster_deleted")
+        if orphans:
+            self.wake()
 
     def _ctx(self, session: Session) -> Ctx:
         return Ctx(session=session, storage=self.storage, clock=self.clock)
