@@ -1,8 +1,13 @@
-"""Running the server: in the foreground (logs to stderr), or detached in the background with a pid file."""
+"""Running the server: in the foreground (logs to stderr), or detached in the background with a pid file.
+
+A server holds its home's lock (``server.lock``, ``flock``) for as long as it runs: a second server on the same
+home is refused however the two were started, and a pid file left by a server that died names nobody (its pid
+may be another process's by now)."""
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import logging
 import os
@@ -18,6 +23,36 @@ import psutil
 import uvicorn
 
 from batchai.config import Settings
+
+LOCK_FILE = "server.lock"
+
+
+def hold_home(home: Path) -> int:
+    """Take the home's lock for the rest of this process (the returned descriptor stays open; it is not handed
+    to child processes). Raises OSError if another server holds it."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise OSError(f"a server already runs for home {home}; stop it with 'batchai server stop'") from None
+    return fd
+
+
+def _held(home: Path) -> bool:
+    """Whether a server holds the home's lock."""
+    try:
+        fd = os.open(home / LOCK_FILE, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # (releases the lock if it was free and so taken here)
+    return False
 
 
 def listen(settings: Settings) -> tuple[socket.socket, Settings]:
@@ -37,6 +72,7 @@ def serve(settings: Settings) -> None:
     from batchai.api.app import create_app
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    lock = hold_home(settings.home)
     sock, settings = listen(settings)
     app = create_app(settings)
     config = uvicorn.Config(
@@ -54,10 +90,13 @@ def serve(settings: Settings) -> None:
     finally:
         if pid_file.exists() and pid_file.read_text().strip() == str(os.getpid()):
             pid_file.unlink()
+        os.close(lock)
 
 
 def running_pid(home: Path) -> int | None:
-    """The pid of this home's server if one runs."""
+    """The pid of this home's server if one runs (holds the home's lock)."""
+    if not _held(home):
+        return None
     pid_file = home / "server.pid"
     try:
         pid = int(pid_file.read_text().strip())
@@ -85,7 +124,7 @@ def answers(settings: Settings) -> str | None:
 def start_detached(settings: Settings, timeout: float = 60.0) -> tuple[int, str]:
     """Start the server in a new session, logging to ``{home}/server.log``; once it answers, its pid and
     endpoint."""
-    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # (its database holds the jobs' secrets)
     args = [
         sys.executable,
         "-m",
@@ -109,17 +148,22 @@ def start_detached(settings: Settings, timeout: float = 60.0) -> tuple[int, str]
         args += ["--ray-address", settings.ray_address, "--ray-resource", settings.ray_resource]
     log_path = settings.home / "server.log"
     with open(log_path, "ab") as log_file:
+        offset = log_file.tell()
         process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True
         )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            last = tail[0].removeprefix("ERROR: ")
+            with open(log_path, "rb") as log_file:
+                log_file.seek(offset)
+                lines = log_file.read().decode(errors="replace").strip().splitlines() or ["no output"]
+            # Its error line (another server of the home may be logging in the same file meanwhile).
+            last = next((line for line in reversed(lines) if line.startswith("ERROR: ")), lines[-1])
+            last = last.removeprefix("ERROR: ")
             raise RuntimeError(f"the server exited with code {process.returncode}: {last} (see {log_path})")
         endpoint = answers(settings)
-        if endpoint is not None:
+        if endpoint is not None and running_pid(settings.home) == process.pid:  # (it answers, not another)
             return process.pid, endpoint
         time.sleep(0.05)
     process.terminate()

@@ -56,3 +56,39 @@ def test_a_detached_server_on_port_0_takes_a_free_port_and_names_it(tmp_path: Pa
     assert stopped.returncode == 0, stopped.stderr
     assert not psutil.pid_exists(info["pid"]) or psutil.Process(info["pid"]).status() == psutil.STATUS_ZOMBIE
     assert batchai(home, "server", "status").returncode == 3
+
+
+def test_one_server_per_home_and_a_stale_pid_file_names_nobody(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    # Two detached starts at the same moment: one server runs, the other start says why it did not.
+    starts = [
+        subprocess.Popen(
+            [str(BIN / "batchai"), "server", "start", "--detach", "--port", "0"],
+            env={**{k: v for k, v in os.environ.items() if not k.startswith("BATCHAI_")}, "BATCHAI_HOME": str(home)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = [(p.wait(90), *p.communicate()) for p in starts]
+    try:
+        assert sorted(code for code, _, _ in results) == [0, 1], results
+        refused = next(err for code, _, err in results if code)
+        assert "a server already runs for home" in refused and "Traceback" not in refused
+        pid = json.loads(next(out for code, out, _ in results if not code))["pid"]
+        assert (home.stat().st_mode & 0o777) == 0o700  # (the database in it holds the jobs' secrets)
+    finally:
+        assert batchai(home, "server", "stop").returncode == 0
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    # A pid file left behind (a server killed, its pid since taken by another process) names nobody: status
+    # and stop leave that process alone.
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        (home / "server.pid").write_text(str(other.pid))
+        assert batchai(home, "server", "status").returncode == 3
+        assert one_error_line(batchai(home, "server", "stop")) == f"ERROR: no server runs for home {home}"
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
