@@ -14,10 +14,11 @@ from sqlalchemy import select, update
 from batchai.providers.local import LocalProvider
 from batchai.scheduler.engine import Engine
 from batchai.scheduler.settings import EngineSettings
+from batchai.services import clusters
 from batchai.services.context import Ctx, utc_now
 from batchai.storage.local import LocalStorage
 from batchai.store.db import Database
-from batchai.store.tables import Job, Task
+from batchai.store.tables import Cluster, Job, Task
 from tests.conftest import wait_for
 from tests.unit import services_world as world
 
@@ -82,6 +83,36 @@ def test_a_job_whose_cluster_was_deleted_as_it_was_created_does_not_wait_for_goo
 
         job = wait_for(ended, timeout=30, message="the orphaned job to fail")
         assert [e["code"] for e in job.errors] == ["ClusterDeleted"]
+    finally:
+        engine.shutdown()
+        provider.close()
+        db.dispose()
+
+
+def test_a_cluster_delete_the_server_stopped_in_is_finished_when_it_starts(tmp_path: Path) -> None:
+    db = Database(f"sqlite:///{tmp_path / 'batchai.db'}")
+    db.upgrade()
+    storage = LocalStorage(tmp_path / "storage")
+    with db.session() as session:
+        ctx = Ctx(session=session, storage=storage)
+        world.workspace(ctx, cluster_names=("gone", "kept"))
+        world.submit(ctx, "waiting", tmp_path / "logs", cluster="gone")
+        # What a server killed halfway through `DELETE cluster` leaves: the cluster marked, its jobs asked to stop.
+        gone = session.scalars(select(Cluster).filter(Cluster.name == "gone")).one()
+        clusters.stop_for_delete(ctx, gone)
+    provider = LocalProvider(tmp_path / "nodes", tmp_path / "run", gpus=())
+    engine = Engine(db, storage, provider, EngineSettings(home=tmp_path, default_python=sys.executable), utc_now)
+    engine.start()
+    try:
+
+        def names() -> list[str]:
+            with db.session() as session:
+                return list(session.scalars(select(Cluster.name)))
+
+        wait_for(lambda: names() == ["kept"], timeout=30, message="the half-deleted cluster to go")
+        with db.session() as session:
+            job = session.scalars(select(Job)).one()
+            assert (job.execution_state, [e["code"] for e in job.errors]) == ("failed", ["ClusterDeleted"])
     finally:
         engine.shutdown()
         provider.close()

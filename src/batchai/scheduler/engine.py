@@ -110,6 +110,7 @@ class Engine:
         self._launches: queue.SimpleQueue[list[JobStart] | None] = queue.SimpleQueue()
         self._node_commands = threading.BoundedSemaphore(MAX_NODE_COMMANDS)
         self._launch_threads: list[threading.Thread] = []
+        self._abandoned_deletes: set[int] = set()  # cluster ids (see _finish_deletes)
 
     # -- life cycle ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -182,6 +183,7 @@ class Engine:
             self._last_sync = now_mono
             self._clusters_changed = False
             self._stop_orphans()
+            self._finish_deletes()
             if self.nodes.sync():
                 self._schedule()  # nodes became idle: start what waits for them
         else:
@@ -205,6 +207,27 @@ class Engine:
                 job_service.request_stop(self._ctx(session), job, "cluster_deleted")
         if orphans:
             self.wake()
+
+    def _finish_deletes(self) -> None:
+        """The deletes of clusters a stopped server left half done (marked deleting, their jobs asked to stop):
+        once their jobs have ended, each cluster goes as the API's delete would have removed it."""
+        if not self._abandoned_deletes:
+            return
+        with self.db.session() as session:
+            ctx = Ctx(session=session, storage=self.storage, clock=self.clock, runtime=self)
+            for cluster_id in list(self._abandoned_deletes):
+                row = session.get(Cluster, cluster_id)
+                if row is not None and any(
+                    not JobState(job.execution_state).is_terminal for job in job_service.on_cluster(ctx, row)
+                ):
+                    continue  # the engine is still ending its jobs
+                if row is not None:
+                    log.info("finishing the delete of cluster %s, which the server stopped before", row.name)
+                    with session.no_autoflush:
+                        cluster_service.delete_row(ctx, row)
+                self._abandoned_deletes.discard(cluster_id)
+        for callback in ctx.after_commit:  # (once committed: the nodes' directories go)
+            callback()
 
     def _ctx(self, session: Session) -> Ctx:
         return Ctx(session=session, storage=self.storage, clock=self.clock)
@@ -238,6 +261,10 @@ class Engine:
         run on nodes (``execOnNode``) are not: they were waited for by a request of the server that stopped,
         so they are stopped (in the background, as stopping takes up to the grace period)."""
         with self.db.session() as session:
+            # Clusters a stopped server was deleting (no request waits on them now): the engine finishes them.
+            self._abandoned_deletes = set(
+                session.scalars(select(Cluster.id).filter(Cluster.provisioning_state == "deleting"))
+            )
             for task in session.scalars(select(Task).filter(Task.exit_code.is_(None), Task.finished_at.is_(None))):
                 handle = supervisor.from_info(task.info)
                 if handle is not None:
