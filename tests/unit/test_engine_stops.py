@@ -121,3 +121,32 @@ def test_a_cluster_delete_the_server_stopped_in_is_finished_when_it_starts(w: Wo
         wait_for(lambda: names() == ["kept"], timeout=30, message="the half-deleted cluster to go")
     job = w.job()
     assert (job.execution_state, [e["code"] for e in job.errors]) == ("failed", ["ClusterDeleted"])
+
+
+def test_passes_that_keep_failing_log_their_traceback_once(
+    w: World, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A database that is down fails every pass: the log gets one traceback, not one a second."""
+    w.make(world.workspace)
+    provider = LocalProvider(w.tmp / "nodes", w.tmp / "run", gpus=())
+    settings = EngineSettings(home=w.tmp, default_python=sys.executable, tick_seconds=0.01)
+    engine = Engine(w.db, w.storage, provider, settings, utc_now)
+    failures = {"left": 50}
+    real_step = engine.step
+
+    def step() -> float:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("the database is down")
+        return real_step()
+
+    monkeypatch.setattr(engine, "step", step)
+    caplog.set_level("INFO", logger="batchai.engine")
+    engine.start()
+    try:
+        wait_for(lambda: "engine passes work again, after 50 that failed" in caplog.text, timeout=30)
+    finally:
+        engine.shutdown()
+        provider.close()
+    failed = [r for r in caplog.records if "engine pass" in r.getMessage() and r.levelname == "ERROR"]
+    assert len(failed) == 1 and failed[0].exc_info is not None  # (a line a minute after it: none here)

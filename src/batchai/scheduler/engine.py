@@ -58,6 +58,8 @@ CLUSTER_SYNC_SECONDS = 0.1
 SETTLED_CLUSTER_SYNC_SECONDS = 1.0
 # Commands run on nodes at once (execOnNode): fewer than the API's worker threads (40), which they hold.
 MAX_NODE_COMMANDS = 16
+# While passes keep failing (e.g. the database is down), how often a line says so.
+FAILED_PASS_LOG_SECONDS = 60.0
 
 
 class Engine:
@@ -111,6 +113,8 @@ class Engine:
         self._node_commands = threading.BoundedSemaphore(MAX_NODE_COMMANDS)
         self._launch_threads: list[threading.Thread] = []
         self._abandoned_deletes: set[int] = set()  # cluster ids (see _finish_deletes)
+        self._failed_passes = 0  # in a row
+        self._failure_logged = 0.0  # (monotonic)
 
     # -- life cycle ------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -155,17 +159,32 @@ class Engine:
                 continue
             try:
                 timeout = self.step()
+                if self._failed_passes:
+                    log.info("engine passes work again, after %d that failed", self._failed_passes)
+                    self._failed_passes = 0
             except StaleDataError as exc:
                 log.info("a job changed under the engine, looking again: %s", exc)
                 timeout = 0.0  # the API changed a job meanwhile: look again at once
                 self._pass_needed = True
-            except Exception:
-                log.exception("engine pass failed")
+            except Exception as exc:
+                self._log_failed_pass(exc)
                 timeout = self.settings.tick_seconds
                 self._all_busy = False
             due = time.monotonic() + timeout
             if self._wake.wait(timeout) is False:
                 self._pass_needed = True  # the time was up: a full pass
+
+    def _log_failed_pass(self, exc: Exception) -> None:
+        """The first of failed passes in a row with its traceback; then a line a minute while they go on (a
+        database that is down must not fill the log)."""
+        self._failed_passes += 1
+        now = time.monotonic()
+        if self._failed_passes == 1:
+            log.exception("engine pass failed")
+            self._failure_logged = now
+        elif now - self._failure_logged >= FAILED_PASS_LOG_SECONDS:
+            log.error("engine passes still fail (%d in a row): %s: %s", self._failed_passes, type(exc).__name__, exc)
+            self._failure_logged = now
 
     def step(self) -> float:
         """One pass over everything; returns how long the loop may sleep."""
