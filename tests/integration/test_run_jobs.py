@@ -423,6 +423,12 @@ def test_deleting_a_job_removes_its_shared_job_temp_dir(bench: Bench) -> None:
     assert bench.server.http.delete(url(bench.job_path("deleted"))).status_code == 200
     assert not deleted.exists()
     assert (kept / "data.txt").exists() and output.exists()
+    # Deleting the cluster takes its directory on this host, nodes and shared storage alike; output stays.
+    cluster_dir = kept.parents[2]
+    assert cluster_dir.parent == bench.server.home / "nodes" and (cluster_dir / "node-0").is_dir()
+    assert bench.server.http.delete(url(f"{bench.ws}/clusters/c")).status_code == 200
+    wait_for(lambda: not cluster_dir.exists(), message="the cluster's directory to go")
+    assert output.exists()
 
 
 def test_failing_setup_task_makes_nodes_unusable_and_the_cluster_reports_it(bench: Bench) -> None:

@@ -5,6 +5,7 @@ machine leaves the provider. The engine's loop calls ``Nodes.sync``; its passes 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import shutil
 from collections.abc import Callable
@@ -295,7 +296,10 @@ class Nodes:
             if handle is not None:
                 self.provider.stop(handle, self.settings.grace_seconds)
             self.provider.release_node(cluster_id, name)
-        shutil.rmtree(self.provider.shared_dir(cluster_id), ignore_errors=True)
+        shared = self.provider.shared_dir(cluster_id)
+        shutil.rmtree(shared, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the cluster's own directory, once nothing else is in it
+            shared.parent.rmdir()
 
 
 def file_server_dir(home: Path, file_server_id: int) -> Path:
