@@ -23,6 +23,7 @@ import psutil
 import uvicorn
 
 from batchai.config import Settings
+from batchai.store.db import claim
 
 LOCK_FILE = "server.lock"
 
@@ -86,7 +87,8 @@ def serve(settings: Settings) -> None:
     pid_file = settings.home / "server.pid"
     pid_file.write_text(str(os.getpid()))
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        with claim(settings.database_url):
+            uvicorn.Server(config).run(sockets=[sock])
     finally:
         if pid_file.exists() and pid_file.read_text().strip() == str(os.getpid()):
             pid_file.unlink()

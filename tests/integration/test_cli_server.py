@@ -92,3 +92,14 @@ def test_one_server_per_home_and_a_stale_pid_file_names_nobody(tmp_path: Path) -
     finally:
         other.kill()
         other.wait()
+
+
+def test_two_homes_on_one_sqlite_database_do_not_both_run(tmp_path: Path) -> None:
+    shared = f"sqlite:///{tmp_path / 'shared.db'}"
+    first = batchai(tmp_path / "one", "server", "start", "--detach", "--port", "0", "--database-url", shared)
+    assert first.returncode == 0, first.stderr
+    try:
+        second = batchai(tmp_path / "two", "server", "start", "--port", "0", "--database-url", shared)
+        assert one_error_line(second).startswith("ERROR: another batchai server runs on the database")
+    finally:
+        assert batchai(tmp_path / "one", "server", "stop").returncode == 0

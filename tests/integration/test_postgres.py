@@ -442,3 +442,18 @@ def test_a_snapshot_session_reads_one_moment_on_postgres(
         assert reads_around_a_commit(database, snapshot) == seen
     finally:
         database.dispose()
+
+
+def test_a_second_server_on_the_database_is_refused(pg: PgBatchServer, tmp_path: Path) -> None:
+    """Two homes given one database would start the same jobs twice: the second server does not start."""
+    home, port = str(tmp_path / "second"), str(free_port())
+    second = subprocess.run(
+        [str(BIN / "batchai"), "server", "start", "--home", home, "--port", port, "--database-url", pg.database_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert second.returncode == 1 and "Traceback" not in second.stderr, second.stderr
+    assert second.stderr.strip().splitlines()[-1].startswith("ERROR: another batchai server runs on the database")
+    assert pg.http.get(url(GROUPS, RG_API)).status_code == 200  # the first one serves on

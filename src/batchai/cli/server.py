@@ -87,7 +87,12 @@ def start(
             raise CliError(str(exc)) from exc
         click.echo(json.dumps({"endpoint": endpoint, "home": str(settings.home), "pid": pid}, indent=2))
         return
-    runner.serve(settings)
+    from batchai.store.db import DatabaseInUse
+
+    try:
+        runner.serve(settings)
+    except DatabaseInUse as exc:
+        raise CliError(str(exc)) from exc
 
 
 @server.command("stop")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,10 +11,49 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# The PostgreSQL advisory lock a server holds on its database ("batchai" in ASCII).
+ADVISORY_LOCK = 0x62617463686169
+
+
+class DatabaseInUse(Exception):
+    """Another batchai server runs on the database."""
+
+
+@contextmanager
+def claim(url: str) -> Iterator[None]:
+    """Hold the database for one server while it runs: two servers on one database (two homes given the same
+    ``--database-url``) would start the same jobs twice. PostgreSQL: an advisory lock on a connection kept
+    open; SQLite: a lock on a file beside the database. Raises DatabaseInUse if another server holds it."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            yield
+            return
+        fd = os.open(f"{parsed.database}.server-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DatabaseInUse(f"another batchai server runs on the database {parsed.database}") from None
+            yield
+        finally:
+            os.close(fd)
+        return
+    engine = create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            if not connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": ADVISORY_LOCK}).scalar():
+                shown = parsed.render_as_string(hide_password=True)
+                raise DatabaseInUse(f"another batchai server runs on the database {shown}")
+            connection.commit()  # (a session's lock outlives the transaction; the connection stays open)
+            yield
+    finally:
+        engine.dispose()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
