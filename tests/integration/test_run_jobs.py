@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -582,10 +584,11 @@ def _crash_during_job(bench: Bench, *, launcher_too: bool) -> dict[str, Any]:
         doomed.append(launcher.pid)
     os.killpg(os.getpgid(pid), signal.SIGKILL)
     wait_for(lambda: all(process_gone(p) for p in doomed), message="the job's processes to die")
+    restarted_at = time.time()
     bench.server.start()
     props = bench.wait_job("victim")
     assert props["executionState"] == "failed"
-    return props
+    return {**props, "restarted_at": restarted_at}
 
 
 def test_a_job_whose_processes_vanished_while_the_server_was_down_fails(bench: Bench) -> None:
@@ -596,3 +599,6 @@ def test_a_job_whose_processes_vanished_while_the_server_was_down_fails(bench: B
 def test_a_job_killed_while_the_server_was_down_fails_with_its_exit_code(bench: Bench) -> None:
     props = _crash_during_job(bench, launcher_too=False)  # the launcher, still running, records the end
     assert props["executionInfo"]["exitCode"] == 128 + signal.SIGKILL
+    # It ended when it was killed, before the server started again, not when the server first looked.
+    ended = datetime.fromisoformat(props["executionInfo"]["endTime"])
+    assert ended.timestamp() < props["restarted_at"]

@@ -35,10 +35,12 @@ class Handle:
 @dataclass(frozen=True)
 class Outcome:
     """How a process ended: its exit code, or None if it vanished without recording one (``node_lost``:
-    because the node it ran on went away)."""
+    because the node it ran on went away); ``ended_at`` (epoch seconds) when known from its exit file, which
+    may be long before anyone looked (the server was down)."""
 
     exit_code: int | None
     node_lost: bool = False
+    ended_at: float | None = None
 
 
 def from_info(info: dict[str, Any]) -> Handle | None:
@@ -137,11 +139,13 @@ def _alive(handle: Handle) -> bool:
         return False
 
 
-def _recorded(handle: Handle) -> int | None:
+def _recorded(handle: Handle) -> tuple[int | None, float | None]:
+    """The exit code in the process's exit file, and when it was written."""
     try:
-        return int(handle.exit_file.read_text().strip())
+        with open(handle.exit_file) as recorded:
+            return int(recorded.read().strip()), os.fstat(recorded.fileno()).st_mtime
     except (FileNotFoundError, ValueError):
-        return None
+        return None, None
 
 
 def poll(handle: Handle) -> Outcome | None:
@@ -153,12 +157,12 @@ def poll(handle: Handle) -> Outcome | None:
         return None
     child = _children.pop(handle.pid, None)
     _kill_group(handle.pid)  # what the process left running in its session ends with it
-    code = _recorded(handle)
+    code, ended_at = _recorded(handle)
     if code is None and child is not None and child.returncode is not None:
         code = child.returncode if child.returncode >= 0 else 128 - child.returncode
     if child is not None:
         _exited[key] = code
-    return Outcome(code)
+    return Outcome(code, ended_at=ended_at)
 
 
 def wait(handle: Handle, timeout: float | None = None) -> Outcome | None:

@@ -17,7 +17,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -381,8 +381,12 @@ class Engine:
         return ended, running, True
 
     def _finish_in_sql(self, connection: Connection, head: Any, rows: list[Any], ended: dict[int, Outcome]) -> None:
-        """A job whose every task just exited: record the exits, free its nodes, and end it."""
+        """A job whose every task just exited: record the exits, free its nodes, and end it (when the last
+        task ended, if their exit files say: the server may have been down then)."""
         now = self.clock()
+        ends = [o.ended_at for o in ended.values()]
+        if ends and None not in ends:
+            now = min(now, datetime.fromtimestamp(max(e for e in ends if e is not None), tz=UTC))
         connection.execute(
             statements.TASK_ENDED, [{"tid": tid, "code": o.exit_code, "at": now} for tid, o in ended.items()]
         )
