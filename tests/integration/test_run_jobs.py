@@ -584,6 +584,9 @@ def _crash_during_job(bench: Bench, *, launcher_too: bool) -> dict[str, Any]:
         doomed.append(launcher.pid)
     os.killpg(os.getpgid(pid), signal.SIGKILL)
     wait_for(lambda: all(process_gone(p) for p in doomed), message="the job's processes to die")
+    if not launcher_too:  # the launcher records the end (in the exit file) as it reaps the process
+        nodes = bench.server.home / "nodes"
+        wait_for(lambda: any(p.read_text() for p in nodes.glob("*/*/jobs/*/task-*.exit")), message="the end recorded")
     restarted_at = time.time()
     bench.server.start()
     props = bench.wait_job("victim")
