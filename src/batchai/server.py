@@ -96,15 +96,27 @@ def serve(settings: Settings) -> None:
 
 
 def running_pid(home: Path) -> int | None:
-    """The pid of this home's server if one runs (holds the home's lock)."""
-    if not _held(home):
-        return None
+    """The pid of this home's server if one runs: it holds the home's lock, or (started by a batchai from before
+    the lock) its command line says it serves this home."""
     pid_file = home / "server.pid"
     try:
         pid = int(pid_file.read_text().strip())
-    except (FileNotFoundError, ValueError):
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return pid if _held(home) or _serves(process.cmdline(), home) else None
+    except (FileNotFoundError, ValueError, psutil.Error):
         return None
-    return pid if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE else None
+
+
+def _serves(cmdline: list[str], home: Path) -> bool:
+    """Whether a command line is that of a server of ``home`` (``... server start --home HOME ...``)."""
+    words = list(cmdline)
+    return (
+        "server" in words
+        and "start" in words
+        and any(word == "--home" and i + 1 < len(words) and Path(words[i + 1]) == home for i, word in enumerate(words))
+    )
 
 
 def answers(settings: Settings) -> str | None:
@@ -179,10 +191,22 @@ def stop(home: Path, timeout: float = 15.0) -> bool:
         return False
     process = psutil.Process(pid)
     process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout)
-    except psutil.TimeoutExpired:
+    if not _ended(process, timeout):
         process.kill()
-        process.wait(5)
+        _ended(process, 5)
     (home / "server.pid").unlink(missing_ok=True)
     return True
+
+
+def _ended(process: psutil.Process, timeout: float) -> bool:
+    """Whether the process ends within ``timeout`` seconds: exits, or is left for its parent to reap (the
+    server's parent need not be this process)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False

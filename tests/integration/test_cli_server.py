@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import psutil
@@ -103,3 +104,22 @@ def test_two_homes_on_one_sqlite_database_do_not_both_run(tmp_path: Path) -> Non
         assert one_error_line(second).startswith("ERROR: another batchai server runs on the database")
     finally:
         assert batchai(tmp_path / "one", "server", "stop").returncode == 0
+
+
+def test_a_server_of_an_earlier_batchai_is_still_found_by_its_command_line(tmp_path: Path) -> None:
+    """A server started before batchai took the home's lock (an upgrade while it runs) holds none: status and
+    stop still find it, by its command line."""
+    home = tmp_path / "home"
+    home.mkdir()
+    earlier = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)", "server", "start", "--home", str(home)]
+    )
+    try:
+        (home / "server.pid").write_text(str(earlier.pid))
+        status = batchai(home, "server", "status")
+        assert status.returncode == 0 and json.loads(status.stdout)["pid"] == earlier.pid
+        assert batchai(home, "server", "stop").returncode == 0
+        assert earlier.wait(10) is not None
+    finally:
+        earlier.kill()
+        earlier.wait()
