@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -72,6 +73,9 @@ def test_list_download_and_wait(server: Server, tmp_path: Path) -> None:
     waited = server.cli("job", "wait", "-n", "maker", *e, "--interval", "0.1")
     assert waited.code == 0 and "Job state: succeeded" in waited.stderr  # az's progress lines
     assert "Job submitted at" in waited.stderr and "execution took" in waited.stderr
+    # Times as az wrote them there: Python's str() of a datetime.
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{6})?\+00:00"
+    assert re.search(rf"Job completed at {stamp}; execution took \d+:\d\d:\d\d", waited.stderr), waited.stderr
     # As in az: a file the ended job never wrote is a warning, not an error; other flags are az's too.
     absent = server.cli("job", "file", "stream", "-j", "maker", *e, "-f", "never.txt", "--interval", "0.1")
     assert absent.code == 0 and absent.stdout == ""

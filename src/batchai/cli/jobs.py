@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from batchai.cli.arm import group_option, workspace_option, workspace_path
+from batchai.cli.az_shape import iso_datetime
 from batchai.cli.client import Client, error_message, segment
 from batchai.cli.clusters import file_server_id, mount_options
 from batchai.cli.common import command, confirm, ensure_missing, no_wait_option, warn, yes_option
@@ -148,6 +149,13 @@ def job_terminate(
     return None
 
 
+def az_time(value: Any) -> Any:
+    """A wire time as az's progress lines wrote it (Python's ``str`` of a datetime): ``2018-06-15
+    06:27:49.692000+00:00``."""
+    shown = iso_datetime(value)
+    return shown.replace("T", " ", 1) if isinstance(shown, str) else shown
+
+
 def wait_terminal(client: Client, path: str, interval: float, show: bool) -> dict[str, Any]:
     """Poll the job until it succeeds or fails; with ``show``, report its progress on stderr as az did."""
     last = None
@@ -158,9 +166,9 @@ def wait_terminal(client: Client, path: str, interval: float, show: bool) -> dic
         state = props["executionState"]
         info = props.get("executionInfo") or {}
         if show and last is None:
-            warn(f"Job submitted at {props.get('creationTime')}")
+            warn(f"Job submitted at {az_time(props.get('creationTime'))}")
         if show and info.get("startTime") and not started:
-            warn(f"Job started execution at {info['startTime']}")
+            warn(f"Job started execution at {az_time(info['startTime'])}")
             started = True
         if show and state != last:
             warn(f"Job state: {state}")
@@ -189,7 +197,7 @@ def job_wait(client: Client, group: str, workspace: str, experiment: str, name: 
         sys.exit(code if code not in (None, 0) else 255)
     if info.get("startTime") and info.get("endTime"):
         took = datetime.fromisoformat(info["endTime"]) - datetime.fromisoformat(info["startTime"])
-        warn(f"Job completed at {info['endTime']}; execution took {took}")
+        warn(f"Job completed at {az_time(info['endTime'])}; execution took {took}")
     sys.exit(code or 0)
 
 
