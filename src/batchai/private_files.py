@@ -1,7 +1,8 @@
-"""Files only their owner may read: credentials and client configuration (mode 0600)."""
+"""Files only their owner may read: credentials and client configuration (mode 0600), and lock files."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
@@ -17,3 +18,16 @@ def write_private(path: Path, data: dict[str, Any]) -> None:
         json.dump(data, handle, indent=2)
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
+
+
+def try_lock(path: Path, create: bool = True) -> int | None:
+    """An exclusive ``flock`` on ``path`` (made 0600 if missing and ``create``): the open descriptor, which holds
+    the lock until it is closed (it is not handed to child processes); None if another process holds it.
+    Raises FileNotFoundError if the file is missing and not ``create``."""
+    fd = os.open(path, os.O_RDWR | (os.O_CREAT if create else 0), 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd

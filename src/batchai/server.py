@@ -7,7 +7,6 @@ may be another process's by now)."""
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import logging
 import os
@@ -23,6 +22,7 @@ import psutil
 import uvicorn
 
 from batchai.config import Settings
+from batchai.private_files import try_lock
 from batchai.store.db import claim
 
 LOCK_FILE = "server.lock"
@@ -32,27 +32,21 @@ def hold_home(home: Path) -> int:
     """Take the home's lock for the rest of this process (the returned descriptor stays open; it is not handed
     to child processes). Raises OSError if another server holds it."""
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise OSError(f"a server already runs for home {home}; stop it with 'batchai server stop'") from None
+    fd = try_lock(home / LOCK_FILE)
+    if fd is None:
+        raise OSError(f"a server already runs for home {home}; stop it with 'batchai server stop'")
     return fd
 
 
 def _held(home: Path) -> bool:
     """Whether a server holds the home's lock."""
     try:
-        fd = os.open(home / LOCK_FILE, os.O_RDWR)
+        fd = try_lock(home / LOCK_FILE, create=False)
     except FileNotFoundError:
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    if fd is None:
         return True
-    finally:
-        os.close(fd)  # (releases the lock if it was free and so taken here)
+    os.close(fd)  # (it was free: let go of it again)
     return False
 
 

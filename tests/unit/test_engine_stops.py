@@ -38,10 +38,14 @@ class World:
             build(Ctx(session=session, storage=self.storage))
 
     @contextlib.contextmanager
-    def engine(self) -> Iterator[Engine]:
+    def engine(self, tick_seconds: float = 1.0, patch: Callable[[Engine], None] = lambda _: None) -> Iterator[Engine]:
+        """A started engine (``patch`` is applied before it starts)."""
         provider = LocalProvider(self.tmp / "nodes", self.tmp / "run", gpus=())
-        settings = EngineSettings(home=self.tmp, default_python=sys.executable, grace_seconds=1)
+        settings = EngineSettings(
+            home=self.tmp, default_python=sys.executable, grace_seconds=1, tick_seconds=tick_seconds
+        )
         engine = Engine(self.db, self.storage, provider, settings, utc_now)
+        patch(engine)
         engine.start()
         try:
             yield engine
@@ -128,25 +132,21 @@ def test_passes_that_keep_failing_log_their_traceback_once(
 ) -> None:
     """A database that is down fails every pass: the log gets one traceback, not one a second."""
     w.make(world.workspace)
-    provider = LocalProvider(w.tmp / "nodes", w.tmp / "run", gpus=())
-    settings = EngineSettings(home=w.tmp, default_python=sys.executable, tick_seconds=0.01)
-    engine = Engine(w.db, w.storage, provider, settings, utc_now)
     failures = {"left": 50}
-    real_step = engine.step
 
-    def step() -> float:
-        if failures["left"]:
-            failures["left"] -= 1
-            raise RuntimeError("the database is down")
-        return real_step()
+    def failing_first(engine: Engine) -> None:
+        real_step = engine.step
 
-    monkeypatch.setattr(engine, "step", step)
+        def step() -> float:
+            if failures["left"]:
+                failures["left"] -= 1
+                raise RuntimeError("the database is down")
+            return real_step()
+
+        monkeypatch.setattr(engine, "step", step)
+
     caplog.set_level("INFO", logger="batchai.engine")
-    engine.start()
-    try:
+    with w.engine(tick_seconds=0.01, patch=failing_first):
         wait_for(lambda: "engine passes work again, after 50 that failed" in caplog.text, timeout=30)
-    finally:
-        engine.shutdown()
-        provider.close()
     failed = [r for r in caplog.records if "engine pass" in r.getMessage() and r.levelname == "ERROR"]
     assert len(failed) == 1 and failed[0].exc_info is not None  # (a line a minute after it: none here)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +13,8 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
+
+from batchai.private_files import try_lock
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The PostgreSQL advisory lock a server holds on its database ("batchai" in ASCII).
@@ -34,12 +35,10 @@ def claim(url: str) -> Iterator[None]:
         if not parsed.database or parsed.database == ":memory:":
             yield
             return
-        fd = os.open(f"{parsed.database}.server-lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = try_lock(Path(f"{parsed.database}.server-lock"))
+        if fd is None:
+            raise DatabaseInUse(f"another batchai server runs on the database {parsed.database}")
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise DatabaseInUse(f"another batchai server runs on the database {parsed.database}") from None
             yield
         finally:
             os.close(fd)
