@@ -227,15 +227,18 @@ def pid_of(marker: Path) -> int:
 
 def test_terminate_stops_the_process_tree(bench: Bench) -> None:
     bench.cluster()
-    marker = bench.tmp / "child.pid"
-    bench.submit("long", customToolkitSettings={"commandLine": f"sleep 300 & echo $! > {marker}; wait"})
+    marker, daemon_marker = bench.tmp / "child.pid", bench.tmp / "daemon.pid"
+    # A child in the job's session, and a daemon outside it (a session of its own, its parent gone).
+    daemon = f"( setsid bash -c 'echo $$ > {daemon_marker}; exec sleep 300' < /dev/null > /dev/null 2>&1 & )"
+    bench.submit("long", customToolkitSettings={"commandLine": f"sleep 300 & echo $! > {marker}; {daemon}; wait"})
     bench.wait_job("long", ("running",))
-    child = pid_of(marker)
+    child, daemon_pid = pid_of(marker), pid_of(daemon_marker)
     bench.terminate("long")
     props = bench.wait_job("long")
     assert props["executionState"] == "failed"
     assert props["executionInfo"]["errors"][0]["code"] == "JobTerminated"
     assert process_gone(child)
+    assert process_gone(daemon_pid)
     # A job that ignores SIGTERM is killed after the grace period.
     marker2 = bench.tmp / "stubborn.pid"
     bench.submit(

@@ -3,6 +3,7 @@ processes, a real launcher process, its real socket)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -16,7 +17,7 @@ import pytest
 from batchai.runtime import launcher
 from batchai.runtime.launcher import LauncherClient
 from batchai.runtime.supervisor import Handle, Outcome
-from tests.conftest import wait_for
+from tests.conftest import process_gone, wait_for
 
 
 @pytest.fixture
@@ -146,3 +147,33 @@ def test_a_client_that_sends_something_else_is_dropped_and_others_are_served(
     second = _start(client, tmp_path, "after", ["true"])
     wait_for(lambda: client.outcome(first) is not None and client.outcome(second) is not None, timeout=10)
     assert "something else than a request" in (run_dir / "launcher.log").read_text()
+
+
+def test_a_daemon_a_process_leaves_outside_its_session_ends_with_it(
+    tmp_path: Path, run_dir: Path, client: LauncherClient
+) -> None:
+    """A double-forked daemon in a session of its own (what ``killpg`` cannot reach) is adopted by the
+    launcher and ended with the process that started it; a process of another task is left alone."""
+    daemon_pid, other_pid = tmp_path / "daemon.pid", tmp_path / "other.pid"
+    # setsid: a new session; the subshell exits at once, so the daemon's parent is gone (a double fork). The
+    # daemon writes its pid once in its session, and the process waits for that (killpg cannot reach it then).
+    daemonize = (
+        "( setsid bash -c 'echo $$ > {0}; exec sleep 300' < /dev/null > /dev/null 2>&1 & ); "
+        "while [ ! -s {0} ]; do sleep 0.01; done"
+    )
+    other = _start(client, tmp_path, "other", ["bash", "-c", daemonize.format(other_pid) + "; sleep 300"])
+    handle = _start(client, tmp_path, "daemonizer", ["bash", "-c", daemonize.format(daemon_pid)])
+    try:
+        wait_for(lambda: client.outcome(handle) is not None, timeout=10)
+        daemon = int(daemon_pid.read_text())
+        wait_for(lambda: process_gone(daemon), timeout=10)
+        wait_for(lambda: other_pid.exists() and other_pid.read_text().strip(), timeout=10)
+        survivor = psutil.Process(int(other_pid.read_text()))
+        assert survivor.is_running() and survivor.status() != psutil.STATUS_ZOMBIE
+        assert survivor.ppid() == _launcher(run_dir).pid  # adopted, not init's
+    finally:
+        for marker in (daemon_pid, other_pid):
+            with contextlib.suppress(FileNotFoundError, ValueError, psutil.NoSuchProcess):
+                psutil.Process(int(marker.read_text())).kill()
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(other.pid).kill()

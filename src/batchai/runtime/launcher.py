@@ -6,7 +6,8 @@ process is cheaper than one of the server; a plain command (``python train.py --
 without a shell around it to record its exit code; and processes still outlive a restart of the server,
 because the launcher, not the server, is their parent. It writes each process's exit file *before* it
 reaps the process, so whoever sees a process gone finds its exit file; then it kills what the process left
-running in its session, and tells every connected server.
+running, in its session or outside it (``orphans``: daemons become the launcher's children), and tells
+every connected server.
 
 Protocol: newline-delimited JSON over the Unix socket ``launcher.sock`` in the server home's ``run``
 directory (mode 0700; a peer of another user is refused).
@@ -45,7 +46,7 @@ from typing import Any, BinaryIO
 
 import psutil
 
-from batchai.runtime import supervisor
+from batchai.runtime import orphans, supervisor
 from batchai.runtime.supervisor import Handle, Outcome
 
 SOCKET_NAME = "launcher.sock"
@@ -190,6 +191,9 @@ class Launcher:
                 os.killpg(pid, signal.SIGKILL)  # what it left running in its session ends with it
             process.wait()
             self._forget(pid, pidfd)
+            # and what it left outside its session: daemons, orphaned to this process (orphans.adopt)
+            if left := orphans.end(str(handle.exit_file), self.children.keys()):
+                log.info("ended %d process(es) that process %s left behind: %s", len(left), pid, left)
             for conn in list(self.clients):
                 self._send(conn, {"exit": pid, "start": handle.start, "code": code})
 
@@ -210,7 +214,8 @@ def serve(run_dir: Path) -> None:
             os.unlink(SOCKET_NAME, dir_fd=directory)
         listener.bind(_address(directory))
         listener.listen(16)
-        log.info("launcher %s listening in %s", os.getpid(), run_dir)
+        adopting = orphans.adopt()  # a job's daemons become ours, to end with the job
+        log.info("launcher %s listening in %s (adopting orphans: %s)", os.getpid(), run_dir, adopting)
         Launcher(listener).run()
         log.info("launcher %s ends: no server is connected and nothing runs", os.getpid())
     except Exception:

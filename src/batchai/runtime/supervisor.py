@@ -23,6 +23,8 @@ from typing import Any
 
 import psutil
 
+from batchai.runtime import orphans
+
 
 @dataclass(frozen=True)
 class Handle:
@@ -82,7 +84,7 @@ def spawn(
         process = subprocess.Popen(
             argv,
             cwd=cwd,
-            env={**env, "PYTHONUNBUFFERED": "1"},
+            env={**env, "PYTHONUNBUFFERED": "1", orphans.TAG: str(exit_file)},
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,

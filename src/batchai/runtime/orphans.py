@@ -1,0 +1,93 @@
+"""What a process leaves behind outside its session, and ending it with the process.
+
+Killing a process's session when it ends catches what it left running in it, but not a daemon: a process
+that started a new session (``setsid``) and whose parent is gone (a double fork) is in no job's group and,
+by default, nobody's child but init's, so it would hold its node's GPUs and memory after its job ended.
+Two things find it instead:
+
+- the launcher is a *child subreaper* (Linux): orphans among its descendants become its children rather
+  than init's;
+- every process it starts carries ``TAG`` in its environment (the task's exit file), which the daemon
+  inherits, so that the orphan is known to belong to that task.
+
+When a task's process ends, the launcher kills its adopted orphans that carry the task's tag (with their
+descendants) and reaps the orphans that have ended. A daemon that clears its environment is not told
+apart from the others' and is left alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+from collections.abc import Collection
+
+import psutil
+
+# The variable every process of a task starts with: its task's exit file.
+TAG = "BATCHAI_TASK"
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def adopt() -> bool:
+    """Make this process the parent of its descendants' orphans. False where the OS cannot (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return int(ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def end(task: str, tracked: Collection[int]) -> list[int]:
+    """Kill this process's adopted orphans that carry ``task``'s tag, with their descendants, and reap the
+    orphans that ended; ``tracked``: the children this process started itself (never touched here).
+    Returns the pids killed."""
+    tag = f"\0{TAG}={task}\0".encode()
+    killed = []
+    for pid in _children():
+        if pid in tracked:
+            continue
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                continue  # an orphan that had ended: reaped
+        if _carries(pid, tag):
+            killed += _kill_tree(pid)
+    return killed
+
+
+def _children() -> list[int]:
+    """This process's children (each thread's, as Linux lists them; psutil's scan where it does not)."""
+    pids: list[int] = []
+    try:
+        for thread in os.listdir(f"/proc/{os.getpid()}/task"):
+            with open(f"/proc/{os.getpid()}/task/{thread}/children") as listed:
+                pids += [int(pid) for pid in listed.read().split()]
+    except OSError:
+        return [child.pid for child in psutil.Process().children()]
+    return pids
+
+
+def _carries(pid: int, tag: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as environ:
+            return tag in b"\0" + environ.read()
+    except OSError:
+        return False
+
+
+def _kill_tree(pid: int) -> list[int]:
+    """SIGKILL the orphan and its descendants; reap the orphan (its descendants become this process's
+    children, reaped by a later ``end``)."""
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+    for process in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.send_signal(signal.SIGKILL)
+    psutil.wait_procs([root], timeout=5)
+    return [process.pid for process in tree]
