@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from batchai.providers.local import free_ports, prepare_work_area
-from batchai.runtime import supervisor
+from batchai.runtime import orphans, supervisor
 from batchai.runtime.supervisor import Handle, Outcome
 
 MARKER = ".batchai-node"  # written by the agent into the node's work area when it prepares it
@@ -43,6 +43,7 @@ class NodeAgent:
         self.grace_seconds = grace_seconds
         self.idle_seconds = idle_seconds
         self._called = time.monotonic()
+        orphans.adopt()  # the daemons of a job become the agent's children, to end with the job
         threading.Thread(target=self._leave_when_idle, name="batchai-agent-idle", daemon=True).start()
 
     def _leave_when_idle(self) -> None:

@@ -15,6 +15,7 @@ import os
 import shlex
 import signal
 import subprocess
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -101,8 +102,11 @@ def spawn(
 
 def start(script: Path, *, env: dict[str, str], cwd: Path, stdout: Path, stderr: Path, exit_file: Path) -> Handle:
     """Start ``bash script`` (a ``wrapper_script``) as a child of this process, which reaps it."""
-    process, handle = spawn(["bash", str(script)], env=env, cwd=cwd, stdout=stdout, stderr=stderr, exit_file=exit_file)
-    _children[process.pid] = process
+    with _children_lock:  # (known as ours before ``orphans.end`` looks at this process's children)
+        process, handle = spawn(
+            ["bash", str(script)], env=env, cwd=cwd, stdout=stdout, stderr=stderr, exit_file=exit_file
+        )
+        _children[process.pid] = process
     return handle
 
 
@@ -122,6 +126,7 @@ def find(exit_file: Path, where: str = "") -> Handle | None:
 # Processes this server started: kept so that they are reaped (no zombies) and waited on cheaply;
 # once reaped, their exit codes stay here for every later poll.
 _children: dict[int, subprocess.Popen[bytes]] = {}
+_children_lock = threading.Lock()
 _exited: dict[tuple[int, float], int | None] = {}
 
 
@@ -159,6 +164,9 @@ def poll(handle: Handle) -> Outcome | None:
         return None
     child = _children.pop(handle.pid, None)
     _kill_group(handle.pid)  # what the process left running in its session ends with it
+    if child is not None:  # and what it left outside it, where this process adopts orphans (a node's agent)
+        with _children_lock:
+            orphans.end(str(handle.exit_file), {*_children, handle.pid})
     code, ended_at = _recorded(handle)
     if code is None and child is not None and child.returncode is not None:
         code = child.returncode if child.returncode >= 0 else 128 - child.returncode
