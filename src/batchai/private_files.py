@@ -1,4 +1,5 @@
-"""Files only their owner may read: credentials and client configuration (mode 0600), and lock files."""
+"""Files only their owner may read: credentials and client configuration (mode 0600), lock files, and the
+server's home (0700)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,21 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+
+def private_dir(path: Path) -> None:
+    """Make ``path`` (and its parents) a directory only its owner may enter: created 0700, and made 0700 if it
+    was open to others (a home made before, by hand or by ``mkdir``: its database holds the jobs' secrets)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_mode & 0o077 and info.st_uid == os.getuid():
+        os.chmod(path, 0o700)
+
+
+def private_file(path: Path) -> None:
+    """Make ``path`` a file only its owner may read: created 0600 if missing, else made 0600."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+    os.chmod(path, 0o600)
 
 
 def write_private(path: Path, data: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ import psutil
 import uvicorn
 
 from batchai.config import Settings
-from batchai.private_files import try_lock
+from batchai.private_files import private_dir, private_file, try_lock
 from batchai.store.db import claim
 
 LOCK_FILE = "server.lock"
@@ -31,7 +31,7 @@ LOCK_FILE = "server.lock"
 def hold_home(home: Path) -> int:
     """Take the home's lock for the rest of this process (the returned descriptor stays open; it is not handed
     to child processes). Raises OSError if another server holds it."""
-    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(home)
     fd = try_lock(home / LOCK_FILE)
     if fd is None:
         raise OSError(f"a server already runs for home {home}; stop it with 'batchai server stop'")
@@ -132,7 +132,7 @@ def answers(settings: Settings) -> str | None:
 def start_detached(settings: Settings, timeout: float = 60.0) -> tuple[int, str]:
     """Start the server in a new session, logging to ``{home}/server.log``; once it answers, its pid and
     endpoint."""
-    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # (its database holds the jobs' secrets)
+    private_dir(settings.home)  # (its database holds the jobs' secrets)
     args = [
         sys.executable,
         "-m",
@@ -155,6 +155,7 @@ def start_detached(settings: Settings, timeout: float = 60.0) -> tuple[int, str]
     if settings.ray_address:
         args += ["--ray-address", settings.ray_address, "--ray-resource", settings.ray_resource]
     log_path = settings.home / "server.log"
+    private_file(log_path)
     with open(log_path, "ab") as log_file:
         offset = log_file.tell()
         process = subprocess.Popen(

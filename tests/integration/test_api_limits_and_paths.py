@@ -104,6 +104,8 @@ def test_paths_on_the_node_stay_where_they_belong(bench: Bench) -> None:
             "properties.environmentVariables[0].name",
         ),
         ({"secrets": [{"name": "TOKEN", "value": None}]}, "properties.secrets[0].value"),
+        ({"secrets": [{"name": "TOKEN", "value": "a\u0000b"}]}, "properties.secrets[0].value"),
+        ({"environmentVariables": [{"name": "V", "value": "a\u0000b"}]}, "properties.environmentVariables[0].value"),
         ({"jobPreparation": {"commandLine": " "}}, "properties.jobPreparation.commandLine"),
     ]
     for props, target in cases:

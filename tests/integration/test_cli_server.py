@@ -123,3 +123,26 @@ def test_a_server_of_an_earlier_batchai_is_still_found_by_its_command_line(tmp_p
     finally:
         earlier.kill()
         earlier.wait()
+
+
+def test_a_home_made_before_is_made_private_with_its_database_and_log(tmp_path: Path) -> None:
+    """The database holds the jobs' secrets and the storage keys: a home another user may enter (made by hand,
+    0755) is made 0700 at start, and the database and the log are the owner's alone whatever the umask."""
+    home = tmp_path / "home"
+    home.mkdir(mode=0o755)
+    os.chmod(home, 0o755)
+    old = os.umask(0o022)
+    try:
+        started = batchai(home, "server", "start", "--detach", "--port", "0")
+    finally:
+        os.umask(old)
+    assert started.returncode == 0, started.stderr
+    try:
+        modes = {
+            p.name: p.stat().st_mode & 0o777 for p in [home, *home.iterdir()] if p.name.startswith(("home", "b", "s"))
+        }
+        assert modes["home"] == 0o700
+        assert modes["batchai.db"] == modes["server.log"] == 0o600, modes
+        assert all(modes[name] == 0o600 for name in modes if name.startswith("batchai.db-")), modes
+    finally:
+        assert batchai(home, "server", "stop").returncode == 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -249,6 +250,32 @@ def test_terminate_stops_the_process_tree(bench: Bench) -> None:
     bench.terminate("stubborn")
     assert bench.wait_job("stubborn", timeout=30)["executionState"] == "failed"
     assert process_gone(pid)
+
+
+def test_terminate_gives_a_job_behind_a_shell_its_grace_period(bench: Bench) -> None:
+    """A command line with shell syntax runs under bash: when bash ends on SIGTERM, the job's own process still
+    has the grace period to save its work (as a training script does on SIGTERM) before it is killed."""
+    bench.cluster()
+    ready, saved = bench.tmp / "ready", bench.tmp / "saved"
+    script = bench.tmp / "trainer.py"
+    script.write_text(
+        "import signal, sys, time\n"
+        "def save(*_):\n"
+        "    time.sleep(1)  # writing a checkpoint\n"
+        f"    open({str(saved)!r}, 'w').write('checkpoint')\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, save)\n"
+        f"open({str(ready)!r}, 'w').write('ready')\n"
+        "time.sleep(120)\n"
+    )
+    bench.submit(
+        "trainer", customToolkitSettings={"commandLine": f"cd $AZ_BATCHAI_JOB_TEMP && {sys.executable} {script}"}
+    )
+    wait_for(ready.exists, message="the trainer to be ready")
+    bench.terminate("trainer")
+    props = bench.wait_job("trainer")
+    assert props["executionInfo"]["errors"][0]["code"] == "JobTerminated"
+    assert saved.read_text() == "checkpoint"
 
 
 def test_max_wall_clock_time_is_enforced(bench: Bench) -> None:

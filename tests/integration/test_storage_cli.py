@@ -155,9 +155,10 @@ def test_account_commands(shared_server: Server) -> None:
     assert srv.ok("storage", "account", "list", "-g", "cli-sa", "--query", "[].name") == ["clisa1", "clisa2"]
     assert {"clisa1", "clisa2"} <= set(srv.ok("storage", "account", "list", "--query", "[].name"))
 
-    # az prompts before deleting; without -y a "no" cancels.
-    declined = srv.cli("storage", "account", "delete", "-n", "clisa2", "-g", "cli-sa", input="n\n")
-    assert declined.code != 0 and declined.stderr.rstrip().endswith("ERROR: the operation was cancelled")
+    # az prompts before deleting; with no terminal to prompt on, it refuses without -y (knack's NoTTYException).
+    declined = srv.cli("storage", "account", "delete", "-n", "clisa2", "-g", "cli-sa", input="y\n")
+    assert declined.code == 1
+    assert declined.stderr == "ERROR: Unable to prompt for confirmation as no tty available. Use --yes.\n"
     assert srv.ok("storage", "account", "show", "-n", "clisa2", "-g", "cli-sa")["name"] == "clisa2"
     assert srv.ok("storage", "account", "delete", "-n", "clisa2", "-g", "cli-sa", "-y") is None
     assert srv.ok("storage", "account", "list", "-g", "cli-sa", "--query", "[].name") == ["clisa1"]

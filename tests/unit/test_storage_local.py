@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
@@ -222,3 +223,29 @@ def test_links_leading_outside_the_volume_are_refused(storage: LocalStorage, tmp
     # A link within the volume is removed as a link, leaving its target.
     assert storage.remove(SHARE, "inner-link") is True
     assert read(storage, SHARE, "inside.txt") == b"in"
+
+
+def test_a_fifo_in_a_volume_is_neither_listed_nor_opened(storage: LocalStorage) -> None:
+    """A job can make one in a share it mounts; opening it to read would block a server thread for good."""
+    root = storage.local_path(SHARE)
+    assert root is not None
+    write(storage, SHARE, "real.txt", b"real")
+    os.mkfifo(root / "fifo")
+    assert [e.path for e in storage.list(SHARE)] == ["real.txt"]
+    with pytest.raises(PathNotFound):
+        storage.open(SHARE, "fifo")
+    with pytest.raises(PathNotFound):
+        storage.stat(SHARE, "fifo")
+
+
+def test_a_folder_swapped_for_a_link_out_is_not_opened(storage: LocalStorage, tmp_path: Path) -> None:
+    """Between a check of the path and its open, a job may swap a folder for a link: the open is one step."""
+    root = storage.local_path(SHARE)
+    assert root is not None
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.txt").write_bytes(b"secret")
+    write(storage, SHARE, "sub/secret.txt", b"decoy")
+    (root / "sub").rename(root / "sub.old")
+    (root / "sub").symlink_to(tmp_path / "outside", target_is_directory=True)
+    with pytest.raises(InvalidPath):
+        storage.open(SHARE, "sub/secret.txt")

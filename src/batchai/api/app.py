@@ -29,6 +29,7 @@ from batchai.api.routes import (
     workspaces,
 )
 from batchai.config import Settings
+from batchai.private_files import private_dir
 from batchai.providers.base import NodeProvider
 from batchai.providers.local import LocalProvider
 from batchai.scheduler.engine import Engine
@@ -190,12 +191,12 @@ def node_provider(settings: Settings) -> NodeProvider:
             grace_seconds=settings.grace_seconds,
             agent_idle_seconds=settings.ray_agent_idle_seconds,
         )
-    return LocalProvider(settings.nodes_root, settings.run_dir)
+    return LocalProvider(settings.nodes_root, settings.run_dir, grace_seconds=settings.grace_seconds)
 
 
 def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> FastAPI:
     """A batchai server for ``settings``: migrates the database and writes credentials on start-up."""
-    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(settings.home)
     database = Database(settings.database_url)
 
     backend = LocalStorage(settings.storage_root)

@@ -23,6 +23,8 @@ from batchai.cli.config_files import add_mounts, load_properties, storage_accoun
 from batchai.cli.errors import CliError
 from batchai.cli.node_exec import exec_on_node, exec_options
 from batchai.cli.tables import cluster_table, file_server_table, remote_login_table, setup_file_table
+from batchai.errors import InvalidInput
+from batchai.ids import check_name
 
 IMAGES = {
     "ubuntults": {"publisher": "Canonical", "offer": "UbuntuServer", "sku": "16.04-LTS", "version": "latest"},
@@ -230,6 +232,10 @@ def cluster_create(
     nfs_mount_path: str,
 ) -> Any:
     """Create a cluster."""
+    try:  # before anything is made for it (the auto-storage account)
+        check_name("cluster", name)
+    except InvalidInput as exc:
+        raise CliError(f"({exc.code}) {exc.message}") from exc
     path = cluster_path(client, group, workspace, name)
     ensure_missing(client, path, f'"{name}" already exists in "{group}" resource group under {workspace} workspace.')
     account = storage_account(storage_account_name)

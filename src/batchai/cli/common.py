@@ -145,7 +145,8 @@ def command(
             help="Output format.",
         )(run)
         run = click.option("--query", help="JMESPath query string, applied to the output.")(run)
-        run = click.option("--home", envvar="BATCHAI_HOME", hidden=True)(run)
+        # (given after the command; before it, and $BATCHAI_HOME, are the group's option: see main.cli)
+        run = click.option("--home", hidden=True)(run)
         run = click.option("--subscription", help="Subscription id (default: the configured one).")(run)
         run = click.option("--debug", is_flag=True, help="Show the requests sent and their answers in full.")(run)
         run = click.option("--verbose", is_flag=True, help="Show the requests sent.")(run)
@@ -169,9 +170,12 @@ def command(
 
 
 def confirm(yes: bool, what: str) -> None:
-    if not yes and not click.confirm(
-        f"Are you sure you want to perform this operation? ({what})", default=False, err=True
-    ):
+    """Ask before ``what`` unless ``--yes``; with no terminal to ask on, refuse as az does."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise CliError("Unable to prompt for confirmation as no tty available. Use --yes.", exit_code=1)
+    if not click.confirm(f"Are you sure you want to perform this operation? ({what})", default=False, err=True):
         raise CliError("the operation was cancelled", exit_code=1)
 
 

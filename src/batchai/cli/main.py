@@ -62,12 +62,16 @@ def main(argv: list[str] | None = None) -> None:
         cli.main(args=argv, prog_name="batchai", standalone_mode=False)
     except CliError as exc:
         _fail(exc.message, exc.exit_code)
+    except click.exceptions.NoArgsIsHelpError as exc:  # a group without its command: its help, as az shows it
+        click.echo(exc.ctx.get_help() if exc.ctx else exc.format_message())
     except click.UsageError as exc:
         where = f" {exc.ctx.command_path}:" if exc.ctx else ""
         _fail(f"{where} {exc.format_message()}".strip(), 2)
     except click.ClickException as exc:
         _fail(exc.format_message(), exc.exit_code)
-    except click.Abort:
+    except click.Abort as exc:  # click's form of Ctrl-C (and of end of input at a prompt)
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            _fail("interrupted", 130)
         _fail("aborted", 1)
     except KeyboardInterrupt:
         _fail("interrupted", 130)

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from batchai.cli.client import CONFIG_FILE, checked_endpoint, checked_token, shown_endpoint
+from batchai.cli.common import State
 from batchai.cli.errors import CliError
 from batchai.config import DEFAULT_PORT, Settings, resolve_home
 from batchai.ids import SUBSCRIPTION
@@ -65,7 +66,7 @@ def start(
         raise CliError("--certfile and --keyfile go together")
     settings = Settings.build(
         os.environ,
-        home=home,
+        home=home or _global_home(),
         database_url=database_url,
         host=host,
         port=port,
@@ -101,7 +102,7 @@ def stop(home: str | None) -> None:
     """Stop the server of a home (SIGTERM, then SIGKILL after a grace period)."""
     from batchai import server as runner
 
-    root = resolve_home(home, os.environ)
+    root = resolve_home(home or _global_home(), os.environ)
     if not runner.stop(root):
         raise CliError(f"no server runs for home {root}")
 
@@ -112,7 +113,7 @@ def status(home: str | None) -> None:
     """Show whether the home's server runs, and where."""
     from batchai import server as runner
 
-    root = resolve_home(home, os.environ)
+    root = resolve_home(home or _global_home(), os.environ)
     pid = runner.running_pid(root)
     creds = root / "credentials.json"
     endpoint = json.loads(creds.read_text()).get("endpoint") if creds.exists() else None
@@ -128,7 +129,7 @@ def status(home: str | None) -> None:
 @click.option("--home", help="Where to keep the configuration. Default $BATCHAI_HOME or ~/.batchai.")
 def configure(endpoint: str | None, token: str | None, subscription: str | None, home: str | None) -> None:
     """Store the server's endpoint and token (0600 file) for later commands; with no options, show them."""
-    root = resolve_home(home, os.environ)
+    root = resolve_home(home or _global_home(), os.environ)
     path = root / CONFIG_FILE
     data = json.loads(path.read_text()) if path.exists() else {}
     if subscription and not SUBSCRIPTION.match(subscription):
@@ -145,3 +146,10 @@ def configure(endpoint: str | None, token: str | None, subscription: str | None,
     if data.get("endpoint"):
         shown["endpoint"] = shown_endpoint(data["endpoint"])
     click.echo(json.dumps(shown, indent=2, sort_keys=True))
+
+
+def _global_home() -> str | None:
+    """``batchai --home DIR ...`` (or $BATCHAI_HOME), for the commands that take their own ``--home`` too."""
+    ctx = click.get_current_context(silent=True)
+    state = ctx.find_object(State) if ctx else None
+    return state.home if state else None

@@ -38,9 +38,12 @@ class LocalProvider:
     node_keys: tuple[str, ...] = ()
     launch_threads = 1  # starts are quick; one thread records each pass's starts together
 
-    def __init__(self, root: Path, run_dir: Path, gpus: tuple[int, ...] | None = None) -> None:
+    def __init__(
+        self, root: Path, run_dir: Path, gpus: tuple[int, ...] | None = None, grace_seconds: float = 10.0
+    ) -> None:
         self.root = root
         self.gpus = host_gpus() if gpus is None else gpus
+        self.grace_seconds = grace_seconds  # what a process left running when it ended has to stop
         self._launcher = LauncherClient(run_dir)
 
     def node_dir(self, cluster_id: int, node_name: str) -> Path:
@@ -88,7 +91,14 @@ class LocalProvider:
             script.write_text(supervisor.wrapper_script(body, exit_file))
             argv = ["bash", str(script)]
         return self._launcher.start(
-            argv, fallback=fallback, env=env, cwd=cwd, stdout=stdout, stderr=stderr, exit_file=exit_file
+            argv,
+            fallback=fallback,
+            env=env,
+            cwd=cwd,
+            stdout=stdout,
+            stderr=stderr,
+            exit_file=exit_file,
+            grace=self.grace_seconds,
         )
 
     def poll(self, handle: Handle) -> Outcome | None:

@@ -49,6 +49,7 @@ class NodeAgent:
     def _leave_when_idle(self) -> None:
         while True:
             time.sleep(min(5.0, self.idle_seconds / 4))
+            supervisor.reap_orphans()  # those of its tasks' orphans that ended since
             idle = time.monotonic() - self._called >= self.idle_seconds
             if idle and not supervisor.running_children():
                 os._exit(0)  # Ray marks the actor dead; its name is free for the next one

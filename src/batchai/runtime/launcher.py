@@ -5,15 +5,15 @@ The server asks it to start a process instead of forking itself, for three reaso
 process is cheaper than one of the server; a plain command (``python train.py --epochs 2``) then runs
 without a shell around it to record its exit code; and processes still outlive a restart of the server,
 because the launcher, not the server, is their parent. It writes each process's exit file *before* it
-reaps the process, so whoever sees a process gone finds its exit file; then it kills what the process left
-running, in its session or outside it (``orphans``: daemons become the launcher's children), and tells
-every connected server.
+reaps the process, so whoever sees a process gone finds its exit file; then it tells every connected
+server, and stops what the process left running, in its session or outside it (``orphans``: daemons become
+the launcher's children): SIGTERM, and SIGKILL after the request's grace period.
 
 Protocol: newline-delimited JSON over the Unix socket ``launcher.sock`` in the server home's ``run``
 directory (mode 0700; a peer of another user is refused).
 
     server -> launcher  {"id": n, "argv": [...], "fallback": [...] or null, "env": {...},
-                         "cwd": ..., "stdout": ..., "stderr": ..., "exit_file": ...}
+                         "cwd": ..., "stdout": ..., "stderr": ..., "exit_file": ..., "grace": seconds}
     launcher -> server  {"hello": <launcher pid>, "running": [[pid, start], ...]}    on connecting
                         {"id": n, "pid": p, "start": t} or {"id": n, "error": "..."}  per request
                         {"exit": p, "start": t, "code": c}                          to every server
@@ -50,6 +50,9 @@ from batchai.runtime import orphans, supervisor
 from batchai.runtime.supervisor import Handle, Outcome
 
 SOCKET_NAME = "launcher.sock"
+LEFTOVER_LOOK_SECONDS = 0.2  # how often it looks whether what an ended process left running has ended
+DEFAULT_GRACE = 10.0  # seconds what an ended process left running has to stop, unless its request says
+_SIGNALS = "signals"  # the selector's mark of the socket signals wake it through
 FIRST_CLIENT_SECONDS = 30.0
 CONNECT_SECONDS = 20.0
 REPLY_SECONDS = 60.0
@@ -85,25 +88,49 @@ class Launcher:
         self.listener = listener
         self.clients: dict[socket.socket, bytearray] = {}
         self.children: dict[int, tuple[subprocess.Popen[bytes], Handle, int | None]] = {}
+        self.graces: dict[int, float] = {}  # each child's grace period (the request's, else DEFAULT_GRACE)
+        # What ended processes left running, told to stop: (when it is killed, the session, the task's tag).
+        self.leftovers: list[tuple[float, int, str]] = []
+        # The orphans it adopts (orphans.adopt) end with no pidfd of its own: SIGCHLD wakes the loop to reap them.
+        self.signals: list[socket.socket] = []
+        if threading.current_thread() is threading.main_thread():
+            self.signals = list(socket.socketpair())
+            for end in self.signals:
+                end.setblocking(False)
+            signal.set_wakeup_fd(self.signals[1].fileno(), warn_on_full_buffer=False)
+            signal.signal(signal.SIGCHLD, lambda *_: None)
+            self.selector.register(self.signals[0], selectors.EVENT_READ, _SIGNALS)
 
     def run(self) -> None:
         deadline = time.monotonic() + FIRST_CLIENT_SECONDS
         served = False
         while True:
             served = served or bool(self.clients)
-            if not self.clients and not self.children and (served or time.monotonic() >= deadline):
+            idle = not self.clients and not self.children and not self.leftovers
+            if idle and (served or time.monotonic() >= deadline):
                 return
             timeout: float | None = None
             if not served:
                 timeout = max(0.0, deadline - time.monotonic())
             if self.children and not hasattr(os, "pidfd_open"):
                 timeout = 0.05  # no pidfds: look at the processes twenty times a second
+            if self.leftovers:  # look again soon whether they have ended, and kill them when their time is up
+                due = max(0.0, min(LEFTOVER_LOOK_SECONDS, *(d - time.monotonic() for d, _, _ in self.leftovers)))
+                timeout = due if timeout is None else min(timeout, due)
+            signalled = False
             for key, _ in self.selector.select(timeout):
                 if key.fileobj is self.listener:
                     self._accept()
+                elif key.data == _SIGNALS:
+                    with contextlib.suppress(BlockingIOError):
+                        self.signals[0].recv(4096)
+                    signalled = True
                 elif isinstance(key.fileobj, socket.socket):
                     self._read(key.fileobj)
             self._settle_ended()
+            self._kill_leftovers()
+            if signalled:
+                orphans.reap(self.children.keys())
 
     def _accept(self) -> None:
         conn, _ = self.listener.accept()
@@ -171,6 +198,7 @@ class Launcher:
             pidfd = os.pidfd_open(process.pid)
             self.selector.register(pidfd, selectors.EVENT_READ, process.pid)
         self.children[process.pid] = (process, handle, pidfd)
+        self.graces[process.pid] = float(request.get("grace", DEFAULT_GRACE))
         return {"pid": process.pid, "start": handle.start}
 
     def _settle_ended(self) -> None:
@@ -187,21 +215,46 @@ class Launcher:
             code = info.si_status if info.si_code == os.CLD_EXITED else 128 + info.si_status
             with contextlib.suppress(OSError):  # its directory may be gone (a node released meanwhile)
                 handle.exit_file.write_text(str(code))
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)  # what it left running in its session ends with it
             process.wait()
+            grace = self.graces.get(pid, DEFAULT_GRACE)
             self._forget(pid, pidfd)
-            # and what it left outside its session: daemons, orphaned to this process (orphans.adopt)
-            if left := orphans.end(str(handle.exit_file), self.children.keys()):
-                log.info("ended %d process(es) that process %s left behind: %s", len(left), pid, left)
+            # What it left running, in its session or outside it (daemons, orphaned to this process: see
+            # orphans.adopt), is told to stop now and killed after the grace period: as a stop of the process
+            # would, so that a job's processes may still save their work when the shell around them ends.
+            if self._signal_leftovers(pid, str(handle.exit_file), signal.SIGTERM):
+                self.leftovers.append((time.monotonic() + grace, pid, str(handle.exit_file)))
             for conn in list(self.clients):
                 self._send(conn, {"exit": pid, "start": handle.start, "code": code})
+
+    def _signal_leftovers(self, session: int, task: str, sig: int) -> bool:
+        """Send ``sig`` (0: none) to what the process that led ``session`` left running; whether anything was."""
+        left = False
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(session, sig)
+            left = True
+        if daemons := orphans.signal_tagged(task, session, self.children.keys(), sig):
+            if sig == signal.SIGTERM:
+                log.info("process %s left %s outside its session", session, daemons)
+            left = True
+        return left
+
+    def _kill_leftovers(self) -> None:
+        """Forget what ended processes left running once it has ended; kill it when the grace period is over."""
+        now = time.monotonic()
+        still = []
+        for deadline, session, task in self.leftovers:
+            if deadline <= now:
+                self._signal_leftovers(session, task, signal.SIGKILL)
+            elif self._signal_leftovers(session, task, 0):
+                still.append((deadline, session, task))
+        self.leftovers = still
 
     def _forget(self, pid: int, pidfd: int | None) -> None:
         if pidfd is not None:
             self.selector.unregister(pidfd)
             os.close(pidfd)
         del self.children[pid]
+        self.graces.pop(pid, None)
 
 
 def serve(run_dir: Path) -> None:
@@ -349,8 +402,10 @@ class LauncherClient:
         stdout: Path,
         stderr: Path,
         exit_file: Path,
+        grace: float = DEFAULT_GRACE,
     ) -> Handle:
-        """Start a process (see ``supervisor.spawn``); raises LauncherError if it cannot."""
+        """Start a process (see ``supervisor.spawn``); raises LauncherError if it cannot. When it ends, what it
+        left running has ``grace`` seconds to stop."""
         future: Future[dict[str, Any]] = Future()
         request: dict[str, Any] = {
             "argv": argv,
@@ -360,6 +415,7 @@ class LauncherClient:
             "stdout": str(stdout),
             "stderr": str(stderr),
             "exit_file": str(exit_file),
+            "grace": grace,
         }
         for attempt in (1, 2):  # once more on a new connection if the launcher was gone
             with self._lock:

@@ -10,8 +10,10 @@ Two things find it instead:
 - every process it starts carries ``TAG`` in its environment (the task's exit file), which the daemon
   inherits, so that the orphan is known to belong to that task.
 
-When a task's process ends, the launcher kills its adopted orphans that carry the task's tag (with their
-descendants) and reaps the orphans that have ended. A daemon that clears its environment is not told
+When a task's process ends, the launcher stops its adopted orphans that carry the task's tag (with their
+descendants) as it stops what the process left in its session: SIGTERM, and SIGKILL after the grace period.
+Orphans that end, killed or not, are reaped when they do (SIGCHLD wakes the launcher), so that
+nobody waiting for them to be gone waits on a zombie. A daemon that clears its environment is not told
 apart from the others' and is left alone.
 """
 
@@ -20,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import signal
 import sys
 from collections.abc import Collection
 
@@ -41,21 +42,37 @@ def adopt() -> bool:
         return False
 
 
-def end(task: str, tracked: Collection[int]) -> list[int]:
-    """Kill this process's adopted orphans that carry ``task``'s tag, with their descendants, and reap the
-    orphans that ended; ``tracked``: the children this process started itself (never touched here).
-    Returns the pids killed."""
-    tag = f"\0{TAG}={task}\0".encode()
-    killed = []
+def reap(tracked: Collection[int]) -> list[int]:
+    """Reap this process's adopted children that have ended; returns those still running. ``tracked``: the
+    children this process started itself (left to their own ``wait``)."""
+    running = []
     for pid in _children():
         if pid in tracked:
             continue
-        with contextlib.suppress(ChildProcessError):
-            if os.waitpid(pid, os.WNOHANG)[0]:
-                continue  # an orphan that had ended: reaped
+        try:
+            if not os.waitpid(pid, os.WNOHANG)[0]:
+                running.append(pid)
+        except ChildProcessError:
+            continue
+    return running
+
+
+def signal_tagged(task: str, session: int, tracked: Collection[int], sig: int) -> list[int]:
+    """Send ``sig`` (0: none, to learn whether any is left) to this process's adopted orphans that carry
+    ``task``'s tag, and to their descendants, once the task's process (the leader of ``session``, signalled
+    with it) has ended; ``tracked`` as for ``reap``. Returns the pids signalled (reaped when they have
+    ended, by a later ``reap``)."""
+    tag = f"\0{TAG}={task}\0".encode()
+    signalled = []
+    for pid in reap(tracked):
+        try:
+            if os.getsid(pid) == session:
+                continue  # in the session: signalled with it
+        except ProcessLookupError:
+            continue
         if _carries(pid, tag):
-            killed += _kill_tree(pid)
-    return killed
+            signalled += _signal_tree(pid, sig)
+    return signalled
 
 
 def _children() -> list[int]:
@@ -78,9 +95,7 @@ def _carries(pid: int, tag: bytes) -> bool:
         return False
 
 
-def _kill_tree(pid: int) -> list[int]:
-    """SIGKILL the orphan and its descendants; reap the orphan (its descendants become this process's
-    children, reaped by a later ``end``)."""
+def _signal_tree(pid: int, sig: int) -> list[int]:
     try:
         root = psutil.Process(pid)
         tree = [root, *root.children(recursive=True)]
@@ -88,6 +103,5 @@ def _kill_tree(pid: int) -> list[int]:
         return []
     for process in tree:
         with contextlib.suppress(psutil.NoSuchProcess):
-            process.send_signal(signal.SIGKILL)
-    psutil.wait_procs([root], timeout=5)
+            process.send_signal(sig)
     return [process.pid for process in tree]

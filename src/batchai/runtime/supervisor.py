@@ -102,12 +102,18 @@ def spawn(
 
 def start(script: Path, *, env: dict[str, str], cwd: Path, stdout: Path, stderr: Path, exit_file: Path) -> Handle:
     """Start ``bash script`` (a ``wrapper_script``) as a child of this process, which reaps it."""
-    with _children_lock:  # (known as ours before ``orphans.end`` looks at this process's children)
+    with _children_lock:  # (known as ours before ``orphans`` looks at this process's children)
         process, handle = spawn(
             ["bash", str(script)], env=env, cwd=cwd, stdout=stdout, stderr=stderr, exit_file=exit_file
         )
         _children[process.pid] = process
     return handle
+
+
+def reap_orphans() -> None:
+    """Reap the orphans this process adopted (``orphans.adopt``) that have ended."""
+    with _children_lock:
+        orphans.reap(set(_children))
 
 
 def pid_file(exit_file: Path) -> Path:
@@ -166,7 +172,7 @@ def poll(handle: Handle) -> Outcome | None:
     _kill_group(handle.pid)  # what the process left running in its session ends with it
     if child is not None:  # and what it left outside it, where this process adopts orphans (a node's agent)
         with _children_lock:
-            orphans.end(str(handle.exit_file), {*_children, handle.pid})
+            orphans.signal_tagged(str(handle.exit_file), handle.pid, {*_children, handle.pid}, signal.SIGKILL)
     code, ended_at = _recorded(handle)
     if code is None and child is not None and child.returncode is not None:
         code = child.returncode if child.returncode >= 0 else 128 - child.returncode

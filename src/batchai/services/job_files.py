@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 from batchai.errors import InvalidInput, NotFound
 from batchai.runtime.launch import output_suffix
 from batchai.services.mounts import parse_file_url
+from batchai.storage import beneath
 from batchai.storage.base import Entry, PathNotFound, Volume, VolumeKind, clean_path
 from batchai.store.tables import Cluster, Job
 
@@ -29,32 +30,30 @@ _VAR = re.compile(r"^\$(?:\{(?P<a>AZ_BATCHAI_(?:JOB_)?MOUNT_ROOT)\}|(?P<b>AZ_BAT
 
 @dataclass(frozen=True)
 class Location:
-    """A directory of a job: on a storage volume (``volume``, ``path``), or on this host (``host``)."""
+    """A directory of a job: ``path`` in a storage volume (``volume``), or on this host below ``host``.
+
+    On this host, ``host`` is the folder the user named (a ``pathPrefix``) and ``path`` what lies below it,
+    which the job made and may change at any time: it is only ever opened below ``host``, in one step
+    and through no symbolic link (``storage.beneath``), as a job's links could point anywhere on the host."""
 
     volume: Volume | None = None
     path: str = ""
     host: Path | None = None
 
     def child(self, rel: str) -> Location:
-        """The place ``rel`` below this one; on this host never through a symbolic link (a job's links could
-        point anywhere on the host)."""
-        rel = clean_path(rel)
-        if self.volume is not None:
-            return Location(self.volume, "/".join(p for p in (self.path, rel) if p))
-        assert self.host is not None
-        path = self.host
-        for part in rel.split("/") if rel else []:
-            path = path / part
-            if path.is_symlink():
-                raise NotFound(f"'{rel}' is not a directory of the job's output.", code="PathNotFound", target="path")
-        return Location(host=path)
+        """The place ``rel`` below this one."""
+        return Location(self.volume, "/".join(p for p in (self.path, clean_path(rel)) if p), self.host)
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1] if self.path else (self.host.name if self.host else "")
 
     @property
     def resource(self) -> str:
         """A stable text naming this place, used in signed download links."""
         if self.volume is not None:
             return f"v|{self.volume.account}|{self.volume.kind}|{self.volume.name}|{self.path}"
-        return f"h|{self.host}"
+        return f"h|{self.host}\0{self.path}"  # (no path holds a NUL)
 
 
 def parse_resource(resource: str) -> Location:
@@ -62,8 +61,9 @@ def parse_resource(resource: str) -> Location:
     if kind == "v":
         account, volume_kind, name, path = rest.split("|", 3)
         return Location(Volume(account, VolumeKind(volume_kind), name), path)
-    if kind == "h":
-        return Location(host=Path(rest))
+    if kind == "h" and "\0" in rest:
+        root, _, path = rest.partition("\0")
+        return Location(path=path, host=Path(root))
     raise InvalidInput("The link is malformed.", code="InvalidLink")
 
 
@@ -90,7 +90,7 @@ def locate(path: str, job_volumes: dict[str, Any] | None, cluster_volumes: dict[
         volume = _mount_volume(job_volumes if var == "AZ_BATCHAI_JOB_MOUNT_ROOT" else cluster_volumes, head)
         return Location(volume, tail) if volume else None
     if path.startswith("/") and "$" not in path:
-        return Location(host=Path(os.path.normpath(path)))
+        return Location(host=Path(os.path.normpath(path)))  # (the user's folder: what the job makes is below)
     return None
 
 
@@ -143,40 +143,48 @@ def list_location(storage: Any, location: Location) -> list[Entry]:
         except PathNotFound:
             return []
     assert location.host is not None
-    if not location.host.is_dir():
+    try:
+        fd = beneath.open_beneath(location.host, location.path, follow_links=False)
+    except FileNotFoundError:  # not made yet
         return []
+    except OSError as exc:  # a link on the way (which may point anywhere on the host), or a file
+        raise NotFound(
+            f"'{location.name}' is not a directory of the job's output.", code="PathNotFound", target="path"
+        ) from exc
     out = []
-    for child in sorted(location.host.iterdir()):
-        if child.is_symlink():  # not served: it may point anywhere on the host (storage volumes hide them too)
-            continue
-        try:
-            child.name.encode()
-        except UnicodeEncodeError:  # not UTF-8: not a name the API can show
-            continue
-        try:
-            st = child.stat()
-        except FileNotFoundError:
-            continue
-        out.append(
-            Entry(
-                path=child.name,
-                is_directory=child.is_dir(),
-                size=0 if child.is_dir() else st.st_size,
-                modified=datetime.fromtimestamp(st.st_mtime, UTC),
-            )
-        )
+    try:
+        with os.scandir(fd) as entries:
+            for child in sorted(entries, key=lambda e: e.name):
+                try:
+                    child.name.encode()
+                    # Links are not served (they may point anywhere on the host), nor FIFOs, sockets, devices.
+                    info = child.stat(follow_symlinks=False)
+                except (UnicodeEncodeError, OSError):  # a name the API cannot show, or gone meanwhile
+                    continue
+                if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+                    continue
+                directory = stat.S_ISDIR(info.st_mode)
+                out.append(
+                    Entry(
+                        path=child.name,
+                        is_directory=directory,
+                        size=0 if directory else info.st_size,
+                        modified=datetime.fromtimestamp(info.st_mtime, UTC),
+                    )
+                )
+    except NotADirectoryError:
+        return []
+    finally:
+        os.close(fd)
     return out
 
 
-def open_host_file(path: Path) -> tuple[BinaryIO, int]:
-    """A job's file on this host, opened for a download link, and its size: a regular file, never through a
-    symbolic link (which the job may have made to point anywhere)."""
+def open_host_file(location: Location) -> tuple[BinaryIO, int]:
+    """A job's file on this host, opened for a download link, and its size: a regular file, opened below its
+    folder through no symbolic link (which the job may have made, or swapped in, to point anywhere)."""
+    assert location.host is not None
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError as exc:  # gone, or a link (ELOOP)
+        fd, info = beneath.open_regular(location.host, location.path, follow_links=False)
+    except OSError as exc:  # gone, a link on the way, or not a regular file
         raise NotFound("The file no longer exists.", target="r") from exc
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
-        os.close(fd)
-        raise NotFound("The file no longer exists.", target="r")
     return os.fdopen(fd, "rb"), info.st_size

@@ -138,11 +138,10 @@ def build_spec(ctx: Ctx, props: JobProperties) -> tuple[dict[str, Any], clusters
     cluster = clusters.by_id(ctx, props.cluster.id, "properties.cluster.id")
     limit = clusters.capacity(cluster.spec)
     if props.node_count < 1 or props.node_count > limit:
-        raise InvalidInput(
-            f"nodeCount must be between 1 and {limit}, the most nodes cluster '{cluster.name}' can hold.",
-            code="InvalidNodeCount",
-            target="properties.nodeCount",
-        )
+        most = f"between 1 and {limit}, the most nodes cluster '{cluster.name}' can hold"
+        if limit < 1:
+            most = f"at least 1, and cluster '{cluster.name}' is sized to hold none: resize it (or let it auto-scale)"
+        raise InvalidInput(f"nodeCount must be {most}.", code="InvalidNodeCount", target="properties.nodeCount")
     _check_toolkit(spec, toolkits[0])
     _check_ids(spec.get("inputDirectories") or [], "inputDirectories", set())
     _check_ids(spec.get("outputDirectories") or [], "outputDirectories", {"stdouterr"})

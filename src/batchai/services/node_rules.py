@@ -24,7 +24,7 @@ def check_node_path(value: str | None, target: str) -> str:
     with a variable such as ``$AZ_BATCHAI_JOB_MOUNT_ROOT``, and never climbing out with ``..``."""
     path = (value or "").strip()
     if not path:
-        raise InvalidInput("The path is required.", target=target)
+        raise InvalidInput(f"{target} is required: the folder on the node that the output goes to.", target=target)
     if not path.startswith(("/", "$")):
         raise InvalidInput(
             f"The path '{path}' is relative: give an absolute path on the node, or one under "
@@ -54,6 +54,8 @@ def check_variables(variables: Iterable[dict[str, Any]], target: str, taken: set
                 f"each and {MAX_ENVIRONMENT // 1024} KiB in all.",
                 target=f"{target}[{i}].value",
             )
+        if "\0" in str(variable.get("value") or ""):  # no process environment can hold one
+            raise InvalidInput("A variable's value may not contain a NUL character.", target=f"{target}[{i}].value")
         name = variable.get("name") or ""
         if not _VARIABLE.match(name) or name in taken:
             raise InvalidInput(f"The variable name '{name}' is invalid or used twice.", target=f"{target}[{i}].name")

@@ -11,6 +11,7 @@ noted.
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -184,6 +185,14 @@ class StorageBackend(Protocol):
 
     def local_path(self, volume: Volume, path: str = "") -> Path | None:
         """A path on this host that shows the volume's files (to mount on local nodes), if there is one."""
+
+
+def size_of(handle: BinaryIO) -> int:
+    """The size of an open file (of what was opened: a file replaced meanwhile does not change it)."""
+    position = handle.tell()
+    size = handle.seek(0, os.SEEK_END)
+    handle.seek(position)
+    return size
 
 
 def iter_file(handle: BinaryIO, chunk_size: int = 1 << 20) -> Iterator[bytes]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from batchai.errors import InvalidInput
+from batchai.storage import beneath
 from batchai.storage.base import (
     UPLOAD_PREFIX,
     Entry,
@@ -92,39 +94,56 @@ class LocalStorage:
         return target, rel
 
     @staticmethod
-    def _entry(path: Path, rel: str) -> Entry:
-        st = path.stat()
+    def _entry(info: os.stat_result, rel: str) -> Entry | None:
+        """A file's or a directory's entry; None for anything else (a FIFO, a socket, a device, a link)."""
+        if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+            return None
+        directory = stat.S_ISDIR(info.st_mode)
         return Entry(
             path=rel,
-            is_directory=path.is_dir(),
-            size=0 if path.is_dir() else st.st_size,
-            modified=datetime.fromtimestamp(st.st_mtime, UTC),
+            is_directory=directory,
+            size=0 if directory else info.st_size,
+            modified=datetime.fromtimestamp(info.st_mtime, UTC),
         )
 
+    @staticmethod
+    def _stat_beneath(base: Path, rel: str) -> os.stat_result:
+        """What ``rel`` is, resolved in one step below ``base`` (links that lead out are not followed)."""
+        fd = beneath.open_beneath(base, rel, follow_links=True)
+        try:
+            return os.fstat(fd)
+        finally:
+            os.close(fd)
+
     def stat(self, volume: Volume, path: str) -> Entry:
-        target, rel = self._resolve(volume, path)
-        if not target.exists():
+        rel = volume_path(path, allow_root=True)
+        try:
+            entry = self._entry(self._stat_beneath(self._existing_volume_dir(volume), rel), rel)
+        except OSError:
+            self._resolve(volume, path)  # InvalidPath if it leads outside the volume (the open refused it)
+            entry = None
+        if entry is None:
             raise PathNotFound(f"'{rel}' was not found in the {volume.label}.", target=rel)
-        return self._entry(target, rel)
+        return entry
 
     def list(self, volume: Volume, path: str = "", *, recursive: bool = False) -> list[Entry]:
         target, rel = self._resolve(volume, path)
         if not target.is_dir():
             raise PathNotFound(f"The directory '{rel}' was not found in the {volume.label}.", target=rel)
         base = self._existing_volume_dir(volume)
-        real_base = os.path.realpath(base)
         out: list[Entry] = []
         children = sorted(target.rglob("*") if recursive else target.iterdir())
         for child in children:
             if child.name.startswith(UPLOAD_PREFIX):
                 continue  # an upload still under way
-            real = os.path.realpath(child)
-            if real != real_base and not real.startswith(real_base + os.sep):
-                continue  # a link that leaves the volume is not shown
+            rel_child = child.relative_to(base).as_posix()
             try:
-                out.append(self._entry(child, child.relative_to(base).as_posix()))
-            except FileNotFoundError:
-                continue  # removed while listing
+                # A link is shown as what it leads to, if that is in the volume; nothing else is followed.
+                info = self._stat_beneath(base, rel_child) if child.is_symlink() else os.lstat(child)
+            except OSError:
+                continue  # removed while listing, or a link that leaves the volume
+            if (entry := self._entry(info, rel_child)) is not None:
+                out.append(entry)
         return out
 
     def make_directory(self, volume: Volume, path: str) -> bool:
@@ -173,21 +192,29 @@ class LocalStorage:
             with os.fdopen(fd, "wb") as handle:
                 async for chunk in chunks:
                     handle.write(chunk)
-            os.chmod(tmp_name, 0o644)
+                handle.flush()
+                os.fchmod(handle.fileno(), 0o644)
+                info = os.fstat(handle.fileno())
             os.replace(tmp_name, target)
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
             raise
-        return self._entry(target, rel)
+        entry = self._entry(info, rel)
+        assert entry is not None  # (a regular file: written here)
+        return entry
 
     def open(self, volume: Volume, path: str) -> BinaryIO:
-        target, rel = self._resolve(volume, path, allow_root=False)
-        if target.is_dir():
-            raise InvalidPath(f"'{rel}' is a directory, not a file.", target=rel)
+        """The file, opened in one step below the volume's directory: no link swapped in on the way leads out,
+        and a FIFO or a device is not a file."""
+        rel = volume_path(path, allow_root=False)
         try:
-            return target.open("rb")
-        except FileNotFoundError as exc:
+            fd, _info = beneath.open_regular(self._existing_volume_dir(volume), rel, follow_links=True)
+        except IsADirectoryError as exc:
+            raise InvalidPath(f"'{rel}' is a directory, not a file.", target=rel) from exc
+        except OSError as exc:
+            self._resolve(volume, path, allow_root=False)  # InvalidPath if it leads outside (the open refused it)
             raise PathNotFound(f"The file '{rel}' was not found in the {volume.label}.", target=rel) from exc
+        return os.fdopen(fd, "rb")
 
     def local_path(self, volume: Volume, path: str = "") -> Path | None:
         target, _ = self._resolve(volume, path)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from batchai.private_files import try_lock
+from batchai.private_files import private_file, try_lock
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # The PostgreSQL advisory lock a server holds on its database ("batchai" in ASCII).
@@ -64,6 +65,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _private_sqlite_files(url: str) -> None:
+    """A SQLite database (and its journal, which SQLite creates with the database's mode) readable by its owner
+    only: it holds the jobs' secrets and the storage accounts' keys."""
+    path = make_url(url).database
+    if not path or path == ":memory:" or path.startswith("file:") or not Path(path).parent.is_dir():
+        return  # (SQLite says what is wrong with a path it cannot open)
+    with contextlib.suppress(OSError):  # not ours to change: left as it is
+        private_file(Path(path))
+        for journal in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+            if journal.exists():
+                os.chmod(journal, 0o600)
+
+
 class Database:
     """One engine per server. ``session()`` is a unit of work: committed on success, rolled back on error."""
 
@@ -72,6 +86,7 @@ class Database:
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"check_same_thread": False}
+            _private_sqlite_files(url)
         else:
             kwargs["pool_pre_ping"] = True  # survive a database server restart
         self.engine: Engine = create_engine(url, **kwargs)

@@ -11,7 +11,7 @@ from batchai.api import links
 from batchai.api.deps import run
 from batchai.errors import InvalidInput
 from batchai.services.job_files import open_host_file, parse_resource
-from batchai.storage.base import iter_file
+from batchai.storage.base import InvalidPath, iter_file, size_of
 
 router = APIRouter(tags=["downloads"])
 
@@ -21,18 +21,16 @@ def download(name: str, r: str, se: str, sig: str, request: Request) -> Response
     """The file a signed link names; ``{name}`` is not signed, so the file's own name is the one it is sent as."""
     state = request.app.state
     location = parse_resource(links.verify(state.signing_key, r, se, sig, state.clock().timestamp()))
+    filename = location.name
     if location.volume is not None:
         volume, path = location.volume, location.path
-        filename = path.rsplit("/", 1)[-1]
-        entry = run(request, lambda ctx: ctx.storage.stat(volume, path))
-        if entry.is_directory:
-            raise InvalidInput("The link names a directory.", target="r")
-        handle = run(request, lambda ctx: ctx.storage.open(volume, path))
-        size = entry.size
+        try:
+            handle = run(request, lambda ctx: ctx.storage.open(volume, path))
+        except InvalidPath as exc:  # a directory
+            raise InvalidInput("The link names a directory.", target="r") from exc
+        size = size_of(handle)
     else:
-        assert location.host is not None
-        filename = location.host.name
-        handle, size = open_host_file(location.host)
+        handle, size = open_host_file(location)
     headers = {"Content-Disposition": content_disposition(filename), "Accept-Ranges": "bytes"}
     start = _range_start(request.headers.get("range"), size)
     if start is None:

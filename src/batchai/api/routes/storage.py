@@ -18,7 +18,15 @@ from batchai.errors import InvalidInput
 from batchai.models.resources import StorageAccountInput
 from batchai.services import storage, storage_accounts
 from batchai.services.context import Ctx
-from batchai.storage.base import Entry, Volume, VolumeKind, check_account_name, check_volume_name, iter_file
+from batchai.storage.base import (
+    Entry,
+    Volume,
+    VolumeKind,
+    check_account_name,
+    check_volume_name,
+    iter_file,
+    size_of,
+)
 
 accounts = APIRouter(dependencies=[Depends(any_api_version)], tags=["storage accounts"])
 ACCOUNT = GROUP + "/providers/Microsoft.Storage/storageAccounts/{account}"
@@ -212,12 +220,11 @@ def download(
     if comp not in ("", "properties"):
         raise InvalidInput(f"comp='{comp}' is not known here; 'properties' is.", target="comp")
     vol = _volume(request, account, collection, volume, items)
-    entry = run(request, lambda ctx: ctx.storage.stat(vol, path))
     if comp:
-        return respond(_entry(entry))
+        return respond(_entry(run(request, lambda ctx: ctx.storage.stat(vol, path))))
     handle = run(request, lambda ctx: storage.open_file(ctx, vol, path))
     return StreamingResponse(
-        iter_file(handle), media_type="application/octet-stream", headers={"Content-Length": str(entry.size)}
+        iter_file(handle), media_type="application/octet-stream", headers={"Content-Length": str(size_of(handle))}
     )
 
 
