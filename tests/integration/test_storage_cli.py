@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 
@@ -154,6 +155,21 @@ def test_account_commands(shared_server: Server) -> None:
     assert srv.ok("storage", "account", "show", "-n", "clisa2", "-g", "cli-sa")["sku"]["name"] == "Premium_LRS"
     assert srv.ok("storage", "account", "list", "-g", "cli-sa", "--query", "[].name") == ["clisa1", "clisa2"]
     assert {"clisa1", "clisa2"} <= set(srv.ok("storage", "account", "list", "--query", "[].name"))
+
+    # Keys as the recipes' setup.sh reads them (`az storage account keys list ... | jq -r '.[0].value'`): two
+    # 512-bit keys, the same at every call, none shared between accounts; and a connection string naming one.
+    keys = srv.ok("storage", "account", "keys", "list", "-n", "clisa1", "-g", "cli-sa")
+    assert [(k["keyName"], k["permissions"], len(base64.b64decode(k["value"]))) for k in keys] == [
+        ("key1", "FULL", 64),
+        ("key2", "FULL", 64),
+    ]
+    assert srv.ok("storage", "account", "keys", "list", "-n", "clisa1", "-g", "cli-sa") == keys
+    other = srv.ok("storage", "account", "keys", "list", "-n", "clisa2", "-g", "cli-sa", "--query", "[].value")
+    assert not set(other) & {k["value"] for k in keys}
+    connection = srv.ok("storage", "account", "show-connection-string", "-n", "clisa1", "-g", "cli-sa")
+    assert f"AccountName=clisa1;AccountKey={keys[0]['value']}" in connection["connectionString"]
+    srv.ok("storage", "share", "create", "-n", "bykey", "--connection-string", connection["connectionString"])
+    assert "StorageAccountNotFound" in srv.fails("storage", "account", "keys", "list", "-n", "nosuch", "-g", "cli-sa")
 
     # az prompts before deleting; with no terminal to prompt on, it refuses without -y (knack's NoTTYException).
     declined = srv.cli("storage", "account", "delete", "-n", "clisa2", "-g", "cli-sa", input="y\n")

@@ -376,6 +376,39 @@ def account_delete(client: Client, name: str, group: str, yes: bool) -> Any:
     return None
 
 
+@account.group("keys", help="Manage storage account keys.")
+def account_keys() -> None:
+    pass
+
+
+def list_keys(client: Client, name: str, group: str) -> list[dict[str, Any]]:
+    keys: list[dict[str, Any]] = client.post(account_path(client, group, name) + "/listKeys", api_version=STORAGE_API)[
+        "keys"
+    ]
+    return keys
+
+
+@command(account_keys, "list", flat=False)
+@click.option("-n", "--account-name", "name", required=True, help="The storage account name.")
+@group_option
+def account_keys_list(client: Client, name: str, group: str) -> Any:
+    """List the access keys of a storage account."""
+    return list_keys(client, name, group)
+
+
+@command(account, "show-connection-string", flat=False)
+@click.option("-n", "--name", required=True, help="The storage account name.")
+@group_option
+@click.option("--key", "key_name", type=click.Choice(["primary", "secondary"]), default="primary", show_default=True)
+def account_connection_string(client: Client, name: str, group: str, key_name: str) -> Any:
+    """Show the connection string of a storage account."""
+    key = list_keys(client, name, group)[0 if key_name == "primary" else 1]["value"]
+    return {
+        "connectionString": "DefaultEndpointsProtocol=https;EndpointSuffix=core.windows.net;"
+        f"AccountName={name};AccountKey={key}"
+    }
+
+
 # -- shares and containers -------------------------------------------------------------------------------
 def create_volume(client: Client, vol: Volume, fail_on_exist: bool) -> dict[str, Any]:
     result = body(send(client, "PUT", vol.url))

@@ -3,6 +3,11 @@ are worldwide), since job.json files name them without a group. Deleting one del
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+from typing import Any
+
 from sqlalchemy import select
 
 from batchai.errors import Conflict, InvalidInput
@@ -25,6 +30,21 @@ def _one_of(value: str, choices: tuple[str, ...], target: str) -> str:
 def get(ctx: Ctx, sub: str, group: str, name: str) -> StorageAccount:
     parent = groups.get(ctx, sub, group)
     return require(ctx.session, StorageAccount, name, "storage account", group_id=parent.id)
+
+
+def keys(ctx: Ctx, sub: str, group: str, name: str, secret: bytes) -> list[dict[str, Any]]:
+    """The account's two access keys, as Azure lists them (``listKeys``): derived from the server's secret, so
+    that they stay the same and name this account only. Scripts pass them on (``accountKey``, connection
+    strings); batchai's own data plane takes the server's token."""
+    row = get(ctx, sub, group, name)
+    return [
+        {
+            "keyName": key,
+            "value": base64.b64encode(hmac.digest(secret, f"{row.key}/{key}".encode(), hashlib.sha512)).decode(),
+            "permissions": "FULL",
+        }
+        for key in ("key1", "key2")
+    ]
 
 
 def by_name(ctx: Ctx, name: str) -> StorageAccount:

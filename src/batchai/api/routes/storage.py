@@ -82,6 +82,12 @@ def list_accounts(sub: str, request: Request) -> Any:
     )
 
 
+@accounts.post(ACCOUNT + "/listKeys")
+def list_account_keys(sub: str, group: str, account: str, request: Request) -> Any:
+    secret = request.app.state.signing_key
+    return respond({"keys": run(request, lambda ctx: storage_accounts.keys(ctx, sub, group, account, secret))})
+
+
 @accounts.delete(ACCOUNT)
 def delete_account(sub: str, group: str, account: str, request: Request) -> Response:
     deleted = run(request, lambda ctx: storage_accounts.delete(ctx, sub, group, account))
