@@ -42,3 +42,42 @@ def test_a_daemon_a_task_leaves_outside_its_session_ends_with_it(tmp_path: Path)
         if marker.exists():
             with contextlib.suppress(psutil.NoSuchProcess):
                 psutil.Process(int(marker.read_text())).kill()
+
+
+GRACE = """
+import sys, threading, time
+from pathlib import Path
+from batchai.providers.node_agent import NodeAgent
+
+work = Path(sys.argv[1])
+agent = NodeAgent(grace_seconds=5.0)
+handle = agent.start(work / "task.sh", sys.argv[2], env={"PATH": "/usr/bin:/bin"}, cwd=work,
+                     stdout=work / "stdout.txt", stderr=work / "stderr.txt", exit_file=work / "task.exit")
+while not (work / "ready").exists():
+    time.sleep(0.05)
+stopping = threading.Thread(target=agent.stop, args=(handle, 5.0))
+stopping.start()
+while agent.poll(handle) is None:  # the engine polls while the stop runs
+    time.sleep(0.01)
+stopping.join()
+"""
+
+
+def test_a_stopped_task_behind_bash_still_has_its_grace_period(tmp_path: Path) -> None:
+    """Bash ends on SIGTERM at once; the agent's polls must not kill the job's own process meanwhile: it
+    saves its work on SIGTERM (as a training script does) before the grace period is over."""
+    trainer = tmp_path / "trainer.py"
+    trainer.write_text(
+        "import signal, sys, time\n"
+        "def save(*_):\n"
+        "    time.sleep(1)\n"
+        f"    open({str(tmp_path / 'saved')!r}, 'w').write('checkpoint')\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, save)\n"
+        f"open({str(tmp_path / 'ready')!r}, 'w').write('ready')\n"
+        "time.sleep(120)\n"
+    )
+    body = f"cd {tmp_path} && {sys.executable} {trainer}"
+    ran = subprocess.run([sys.executable, "-c", GRACE, str(tmp_path), body], capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert (tmp_path / "saved").read_text() == "checkpoint"

@@ -86,11 +86,11 @@ class NodeAgent:
 
     def poll(self, handle: Handle) -> Outcome | None:
         self._called = time.monotonic()
-        return supervisor.poll(handle)
+        return supervisor.poll(handle, self.grace_seconds)
 
     def wait(self, handle: Handle, timeout: float | None) -> Outcome | None:
         self._called = time.monotonic()
-        return supervisor.wait(handle, timeout)
+        return supervisor.wait(handle, timeout, self.grace_seconds)
 
     def stop(self, handle: Handle, grace: float) -> Outcome:
         self._called = time.monotonic()

@@ -133,6 +133,8 @@ def find(exit_file: Path, where: str = "") -> Handle | None:
 # once reaped, their exit codes stay here for every later poll.
 _children: dict[int, subprocess.Popen[bytes]] = {}
 _children_lock = threading.Lock()
+_leftovers_stopped: set[tuple[int, float]] = set()  # processes whose leftovers were told to stop (once each)
+LEFTOVER_GRACE = 10.0  # seconds what an ended process left running has to stop, unless the caller says
 _exited: dict[tuple[int, float], int | None] = {}
 
 
@@ -161,18 +163,18 @@ def _recorded(handle: Handle) -> tuple[int | None, float | None]:
         return None, None
 
 
-def poll(handle: Handle) -> Outcome | None:
-    """None while the process runs; then its Outcome (exit code from the exit file, else from the OS)."""
+def poll(handle: Handle, grace: float = LEFTOVER_GRACE) -> Outcome | None:
+    """None while the process runs; then its Outcome (exit code from the exit file, else from the OS). What
+    the process left running is stopped the first time it is seen ended (``grace``: see ``_stop_leftovers``)."""
     key = (handle.pid, handle.start)
     if key in _exited:
         return Outcome(_exited[key])
     if _alive(handle):
         return None
     child = _children.pop(handle.pid, None)
-    _kill_group(handle.pid)  # what the process left running in its session ends with it
-    if child is not None:  # and what it left outside it, where this process adopts orphans (a node's agent)
-        with _children_lock:
-            orphans.signal_tagged(str(handle.exit_file), handle.pid, {*_children, handle.pid}, signal.SIGKILL)
+    if key not in _leftovers_stopped:
+        _leftovers_stopped.add(key)
+        _stop_leftovers(handle, grace, adopted=child is not None)
     code, ended_at = _recorded(handle)
     if code is None and child is not None and child.returncode is not None:
         code = child.returncode if child.returncode >= 0 else 128 - child.returncode
@@ -181,26 +183,51 @@ def poll(handle: Handle) -> Outcome | None:
     return Outcome(code, ended_at=ended_at)
 
 
-def wait(handle: Handle, timeout: float | None = None) -> Outcome | None:
-    """Block until the process ends (or ``timeout``); cheap for our own children."""
+def wait(handle: Handle, timeout: float | None = None, grace: float = LEFTOVER_GRACE) -> Outcome | None:
+    """Block until the process ends (or ``timeout``); cheap for our own children. ``grace``: as for ``poll``."""
     child = _children.get(handle.pid)
     if child is not None:
         try:
             child.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
-        return poll(handle)
+        return poll(handle, grace)
     deadline = None if timeout is None else time.monotonic() + timeout
-    while (outcome := poll(handle)) is None:
+    while (outcome := poll(handle, grace)) is None:
         if deadline is not None and time.monotonic() > deadline:
             return None
         time.sleep(0.05)
     return outcome
 
 
-def _kill_group(pgid: int) -> None:
+def _stop_leftovers(handle: Handle, grace: float, adopted: bool) -> None:
+    """What an ended process left running, in its session and (``adopted``: where this process adopts orphans,
+    a node's agent) outside it: SIGTERM now and SIGKILL after ``grace`` seconds, as a stop does, so that a
+    job's processes may still save their work when the shell around them has ended."""
+    ended = time.time()
+
+    def orphans_of_it(sig: int) -> bool:
+        if not adopted:
+            return False
+        with _children_lock:
+            return bool(orphans.signal_tagged(str(handle.exit_file), handle.pid, {*_children, handle.pid}, sig))
+
+    def kill_what_is_left() -> None:
+        # Only members of its group from before it ended: the group's id may be a new process's by now.
+        for process in psutil.process_iter():
+            with contextlib.suppress(psutil.Error, OSError):
+                if os.getpgid(process.pid) == handle.pid and process.create_time() <= ended:
+                    process.kill()
+        orphans_of_it(signal.SIGKILL)
+
+    left = orphans_of_it(signal.SIGTERM)
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
+        os.killpg(handle.pid, signal.SIGTERM)
+        left = True
+    if left:
+        timer = threading.Timer(grace, kill_what_is_left)
+        timer.daemon = True
+        timer.start()
 
 
 def _tree(handle: Handle) -> list[psutil.Process]:
@@ -230,7 +257,7 @@ def stop(handle: Handle, grace: float) -> Outcome:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(handle.pid, signal.SIGKILL)
     psutil.wait_procs(alive, timeout=5)
-    return wait(handle, timeout=5) or Outcome(None)
+    return wait(handle, timeout=5, grace=grace) or Outcome(None)
 
 
 def tail(path: Path, lines: int = 10, max_bytes: int = 64 * 1024) -> list[str]:
