@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -161,17 +159,8 @@ def list_location(storage: Any, location: Location) -> list[Entry]:
                     info = child.stat(follow_symlinks=False)
                 except (UnicodeEncodeError, OSError):  # a name the API cannot show, or gone meanwhile
                     continue
-                if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
-                    continue
-                directory = stat.S_ISDIR(info.st_mode)
-                out.append(
-                    Entry(
-                        path=child.name,
-                        is_directory=directory,
-                        size=0 if directory else info.st_size,
-                        modified=datetime.fromtimestamp(info.st_mtime, UTC),
-                    )
-                )
+                if (entry := Entry.of(info, child.name)) is not None:
+                    out.append(entry)
     except NotADirectoryError:
         return []
     finally:

@@ -12,9 +12,10 @@ noted.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -80,6 +81,15 @@ class Entry:
     @property
     def name(self) -> str:
         return self.path.rsplit("/", 1)[-1]
+
+    @classmethod
+    def of(cls, info: os.stat_result, path: str) -> Entry | None:
+        """The entry of a file or a directory from its stat; None for anything else (a FIFO, a socket, a
+        device, a link), which is never listed nor served."""
+        if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
+            return None
+        directory = stat.S_ISDIR(info.st_mode)
+        return cls(path, directory, 0 if directory else info.st_size, datetime.fromtimestamp(info.st_mtime, UTC))
 
 
 class InvalidPath(InvalidInput):

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 import tempfile
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
@@ -94,19 +92,6 @@ class LocalStorage:
         return target, rel
 
     @staticmethod
-    def _entry(info: os.stat_result, rel: str) -> Entry | None:
-        """A file's or a directory's entry; None for anything else (a FIFO, a socket, a device, a link)."""
-        if not (stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode)):
-            return None
-        directory = stat.S_ISDIR(info.st_mode)
-        return Entry(
-            path=rel,
-            is_directory=directory,
-            size=0 if directory else info.st_size,
-            modified=datetime.fromtimestamp(info.st_mtime, UTC),
-        )
-
-    @staticmethod
     def _stat_beneath(base: Path, rel: str) -> os.stat_result:
         """What ``rel`` is, resolved in one step below ``base`` (links that lead out are not followed)."""
         fd = beneath.open_beneath(base, rel, follow_links=True)
@@ -118,7 +103,7 @@ class LocalStorage:
     def stat(self, volume: Volume, path: str) -> Entry:
         rel = volume_path(path, allow_root=True)
         try:
-            entry = self._entry(self._stat_beneath(self._existing_volume_dir(volume), rel), rel)
+            entry = Entry.of(self._stat_beneath(self._existing_volume_dir(volume), rel), rel)
         except OSError:
             self._resolve(volume, path)  # InvalidPath if it leads outside the volume (the open refused it)
             entry = None
@@ -142,7 +127,7 @@ class LocalStorage:
                 info = self._stat_beneath(base, rel_child) if child.is_symlink() else os.lstat(child)
             except OSError:
                 continue  # removed while listing, or a link that leaves the volume
-            if (entry := self._entry(info, rel_child)) is not None:
+            if (entry := Entry.of(info, rel_child)) is not None:
                 out.append(entry)
         return out
 
@@ -199,7 +184,7 @@ class LocalStorage:
         except BaseException:
             Path(tmp_name).unlink(missing_ok=True)
             raise
-        entry = self._entry(info, rel)
+        entry = Entry.of(info, rel)
         assert entry is not None  # (a regular file: written here)
         return entry
 
