@@ -494,6 +494,29 @@ def test_failing_setup_task_makes_nodes_unusable_and_the_cluster_reports_it(benc
     assert sorted((bench.tmp / "setup-runs").read_text().split()) == ["node-0", "node-1"]
 
 
+def test_what_a_setup_task_starts_runs_until_its_node_goes(bench: Bench) -> None:
+    """A setup task may start services for the node's jobs (as a start task on Batch AI could): they outlive
+    the setup task, in its session or out of it, and are stopped when the node is removed."""
+    child, daemon = bench.tmp / "child.pid", bench.tmp / "daemon.pid"
+    services = (
+        f"sleep 300 > /dev/null 2>&1 & echo $! > {child}; "
+        f"( setsid bash -c 'echo $$ > {daemon}; exec sleep 300' < /dev/null > /dev/null 2>&1 & )"
+    )
+    bench.cluster(target=1, nodeSetup={"setupTask": {"commandLine": services, "stdOutErrPathPrefix": str(bench.tmp)}})
+    bench.wait_nodes(idle=1)
+    pids = pid_of(child), pid_of(daemon)
+    # A job on the node: it ran after the setup task ended, and the services still run when it is done.
+    bench.submit("after", customToolkitSettings={"commandLine": f"kill -0 {pids[0]} {pids[1]}"})
+    assert bench.wait_job("after")["executionState"] == "succeeded"
+    assert not any(process_gone(pid) for pid in pids)
+    response = bench.server.http.patch(
+        url(f"{bench.ws}/clusters/c"), json={"properties": {"scaleSettings": {"manual": {"targetNodeCount": 0}}}}
+    )
+    assert response.status_code == 200
+    bench.wait_nodes(total=0)
+    wait_for(lambda: all(process_gone(pid) for pid in pids), message="the node's services to be stopped")
+
+
 def test_cluster_mounts_appear_under_the_mount_root(bench: Bench) -> None:
     http = bench.server.http
     account = "runmount1"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.conftest import process_gone
+from tests.conftest import process_gone, wait_for
 
 AGENT = """
 import sys
@@ -81,3 +81,51 @@ def test_a_stopped_task_behind_bash_still_has_its_grace_period(tmp_path: Path) -
     ran = subprocess.run([sys.executable, "-c", GRACE, str(tmp_path), body], capture_output=True, text=True, timeout=60)
     assert ran.returncode == 0, ran.stderr
     assert (tmp_path / "saved").read_text() == "checkpoint"
+
+
+KEEP = """
+import sys, time
+from pathlib import Path
+from batchai.providers.node_agent import NodeAgent
+
+work = Path(sys.argv[1])
+agent = NodeAgent(grace_seconds=1.0)
+node = work / "node-0"
+(node / "setup").mkdir(parents=True)
+handle = agent.start(node / "setup" / "setup.sh", sys.argv[2], env={"PATH": "/usr/bin:/bin"}, cwd=node / "setup",
+                     stdout=work / "stdout.txt", stderr=work / "stderr.txt", exit_file=node / "setup" / "exit_code",
+                     keep=True)
+print(agent.wait(handle, 30).exit_code, flush=True)
+sys.stdin.readline()  # the test looked: the node goes
+agent.release(node)
+print(node.exists(), flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_a_setup_task_s_daemons_live_until_the_agent_releases_the_node(tmp_path: Path) -> None:
+    """Started with ``keep`` (a setup task), what a task leaves running outlives it; releasing the node stops it."""
+    marker = tmp_path / "daemon.pid"
+    body = (
+        f"( setsid bash -c 'echo $$ > {marker}; exec sleep 300' < /dev/null > /dev/null 2>&1 & ); "
+        f"while [ ! -s {marker} ]; do sleep 0.01; done"
+    )
+    agent = subprocess.Popen(
+        [sys.executable, "-c", KEEP, str(tmp_path), body], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert agent.stdout is not None and agent.stdin is not None
+        assert agent.stdout.readline().strip() == "0"
+        daemon = int(marker.read_text())
+        # The agent has seen the task end (and polled it): the daemon was left alone.
+        assert not process_gone(daemon)
+        agent.stdin.write("\n")
+        agent.stdin.flush()
+        assert agent.stdout.readline().strip() == "False"
+        wait_for(lambda: process_gone(daemon), timeout=10, message="the daemon to be stopped")
+    finally:
+        agent.kill()
+        agent.wait()
+        if marker.exists():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(int(marker.read_text())).kill()

@@ -13,7 +13,9 @@ what runs where; the provider only does it. Contract:
 - ``poll`` returns None while the process runs, then its ``Outcome`` (exit code None if it vanished).
 - ``stop`` ends a process tree (SIGTERM, grace period, SIGKILL) and is idempotent: stopping what has
   already ended is not an error.
-- ``release_node`` removes a node's work area; idempotent. It never touches storage volumes.
+- ``release_node`` stops what still runs on a node (what its setup task left running: SIGTERM, SIGKILL
+  after the grace period, without waiting) and removes its work area; idempotent. It never touches storage
+  volumes.
 - ``inventory`` lists the machines that can be nodes (each a dict holding ``node_keys`` and ``address``),
   or None when the provider makes nodes on demand (the local provider). A node whose machine leaves the
   inventory is lost.
@@ -86,10 +88,12 @@ class NodeProvider(Protocol):
         exit_file: Path,
         node: dict[str, str],
         argv: list[str] | None = None,
+        keep: bool = False,
     ) -> Handle:
         """Start ``bash script`` (written with ``body``) on the node. ``argv``, when given, is the same
         process without the shell (``launch.plain_argv``), which a provider may start instead (and then
-        need not write the script)."""
+        need not write the script). What the process leaves running is stopped when it ends, unless ``keep``
+        (a setup task's daemons: they live until ``release_node``)."""
         ...
 
     def poll(self, handle: Handle) -> Outcome | None: ...
@@ -103,4 +107,4 @@ class NodeProvider(Protocol):
 
     def stop(self, handle: Handle, grace: float) -> Outcome: ...
 
-    def release_node(self, cluster_id: int, node_name: str) -> None: ...
+    def release_node(self, cluster_id: int, node_name: str, node: dict[str, str]) -> None: ...

@@ -82,6 +82,7 @@ class LocalProvider:
         exit_file: Path,
         node: dict[str, str],
         argv: list[str] | None = None,
+        keep: bool = False,
     ) -> Handle:
         fallback = None
         if argv is not None:  # without a shell, as bash would have run it; bash runs it if it cannot start
@@ -99,6 +100,7 @@ class LocalProvider:
             stderr=stderr,
             exit_file=exit_file,
             grace=self.grace_seconds,
+            keep=keep,
         )
 
     def poll(self, handle: Handle) -> Outcome | None:
@@ -116,8 +118,10 @@ class LocalProvider:
     def stop(self, handle: Handle, grace: float) -> Outcome:
         return supervisor.stop(handle, grace)
 
-    def release_node(self, cluster_id: int, node_name: str) -> None:
-        shutil.rmtree(self.node_dir(cluster_id, node_name), ignore_errors=True)
+    def release_node(self, cluster_id: int, node_name: str, node: dict[str, str]) -> None:
+        node_dir = self.node_dir(cluster_id, node_name)
+        supervisor.stop_left_on(node_dir, self.grace_seconds)
+        shutil.rmtree(node_dir, ignore_errors=True)
 
     def inventory(self) -> list[dict[str, str]] | None:
         return None  # nodes are work areas on this host, made on demand

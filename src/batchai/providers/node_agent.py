@@ -68,7 +68,9 @@ class NodeAgent:
         return written
 
     def release(self, node_dir: Path) -> None:
+        """Stop what still runs of the node's processes (its setup task's daemons) and remove its work area."""
         self._called = time.monotonic()
+        supervisor.stop_left_on(node_dir, self.grace_seconds)
         shutil.rmtree(node_dir, ignore_errors=True)
 
     def free_ports(self, count: int) -> list[int]:
@@ -76,13 +78,21 @@ class NodeAgent:
         return free_ports(count, host="")
 
     def start(
-        self, script: Path, body: str, env: dict[str, str], cwd: Path, stdout: Path, stderr: Path, exit_file: Path
+        self,
+        script: Path,
+        body: str,
+        env: dict[str, str],
+        cwd: Path,
+        stdout: Path,
+        stderr: Path,
+        exit_file: Path,
+        keep: bool = False,
     ) -> Handle:
         self._called = time.monotonic()
         script.parent.mkdir(parents=True, exist_ok=True)
         guarded = watchdog(os.getpid(), self.grace_seconds) + body
         script.write_text(supervisor.wrapper_script(guarded, exit_file))
-        return supervisor.start(script, env=env, cwd=cwd, stdout=stdout, stderr=stderr, exit_file=exit_file)
+        return supervisor.start(script, env=env, cwd=cwd, stdout=stdout, stderr=stderr, exit_file=exit_file, keep=keep)
 
     def poll(self, handle: Handle) -> Outcome | None:
         self._called = time.monotonic()

@@ -250,8 +250,14 @@ class RayProvider:
             )
         return node_dir
 
-    def release_node(self, cluster_id: int, node_name: str) -> None:
-        shutil.rmtree(self.node_dir(cluster_id, node_name), ignore_errors=True)  # a shared filesystem
+    def release_node(self, cluster_id: int, node_name: str, node: dict[str, str]) -> None:
+        node_dir = self.node_dir(cluster_id, node_name)
+        if node.get("ray_node_id") and self._alive(node["ray_node_id"]):
+            try:  # its agent stops what its setup task left running there
+                self._call(node["ray_node_id"], "release", node_dir)
+            except Exception as exc:  # (the machine went meanwhile: nothing of it runs)
+                log.info("releasing %s on its Ray node: %s", node_name, exc)
+        shutil.rmtree(node_dir, ignore_errors=True)  # a shared filesystem
 
     # -- processes -------------------------------------------------------------------------------------
     def start(
@@ -266,10 +272,11 @@ class RayProvider:
         exit_file: Path,
         node: dict[str, str],
         argv: list[str] | None = None,
+        keep: bool = False,
     ) -> Handle:
         node_id = node["ray_node_id"]
-        handle: Handle = self._call(node_id, "start", script, body, env, cwd, stdout, stderr, exit_file)
-        return Handle(handle.pid, handle.start, handle.exit_file, node_id)
+        handle: Handle = self._call(node_id, "start", script, body, env, cwd, stdout, stderr, exit_file, keep)
+        return Handle(handle.pid, handle.start, handle.exit_file, node_id, keep)
 
     def _lost(self, handle: Handle) -> Outcome:
         """The agent is gone: the node was lost, or (node alive) the process vanished with its agent."""

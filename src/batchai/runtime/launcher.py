@@ -7,13 +7,15 @@ without a shell around it to record its exit code; and processes still outlive a
 because the launcher, not the server, is their parent. It writes each process's exit file *before* it
 reaps the process, so whoever sees a process gone finds its exit file; then it tells every connected
 server, and stops what the process left running, in its session or outside it (``orphans``: daemons become
-the launcher's children): SIGTERM, and SIGKILL after the request's grace period.
+the launcher's children): SIGTERM, and SIGKILL after the request's grace period; unless the request said
+``keep`` (a setup task: what it leaves running lives until its node is released, see ``Handle.keep``).
 
 Protocol: newline-delimited JSON over the Unix socket ``launcher.sock`` in the server home's ``run``
 directory (mode 0700; a peer of another user is refused).
 
     server -> launcher  {"id": n, "argv": [...], "fallback": [...] or null, "env": {...},
-                         "cwd": ..., "stdout": ..., "stderr": ..., "exit_file": ..., "grace": seconds}
+                         "cwd": ..., "stdout": ..., "stderr": ..., "exit_file": ..., "grace": seconds,
+                         "keep": false}
     launcher -> server  {"hello": <launcher pid>, "running": [[pid, start], ...]}    on connecting
                         {"id": n, "pid": p, "start": t} or {"id": n, "error": "..."}  per request
                         {"exit": p, "start": t, "code": c}                          to every server
@@ -89,6 +91,7 @@ class Launcher:
         self.clients: dict[socket.socket, bytearray] = {}
         self.children: dict[int, tuple[subprocess.Popen[bytes], Handle, int | None]] = {}
         self.graces: dict[int, float] = {}  # each child's grace period (the request's, else DEFAULT_GRACE)
+        self.kept: set[int] = set()  # children whose leftovers live on when they end (``keep``)
         # What ended processes left running, told to stop: (when it is killed, the session, the task's tag).
         self.leftovers: list[tuple[float, int, str]] = []
         # The orphans it adopts (orphans.adopt) end with no pidfd of its own: SIGCHLD wakes the loop to reap them.
@@ -199,6 +202,8 @@ class Launcher:
             self.selector.register(pidfd, selectors.EVENT_READ, process.pid)
         self.children[process.pid] = (process, handle, pidfd)
         self.graces[process.pid] = float(request.get("grace", DEFAULT_GRACE))
+        if request.get("keep"):
+            self.kept.add(process.pid)
         return {"pid": process.pid, "start": handle.start}
 
     def _settle_ended(self) -> None:
@@ -216,12 +221,12 @@ class Launcher:
             with contextlib.suppress(OSError):  # its directory may be gone (a node released meanwhile)
                 handle.exit_file.write_text(str(code))
             process.wait()
-            grace = self.graces.get(pid, DEFAULT_GRACE)
+            grace, keep = self.graces.get(pid, DEFAULT_GRACE), pid in self.kept
             self._forget(pid, pidfd)
             # What it left running, in its session or outside it (daemons, orphaned to this process: see
             # orphans.adopt), is told to stop now and killed after the grace period: as a stop of the process
             # would, so that a job's processes may still save their work when the shell around them ends.
-            if self._signal_leftovers(pid, str(handle.exit_file), signal.SIGTERM):
+            if not keep and self._signal_leftovers(pid, str(handle.exit_file), signal.SIGTERM):
                 self.leftovers.append((time.monotonic() + grace, pid, str(handle.exit_file)))
             for conn in list(self.clients):
                 self._send(conn, {"exit": pid, "start": handle.start, "code": code})
@@ -255,6 +260,7 @@ class Launcher:
             os.close(pidfd)
         del self.children[pid]
         self.graces.pop(pid, None)
+        self.kept.discard(pid)
 
 
 def serve(run_dir: Path) -> None:
@@ -403,9 +409,10 @@ class LauncherClient:
         stderr: Path,
         exit_file: Path,
         grace: float = DEFAULT_GRACE,
+        keep: bool = False,
     ) -> Handle:
         """Start a process (see ``supervisor.spawn``); raises LauncherError if it cannot. When it ends, what it
-        left running has ``grace`` seconds to stop."""
+        left running has ``grace`` seconds to stop, or lives on (``keep``: see ``Handle.keep``)."""
         future: Future[dict[str, Any]] = Future()
         request: dict[str, Any] = {
             "argv": argv,
@@ -416,6 +423,7 @@ class LauncherClient:
             "stderr": str(stderr),
             "exit_file": str(exit_file),
             "grace": grace,
+            "keep": keep,
         }
         for attempt in (1, 2):  # once more on a new connection if the launcher was gone
             with self._lock:
@@ -437,7 +445,7 @@ class LauncherClient:
         reply = future.result(REPLY_SECONDS)
         if "error" in reply:
             raise LauncherError(reply["error"])
-        handle = Handle(int(reply["pid"]), float(reply["start"]), exit_file)
+        handle = Handle(int(reply["pid"]), float(reply["start"]), exit_file, keep=keep)
         with self._lock:
             if (handle.pid, handle.start) not in self._ended:
                 self._running.add((handle.pid, handle.start))

@@ -24,6 +24,7 @@ import ctypes
 import os
 import sys
 from collections.abc import Collection
+from pathlib import Path
 
 import psutil
 
@@ -75,6 +76,22 @@ def signal_tagged(task: str, session: int, tracked: Collection[int], sig: int) -
     return signalled
 
 
+def tagged_under(directory: Path) -> list[psutil.Process]:
+    """Every process of this user whose tag names a task below ``directory``, with its descendants (e.g.
+    what a node's setup task left running, wherever it was re-parented)."""
+    prefix = f"\0{TAG}={directory}/".encode()
+    found: dict[int, psutil.Process] = {}
+    for pid in psutil.pids():
+        if pid in found or pid == os.getpid():
+            continue
+        if _carries(pid, prefix):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                root = psutil.Process(pid)
+                for process in [root, *root.children(recursive=True)]:
+                    found.setdefault(process.pid, process)
+    return list(found.values())
+
+
 def _children() -> list[int]:
     """This process's children (each thread's, as Linux lists them; psutil's scan where it does not)."""
     pids: list[int] = []
@@ -88,6 +105,7 @@ def _children() -> list[int]:
 
 
 def _carries(pid: int, tag: bytes) -> bool:
+    """Whether the environment of ``pid`` holds ``tag``: a variable, between NULs, or the start of one."""
     try:
         with open(f"/proc/{pid}/environ", "rb") as environ:
             return tag in b"\0" + environ.read()

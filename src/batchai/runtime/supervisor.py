@@ -11,6 +11,7 @@ is never mistaken for it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shlex
 import signal
@@ -33,6 +34,9 @@ class Handle:
     start: float  # psutil create_time, to recognise the process after a restart
     exit_file: Path
     where: str = ""  # the node the process runs on, for providers with remote nodes (e.g. a Ray node id)
+    # What the process leaves running when it ends lives on until its node is released (``stop_left_on``):
+    # a setup task's daemons, as Batch AI's start tasks left theirs. Otherwise it is stopped with the process.
+    keep: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,13 @@ def from_info(info: dict[str, Any]) -> Handle | None:
     """The handle a task's or a setup task's stored info describes (None if no process was recorded)."""
     if not info.get("pid"):
         return None
-    return Handle(int(info["pid"]), float(info.get("start", 0.0)), Path(info["exit_file"]), str(info.get("where", "")))
+    return Handle(
+        int(info["pid"]),
+        float(info.get("start", 0.0)),
+        Path(info["exit_file"]),
+        str(info.get("where", "")),
+        bool(info.get("keep", False)),
+    )
 
 
 def as_info(handle: Handle) -> dict[str, Any]:
@@ -58,6 +68,8 @@ def as_info(handle: Handle) -> dict[str, Any]:
     info: dict[str, Any] = {"pid": handle.pid, "start": handle.start, "exit_file": str(handle.exit_file)}
     if handle.where:
         info["where"] = handle.where
+    if handle.keep:
+        info["keep"] = True
     return info
 
 
@@ -100,14 +112,17 @@ def spawn(
     return process, Handle(process.pid, started, exit_file)
 
 
-def start(script: Path, *, env: dict[str, str], cwd: Path, stdout: Path, stderr: Path, exit_file: Path) -> Handle:
-    """Start ``bash script`` (a ``wrapper_script``) as a child of this process, which reaps it."""
+def start(
+    script: Path, *, env: dict[str, str], cwd: Path, stdout: Path, stderr: Path, exit_file: Path, keep: bool = False
+) -> Handle:
+    """Start ``bash script`` (a ``wrapper_script``) as a child of this process, which reaps it (``keep``: see
+    ``Handle``)."""
     with _children_lock:  # (known as ours before ``orphans`` looks at this process's children)
         process, handle = spawn(
             ["bash", str(script)], env=env, cwd=cwd, stdout=stdout, stderr=stderr, exit_file=exit_file
         )
         _children[process.pid] = process
-    return handle
+    return dataclasses.replace(handle, keep=keep)
 
 
 def reap_orphans() -> None:
@@ -165,14 +180,15 @@ def _recorded(handle: Handle) -> tuple[int | None, float | None]:
 
 def poll(handle: Handle, grace: float = LEFTOVER_GRACE) -> Outcome | None:
     """None while the process runs; then its Outcome (exit code from the exit file, else from the OS). What
-    the process left running is stopped the first time it is seen ended (``grace``: see ``_stop_leftovers``)."""
+    the process left running is stopped the first time it is seen ended (``grace``: see ``_stop_leftovers``),
+    unless the handle keeps it."""
     key = (handle.pid, handle.start)
     if key in _exited:
         return Outcome(_exited[key])
     if _alive(handle):
         return None
     child = _children.pop(handle.pid, None)
-    if key not in _leftovers_stopped:
+    if key not in _leftovers_stopped and not handle.keep:
         _leftovers_stopped.add(key)
         _stop_leftovers(handle, grace, adopted=child is not None)
     code, ended_at = _recorded(handle)
@@ -228,6 +244,29 @@ def _stop_leftovers(handle: Handle, grace: float, adopted: bool) -> None:
         timer = threading.Timer(grace, kill_what_is_left)
         timer.daemon = True
         timer.start()
+
+
+def stop_left_on(directory: Path, grace: float) -> list[int]:
+    """Stop what still runs from the processes started under ``directory`` (a node's work area, as it is
+    released): those whose tag (``orphans.TAG``: their task's exit file) lies below it, with their
+    descendants. SIGTERM now and SIGKILL after ``grace`` seconds, without waiting; returns the pids told."""
+    told = orphans.tagged_under(directory)
+    for process in told:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+
+    def kill_what_is_left() -> None:
+        for process in told:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if process.is_running():  # (the same process: psutil compares its start time)
+                    process.kill()
+        reap_orphans()
+
+    if told:
+        timer = threading.Timer(grace, kill_what_is_left)
+        timer.daemon = True
+        timer.start()
+    return [process.pid for process in told]
 
 
 def _tree(handle: Handle) -> list[psutil.Process]:

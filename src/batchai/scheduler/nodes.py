@@ -190,7 +190,7 @@ class Nodes:
         handle = supervisor.from_info(node.info.get("setup") or {})
         if handle is not None:
             self.provider.stop(handle, self.settings.grace_seconds)
-        self.provider.release_node(cluster.id, node.name)
+        self.provider.release_node(cluster.id, node.name, self.keys(node))
         cluster.nodes.remove(node)
         session.delete(node)
 
@@ -240,6 +240,7 @@ class Nodes:
                     stderr=out_dir / "stderr.txt",
                     exit_file=node_dir / "setup" / "exit_code",
                     node=self.keys(node),
+                    keep=True,  # its daemons live until the node is released, as on Batch AI
                 )
             except OSError as exc:
                 self._node_unusable(cluster, node, "SetupTaskFailed", f"The setup task could not start: {exc}")
@@ -267,7 +268,10 @@ class Nodes:
 
     def keys(self, node: Any) -> dict[str, str]:
         """What identifies the node (a Node, or a row with its info) to the provider (e.g. its Ray node id)."""
-        return {k: str(v) for k, v in node.info.items() if k in self.provider.node_keys}
+        return self.keys_of(node.info)
+
+    def keys_of(self, info: dict[str, Any]) -> dict[str, str]:
+        return {k: str(v) for k, v in info.items() if k in self.provider.node_keys}
 
     def _node_state(self, node: Node, state: str) -> None:
         if state == NodeState.IDLE and node.state != NodeState.IDLE:
@@ -295,7 +299,7 @@ class Nodes:
             handle = supervisor.from_info(info.get("setup") or {})
             if handle is not None:
                 self.provider.stop(handle, self.settings.grace_seconds)
-            self.provider.release_node(cluster_id, name)
+            self.provider.release_node(cluster_id, name, self.keys_of(info))
         shared = self.provider.shared_dir(cluster_id)
         shutil.rmtree(shared, ignore_errors=True)
         with contextlib.suppress(OSError):  # the cluster's own directory, once nothing else is in it
