@@ -127,3 +127,19 @@ def test_a_job_for_a_cluster_sized_to_zero_is_told_so(shared_server: Server, tmp
         "job", "create", "-n", "j", "-c", "none", "-g", "zero.rg", "-w", "ws", "-e", "exp", "-f", spec
     )
     assert "cluster 'none' is sized to hold none: resize it" in error
+
+
+def test_show_of_what_is_not_there_exits_3_as_az_does(shared_server: Server) -> None:
+    """az's ``show`` commands exit 3 on a 404 (scripts test existence with them); other failures exit 1."""
+    shared_server.ok("group", "create", "-n", "show.rg", "-l", "eastus")
+    for args in (
+        ("group", "show", "-n", "no.such.rg"),
+        ("workspace", "show", "-g", "show.rg", "-n", "nows"),
+        ("cluster", "show", "-g", "show.rg", "-w", "nows", "-n", "c"),
+        ("job", "show", "-g", "show.rg", "-w", "nows", "-e", "e", "-n", "j"),
+        ("storage", "account", "show", "-g", "show.rg", "-n", "nosuchaccount"),
+    ):
+        result = shared_server.cli(*args)
+        assert result.code == 3, (args, result.code, result.stderr)
+        assert "not found" in result.stderr.lower() or "could not be found" in result.stderr.lower(), result.stderr
+    assert shared_server.cli("workspace", "list", "-g", "no.such.rg").code == 1

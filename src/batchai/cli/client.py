@@ -200,7 +200,7 @@ class Client:
         if ok_missing and response.status_code == 404:
             return None
         if response.status_code >= 300:  # (the API never redirects: a 3xx is not the answer asked for)
-            raise CliError(error_message(response))
+            raise CliError(error_message(response), status=response.status_code)
         if response.status_code == 204 or not response.content:
             return None
         return response.json()

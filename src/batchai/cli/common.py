@@ -15,7 +15,7 @@ import click
 from click.parser import _OptionParser, _ParsingState
 
 from batchai.cli.client import Client, connection
-from batchai.cli.errors import CliError
+from batchai.cli.errors import NOT_FOUND_EXIT_CODE, CliError
 from batchai.cli.output import FORMATS, check_query, emit, flatten, with_resource_groups
 
 TableFn = Callable[[Any], Any]
@@ -123,15 +123,20 @@ def command(
                 logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s: %(message)s")
                 logging.getLogger("batchai.cli").setLevel(logging.DEBUG if debug else logging.INFO)
             check_query(query)
-            if ids:  # az runs the command once per id, and shows a list of the results if more than one
-                results = []
-                for resource_id in ids:
-                    id_subscription, values = parse_id(resource_id)
-                    known = {k: v for k, v in values.items() if k in kwargs}
-                    results.append(fn(state.client(id_subscription), **{**kwargs, **known}))
-                result = results[0] if len(results) == 1 else results
-            else:
-                result = fn(state.client(subscription), **kwargs)
+            try:
+                if ids:  # az runs the command once per id, and shows a list of the results if more than one
+                    results = []
+                    for resource_id in ids:
+                        id_subscription, values = parse_id(resource_id)
+                        known = {k: v for k, v in values.items() if k in kwargs}
+                        results.append(fn(state.client(id_subscription), **{**kwargs, **known}))
+                    result = results[0] if len(results) == 1 else results
+                else:
+                    result = fn(state.client(subscription), **kwargs)
+            except CliError as exc:
+                if name == "show" and exc.status == 404:
+                    exc.exit_code = NOT_FOUND_EXIT_CODE
+                raise
             result = flatten(result, model) if flat else with_resource_groups(result)
             emit(result, output, query, click.echo, table)
 
