@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -329,6 +331,32 @@ def test_deleting_parents_deletes_children_and_fails_jobs(shared_server: Server)
     assert arm_error(http.get(url(ws)), 404)["code"] == "ResourceGroupNotFound"
     # Creating a child under a deleted parent is refused.
     arm_error(http.put(url(f"{ws}/clusters/c3"), json=cluster_body()), 404)
+
+
+def test_concurrent_deletes_delete_once(shared_server: Server) -> None:
+    """Deletes of one resource sent at once: one answers 200, the others 204 (it is gone), as each would alone."""
+    http = shared_server.http
+    ws = setup_workspace(shared_server, "rg-racing")
+    make_cluster(shared_server, ws, "c", target=1)
+    assert http.put(url(f"{ws}/experiments/e")).status_code == 200
+    assert http.put(url(f"{ws}/experiments/e/jobs/j"), json=job_body(f"{ws}/clusters/c")).status_code == 200
+    log = shared_server.home / "test-server.log"
+    logged = log.stat().st_size
+    for path in (f"{ws}/experiments/e/jobs/j", f"{ws}/experiments/e", f"{ws}/clusters/c", ws):
+        start = threading.Barrier(3)
+
+        def delete(path: str = path, start: threading.Barrier = start) -> int:
+            with httpx.Client(base_url=http.base_url, headers=http.headers, timeout=60) as client:
+                start.wait()
+                return client.delete(url(path)).status_code
+
+        with ThreadPoolExecutor(3) as pool:
+            codes = sorted(pool.map(lambda _: delete(), range(3)))
+        assert codes == [200, 204, 204], (path, codes)
+        arm_error(http.get(url(path)), 404)
+    with log.open() as text:
+        text.seek(logged)
+        assert "Warning" not in text.read()
 
 
 def test_operations_usages_and_openapi(shared_server: Server) -> None:

@@ -14,7 +14,7 @@ from batchai.ids import check_name, parse_child_id
 from batchai.models.resources import ClusterInput, ClusterPatch
 from batchai.models.wire import ClusterProperties, ScaleSettings
 from batchai.services import mounts, workspaces
-from batchai.services.context import Ctx, NodeTarget, find, require
+from batchai.services.context import Ctx, NodeTarget, find, find_to_delete, require
 from batchai.services.node_rules import MAX_CLUSTER_NODES, check_count, check_node_path, check_variables
 from batchai.store.tables import Cluster, Node
 
@@ -300,7 +300,7 @@ def delete_row(ctx: Ctx, row: Cluster) -> None:
 
 def delete(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> bool:
     parent = workspaces.get(ctx, sub, group, workspace)
-    row = find(ctx.session, Cluster, name, workspace_id=parent.id)
+    row = find_to_delete(ctx.session, Cluster, name, workspace_id=parent.id)
     if row is None:
         return False
     delete_row(ctx, row)

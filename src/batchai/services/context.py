@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
-from sqlalchemy import select
+from sqlalchemy import CursorResult, inspect, select, update
 from sqlalchemy.orm import Session
 
 from batchai.errors import NotFound
@@ -76,6 +76,23 @@ def find(session: Session, model: type[T], name: str, **parent: object) -> T | N
     """The row of ``model`` named ``name`` (case-insensitively) under ``parent``, or None."""
     query = select(model).filter_by(key=name.lower(), **parent)
     return session.scalars(query).first()
+
+
+def find_to_delete(session: Session, model: type[T], name: str, **parent: object) -> T | None:
+    """``find`` for a delete: the row once this transaction holds it (a write that changes nothing and waits
+    for any other writer), or None if there is none, or none any more: a concurrent delete took it first (that
+    request answers 200, this one 204, as ARM's deletes of what is gone do)."""
+    row = find(session, model, name, **parent)
+    if row is None:
+        return None
+    state = inspect(row)
+    table = state.mapper.local_table
+    key = state.mapper.primary_key_from_instance(row)[0]
+    claimed = session.execute(update(table).where(table.c.id == key).values(id=table.c.id))
+    if cast(CursorResult[Any], claimed).rowcount == 0:
+        session.expunge(row)
+        return None
+    return row
 
 
 def require(session: Session, model: type[T], name: str, kind: str, code: str | None = None, **parent: object) -> T:

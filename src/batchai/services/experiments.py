@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from batchai.ids import check_name, experiment_id
 from batchai.services import workspaces
-from batchai.services.context import Ctx, find, require
+from batchai.services.context import Ctx, find, find_to_delete, require
 from batchai.store.tables import Experiment, ResourceGroup, Workspace
 
 
@@ -100,7 +100,7 @@ def prepare_delete(ctx: Ctx, sub: str, group: str, workspace: str, name: str) ->
 
 def delete(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> bool:
     parent = workspaces.get(ctx, sub, group, workspace)
-    row = find(ctx.session, Experiment, name, workspace_id=parent.id)
+    row = find_to_delete(ctx.session, Experiment, name, workspace_id=parent.id)
     if row is None:
         return False
     delete_row(ctx, row)

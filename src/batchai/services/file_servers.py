@@ -11,7 +11,7 @@ from batchai.errors import Conflict, InvalidInput
 from batchai.ids import check_name
 from batchai.models.resources import FileServerInput
 from batchai.services import workspaces
-from batchai.services.context import Ctx, find, require
+from batchai.services.context import Ctx, find, find_to_delete, require
 from batchai.store.tables import FileServer
 
 READ_ONLY = {"mountSettings", "provisioningStateTransitionTime", "creationTime", "provisioningState"}
@@ -77,7 +77,7 @@ def list_in_workspace(ctx: Ctx, sub: str, group: str, workspace: str) -> list[Fi
 
 def delete(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> bool:
     parent = workspaces.get(ctx, sub, group, workspace)
-    row = find(ctx.session, FileServer, name, workspace_id=parent.id)
+    row = find_to_delete(ctx.session, FileServer, name, workspace_id=parent.id)
     if row is None:
         return False
     file_server_id, runtime = row.id, ctx.runtime

@@ -7,7 +7,7 @@ from sqlalchemy import select
 from batchai.errors import InvalidInput
 from batchai.ids import GROUP_NAME, check_name
 from batchai.models.resources import ResourceGroupInput, ResourceGroupPatch
-from batchai.services.context import Ctx, find, require
+from batchai.services.context import Ctx, find, find_to_delete, require
 from batchai.store.tables import ResourceGroup
 
 
@@ -66,7 +66,7 @@ def prepare_delete(ctx: Ctx, sub: str, name: str) -> list[int]:
 
 def delete(ctx: Ctx, sub: str, name: str) -> bool:
     """Delete the group with all it holds; False if there was none. Stored files go after the commit."""
-    row = find(ctx.session, ResourceGroup, name, subscription=sub)
+    row = find_to_delete(ctx.session, ResourceGroup, name, subscription=sub)
     if row is None:
         return False
     from batchai.services import storage_accounts, workspaces

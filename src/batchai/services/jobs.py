@@ -16,7 +16,7 @@ from batchai.models.resources import JobInput
 from batchai.models.wire import JobProperties
 from batchai.runtime import distributed
 from batchai.services import clusters, experiments, mounts, workspaces
-from batchai.services.context import Ctx, NodeTarget, find, require
+from batchai.services.context import Ctx, NodeTarget, find, find_to_delete, require
 from batchai.services.node_rules import (
     MAX_PROCESSES_PER_NODE,
     MAX_WALL_CLOCK_DAYS,
@@ -441,7 +441,7 @@ def prepare_delete(ctx: Ctx, sub: str, group: str, workspace: str, experiment: s
 
 def delete(ctx: Ctx, sub: str, group: str, workspace: str, experiment: str, name: str) -> bool:
     parent = experiments.get(ctx, sub, group, workspace, experiment)
-    row = find(ctx.session, Job, name, experiment_id=parent.id)
+    row = find_to_delete(ctx.session, Job, name, experiment_id=parent.id)
     if row is None:
         return False
     delete_row(ctx, row)

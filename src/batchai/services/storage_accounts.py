@@ -14,7 +14,7 @@ from batchai.errors import Conflict, InvalidInput
 from batchai.ids import STORAGE_ACCOUNT_NAME, check_name
 from batchai.models.resources import StorageAccountInput
 from batchai.services import groups
-from batchai.services.context import Ctx, find, require
+from batchai.services.context import Ctx, find, find_to_delete, require
 from batchai.storage.base import KINDS, SKUS
 from batchai.store.tables import ResourceGroup, StorageAccount
 
@@ -116,7 +116,7 @@ def delete_row(ctx: Ctx, row: StorageAccount) -> None:
 
 def delete(ctx: Ctx, sub: str, group: str, name: str) -> bool:
     parent = groups.get(ctx, sub, group)
-    row = find(ctx.session, StorageAccount, name, group_id=parent.id)
+    row = find_to_delete(ctx.session, StorageAccount, name, group_id=parent.id)
     if row is None:
         return False
     delete_row(ctx, row)

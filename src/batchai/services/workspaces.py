@@ -12,7 +12,7 @@ from batchai.errors import InvalidInput
 from batchai.ids import check_name
 from batchai.models.resources import WorkspaceInput, WorkspacePatch
 from batchai.services import groups
-from batchai.services.context import Ctx, find, require
+from batchai.services.context import Ctx, find, find_to_delete, require
 from batchai.store.tables import Cluster, Experiment, FileServer, ResourceGroup, Workspace
 
 Child = TypeVar("Child", Experiment, Cluster, FileServer)
@@ -132,7 +132,7 @@ def delete_row(ctx: Ctx, row: Workspace) -> None:
 
 def delete(ctx: Ctx, sub: str, group: str, name: str) -> bool:
     parent = groups.get(ctx, sub, group)
-    row = find(ctx.session, Workspace, name, group_id=parent.id)
+    row = find_to_delete(ctx.session, Workspace, name, group_id=parent.id)
     if row is None:
         return False
     delete_row(ctx, row)
