@@ -9,7 +9,8 @@ from batchai.errors import InvalidInput
 
 PROVIDER = "providers/Microsoft.BatchAI"
 NAME = re.compile(r"^[-\w_]{1,64}$", re.ASCII)
-GROUP_NAME = re.compile(r"^[-\w._()]{1,90}$", re.ASCII)
+# ARM allows any letters and digits in a resource group's name (Char.IsLetterOrDigit), not only ASCII ones.
+GROUP_NAME = re.compile(r"^[-\w._()]{1,90}$")
 STORAGE_ACCOUNT_NAME = re.compile(r"^[a-z0-9]{3,24}$")
 SUBSCRIPTION = re.compile(r"^[A-Za-z0-9][-A-Za-z0-9_]{0,63}$", re.ASCII)  # a GUID, or any such name
 SHARE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")

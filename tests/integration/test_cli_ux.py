@@ -9,7 +9,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.conftest import BIN, Server, wait_for
+from tests.conftest import BIN, SUB, Server, wait_for
 from tests.integration.test_cli_job_files import job_file, setup
 
 
@@ -143,3 +143,16 @@ def test_show_of_what_is_not_there_exits_3_as_az_does(shared_server: Server) -> 
         assert result.code == 3, (args, result.code, result.stderr)
         assert "not found" in result.stderr.lower() or "could not be found" in result.stderr.lower(), result.stderr
     assert shared_server.cli("workspace", "list", "-g", "no.such.rg").code == 1
+
+
+def test_a_name_with_a_slash_is_refused_as_such_and_group_names_may_be_unicode(shared_server: Server) -> None:
+    assert shared_server.fails("group", "create", "-n", "a/b", "-l", "eastus") == (
+        "ERROR: (InvalidResourceName) A resource name cannot contain '/'."
+    )
+    answer = shared_server.http.put(f"/subscriptions/{SUB}/resourceGroups/x%2Fy?api-version=2021-04-01", json={})
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "InvalidResourceName"
+    # As ARM's, a resource group's name may hold any letters and digits; found again case-insensitively.
+    assert shared_server.ok("group", "create", "-n", "Grüße.rg", "-l", "eastus")["name"] == "Grüße.rg"
+    assert shared_server.ok("group", "show", "-n", "GRÜßE.RG")["name"] == "Grüße.rg"
+    assert shared_server.ok("workspace", "create", "-g", "grüße.rg", "-n", "w")["resourceGroup"] == "Grüße.rg"
+    shared_server.ok("group", "delete", "-n", "grüße.rg", "-y")

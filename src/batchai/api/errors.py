@@ -85,7 +85,10 @@ def install(app: FastAPI) -> None:
         )
 
     @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        if exc.status_code == 404 and b"%2f" in request.scope.get("raw_path", b"").lower():
+            # A name with a '/' in it (sent escaped, as one segment) matched no path: say why, not "no such path".
+            return arm_error(400, "InvalidResourceName", "A resource name cannot contain '/'.")
         codes = {404: "NotFound", 405: "MethodNotAllowed"}
         message = (
             exc.detail
