@@ -331,6 +331,45 @@ def test_batches_and_a_large_file(shared_server: Server, tmp_path: Path) -> None
     ]
 
 
+def test_batches_take_a_folder_or_a_url_as_their_share_or_container(shared_server: Server, tmp_path: Path) -> None:
+    """As az and the recipes give them: ``-d data/unlabeled`` (Batch-Scoring's upload), or the container's URL
+    (which names the account, so that --account-name may be left out)."""
+    srv = shared_server
+    account(srv, "cli-batch-url", "clibatchurl1")
+    acct = ("--account-name", "clibatchurl1")
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_bytes(b"a")
+    (src / "sub" / "b.txt").write_bytes(b"b")
+    srv.ok("storage", "container", "create", "-n", "data", *acct)
+    srv.ok("storage", "blob", "upload-batch", "--destination", "data/unlabeled_images", "--source", str(src), *acct)
+    url = "https://clibatchurl1.blob.core.windows.net/data/by-url"
+    srv.ok("storage", "blob", "upload-batch", "-d", url, "-s", str(src), "--destination-path", "more")
+    assert srv.ok("storage", "blob", "list", "-c", "data", "--query", "[].name", *acct) == [
+        "by-url/more/a.txt",
+        "by-url/more/sub/b.txt",
+        "unlabeled_images/a.txt",
+        "unlabeled_images/sub/b.txt",
+    ]
+    down = tmp_path / "down"
+    assert srv.ok("storage", "blob", "download-batch", "-s", "data/unlabeled_images", "-d", str(down), *acct) == [
+        "unlabeled_images/a.txt",
+        "unlabeled_images/sub/b.txt",
+    ]
+    assert (down / "unlabeled_images" / "sub" / "b.txt").read_bytes() == b"b"
+    srv.ok("storage", "share", "create", "-n", "logs", *acct)
+    share_url = "https://clibatchurl1.file.core.windows.net/logs"
+    srv.ok("storage", "file", "upload-batch", "-d", f"{share_url}/x", "-s", str(src))
+    assert srv.ok("storage", "file", "download-batch", "-s", "logs/x/sub", "-d", str(down), *acct) == ["x/sub/b.txt"]
+    assert srv.fails(
+        "storage", "blob", "upload-batch", "-d", "https://other.blob.core.windows.net/data", "-s", str(src), *acct
+    ) == ("ERROR: argument --destination: the URL is of account 'other', not 'clibatchurl1'")
+    assert "storage account is missing" in srv.fails("storage", "blob", "upload-batch", "-d", "data/x", "-s", str(src))
+    assert srv.fails("storage", "blob", "upload", "-c", "data/x", "-f", str(src / "a.txt"), *acct) == (
+        "ERROR: the container name 'data/x' cannot contain '/' (a folder goes in the blob's or file's path)"
+    )
+
+
 def test_bad_inputs_are_one_line_errors(shared_server: Server, tmp_path: Path) -> None:
     srv = shared_server
     account(srv, "cli-bad", "clibad1")

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 import click
 import httpx
@@ -46,6 +46,14 @@ class Volume:
     account: str
     collection: str  # "shares" or "containers"
     name: str
+
+    def __post_init__(self) -> None:
+        if "/" in self.name:  # (a path goes in the blob's or file's name, or a batch's --destination-path)
+            kind = "share" if self.is_share else "container"
+            raise CliError(
+                f"the {kind} name '{self.name}' cannot contain '/' (a folder goes in the blob's or file's path)",
+                exit_code=2,
+            )
 
     @property
     def is_share(self) -> bool:
@@ -252,8 +260,9 @@ def account_from(account_name: str | None, connection_string: str | None) -> str
     )
 
 
-def account_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """az's storage credentials options; only the account name matters here, and ``fn`` gets it as ``account``."""
+def account_options(fn: Callable[..., Any], *, by_url: bool = False) -> Callable[..., Any]:
+    """az's storage credentials options; only the account name matters here, and ``fn`` gets it as ``account``
+    (``by_url``: None when none is given, for a command whose share or container may be a URL naming it)."""
 
     @functools.wraps(fn)
     def wrapper(
@@ -266,6 +275,8 @@ def account_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         auth_mode: str | None,
         **kwargs: Any,
     ) -> Any:
+        if by_url and not account_name and not connection_string:
+            return fn(client, account=None, **kwargs)
         return fn(client, account=account_from(account_name, connection_string), **kwargs)
 
     options = (
@@ -287,6 +298,33 @@ def account_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):  # so that --account-name is listed first
         result = option(result)
     return result
+
+
+def account_or_url_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return account_options(fn, by_url=True)
+
+
+def batch_volume(account: str | None, value: str, collection: str, flag: str) -> tuple[Volume, str]:
+    """The share or container a batch command's ``flag`` names, and the folder in it, as az takes them: a name,
+    ``name/folder``, or a URL (``https://<account>.blob.core.windows.net/<name>[/<folder>]``, the ``file``
+    one for shares, or this server's own ``.../storage/<account>/<containers|shares>/<name>``)."""
+    parts = urlsplit(value)
+    if parts.scheme in ("http", "https"):
+        segments = [unquote(p) for p in parts.path.split("/") if p]
+        if segments[:1] == ["storage"] and len(segments) >= 4 and segments[2] == collection:
+            named, segments = segments[1], segments[3:]
+            segments = segments[:1] + segments[2:]  # (without the blobs/files segment)
+        else:
+            named = (parts.hostname or "").split(".")[0]
+        if account and named != account:
+            raise CliError(f"argument {flag}: the URL is of account '{named}', not '{account}'", exit_code=2)
+        account, value = named, "/".join(segments)
+    if not account:
+        account = account_from(None, None)  # (the error that says how to give it)
+    name, _, folder = value.strip("/").partition("/")
+    if not name:
+        raise CliError(f"argument {flag}: the {'share' if collection == 'shares' else 'container'} is missing", 2)
+    return Volume(account, collection, name), clean_path(folder, flag)
 
 
 def share_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -727,16 +765,18 @@ def file_show(client: Client, account: str, share: str, path: str) -> Any:
 
 
 @command(file, "upload-batch", flat=False)
-@click.option("-d", "--destination", "share", required=True, help="The file share to upload to.")
+@click.option(
+    "-d", "--destination", "share", required=True, help="The file share to upload to (name, share/folder or URL)."
+)
 @click.option("-s", "--source", required=True, help="The local directory to upload.")
 @click.option("--destination-path", help="The directory in the share to upload into.")
 @pattern_option
 @dryrun_option
 @click.option("--max-connections", type=int, hidden=True, help="Accepted for az compatibility.")
-@account_options
+@account_or_url_options
 def file_upload_batch(
     client: Client,
-    account: str,
+    account: str | None,
     share: str,
     source: str,
     destination_path: str | None,
@@ -745,20 +785,23 @@ def file_upload_batch(
     max_connections: int | None,
 ) -> Any:
     """Upload the files of a local directory to a file share (recursively)."""
-    vol = Volume(account, "shares", share)
-    return upload_batch(client, vol, Path(source).expanduser(), destination_path, pattern, dryrun, "File")
+    vol, folder = batch_volume(account, share, "shares", "--destination")
+    prefix = join(folder, clean_path(destination_path, "--destination-path"))
+    return upload_batch(client, vol, Path(source).expanduser(), prefix, pattern, dryrun, "File")
 
 
 @command(file, "download-batch", flat=False)
-@click.option("-s", "--source", "share", required=True, help="The file share to download from.")
+@click.option(
+    "-s", "--source", "share", required=True, help="The file share to download from (name, share/folder or URL)."
+)
 @click.option("-d", "--destination", required=True, help="The local directory to download into.")
 @pattern_option
 @dryrun_option
 @click.option("--max-connections", type=int, hidden=True, help="Accepted for az compatibility.")
-@account_options
+@account_or_url_options
 def file_download_batch(
     client: Client,
-    account: str,
+    account: str | None,
     share: str,
     destination: str,
     pattern: str | None,
@@ -766,7 +809,8 @@ def file_download_batch(
     max_connections: int | None,
 ) -> Any:
     """Download the files of a file share to a local directory (recursively)."""
-    return download_batch(client, Volume(account, "shares", share), Path(destination).expanduser(), pattern, dryrun)
+    vol, folder = batch_volume(account, share, "shares", "--source")
+    return download_batch(client, vol, folder, Path(destination).expanduser(), pattern, dryrun)
 
 
 def remote_name(local: Path, remote: str) -> str:
@@ -801,8 +845,13 @@ def upload_batch(
     return out
 
 
-def download_batch(client: Client, vol: Volume, destination: Path, pattern: str | None, dryrun: bool) -> list[str]:
-    entries = list_entries(client, vol, "", recursive=True)
+def download_batch(
+    client: Client, vol: Volume, folder: str, destination: Path, pattern: str | None, dryrun: bool
+) -> list[str]:
+    """The files under ``folder`` (all: ""), named as in the share or container, below ``destination``."""
+    entries = list_entries(client, vol, folder, recursive=True)
+    if entries is None and folder:
+        raise CliError(f"(PathNotFound) The folder '{folder}' was not found in the {vol.label}.")
     names = [
         str(e["name"])
         for e in entries or []
@@ -949,16 +998,22 @@ def blob_show(client: Client, account: str, container: str, name: str) -> Any:
 
 @command(blob, "upload-batch", flat=False)
 @click.option("-s", "--source", required=True, help="The local directory to upload.")
-@click.option("-d", "--destination", "container", required=True, help="The container to upload to.")
+@click.option(
+    "-d",
+    "--destination",
+    "container",
+    required=True,
+    help="The container to upload to (name, container/folder or URL).",
+)
 @click.option("--destination-path", help="The folder (blob name prefix) to upload into.")
 @pattern_option
 @dryrun_option
 @click.option("--overwrite", is_flag=True, hidden=True, help="Accepted for az compatibility (blobs are replaced).")
 @click.option("--max-connections", type=int, hidden=True, help="Accepted for az compatibility.")
-@account_options
+@account_or_url_options
 def blob_upload_batch(
     client: Client,
-    account: str,
+    account: str | None,
     source: str,
     container: str,
     destination_path: str | None,
@@ -968,20 +1023,27 @@ def blob_upload_batch(
     max_connections: int | None,
 ) -> Any:
     """Upload the files of a local directory to a container (recursively)."""
-    vol = Volume(account, "containers", container)
-    return upload_batch(client, vol, Path(source).expanduser(), destination_path, pattern, dryrun, "Blob")
+    vol, folder = batch_volume(account, container, "containers", "--destination")
+    prefix = join(folder, clean_path(destination_path, "--destination-path"))
+    return upload_batch(client, vol, Path(source).expanduser(), prefix, pattern, dryrun, "Blob")
 
 
 @command(blob, "download-batch", flat=False)
-@click.option("-s", "--source", "container", required=True, help="The container to download from.")
+@click.option(
+    "-s",
+    "--source",
+    "container",
+    required=True,
+    help="The container to download from (name, container/folder or URL).",
+)
 @click.option("-d", "--destination", required=True, help="The local directory to download into.")
 @pattern_option
 @dryrun_option
 @click.option("--max-connections", type=int, hidden=True, help="Accepted for az compatibility.")
-@account_options
+@account_or_url_options
 def blob_download_batch(
     client: Client,
-    account: str,
+    account: str | None,
     container: str,
     destination: str,
     pattern: str | None,
@@ -989,5 +1051,5 @@ def blob_download_batch(
     max_connections: int | None,
 ) -> Any:
     """Download the blobs of a container to a local directory (recursively)."""
-    vol = Volume(account, "containers", container)
-    return download_batch(client, vol, Path(destination).expanduser(), pattern, dryrun)
+    vol, folder = batch_volume(account, container, "containers", "--source")
+    return download_batch(client, vol, folder, Path(destination).expanduser(), pattern, dryrun)
