@@ -529,16 +529,23 @@ def test_cluster_mounts_appear_under_the_mount_root(bench: Bench) -> None:
     ).status_code in (200, 201)
     assert http.put(f"/storage/{account}/shares/common").status_code == 201
     assert http.put(f"/storage/{account}/shares/common/files/hello.txt", content=b"shared").status_code == 201
+    # A script uploaded to a share runs straight from the mount, as with Azure's fileMode 0777 (the az docs'
+    # cluster.json runs its setup task so).
+    script = b"#!/bin/bash\necho set up > $AZ_BATCHAI_MOUNT_ROOT/afs/setup-ran.txt\n"
+    assert http.put(f"/storage/{account}/shares/common/files/setup.sh", content=script).status_code == 201
     bench.cluster(
         target=1,
         nodeSetup={
+            "setupTask": {"commandLine": "$AZ_BATCHAI_MOUNT_ROOT/afs/setup.sh", "stdOutErrPathPrefix": str(bench.tmp)},
             "mountVolumes": {
                 "azureFileShares": [
                     {"azureFileUrl": f"https://{account}.file.core.windows.net/common", "relativeMountPath": "afs"}
                 ]
-            }
+            },
         },
     )
+    bench.wait_nodes(idle=1)
+    assert http.get(f"/storage/{account}/shares/common/files/setup-ran.txt").content == b"set up\n"
     bench.submit(
         "reads", customToolkitSettings={"commandLine": 'test "$(cat $AZ_BATCHAI_MOUNT_ROOT/afs/hello.txt)" = shared'}
     )

@@ -178,7 +178,9 @@ class LocalStorage:
                 async for chunk in chunks:
                     handle.write(chunk)
                 handle.flush()
-                os.fchmod(handle.fileno(), 0o644)
+                # Executable, as a file on an Azure file share mounted with its default fileMode 0777 was:
+                # setup tasks and jobs run scripts straight from their mounts.
+                os.fchmod(handle.fileno(), 0o755)
                 info = os.fstat(handle.fileno())
             os.replace(tmp_name, target)
         except BaseException:
