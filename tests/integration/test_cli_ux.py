@@ -156,3 +156,14 @@ def test_a_name_with_a_slash_is_refused_as_such_and_group_names_may_be_unicode(s
     assert shared_server.ok("group", "show", "-n", "GRÜßE.RG")["name"] == "Grüße.rg"
     assert shared_server.ok("workspace", "create", "-g", "grüße.rg", "-n", "w")["resourceGroup"] == "Grüße.rg"
     shared_server.ok("group", "delete", "-n", "grüße.rg", "-y")
+
+
+def test_global_options_may_come_before_the_command_as_az_takes_them(shared_server: Server) -> None:
+    shared_server.ok("group", "create", "-n", "globals.rg", "-l", "eastus")
+    early = shared_server.cli("--debug", "-o", "tsv", "group", "--query", "[?name=='globals.rg'].name", "list")
+    assert early.code == 0 and early.stdout == "globals.rg\n", early.stderr
+    assert "Response: 200" in early.stderr and "<redacted>" in early.stderr  # --debug took effect
+    table = shared_server.cli("--output=table", "group", "show", "-n", "globals.rg")
+    assert table.code == 0 and table.stdout.splitlines()[0].split() == ["Location", "Name"], table.stdout
+    # A global option given before the command is checked as it is after it.
+    assert shared_server.fails("--query", "[", "group", "list").startswith("ERROR: argument --query: invalid")

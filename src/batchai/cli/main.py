@@ -56,10 +56,46 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+# az's global options, which it takes anywhere on the line; a command's own (``common.command``) are the same.
+GLOBAL_FLAGS = frozenset({"--debug", "--verbose", "--only-show-errors"})
+GLOBAL_VALUED = frozenset({"-o", "--output", "--query", "--subscription"})
+
+
+def hoist_global_options(root: click.Group, args: list[str]) -> list[str]:
+    """``args`` with the global options given before the command (``batchai --debug group list``, ``batchai
+    group -o table list``) moved to just after it, where click takes them; the rest unchanged."""
+    before: list[str] = []
+    moved: list[str] = []
+    group: click.Group = root
+    i = 0
+    while i < len(args):
+        token = args[i]
+        name, equals, _ = token.partition("=")
+        if name in GLOBAL_FLAGS and not equals:
+            moved.append(token)
+        elif name in GLOBAL_VALUED and (equals or i + 1 < len(args)):
+            moved += [token] if equals else args[i : i + 2]
+            i += 0 if equals else 1
+        elif token == "--home" and i + 1 < len(args):  # the root group's own option, with its value
+            before += args[i : i + 2]
+            i += 1
+        elif token.startswith("-"):
+            before.append(token)
+        else:
+            before.append(token)
+            sub = group.commands.get(token)
+            if not isinstance(sub, click.Group):  # the command (or a name click will refuse): stop here
+                return before + moved + args[i + 1 :]
+            group = sub
+        i += 1
+    return before + moved
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; every failure is one line on stderr (``ERROR: ...``) and a non-zero exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
     try:
-        cli.main(args=argv, prog_name="batchai", standalone_mode=False)
+        cli.main(args=hoist_global_options(cli, args), prog_name="batchai", standalone_mode=False)
     except CliError as exc:
         _fail(exc.message, exc.exit_code)
     except click.exceptions.NoArgsIsHelpError as exc:  # a group without its command: its help, as az shows it
