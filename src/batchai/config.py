@@ -45,6 +45,8 @@ class Settings:
     ray_resource: str = "batchai"
     # A Ray node's agent leaves after this long with nothing running and no call from its server.
     ray_agent_idle_seconds: float = 600.0
+    # How long a new auto-scale cluster keeps its initialNodeCount nodes when no job needs them.
+    auto_scale_initial_seconds: float = 300.0
 
     @classmethod
     def build(
@@ -74,6 +76,7 @@ class Settings:
             ray_address=ray_address or environ.get("BATCHAI_RAY_ADDRESS") or None,
             ray_resource=ray_resource or environ.get("BATCHAI_RAY_RESOURCE") or "batchai",
             ray_agent_idle_seconds=float(environ.get("BATCHAI_RAY_AGENT_IDLE_SECONDS", "600")),
+            auto_scale_initial_seconds=float(environ.get("BATCHAI_AUTO_SCALE_INITIAL_SECONDS", "300")),
         )
 
     @property

@@ -382,6 +382,27 @@ def test_auto_scale_grows_while_jobs_wait_and_shrinks_when_idle(bench: Bench) ->
     bench.wait_nodes(total=0, timeout=20)
 
 
+def test_an_auto_scale_cluster_starts_with_its_initial_nodes_for_a_while(bench: Bench) -> None:
+    """``initialNodeCount`` (az's ``--target`` beside ``--min``/``--max``): allocated and set up at creation,
+    then left to auto-scale once no job has needed them for the hold (3 s here, 5 minutes by default)."""
+    bench.server.env["BATCHAI_AUTO_SCALE_INITIAL_SECONDS"] = "3"
+    bench.server.restart()
+    runs = bench.tmp / "setup-runs"
+    auto = {"minimumNodeCount": 0, "maximumNodeCount": 2, "initialNodeCount": 2}
+    setup = {"commandLine": f"echo $AZ_BATCHAI_NODE_NAME >> {runs}", "stdOutErrPathPrefix": str(bench.tmp)}
+    body = {
+        "properties": {
+            "vmSize": "STANDARD_NC6",
+            "scaleSettings": {"autoScale": auto},
+            "nodeSetup": {"setupTask": setup},
+        }
+    }
+    assert bench.server.http.put(url(f"{bench.ws}/clusters/c"), json=body).status_code == 200
+    bench.wait_nodes(idle=2, total=2)
+    assert sorted(runs.read_text().split()) == ["node-0", "node-1"]
+    bench.wait_nodes(total=0)
+
+
 def test_a_job_s_node_list_names_the_nodes_it_ran_on(bench: Bench) -> None:
     bench.cluster(target=2)
     bench.wait_nodes(idle=2)

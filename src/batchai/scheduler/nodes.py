@@ -70,6 +70,9 @@ class Nodes:
         )
         busy = sum(1 for n in cluster.nodes if n.job_id is not None)
         need = busy + int(waiting or 0)
+        # A new cluster starts with its initialNodeCount nodes (set up, ready for jobs), kept for a while.
+        if (self.clock() - cluster.created_at).total_seconds() < self.settings.initial_nodes_seconds:
+            need = max(need, int(auto.get("initialNodeCount") or 0))
         return max(int(auto["minimumNodeCount"]), min(int(auto["maximumNodeCount"]), need))
 
     def sync(self) -> bool:

@@ -20,3 +20,6 @@ class EngineSettings:
     max_attempts: int = 3
     # How many queued jobs of a cluster, from the head of its line, each scheduling pass considers.
     queue_window: int = 64
+    # How long an auto-scale cluster keeps its autoScale.initialNodeCount nodes after its creation when no
+    # job needs them (Azure Batch evaluated auto-scale at most every 5 minutes).
+    initial_nodes_seconds: float = 300.0
