@@ -48,7 +48,10 @@ with torch.no_grad():
     final = torch.nn.functional.mse_loss(model(x), y).item()
 keys = ["MASTER_ADDR", "MASTER_PORT", "WORLD_SIZE", "RANK", "LOCAL_RANK", "AZ_BATCHAI_TASK_INDEX"]
 keys += ["AZ_BATCHAI_NODE_NAME", "AZ_BATCHAI_NUM_GPUS", "CUDA_VISIBLE_DEVICES"]
-print(f"rank {rank} of {world} loss {final!r}", json.dumps({k: os.environ.get(k) for k in keys}))
+seen = {k: os.environ.get(k) for k in keys}
+if os.environ.get("AZ_BATCHAI_MPI_HOST_FILE"):
+    seen["hosts"] = open(os.environ["AZ_BATCHAI_MPI_HOST_FILE"]).read()
+print(f"rank {rank} of {world} loss {final!r}", json.dumps(seen))
 if rank == 0:
     with open(os.path.join(os.environ["AZ_BATCHAI_OUTPUT_OUT"], "loss.json"), "w") as f:
         json.dump({"loss": final, "world": world}, f)
@@ -192,6 +195,10 @@ def test_pytorch_ddp_matches_a_single_process(dist: Bench) -> None:
         "0",
     )
     assert {env0["AZ_BATCHAI_NODE_NAME"], env1["AZ_BATCHAI_NODE_NAME"]} == {"node-0", "node-1"}
+    # Every process of a distributed job has the MPI host file (Batch AI gave it to all jobs' processes);
+    # the single-process job runs without one, as a plain command.
+    assert env0["hosts"] == env1["hosts"] == "127.0.0.1 slots=2\n"
+    assert "hosts" not in json.loads((dist.stdouterr("single") / "stdout.txt").read_text().split(" ", 6)[6])
     # A worker's file streams like stdout.txt does.
     where = ("-g", "dist.rg", "-w", "ws", "-e", "exp", "-j", "ddp")
     stream = dist.server.cli("job", "file", "stream", *where, "-f", "stdout-1.txt")

@@ -347,7 +347,7 @@ def plan(
         }
     )
     env.update(wiring)
-    if distributed.reaches_other_nodes(spec, process):
+    if mpi_hostfile is not None:
         env["AZ_BATCHAI_MPI_HOST_FILE"] = str(job_temp / "mpi_hostfile")
     links, unmanaged = _mount_links(spec.get("mountVolumes"), job_mounts, resolve, file_server)
     stdouterr = _node_path(spec["stdOutErrPathPrefix"], env, "stdOutErrPathPrefix") / segment / "stdouterr"
@@ -436,7 +436,11 @@ def script_body(plan: LaunchPlan, command: str, checks: list[str] | None = None)
         quoted = shlex.quote(str(path))
         lines += [f"while [ ! -e {quoted} ]; do sleep 0.05; done", f"__batchai_prep=$(cat {quoted})", fail(node)]
     if plan.mpi_hostfile is not None:
-        lines.append(f"cat > \"$AZ_BATCHAI_MPI_HOST_FILE\" <<'__BATCHAI_HOSTS__'\n{plan.mpi_hostfile}__BATCHAI_HOSTS__")
+        # (written whole, then renamed: the node's other processes may write it at the same time)
+        lines.append(
+            f"cat > \"$AZ_BATCHAI_MPI_HOST_FILE.$$\" <<'__BATCHAI_HOSTS__'\n{plan.mpi_hostfile}__BATCHAI_HOSTS__\n"
+            'mv -f "$AZ_BATCHAI_MPI_HOST_FILE.$$" "$AZ_BATCHAI_MPI_HOST_FILE"'
+        )
     if command:
         lines += [*(checks or []), command]
     return "\n".join(lines)

@@ -118,6 +118,8 @@ class Starter:
             }
             wiring = distributed.environment(spec, start.processes, hosts, ports)
             first_on_node: dict[int, int] = {}
+            # Every process of a distributed job sees the MPI host file, as on Batch AI (a plain one stays plain).
+            many = len(start.slots) > 1 or len(start.processes) > 1
             for process in start.processes:
                 slot = start.slots[process.node]
                 reaches_others = distributed.reaches_other_nodes(spec, process)
@@ -140,7 +142,7 @@ class Starter:
                     default_python=self.settings.default_python,
                     runs_prep=first_on_node.setdefault(process.node, process.rank) == process.rank,
                     attempt=start.attempts,
-                    mpi_hostfile=distributed.mpi_hostfile(spec, hosts) if reaches_others else None,
+                    mpi_hostfile=distributed.mpi_hostfile(spec, hosts) if reaches_others or many else None,
                     gpus=None if gpus is None else tuple(gpus),
                     # mpirun starts ranks on every node: once each node's job preparation has ended.
                     awaits=tuple(
