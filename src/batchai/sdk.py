@@ -122,6 +122,26 @@ class _BearerHeaderPolicy:
         return self.next.send(request)
 
 
+def _redacting_network_trace_policy(**kwargs: Any) -> Any:
+    """azure-core's ``NetworkTraceLoggingPolicy`` (what ``logging_enable=True`` logs: every request's headers),
+    with the Authorization header shown as ``REDACTED``: the server's token does not expire as Azure's do."""
+    from azure.core.pipeline.policies import NetworkTraceLoggingPolicy
+
+    class RedactingNetworkTraceLoggingPolicy(NetworkTraceLoggingPolicy):
+        def on_request(self, request: Any) -> None:
+            headers = request.http_request.headers
+            token = headers.get("Authorization")
+            if token is None:
+                return super().on_request(request)
+            headers["Authorization"] = "REDACTED"
+            try:
+                super().on_request(request)
+            finally:
+                headers["Authorization"] = token
+
+    return RedactingNetworkTraceLoggingPolicy(**kwargs)
+
+
 def connection(home: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Connection:
     """The server the CLI would talk to: ``Connection(endpoint, token, subscription)``.
 
@@ -171,8 +191,10 @@ def make_client(
 
     - endpoint: the server's (``base_url``); token: the server's admin token; ``subscription_id``: the one
       given, else ``$BATCHAI_SUBSCRIPTION`` or the configured one, else the CLI's default (all zeros).
-    - azure-core clients get ``authentication_policy=`` a bearer-header policy (so http endpoints work) and
-      ``polling_interval`` seconds between polls of long-running operations (Azure's default is 30).
+    - azure-core clients get ``authentication_policy=`` a bearer-header policy (so http endpoints work),
+      ``polling_interval`` seconds between polls of long-running operations (Azure's default is 30), and a
+      ``logging_policy`` that logs requests as azure-core's does under ``logging_enable=True`` but with the
+      token redacted (it never expires, unlike Azure's).
     - msrest clients get the token through ``BatchaiCredential.signed_session`` and the same polling
       interval (``config.long_running_operation_timeout``).
     - ``kwargs`` go to the client's constructor (e.g. ``logging_enable=True``, ``api_version=``); an
@@ -188,6 +210,8 @@ def make_client(
     if _generation(client_class) == "core":
         kwargs.setdefault("authentication_policy", _BearerHeaderPolicy(credential))
         kwargs.setdefault("polling_interval", polling_interval)
+        if "logging_policy" not in kwargs:  # (built with the same arguments as the client would build it)
+            kwargs["logging_policy"] = _redacting_network_trace_policy(**kwargs)
         return client_class(credential=credential, subscription_id=subscription, **kwargs)
     made = client_class(credentials=credential, subscription_id=subscription, **kwargs)
     config = getattr(made, "config", None) or getattr(made, "_config", None)

@@ -133,6 +133,9 @@ def test_workspace_experiment_cluster_file_server(shared_server: Server) -> None
         json={**cluster_body(), "properties": {**cluster_body()["properties"], "vmSize": "OTHER"}},
     )
     assert arm_error(changed, 409)["code"] == "PropertyChangeNotAllowed"
+    # A new PUT that changes only the scale says where scale changes go.
+    rescaled = http.put(url(f"{ws}/clusters/c1"), json=cluster_body(target=1))
+    assert "other scale settings; they change with PATCH" in arm_error(rescaled, 409)["message"]
 
     fs_body = {
         "properties": {

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -499,6 +500,7 @@ def test_failing_setup_task_makes_nodes_unusable_and_the_cluster_reports_it(benc
     error = props["errors"][0]
     assert error["code"] == "SetupTaskFailed" and "exit code 4" in error["message"]
     suffix = props["nodeSetup"]["setupTask"]["stdOutErrPathSuffix"]
+    assert uuid.UUID(suffix.rsplit("/", 1)[1])  # a GUID at its end, as Batch AI's
     assert (prefix / suffix / "node-0" / "stdout.txt").read_text() == "setting up\n"
     # A good setup task runs once per node and leaves it idle.
     bench.cluster(

@@ -101,4 +101,7 @@ def test_errors_paging_and_long_running_operations(
     assert [node[:2] for node in cluster["remote_login"]] == [["node-0", "127.0.0.1"]]
     assert out["usages"] == ["cores"] and out["operations"] > 10
     assert out["updates"] == {"workspace_tags": {"team": "a"}, "cluster_target": 0}
+    # logging_enable=True logs every request with its headers: the server's token (which does not expire, unlike
+    # Azure's) is not among them.
+    assert out["trace"]["requests"] >= 1 and out["trace"]["token_shown"] is False, out["trace"]
     assert out["sdk_warnings"] == []

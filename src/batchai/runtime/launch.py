@@ -451,7 +451,7 @@ def describe(plan: LaunchPlan) -> str:
     return json.dumps(
         {
             "stdouterr": str(plan.stdouterr),
-            "jobTemp": str(plan.job_temp),
+            "jobTemp": plan.env["AZ_BATCHAI_JOB_TEMP"],
             "mounts": {str(a): str(b) for a, b in plan.links},
         }
     )

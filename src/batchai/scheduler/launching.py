@@ -213,7 +213,7 @@ class Starter:
             exc.started = started
             raise
         except Exception as exc:
-            log.exception("the node provider failed to start job %s", start.job_id)
+            log.exception("the node provider failed to start job %s", start.segment)
             message = f"The node provider failed to start the job's processes: {exc}"
             error = launch.LaunchError("ProviderFailed", message)
             error.started = started
@@ -229,7 +229,7 @@ class Starter:
                 files = {"stderr": start.stderr, "execution_log": start.execution_log}
                 if start.container_on_host is not None:  # recorded with the job's master task
                     files["container_on_host"] = start.container_on_host
-                    log.info("job %s runs on the host, not in the image %s", start.job_id, start.container_on_host)
+                    log.info("job %s runs on the host, not in the image %s", start.segment, start.container_on_host)
                 if error is None:  # the common case
                     roles = {p.rank: process_info(p) for p in start.processes}
                     rows += [

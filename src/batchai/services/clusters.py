@@ -5,6 +5,7 @@ Deleting a cluster fails every job on it that has not finished (the error says t
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, NamedTuple
 
 from sqlalchemy import select
@@ -113,10 +114,10 @@ def scale_spec(settings: ScaleSettings | None, target: str) -> dict[str, Any]:
 def setup_output_suffix(row: Cluster) -> str:
     """Where a cluster's setup task output goes under its ``stdOutErrPathPrefix`` (unique per cluster)."""
     group = row.workspace.group
-    return (
-        f"{group.subscription}/{group.name}/workspaces/{row.workspace.name}/clusters/{row.name}/"
-        f"{row.id}-{int(row.created_at.timestamp())}"
-    )
+    # A GUID, as Batch AI's, derived from the row (its id and creation time): stable, and another for a cluster
+    # made again under the same name.
+    unique = uuid.uuid5(uuid.NAMESPACE_OID, f"batchai-cluster-{row.id}-{row.created_at.timestamp()!r}")
+    return f"{group.subscription}/{group.name}/workspaces/{row.workspace.name}/clusters/{row.name}/{unique}"
 
 
 def remote_login(name: str, info: dict[str, Any]) -> dict[str, Any]:
@@ -218,8 +219,12 @@ def put(ctx: Ctx, sub: str, group: str, workspace: str, name: str, body: Cluster
     row = find(ctx.session, Cluster, name, workspace_id=parent.id)
     if row is not None:
         if row.spec != spec:
+            scale_only = {**row.spec, "scaleSettings": None} == {**spec, "scaleSettings": None}
             raise Conflict(
-                f"The cluster '{name}' exists with other properties; only its scale settings can change "
+                f"The cluster '{name}' exists with other scale settings; they change with PATCH (the SDK's "
+                "clusters.update, 'batchai cluster resize' or 'auto-scale'), not with a new PUT."
+                if scale_only
+                else f"The cluster '{name}' exists with other properties; only its scale settings can change "
                 "(PATCH, or 'batchai cluster resize').",
                 code="PropertyChangeNotAllowed",
                 target=name,

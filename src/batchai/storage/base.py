@@ -118,13 +118,11 @@ def clean_path(path: str, *, allow_root: bool = True) -> str:
     if "\x00" in path or "\\" in path:
         raise InvalidPath(f"The path '{shown(path)}' has a forbidden character ('\\' or NUL).", target="path")
     if path.startswith("/"):
-        raise InvalidPath(
-            f"The path '{shown(path)}' is absolute; give a path relative to the share or container.", target="path"
-        )
+        raise InvalidPath(f"The path '{shown(path)}' is absolute; give a path relative to its folder.", target="path")
     parts = [p for p in path.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):
         raise InvalidPath(
-            f"The path '{shown(path)}' leaves its share or container ('..' is not allowed).", target="path"
+            f"The path '{shown(path)}' leaves the folder it is relative to ('..' is not allowed).", target="path"
         )
     try:
         sizes = [len(p.encode("utf-8", "surrogateescape")) for p in parts]

@@ -38,6 +38,17 @@ class Captured(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+class Traced(logging.Handler):
+    """Every record of the SDK's request logging."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 def wait_for(condition: Any, message: str) -> Any:
     deadline = time.monotonic() + DEADLINE_SECONDS
     while True:
@@ -267,6 +278,23 @@ def main(group: str) -> dict[str, Any]:
             scale_settings=models.ScaleSettings(manual=models.ManualScaleSettings(target_node_count=0)),
         )
     out["updates"] = {"workspace_tags": updated.tags, "cluster_target": resized.scale_settings.manual.target_node_count}
+
+    # -- logging_enable: requests are logged with their headers, but never the token ---------------------------
+    trace = Traced()
+    for name in ("azure", "msrest"):  # (azure-core's network trace, its HTTP logging, msrest's logger)
+        logging.getLogger(name).addHandler(trace)
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    if s.core:
+        sdk.client(logging_enable=True).clusters.get(group, ws, "c1")
+    else:
+        logged = sdk.client()
+        logged.config.enable_http_logger = True  # msrest's switch
+        logged.clusters.get(group, ws, "c1")
+    token = sdk.connection().token
+    out["trace"] = {
+        "requests": sum("Request URL" in m or "Request method" in m for m in trace.messages),
+        "token_shown": any(token in m for m in trace.messages),
+    }
 
     # -- terminate and delete through the pollers ------------------------------------------------------------
     s.lro(client.jobs, "create", group, ws, exp, "sleeper", custom_job(created.id, "sleep 300"))

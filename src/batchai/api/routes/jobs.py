@@ -101,9 +101,9 @@ def output_files(
         base = job_files.directory_of(row, cluster, outputdirectoryid)
         if base is None:
             raise InvalidInput(
-                f"The files of '{outputdirectoryid}' are not on storage batchai serves: it lists output on the "
-                "storage accounts' shares and containers a job mounts and on absolute paths of local nodes, not on "
-                "a file server or an unmanaged file system (as Batch AI did not).",
+                f"The files of '{outputdirectoryid}' are not where batchai can list them: it lists output on a "
+                "share or container the job or its cluster mounts, and on absolute paths outside the nodes' mount "
+                "roots; not on a file server, an unmanaged file system, or a mount path nothing is mounted at.",
                 code="OutputDirectoryNotServed",
                 target="outputdirectoryid",
             )
