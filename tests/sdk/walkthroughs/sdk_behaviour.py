@@ -28,21 +28,11 @@ USER = models.UserAccountSettings(admin_user_name="demoUser", admin_user_passwor
 
 
 class Captured(logging.Handler):
-    """Warnings the SDK logs while deserializing (e.g. a value that is not in an enum)."""
+    """The messages logged at ``level`` and above: warnings the SDK logs while deserializing (e.g. a value that
+    is not in an enum), or (DEBUG) its request logging."""
 
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
-class Traced(logging.Handler):
-    """Every record of the SDK's request logging."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
+    def __init__(self, level: int = logging.WARNING) -> None:
+        super().__init__(level)
         self.messages: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -280,7 +270,7 @@ def main(group: str) -> dict[str, Any]:
     out["updates"] = {"workspace_tags": updated.tags, "cluster_target": resized.scale_settings.manual.target_node_count}
 
     # -- logging_enable: requests are logged with their headers, but never the token ---------------------------
-    trace = Traced()
+    trace = Captured(logging.DEBUG)
     for name in ("azure", "msrest"):  # (azure-core's network trace, its HTTP logging, msrest's logger)
         logging.getLogger(name).addHandler(trace)
         logging.getLogger(name).setLevel(logging.DEBUG)
