@@ -406,4 +406,4 @@ def test_output_the_server_cannot_reach_is_refused_with_a_reason(bench: Bench) -
     listed = bench.server.http.post(url(bench.job_path("unserved") + "/listOutputFiles") + "&outputdirectoryid=NFS")
     error = arm_error(listed, 400)
     assert error["code"] == "OutputDirectoryNotServed" and error["target"] == "outputdirectoryid"
-    assert "file server" in error["message"] and "shares and containers" in error["message"]
+    assert "a mount path nothing is mounted at" in error["message"] and "share or container" in error["message"]

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import pytest
 from sqlalchemy import select, update
 
@@ -22,7 +21,7 @@ from batchai.services.context import Ctx, utc_now
 from batchai.storage.local import LocalStorage
 from batchai.store.db import Database
 from batchai.store.tables import Cluster, Job, Task
-from tests.conftest import wait_for
+from tests.conftest import process_gone, wait_for
 from tests.unit import services_world as world
 
 
@@ -89,7 +88,7 @@ def test_a_stop_begun_in_a_pass_that_rolls_back_still_ends(w: World) -> None:
         with contextlib.suppress(RolledBack), w.db.session() as session:
             engine._stop_task_async(session.scalars(select(Task)).one())
             raise RolledBack  # the pass's transaction ends without committing; its objects expire
-        wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+        wait_for(lambda: process_gone(pid))
         # The thread let go of the task: a later pass would look at it (and settle the job) again.
         wait_for(lambda: not engine._stopping, timeout=10, message="the stop thread to let go of the task")
 
