@@ -365,6 +365,14 @@ def test_batches_take_a_folder_or_a_url_as_their_share_or_container(shared_serve
         "storage", "blob", "upload-batch", "-d", "https://other.blob.core.windows.net/data", "-s", str(src), *acct
     ) == ("ERROR: argument --destination: the URL is of account 'other', not 'clibatchurl1'")
     assert "storage account is missing" in srv.fails("storage", "blob", "upload-batch", "-d", "data/x", "-s", str(src))
+    ours = f"{srv.endpoint}/storage/clibatchurl1/shares/logs"  # this server's own URL of the share
+    assert srv.ok("storage", "file", "download-batch", "-s", ours, "-d", str(tmp_path / "ours")) == [
+        "x/a.txt",
+        "x/sub/b.txt",
+    ]
+    assert srv.fails("storage", "blob", "download-batch", "-s", ours, "-d", str(tmp_path / "no")) == (
+        "ERROR: argument --source: the URL names a file share, not a container"
+    )
     assert srv.fails("storage", "blob", "upload", "-c", "data/x", "-f", str(src / "a.txt"), *acct) == (
         "ERROR: the container name 'data/x' cannot contain '/' (a folder goes in the blob's or file's path)"
     )

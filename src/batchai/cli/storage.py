@@ -311,7 +311,10 @@ def batch_volume(account: str | None, value: str, collection: str, flag: str) ->
     parts = urlsplit(value)
     if parts.scheme in ("http", "https"):
         segments = [unquote(p) for p in parts.path.split("/") if p]
-        if segments[:1] == ["storage"] and len(segments) >= 4 and segments[2] == collection:
+        if segments[:1] == ["storage"] and len(segments) >= 4 and segments[2] in ("shares", "containers"):
+            if segments[2] != collection:
+                kinds = {"shares": "file share", "containers": "container"}
+                raise CliError(f"argument {flag}: the URL names a {kinds[segments[2]]}, not a {kinds[collection]}", 2)
             named, segments = segments[1], segments[3:]
             segments = segments[:1] + segments[2:]  # (without the blobs/files segment)
         else:
