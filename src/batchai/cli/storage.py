@@ -316,7 +316,8 @@ def batch_volume(account: str | None, value: str, collection: str, flag: str) ->
                 kinds = {"shares": "file share", "containers": "container"}
                 raise CliError(f"argument {flag}: the URL names a {kinds[segments[2]]}, not a {kinds[collection]}", 2)
             named, segments = segments[1], segments[3:]
-            segments = segments[:1] + segments[2:]  # (without the blobs/files segment)
+            if segments[1:2] in (["blobs"], ["files"]):
+                del segments[1]  # (a link to the items: the folder follows)
         else:
             named = (parts.hostname or "").split(".")[0]
         if account and named != account:
