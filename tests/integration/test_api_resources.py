@@ -362,6 +362,29 @@ def test_concurrent_deletes_delete_once(shared_server: Server) -> None:
         assert "Warning" not in text.read()
 
 
+def test_a_lone_surrogate_is_refused_and_stores_nothing(shared_server: Server) -> None:
+    """JSON may escape half a UTF-16 pair (``\\ud800``), which no UTF-8 text holds: stored, it would make every
+    list that shows it fail. It is refused; a whole pair (an emoji) is text like any other."""
+    http = shared_server.http
+    ws = setup_workspace(shared_server, "rg-surrogate")
+    cluster_id = make_cluster(shared_server, ws, target=1)
+    assert http.put(url(f"{ws}/experiments/e")).status_code == 200
+    job = json.dumps(job_body(cluster_id, customToolkitSettings={"commandLine": "echo @"})).replace("@", "\\ud800")
+    json_type = {"content-type": "application/json"}
+    refused = http.put(url(f"{ws}/experiments/e/jobs/j"), content=job.encode(), headers=json_type)
+    assert (
+        arm_error(refused, 400)["code"] == "InvalidRequestContent" and "surrogate" in refused.json()["error"]["message"]
+    )
+    arm_error(http.get(url(f"{ws}/experiments/e/jobs/j")), 404)
+    tags = b'{"location": "eastus", "tags": {"team": "\\udfff"}}'
+    arm_error(http.put(url(f"{GROUP}/rg-surrogate2", "2021-04-01"), content=tags, headers=json_type), 400)
+    arm_error(http.get(url(f"{GROUP}/rg-surrogate2", "2021-04-01")), 404)
+    emoji = b'{"location": "eastus", "tags": {"team": "\\ud83d\\ude00"}}'
+    made = http.put(url(f"{GROUP}/rg-surrogate3", "2021-04-01"), content=emoji, headers=json_type)
+    assert made.status_code in (200, 201) and made.json()["tags"] == {"team": "\U0001f600"}
+    assert http.get(url(f"{GROUP}", "2021-04-01")).status_code == 200
+
+
 def test_operations_usages_and_openapi(shared_server: Server) -> None:
     http = shared_server.http
     ops = http.get(url("/providers/Microsoft.BatchAI/operations")).json()["value"]

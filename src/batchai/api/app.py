@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from batchai import __version__
 from batchai.api import errors
 from batchai.api.auth import authenticate, ensure_credentials, signing_key
-from batchai.api.deps import subscription_id
+from batchai.api.deps import subscription_id, unicode_body
 from batchai.api.routes import (
     clusters,
     downloads,
@@ -255,9 +255,9 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
         providers.router,
         legacy.router,
         storage.accounts,
-        storage.data,
     ):
-        app.include_router(router, dependencies=secured)
+        app.include_router(router, dependencies=[*secured, Depends(unicode_body)])
+    app.include_router(storage.data, dependencies=secured)  # (its bodies are files, streamed)
     app.include_router(downloads.router)
     app.add_middleware(BoundedArmBodies)
     app.add_middleware(CaseInsensitiveArmPaths)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -108,6 +110,30 @@ async def subscription_id(request: HTTPConnection) -> None:
     sub = request.path_params.get("sub")
     if sub is not None:
         check_name("subscription", sub, SUBSCRIPTION)
+
+
+# A JSON escape of a UTF-16 surrogate (``\ud800``): valid in pairs, but a lone one is no Unicode text.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+async def unicode_body(request: HTTPConnection) -> None:
+    """Refuse a JSON body holding a lone surrogate (``"\ud800"``): JSON's escapes allow one, but no UTF-8 text
+    does, so what stored it could never be shown again (every list holding it would fail)."""
+    if not isinstance(request, Request) or request.method not in ("PUT", "PATCH", "POST"):
+        return
+    body = await request.body()
+    if not _SURROGATE_ESCAPE.search(body):
+        return
+    try:
+        json.dumps(json.loads(body), ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            "The request holds a character that is not Unicode text (a lone surrogate such as \\ud800).",
+            code="InvalidRequestContent",
+            target="body",
+        ) from None
+    except ValueError:
+        return  # not JSON: the route says what is wrong with it
 
 
 async def api_version(request: HTTPConnection) -> str:
