@@ -688,3 +688,14 @@ def test_a_job_killed_while_the_server_was_down_fails_with_its_exit_code(bench: 
     # It ended when it was killed, before the server started again, not when the server first looked.
     ended = datetime.fromisoformat(props["executionInfo"]["endTime"])
     assert ended.timestamp() < props["restarted_at"]
+
+
+def test_an_output_file_whose_name_no_link_carries_is_left_out_not_the_whole_list(bench: Bench) -> None:
+    """A job may name a file with a '\\' (which download links cannot carry): the other files are still listed."""
+    bench.cluster()
+    command = 'cd $AZ_BATCHAI_OUTPUT_OUT && echo a > ok.txt && echo b > "back\\\\slash.txt"'
+    bench.submit("odd", customToolkitSettings={"commandLine": command}, outputDirectories=outputs(bench))
+    assert bench.wait_job("odd")["executionState"] == "succeeded"
+    out = bench.tmp / "out" / bench.job("odd")["jobOutputDirectoryPathSegment"] / "outputs"
+    assert sorted(p.name for p in out.iterdir()) == ["back\\slash.txt", "ok.txt"]
+    assert list(bench.files("odd", "OUT")) == ["ok.txt"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 from pathlib import Path
 
@@ -376,6 +377,21 @@ def test_batches_take_a_folder_or_a_url_as_their_share_or_container(shared_serve
     assert srv.fails("storage", "blob", "upload", "-c", "data/x", "-f", str(src / "a.txt"), *acct) == (
         "ERROR: the container name 'data/x' cannot contain '/' (a folder goes in the blob's or file's path)"
     )
+
+
+def test_a_batch_download_skips_a_name_it_cannot_fetch_and_says_so(shared_server: Server, tmp_path: Path) -> None:
+    """A job on a mount may name a file with a '\\', which no link can carry: the others still come down."""
+    srv = shared_server
+    account(srv, "cli-odd-names", "clioddnames1")
+    acct = ("--account-name", "clioddnames1")
+    srv.ok("storage", "share", "create", "-n", "res", *acct)
+    share = srv.home / "storage" / "clioddnames1" / "shares" / "res"  # as a job writes it through its mount
+    (share / "ok.txt").write_text("ok")
+    (share / "a\\b.txt").write_text("odd")
+    got = srv.cli("storage", "file", "download-batch", "-s", "res", "-d", str(tmp_path / "down"), *acct)
+    assert got.code == 0 and json.loads(got.stdout) == ["ok.txt"], got.stderr
+    assert got.stderr == "skipped 'a\\b.txt': a name that cannot be downloaded (a '\\' in it)\n"
+    assert (tmp_path / "down" / "ok.txt").read_text() == "ok"
 
 
 def test_bad_inputs_are_one_line_errors(shared_server: Server, tmp_path: Path) -> None:

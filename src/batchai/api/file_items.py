@@ -3,6 +3,7 @@ job's ``listOutputFiles`` and a cluster's setup task output listing answer."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,9 @@ from batchai.errors import InvalidInput
 from batchai.services import job_files
 from batchai.services.context import Ctx
 from batchai.services.job_files import Location
+from batchai.storage.base import InvalidPath, shown
+
+log = logging.getLogger("batchai.api")
 
 
 def signed_files(
@@ -38,6 +42,11 @@ def signed_files(
         folder = base.child(directory)
         out = []
         for entry in job_files.list_location(ctx.storage, folder):
+            try:
+                place = folder.child(entry.name)
+            except InvalidPath:  # a name no link can carry (a '\\' in it): left out, not the whole list
+                log.info("not listed: '%s' in %s (%s)", shown(entry.name), folder.name, "a name links cannot carry")
+                continue
             item: dict[str, Any] = {
                 "name": entry.name,
                 "fileType": "directory" if entry.is_directory else "file",
@@ -49,9 +58,7 @@ def signed_files(
             if with_is_directory:
                 item["isDirectory"] = entry.is_directory
             if not entry.is_directory:
-                item["downloadUrl"] = links.sign(
-                    state.signing_key, endpoint, folder.child(entry.name).resource, entry.name, expiry
-                )
+                item["downloadUrl"] = links.sign(state.signing_key, endpoint, place.resource, entry.name, expiry)
             out.append(item)
         return out
 

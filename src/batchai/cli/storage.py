@@ -22,7 +22,7 @@ from rich.progress import Progress
 
 from batchai.cli.arm import RG_API, group_option, group_path, parse_tags, tags_option
 from batchai.cli.client import Client, error_message, segment
-from batchai.cli.common import SpaceSeparated, command, confirm, yes_option
+from batchai.cli.common import SpaceSeparated, command, confirm, warn, yes_option
 from batchai.cli.errors import CliError
 from batchai.cli.transfer import CHUNK, download, progress_bar
 from batchai.storage.base import KINDS, SKUS, InvalidPath, shown, volume_path
@@ -213,6 +213,16 @@ def local_files(source: Path, pattern: str | None) -> list[tuple[Path, str]]:
             if (wanted is None or fnmatch.fnmatch(rel, wanted)) and path.is_file():
                 found.append((path, rel))
     return found
+
+
+def servable(remote: str) -> bool:
+    """Whether the server serves a file of that name (one with a ``\\`` can be made by a job on a mount, not
+    fetched)."""
+    try:
+        volume_path(remote, allow_root=False)
+    except InvalidPath:
+        return False
+    return True
 
 
 def local_target(directory: Path, remote: str) -> Path:
@@ -861,6 +871,9 @@ def download_batch(
         for e in entries or []
         if e.get("type") == "file" and (not pattern or fnmatch.fnmatch(str(e["name"]), pattern))
     ]
+    for name in [n for n in names if not servable(n)]:
+        warn(f"skipped '{shown(name)}': a name that cannot be downloaded (a '\\' in it)")
+        names.remove(name)
     targets = [(name, local_target(destination, name)) for name in names]
     if dryrun:
         return names
