@@ -699,3 +699,21 @@ def test_an_output_file_whose_name_no_link_carries_is_left_out_not_the_whole_lis
     out = bench.tmp / "out" / bench.job("odd")["jobOutputDirectoryPathSegment"] / "outputs"
     assert sorted(p.name for p in out.iterdir()) == ["back\\slash.txt", "ok.txt"]
     assert list(bench.files("odd", "OUT")) == ["ok.txt"]
+
+
+def test_a_node_is_free_for_the_next_job_only_once_the_last_one_s_processes_are_gone(bench: Bench) -> None:
+    """What a job leaves running (here ignoring SIGTERM: killed after the grace period, 3 s in tests) holds its
+    node until it is gone, so that the next job has the node (its GPUs, its memory) to itself; the job's end
+    time is still when its own process ended."""
+    bench.cluster()
+    marker = bench.tmp / "lingering.pid"
+    bench.submit(
+        "first", customToolkitSettings={"commandLine": f"(trap '' TERM; echo $BASHPID > {marker}; exec sleep 300) &"}
+    )
+    bench.submit("second", customToolkitSettings={"commandLine": f"! kill -0 $(cat {marker}) 2>/dev/null"})
+    first, second = bench.wait_job("first"), bench.wait_job("second", timeout=60)
+    assert first["executionState"] == second["executionState"] == "succeeded", second.get("executionInfo")
+    ended = datetime.fromisoformat(first["executionInfo"]["endTime"].replace("Z", "+00:00"))
+    started = datetime.fromisoformat(second["executionInfo"]["startTime"].replace("Z", "+00:00"))
+    assert (started - ended).total_seconds() > 2, (ended, started)  # the grace period passed in between
+    assert process_gone(pid_of(marker))

@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from unittest.mock import ANY
 
 import psutil
 import pytest
@@ -69,7 +70,7 @@ def test_a_process_runs_under_the_launcher_and_its_end_is_told(tmp_path: Path, r
     handle = _start(client, tmp_path, "quick", [sys.executable, "-c", code])
     assert client.watch(handle, ended.set)
     assert ended.wait(10)
-    assert client.outcome(handle) == Outcome(3)
+    assert client.outcome(handle) == Outcome(3, ended_at=ANY)
     assert handle.exit_file.read_text() == "3"
     assert handle.exit_file.with_suffix(".pid").read_text().split()[0] == str(handle.pid)
     assert (tmp_path / "quick" / "stdout.txt").read_text() == f"{tmp_path} /usr/bin:/bin\n"
@@ -82,7 +83,7 @@ def test_a_process_runs_under_the_launcher_and_its_end_is_told(tmp_path: Path, r
 def test_a_program_that_cannot_start_runs_its_fallback(tmp_path: Path, client: LauncherClient) -> None:
     handle = _start(client, tmp_path, "missing", ["/no/such/program"], script="echo fallback ran\nexit 5\n")
     wait_for(lambda: client.outcome(handle) is not None, timeout=10)
-    assert client.outcome(handle) == Outcome(5)
+    assert client.outcome(handle) == Outcome(5, ended_at=ANY)
     assert (tmp_path / "missing" / "stdout.txt").read_text() == "fallback ran\n"
 
 
@@ -100,7 +101,7 @@ def test_processes_outlive_the_server_and_a_new_one_hears_of_their_end(tmp_path:
         assert second.outcome(handle) is None
         gate.touch()
         assert ended.wait(10)
-        assert second.outcome(handle) == Outcome(7)
+        assert second.outcome(handle) == Outcome(7, ended_at=ANY)
     finally:
         second.close()
     assert not launcher.is_running()
@@ -124,7 +125,7 @@ def test_a_launcher_that_died_is_replaced_at_the_next_start(
     old.wait(10)
     second = _start(client, tmp_path, "two", ["true"])
     wait_for(lambda: client.outcome(second) is not None, timeout=10)
-    assert client.outcome(second) == Outcome(0)
+    assert client.outcome(second) == Outcome(0, ended_at=ANY)
     assert _launcher(run_dir).pid != old.pid
 
 

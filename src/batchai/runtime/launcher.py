@@ -18,7 +18,8 @@ directory (mode 0700; a peer of another user is refused).
                          "keep": false}
     launcher -> server  {"hello": <launcher pid>, "running": [[pid, start], ...]}    on connecting
                         {"id": n, "pid": p, "start": t} or {"id": n, "error": "..."}  per request
-                        {"exit": p, "start": t, "code": c}                          to every server
+                        {"exit": p, "start": t, "code": c, "at": epoch seconds}     to every server,
+                                            once what the process left running is gone too
 
 ``fallback`` is what to start if ``argv`` cannot be (e.g. a ``bash`` script that reports the error the
 way a shell does). The launcher ends once no server is connected and nothing it started still runs, or
@@ -92,8 +93,9 @@ class Launcher:
         self.children: dict[int, tuple[subprocess.Popen[bytes], Handle, int | None]] = {}
         self.graces: dict[int, float] = {}  # each child's grace period (the request's, else DEFAULT_GRACE)
         self.kept: set[int] = set()  # children whose leftovers live on when they end (``keep``)
-        # What ended processes left running, told to stop: (when it is killed, the session, the task's tag).
-        self.leftovers: list[tuple[float, int, str]] = []
+        # What ended processes left running, told to stop: (when it is killed, the session, the task's tag, the
+        # process's exit message, told once they are gone: until then its node is not free for the next job).
+        self.leftovers: list[tuple[float, int, str, dict[str, Any]]] = []
         # The orphans it adopts (orphans.adopt) end with no pidfd of its own: SIGCHLD wakes the loop to reap them.
         self.signals: list[socket.socket] = []
         if threading.current_thread() is threading.main_thread():
@@ -118,7 +120,7 @@ class Launcher:
             if self.children and not hasattr(os, "pidfd_open"):
                 timeout = 0.05  # no pidfds: look at the processes twenty times a second
             if self.leftovers:  # look again soon whether they have ended, and kill them when their time is up
-                due = max(0.0, min(LEFTOVER_LOOK_SECONDS, *(d - time.monotonic() for d, _, _ in self.leftovers)))
+                due = max(0.0, min(LEFTOVER_LOOK_SECONDS, *(d - time.monotonic() for d, *_ in self.leftovers)))
                 timeout = due if timeout is None else min(timeout, due)
             signalled = False
             for key, _ in self.selector.select(timeout):
@@ -143,6 +145,7 @@ class Launcher:
         self.clients[conn] = bytearray()
         self.selector.register(conn, selectors.EVENT_READ, None)
         running = [[pid, handle.start] for pid, (_, handle, _) in self.children.items()]
+        running += [[message["exit"], message["start"]] for *_, message in self.leftovers]  # (not told yet)
         self._send(conn, {"hello": os.getpid(), "running": running})
 
     def _drop(self, conn: socket.socket) -> None:
@@ -223,13 +226,19 @@ class Launcher:
             process.wait()
             grace, keep = self.graces.get(pid, DEFAULT_GRACE), pid in self.kept
             self._forget(pid, pidfd)
+            message = {"exit": pid, "start": handle.start, "code": code, "at": time.time()}
             # What it left running, in its session or outside it (daemons, orphaned to this process: see
             # orphans.adopt), is told to stop now and killed after the grace period: as a stop of the process
-            # would, so that a job's processes may still save their work when the shell around them ends.
+            # would, so that a job's processes may still save their work when the shell around them ends. The
+            # servers hear of the end once that is gone (its node is not free before).
             if not keep and self._signal_leftovers(pid, str(handle.exit_file), signal.SIGTERM):
-                self.leftovers.append((time.monotonic() + grace, pid, str(handle.exit_file)))
-            for conn in list(self.clients):
-                self._send(conn, {"exit": pid, "start": handle.start, "code": code})
+                self.leftovers.append((time.monotonic() + grace, pid, str(handle.exit_file), message))
+            else:
+                self._announce(message)
+
+    def _announce(self, message: dict[str, Any]) -> None:
+        for conn in list(self.clients):
+            self._send(conn, message)
 
     def _signal_leftovers(self, session: int, task: str, sig: int) -> bool:
         """Send ``sig`` (0: none) to what the process that led ``session`` left running; whether anything was."""
@@ -244,14 +253,17 @@ class Launcher:
         return left
 
     def _kill_leftovers(self) -> None:
-        """Forget what ended processes left running once it has ended; kill it when the grace period is over."""
+        """Kill what ended processes left running when its grace period is over; once it is gone (or killed),
+        announce the process's end."""
         now = time.monotonic()
         still = []
-        for deadline, session, task in self.leftovers:
+        for deadline, session, task, message in self.leftovers:
             if deadline <= now:
                 self._signal_leftovers(session, task, signal.SIGKILL)
             elif self._signal_leftovers(session, task, 0):
-                still.append((deadline, session, task))
+                still.append((deadline, session, task, message))
+                continue
+            self._announce(message)
         self.leftovers = still
 
     def _forget(self, pid: int, pidfd: int | None) -> None:
@@ -307,7 +319,7 @@ class LauncherClient:
         self._next_id = 0
         self._replies: dict[int, tuple[socket.socket, Future[dict[str, Any]]]] = {}  # by request id
         self._running: set[tuple[int, float]] = set()
-        self._ended: dict[tuple[int, float], int] = {}
+        self._ended: dict[tuple[int, float], Outcome] = {}
         self._callbacks: dict[tuple[int, float], list[Callable[[], None]]] = {}
 
     # connection
@@ -368,7 +380,8 @@ class LauncherClient:
             for line in reader:
                 message = json.loads(line)
                 if "exit" in message:
-                    self._exited((int(message["exit"]), float(message["start"])), int(message["code"]))
+                    outcome = Outcome(int(message["code"]), ended_at=message.get("at"))
+                    self._exited((int(message["exit"]), float(message["start"])), outcome)
                 elif "id" in message:
                     with self._lock:
                         _, future = self._replies.pop(int(message["id"]), (conn, None))
@@ -387,10 +400,10 @@ class LauncherClient:
         reader.close()
         conn.close()
 
-    def _exited(self, key: tuple[int, float], code: int) -> None:
+    def _exited(self, key: tuple[int, float], outcome: Outcome) -> None:
         with self._lock:
             self._running.discard(key)
-            self._ended[key] = code
+            self._ended[key] = outcome
             if len(self._ended) > KNOWN_OUTCOMES:
                 del self._ended[next(iter(self._ended))]
             callbacks = self._callbacks.pop(key, [])
@@ -457,7 +470,7 @@ class LauncherClient:
         key = (handle.pid, handle.start)
         with self._lock:
             if key in self._ended:
-                return Outcome(self._ended[key])
+                return self._ended[key]
             if key in self._running and self._conn is not None:
                 return None
         return supervisor.poll(handle)
