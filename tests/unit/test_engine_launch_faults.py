@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from batchai.providers.local import LocalProvider
-from batchai.runtime.supervisor import Handle
+from batchai.runtime.supervisor import Handle, Outcome
 from batchai.scheduler.engine import Engine
 from batchai.scheduler.settings import EngineSettings
 from batchai.services.context import Ctx, utc_now
@@ -52,7 +52,7 @@ def one_job(tmp_path: Path) -> Iterator[tuple[Database, LocalStorage]]:
     db.dispose()
 
 
-def _run_until_ended(db: Database, storage: LocalStorage, provider: FailingStarts, home: Path) -> Job:
+def _run_until_ended(db: Database, storage: LocalStorage, provider: LocalProvider, home: Path) -> Job:
     engine = Engine(
         db, storage, provider, EngineSettings(home=home, default_python=sys.executable, grace_seconds=2), utc_now
     )
@@ -96,3 +96,34 @@ def test_a_job_whose_starts_all_fail_fails_with_the_provider_s_error(one_job: An
     assert error["code"] == "ProviderFailed"
     assert error["message"] == "The node provider failed to start the job's processes: the node's agent was lost"
     assert _execution_log(tmp_path).count("The job was requeued") == 2
+
+
+class OneTaskVanishes(LocalProvider):
+    """The local provider, but task 1's process is seen as gone without an exit code (its node's agent died
+    with it), while the others run and end as they do."""
+
+    def poll(self, handle: Handle) -> Outcome | None:
+        if handle.exit_file.name.startswith("task-1-"):
+            return Outcome(None)
+        return super().poll(handle)
+
+
+def test_a_task_that_vanished_fails_the_job_as_lost_not_as_exit_code_none(tmp_path: Path) -> None:
+    """Task 1 vanishes while task 0 runs: task 0 is stopped, and once it has ended the job fails saying its
+    processes were lost (it used to quote task 1's exit code, None)."""
+    db = Database(f"sqlite:///{tmp_path / 'batchai.db'}")
+    db.upgrade()
+    storage = LocalStorage(tmp_path / "storage")
+    script = tmp_path / "rank.py"
+    script.write_text("import time\ntime.sleep(60)\n")
+    with db.session() as session:
+        ctx = Ctx(session=session, storage=storage)
+        world.workspace(ctx)
+        settings = {"pythonScriptFilePath": str(script), "processCount": 2}
+        world.submit(ctx, "pair", tmp_path / "logs", customToolkitSettings=None, pyTorchSettings=settings)
+    try:
+        job = _run_until_ended(db, storage, OneTaskVanishes(tmp_path / "nodes", tmp_path / "run"), tmp_path / "home")
+    finally:
+        db.dispose()
+    assert job.execution_state == "failed"
+    assert job.errors[0]["code"] == "JobProcessesLost", job.errors

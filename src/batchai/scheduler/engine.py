@@ -364,6 +364,8 @@ class Engine:
         ended: dict[int, Outcome] = {}
         running: list[Any] = []
         for row in rows:
+            if row.finished_at is not None and _ended_oddly(row.info):
+                return ended, running, False  # (a task that vanished or lost its node: see _finish)
             if row.task_id is None or row.finished_at is not None:
                 continue
             handle = supervisor.from_info(row.info)
@@ -789,6 +791,11 @@ def _stderr_tail(path: str | None) -> list[str]:
 
 def _stderr_details(last: list[str]) -> list[dict[str, str]]:
     return [{"name": "stderr", "value": "\n".join(last)}] if last else []
+
+
+def _ended_oddly(info: dict[str, Any]) -> bool:
+    """Whether a task ended without an exit code of its own: it vanished, its node was lost, or it never started."""
+    return bool(info.get("vanished") or info.get("node_lost") or info.get("never_started"))
 
 
 def _exit_error(index: int, code: int | None, last: list[str]) -> dict[str, Any]:
