@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from batchai.providers.base import ProviderUnavailable
 from batchai.providers.local import LocalProvider
 from batchai.runtime.supervisor import Handle, Outcome
 from batchai.scheduler.engine import Engine
@@ -20,7 +21,7 @@ from batchai.scheduler.settings import EngineSettings
 from batchai.services.context import Ctx, utc_now
 from batchai.storage.local import LocalStorage
 from batchai.store.db import Database
-from batchai.store.tables import Job
+from batchai.store.tables import Cluster, Job
 from tests.conftest import wait_for
 from tests.unit import services_world as world
 
@@ -127,3 +128,49 @@ def test_a_task_that_vanished_fails_the_job_as_lost_not_as_exit_code_none(tmp_pa
         db.dispose()
     assert job.execution_state == "failed"
     assert job.errors[0]["code"] == "JobProcessesLost", job.errors
+
+
+class Unreachable(LocalProvider):
+    """The local provider, but while ``down`` is set its processes cannot be polled (a Ray cluster that is down)."""
+
+    down = False
+
+    def poll(self, handle: Handle) -> Outcome | None:
+        if self.down:
+            raise ProviderUnavailable("the Ray cluster at 127.0.0.1:1 cannot be reached")
+        return super().poll(handle)
+
+
+def test_a_provider_down_while_a_job_runs_is_reported_on_the_clusters(tmp_path: Path) -> None:
+    """Polling a running job's processes is what finds the provider down: each cluster says so (it used to be
+    only a failed pass in the log), and the job ends as usual once the provider is back."""
+    db = Database(f"sqlite:///{tmp_path / 'batchai.db'}")
+    db.upgrade()
+    storage = LocalStorage(tmp_path / "storage")
+    gate = tmp_path / "gate"
+    with db.session() as session:
+        ctx = Ctx(session=session, storage=storage)
+        world.workspace(ctx)
+        world.submit(ctx, "j", tmp_path / "logs", command=f"while [ ! -e {gate} ]; do sleep 0.05; done")
+    provider = Unreachable(tmp_path / "nodes", tmp_path / "run", gpus=())
+    settings = EngineSettings(home=tmp_path / "home", default_python=sys.executable, grace_seconds=2)
+    engine = Engine(db, storage, provider, settings, utc_now)
+    engine.start()
+
+    def state() -> tuple[str, list[str]]:
+        with db.session() as session:
+            job, cluster = session.scalars(select(Job)).one(), session.scalars(select(Cluster)).one()
+            return job.execution_state, [e["code"] for e in cluster.errors or []]
+
+    try:
+        wait_for(lambda: state()[0] == "running", message="the job to run")
+        provider.down = True
+        wait_for(lambda: "ProviderUnavailable" in state()[1], message="the cluster to say its provider is down")
+        provider.down = False
+        gate.touch()
+        wait_for(lambda: state()[0] == "succeeded", message="the job to end")
+    finally:
+        gate.touch()
+        engine.shutdown()
+        provider.close()
+        db.dispose()

@@ -27,7 +27,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from batchai.errors import TooManyRequests
 from batchai.models.base import parse_duration
-from batchai.providers.base import NodeProvider
+from batchai.providers.base import NodeProvider, ProviderUnavailable
 from batchai.runtime import distributed, launch, supervisor
 from batchai.runtime.supervisor import Handle, Outcome
 from batchai.scheduler import node_commands, statements
@@ -166,6 +166,11 @@ class Engine:
                 log.info("a job changed under the engine, looking again: %s", exc)
                 timeout = 0.0  # the API changed a job meanwhile: look again at once
                 self._pass_needed = True
+            except ProviderUnavailable as exc:  # (e.g. polling a job's processes on a Ray cluster that is down)
+                self._log_failed_pass(exc)
+                self.nodes.provider_down(str(exc))
+                timeout = self.settings.tick_seconds
+                self._all_busy = False
             except Exception as exc:
                 self._log_failed_pass(exc)
                 timeout = self.settings.tick_seconds

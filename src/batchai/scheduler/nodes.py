@@ -81,7 +81,7 @@ class Nodes:
         try:
             machines = self.provider.inventory()
         except ProviderUnavailable as exc:
-            self._provider_down(str(exc))
+            self.provider_down(str(exc))
             return False
         settled = machines is None  # nodes on this host: nothing changes unless told
         with self.db.session() as session:
@@ -128,7 +128,7 @@ class Nodes:
             cluster.allocation_state = state
             cluster.allocation_state_time = now
 
-    def _provider_down(self, message: str) -> None:
+    def provider_down(self, message: str) -> None:
         """Say on every cluster that its nodes cannot be reached (once per outage), and in the log."""
         error = {"code": "ProviderUnavailable", "message": message, "details": []}
         with self.db.session() as session:
