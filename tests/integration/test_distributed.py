@@ -16,7 +16,7 @@ import pytest
 from websockets.sync.client import connect
 
 from batchai.providers.ray_cluster import name_prefix
-from tests.conftest import Server, assert_nothing_left, free_port, leftovers, url, wait_for
+from tests.conftest import SUB, Server, assert_nothing_left, free_port, leftovers, url, wait_for
 from tests.integration.jobkit import Bench, make_bench, outputs, write_script
 from tests.raykit import RAY_ENV, RayCluster, machine_apart
 
@@ -526,6 +526,12 @@ def test_a_restarted_server_reattaches_to_jobs_on_ray(on_ray: tuple[Bench, RayCl
     bench, _ = on_ray
     bench.cluster(target=2, option="terminate")
     bench.wait_nodes(idle=2, timeout=90)
+    # Usages count the Ray machines that can be nodes (not this host's cores), and the two in use.
+    import ray
+
+    machines = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("batchai")]  # type: ignore[no-untyped-call]
+    usages = bench.server.http.get(url(f"/subscriptions/{SUB}/providers/Microsoft.BatchAI/locations/eastus/usages"))
+    assert (usages.json()["value"][0]["currentValue"], usages.json()["value"][0]["limit"]) == (2, len(machines))
     gate = bench.tmp / "gate"
     submit_gated(bench, "survivor", gate, node_count=2, after="print('finished after the restart')\n")
     bench.server.stop(kill=True)

@@ -708,7 +708,11 @@ def test_a_node_is_free_for_the_next_job_only_once_the_last_one_s_processes_are_
     bench.cluster()
     marker = bench.tmp / "lingering.pid"
     bench.submit(
-        "first", customToolkitSettings={"commandLine": f"(trap '' TERM; echo $BASHPID > {marker}; exec sleep 300) &"}
+        "first",
+        customToolkitSettings={
+            "commandLine": f"(trap '' TERM; echo $BASHPID > {marker}; exec sleep 300) & "
+            f"while [ ! -s {marker} ]; do sleep 0.01; done"  # (its trap is set before the job ends)
+        },
     )
     bench.submit("second", customToolkitSettings={"commandLine": f"! kill -0 $(cat {marker}) 2>/dev/null"})
     first, second = bench.wait_job("first"), bench.wait_job("second", timeout=60)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -9,6 +10,7 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 
 from batchai.api.deps import any_api_version, page, run
+from batchai.providers.base import ProviderUnavailable
 from batchai.services.context import Ctx
 from batchai.store.tables import Cluster, ResourceGroup, Workspace
 
@@ -58,18 +60,25 @@ def list_operations(request: Request) -> Any:
 
 @router.get("/subscriptions/{sub}/providers/Microsoft.BatchAI/locations/{location}/usages")
 def list_usages(sub: str, location: str, request: Request) -> Any:
-    """Nodes of the subscription's clusters (one core each) against the cores of this host."""
+    """Nodes of the subscription's clusters (one core each) against the cores of this host, or, on Ray, against
+    the machines that can be nodes."""
 
     def in_use(ctx: Ctx) -> int:
         query = select(Cluster).join(Workspace).join(ResourceGroup).filter(ResourceGroup.subscription == sub)
         return sum(len(c.nodes) for c in ctx.session.scalars(query))
 
     used = run(request, in_use)
+    limit = os.cpu_count() or 1
+    engine = request.app.state.engine
+    if engine is not None:
+        with contextlib.suppress(ProviderUnavailable):  # (Ray down: this host's count, as a guess)
+            machines = engine.provider.inventory()
+            limit = limit if machines is None else len(machines)
     value = [
         {
             "unit": "Count",
             "currentValue": used,
-            "limit": os.cpu_count() or 1,
+            "limit": limit,
             "name": {"value": "cores", "localizedValue": "Total Cluster Dedicated Regional vCPUs"},
         }
     ]
