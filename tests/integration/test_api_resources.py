@@ -221,6 +221,11 @@ def test_job_validation(shared_server: Server) -> None:
     assert bad("badid", job_body("not-an-id"))["target"] == "properties.cluster.id"
     assert bad("toomany", job_body(cluster_id, nodeCount=3))["code"] == "InvalidNodeCount"
     assert bad("zero", job_body(cluster_id, nodeCount=0))["code"] == "InvalidNodeCount"
+    assert bad("bool", job_body(cluster_id, nodeCount=True))["target"] == "properties.nodeCount"
+    nul = bad("nul", job_body(cluster_id, customToolkitSettings={"commandLine": "echo a\u0000b"}))
+    assert nul["target"] == "properties.customToolkitSettings.commandLine" and "NUL" in nul["message"], nul
+    nul_env = bad("nulenv", job_body(cluster_id, environmentVariables=[{"name": "A", "value": "x\u0000"}]))
+    assert nul_env["target"] == "properties.environmentVariables[0].value", nul_env
     no_prefix = job_body(cluster_id)
     del no_prefix["properties"]["stdOutErrPathPrefix"]
     bad("noprefix", no_prefix)

@@ -3,10 +3,12 @@ terminate, wall clock, priorities, gang scheduling, resize, auto-scale, setup ta
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -688,6 +690,76 @@ def test_a_job_killed_while_the_server_was_down_fails_with_its_exit_code(bench: 
     # It ended when it was killed, before the server started again, not when the server first looked.
     ended = datetime.fromisoformat(props["executionInfo"]["endTime"])
     assert ended.timestamp() < props["restarted_at"]
+
+
+@pytest.mark.parametrize("what", ["resource group", "workspace", "experiment", "job"])
+def test_a_delete_the_server_stopped_halfway_is_finished_after_a_restart(bench: Bench, what: str) -> None:
+    """A delete asks the jobs inside to stop, waits for them, then removes the rows. A server killed while it
+    waits leaves the resource marked deleting (shown so, and not to be changed); the restarted server finishes
+    the delete once the jobs have ended, rather than leaving it half deleted showing Succeeded."""
+    bench.cluster()
+    # It ignores SIGTERM: the delete waits the grace period (3 s in tests) for it, time to kill the server.
+    marker = bench.tmp / "stubborn.pid"
+    command = f"trap '' TERM; echo $$ > {marker}; sleep 60 & wait; sleep 60"
+    bench.submit("stubborn", customToolkitSettings={"commandLine": command})
+    pid_of(marker)
+    group = bench.ws.split("/providers/")[0]
+    paths = {
+        "resource group": (group, "2021-04-01"),
+        "workspace": (bench.ws, "2018-05-01"),
+        "experiment": (f"{bench.ws}/experiments/exp", "2018-05-01"),
+        "job": (bench.job_path("stubborn"), "2018-05-01"),
+    }
+    path, version = paths[what]
+    http = bench.server.http
+    with httpx.Client(base_url=bench.server.endpoint, headers=http.headers, timeout=60) as other:
+
+        def delete() -> None:
+            with contextlib.suppress(httpx.HTTPError):  # (the server is killed while it answers)
+                other.delete(url(path, version))
+
+        thread = threading.Thread(target=delete)
+        thread.start()
+        wait_for(
+            lambda: http.get(url(path, version)).json()["properties"]["provisioningState"].lower() == "deleting",
+            message=f"the {what} to show deleting",
+        )
+        body = {"location": "eastus"} if what in ("resource group", "workspace") else {}
+        if what != "job":
+            error = http.put(url(path, version), json=body)
+            assert error.status_code == 409, error.text
+            assert error.json()["error"]["code"] == f"{what.title().replace(' ', '')}BeingDeleted"
+        bench.server.stop(kill=True)
+        thread.join(timeout=60)
+    bench.server.start()
+    http = bench.server.http
+    wait_for(lambda: http.get(url(path, version)).status_code == 404, timeout=60, message=f"the {what} to go")
+    assert http.get(url(bench.job_path("stubborn"))).status_code == 404
+    if what in ("resource group", "workspace"):  # its cluster went with it
+        assert http.get(url(f"{bench.ws}/clusters/c")).status_code == 404
+
+
+def test_output_files_page_through_next_links(bench: Bench) -> None:
+    """listOutputFiles by pages of maxresults: each page looks only at its own entries; following nextLink
+    gives every file and folder once, in name order, and never a FIFO or a link."""
+    bench.cluster()
+    command = (
+        "cd $AZ_BATCHAI_OUTPUT_OUT && for i in $(seq -w 1 23); do echo $i > f$i.txt; done && mkdir d "
+        "&& mkfifo f10.fifo && ln -s /etc f11.link"
+    )
+    bench.submit("many", customToolkitSettings={"commandLine": command}, outputDirectories=outputs(bench))
+    assert bench.wait_job("many")["executionState"] == "succeeded"
+    link: str | None = url(bench.job_path("many") + "/listOutputFiles") + "&outputdirectoryid=OUT&maxresults=10"
+    pages = []
+    while link:
+        response = bench.server.http.post(link)
+        assert response.status_code == 200, response.text
+        pages.append([f["name"] for f in response.json()["value"]])
+        link = response.json().get("nextLink")
+    expected = sorted([f"f{i:02d}.txt" for i in range(1, 24)] + ["d"])
+    assert [name for names in pages for name in names] == expected
+    # 26 names in the folder: pages of 10, the second shorter by the FIFO and the link it held.
+    assert [len(names) for names in pages] == [10, 8, 6]
 
 
 def test_an_output_file_whose_name_no_link_carries_is_left_out_not_the_whole_list(bench: Bench) -> None:

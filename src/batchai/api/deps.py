@@ -112,28 +112,53 @@ async def subscription_id(request: HTTPConnection) -> None:
         check_name("subscription", sub, SUBSCRIPTION)
 
 
-# A JSON escape of a UTF-16 surrogate (``\ud800``): valid in pairs, but a lone one is no Unicode text.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+# JSON escapes of what no stored text may hold: a UTF-16 surrogate (``\ud800``; valid in pairs, but a lone one
+# is no Unicode text) and NUL (``\u0000``), which no name, path, command or environment variable can carry.
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F][0-9a-fA-F]{2}|0000)")
 
 
 async def unicode_body(request: HTTPConnection) -> None:
-    """Refuse a JSON body holding a lone surrogate (``"\ud800"``): JSON's escapes allow one, but no UTF-8 text
-    does, so what stored it could never be shown again (every list holding it would fail)."""
+    """Refuse a JSON body holding a lone surrogate (``"\ud800"``) or a NUL: JSON's escapes allow them, but what
+    stored a lone surrogate could never be shown again (every list holding it would fail), and a NUL cannot
+    reach a process or a file name. The error's target is where the string is (``properties.commandLine``)."""
     if not isinstance(request, Request) or request.method not in ("PUT", "PATCH", "POST"):
         return
     body = await request.body()
-    if not _SURROGATE_ESCAPE.search(body):
+    if not _SUSPECT_ESCAPE.search(body):
         return
     try:
-        json.dumps(json.loads(body), ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        raise InvalidInput(
-            "The request holds a character that is not Unicode text (a lone surrogate such as \\ud800).",
-            code="InvalidRequestContent",
-            target="body",
-        ) from None
+        found = _bad_text(json.loads(body), "")
     except ValueError:
         return  # not JSON: the route says what is wrong with it
+    if found is not None:
+        path, what = found
+        raise InvalidInput(
+            f"The value of '{path or 'body'}' holds {what}.", code="InvalidRequestContent", target=path or "body"
+        )
+
+
+def _bad_text(value: Any, path: str) -> tuple[str, str] | None:
+    """The path of the first string (or key, then its object's path) holding a NUL or a lone surrogate, and what
+    it holds."""
+    if isinstance(value, str):
+        return None if (what := _bad_in(value)) is None else (path, what)
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        if isinstance(key, str) and (what := _bad_in(key)) is not None:
+            return path, what
+        if found := _bad_text(item, f"{path}[{key}]" if isinstance(key, int) else f"{path}.{key}" if path else key):
+            return found
+    return None
+
+
+def _bad_in(text: str) -> str | None:
+    if "\x00" in text:
+        return "a NUL character (\\u0000), which no name, path or command can carry"
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return "a character that is not Unicode text (a lone surrogate such as \\ud800)"
+    return None
 
 
 async def api_version(request: HTTPConnection) -> str:
@@ -172,6 +197,13 @@ def respond(content: Any, status_code: int = 200) -> JSONResponse:
 
 def page(request: Request, items: list[dict[str, Any]]) -> JSONResponse:
     """One page of ``items`` by ``maxresults`` (1 to 1000) and ``$skiptoken``; ``nextLink`` if more."""
+    skip, size = page_window(request)
+    return paged(request, items[skip : skip + size], skip + size < len(items))
+
+
+def page_window(request: Request) -> tuple[int, int]:
+    """Where the page a request asks for begins in the whole list, and how long it is (``$skiptoken``,
+    ``maxresults``: 1 to 1000)."""
     raw_max = request.query_params.get("maxresults") or request.query_params.get("maxResults") or "1000"
     raw_skip = request.query_params.get("$skiptoken") or "0"
     try:
@@ -182,8 +214,14 @@ def page(request: Request, items: list[dict[str, Any]]) -> JSONResponse:
         raise InvalidInput("maxresults must be between 1 and 1000.", target="maxresults")
     if skip < 0:
         raise InvalidInput("$skiptoken is invalid.", target="$skiptoken")
-    body: dict[str, Any] = {"value": items[skip : skip + size]}
-    if skip + size < len(items):
+    return skip, size
+
+
+def paged(request: Request, value: list[dict[str, Any]], more: bool) -> JSONResponse:
+    """The page of ``page_window`` as the answer, with the ``nextLink`` to the next if there is ``more``."""
+    skip, size = page_window(request)
+    body: dict[str, Any] = {"value": value}
+    if more:
         params = dict(request.query_params)
         params["$skiptoken"] = str(skip + size)
         params["maxresults"] = str(size)

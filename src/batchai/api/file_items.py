@@ -8,9 +8,10 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import Request
+from fastapi.responses import JSONResponse
 
 from batchai.api import links
-from batchai.api.deps import run
+from batchai.api.deps import page_window, paged, run
 from batchai.errors import InvalidInput
 from batchai.services import job_files
 from batchai.services.context import Ctx
@@ -26,22 +27,27 @@ def signed_files(
     directory: str,
     linkexpiryinminutes: int,
     with_is_directory: bool = False,
-) -> list[dict[str, Any]]:
-    """The items of ``directory`` under the folder ``folder_of`` finds (None: there is nothing to list), with
-    ``isDirectory`` added for the api versions before 2018-05-01."""
+) -> JSONResponse:
+    """The page the request asks for (``page_window``) of the items of ``directory`` under the folder
+    ``folder_of`` finds (None: there is nothing to list), with ``isDirectory`` added for the api versions
+    before 2018-05-01. Only the page's entries are looked at and signed, so that paging through a folder of
+    many files costs each page the same. An entry that is not served (a link, a FIFO, a name no link can
+    carry) makes its page shorter."""
     if not 5 <= linkexpiryinminutes <= 600:
         raise InvalidInput("linkexpiryinminutes must be between 5 and 600.", target="linkexpiryinminutes")
+    skip, size = page_window(request)
     state = request.app.state
     expiry = int(state.clock().timestamp()) + 60 * linkexpiryinminutes
     endpoint = str(request.base_url).rstrip("/")
 
-    def work(ctx: Ctx) -> list[dict[str, Any]]:
+    def work(ctx: Ctx) -> tuple[list[dict[str, Any]], bool]:
         base = folder_of(ctx)
         if base is None:
-            return []
+            return [], False
         folder = base.child(directory)
+        names = job_files.names_in(ctx.storage, folder)
         out = []
-        for entry in job_files.list_location(ctx.storage, folder):
+        for entry in job_files.entries_in(ctx.storage, folder, names[skip : skip + size]):
             try:
                 place = folder.child(entry.name)
             except InvalidPath:  # a name no link can carry (a '\\' in it): left out, not the whole list
@@ -60,6 +66,7 @@ def signed_files(
             if not entry.is_directory:
                 item["downloadUrl"] = links.sign(state.signing_key, endpoint, place.resource, entry.name, expiry)
             out.append(item)
-        return out
+        return out, skip + size < len(names)
 
-    return run(request, work)
+    items, more = run(request, work)
+    return paged(request, items, more)

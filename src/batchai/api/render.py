@@ -8,6 +8,7 @@ from typing import Any
 from batchai.ids import PROVIDER, group_id, workspace_id
 from batchai.models import wire
 from batchai.services import experiments
+from batchai.services.context import DELETING
 from batchai.services.jobs import JobView
 from batchai.store.tables import (
     Cluster,
@@ -65,7 +66,7 @@ def group(row: ResourceGroup) -> dict[str, Any]:
         "type": "Microsoft.Resources/resourceGroups",
         "location": row.location,
         "tags": row.tags,
-        "properties": {"provisioningState": "Succeeded"},
+        "properties": {"provisioningState": "Deleting" if row.provisioning_state == DELETING else "Succeeded"},
     }
 
 

@@ -80,6 +80,15 @@ def format_duration(value: timedelta) -> str:
     return out + ("T" + clock if clock else "")
 
 
+def _not_a_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("Input should be a valid integer, not a boolean")
+    return value
+
+
+# An integer of the wire format: ``true`` is not 1 (pydantic's lax mode would take it; Azure refuses it).
+WireInt = Annotated[int, BeforeValidator(_not_a_bool)]
+
 Duration = Annotated[
     timedelta,
     BeforeValidator(parse_duration),

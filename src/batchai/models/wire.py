@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from batchai.models.base import Duration, WireEnum, WireModel
+from batchai.models.base import Duration, WireEnum, WireInt, WireModel
 
 
 class AllocationState(WireEnum):
@@ -95,9 +95,9 @@ class AppInsightsReference(WireModel):
 
 
 class AutoScaleSettings(WireModel):
-    minimum_node_count: int = Field(alias="minimumNodeCount")
-    maximum_node_count: int = Field(alias="maximumNodeCount")
-    initial_node_count: int | None = Field(None, alias="initialNodeCount")
+    minimum_node_count: WireInt = Field(alias="minimumNodeCount")
+    maximum_node_count: WireInt = Field(alias="maximumNodeCount")
+    initial_node_count: WireInt | None = Field(None, alias="initialNodeCount")
 
 
 class AzureBlobFileSystemReference(WireModel):
@@ -136,7 +136,7 @@ class CNTKsettings(WireModel):
     python_script_file_path: str | None = Field(None, alias="pythonScriptFilePath")
     python_interpreter_path: str | None = Field(None, alias="pythonInterpreterPath")
     command_line_args: str | None = Field(None, alias="commandLineArgs")
-    process_count: int | None = Field(None, alias="processCount")
+    process_count: WireInt | None = Field(None, alias="processCount")
 
 
 class Caffe2Settings(WireModel):
@@ -150,14 +150,14 @@ class CaffeSettings(WireModel):
     python_script_file_path: str | None = Field(None, alias="pythonScriptFilePath")
     python_interpreter_path: str | None = Field(None, alias="pythonInterpreterPath")
     command_line_args: str | None = Field(None, alias="commandLineArgs")
-    process_count: int | None = Field(None, alias="processCount")
+    process_count: WireInt | None = Field(None, alias="processCount")
 
 
 class ChainerSettings(WireModel):
     python_script_file_path: str = Field(alias="pythonScriptFilePath")
     python_interpreter_path: str | None = Field(None, alias="pythonInterpreterPath")
     command_line_args: str | None = Field(None, alias="commandLineArgs")
-    process_count: int | None = Field(None, alias="processCount")
+    process_count: WireInt | None = Field(None, alias="processCount")
 
 
 class ClusterProperties(WireModel):
@@ -184,7 +184,7 @@ class ClusterProperties(WireModel):
         None, alias="allocationStateTransitionTime", json_schema_extra={"readOnly": True}
     )
     errors: list[BatchAIError] | None = Field(None, alias="errors", json_schema_extra={"readOnly": True})
-    current_node_count: int | None = Field(
+    current_node_count: WireInt | None = Field(
         None, alias="currentNodeCount", json_schema_extra={"readOnly": True}
     )
     node_state_counts: NodeStateCounts | None = Field(
@@ -199,7 +199,7 @@ class ContainerSettings(WireModel):
 
 class CustomMpiSettings(WireModel):
     command_line: str = Field(alias="commandLine")
-    process_count: int | None = Field(None, alias="processCount")
+    process_count: WireInt | None = Field(None, alias="processCount")
 
 
 class CustomToolkitSettings(WireModel):
@@ -207,9 +207,9 @@ class CustomToolkitSettings(WireModel):
 
 
 class DataDisks(WireModel):
-    disk_size_in_gb: int = Field(alias="diskSizeInGB")
+    disk_size_in_gb: WireInt = Field(alias="diskSizeInGB")
     caching_type: CachingType | None = Field(None, alias="cachingType")
-    disk_count: int = Field(alias="diskCount")
+    disk_count: WireInt = Field(alias="diskCount")
     storage_account_type: StorageAccountType = Field(alias="storageAccountType")
 
 
@@ -236,7 +236,7 @@ class ExperimentProperties(WireModel):
 
 class FileProperties(WireModel):
     last_modified: datetime | None = Field(None, alias="lastModified", json_schema_extra={"readOnly": True})
-    content_length: int | None = Field(None, alias="contentLength", json_schema_extra={"readOnly": True})
+    content_length: WireInt | None = Field(None, alias="contentLength", json_schema_extra={"readOnly": True})
 
 
 class File(WireModel):
@@ -272,7 +272,7 @@ class HorovodSettings(WireModel):
     python_script_file_path: str = Field(alias="pythonScriptFilePath")
     python_interpreter_path: str | None = Field(None, alias="pythonInterpreterPath")
     command_line_args: str | None = Field(None, alias="commandLineArgs")
-    process_count: int | None = Field(None, alias="processCount")
+    process_count: WireInt | None = Field(None, alias="processCount")
 
 
 class ImageReference(WireModel):
@@ -298,7 +298,7 @@ class JobProperties(WireModel):
     scheduling_priority: JobPriority | None = Field(None, alias="schedulingPriority")
     cluster: ResourceId | None = Field(None, alias="cluster")
     mount_volumes: MountVolumes | None = Field(None, alias="mountVolumes")
-    node_count: int | None = Field(None, alias="nodeCount")
+    node_count: WireInt | None = Field(None, alias="nodeCount")
     container_settings: ContainerSettings | None = Field(None, alias="containerSettings")
     tool_type: str | None = Field(None, alias="toolType")
     cntk_settings: CNTKsettings | None = Field(None, alias="cntkSettings")
@@ -351,7 +351,7 @@ class JobPropertiesConstraints(WireModel):
 class JobPropertiesExecutionInfo(WireModel):
     start_time: datetime | None = Field(None, alias="startTime", json_schema_extra={"readOnly": True})
     end_time: datetime | None = Field(None, alias="endTime", json_schema_extra={"readOnly": True})
-    exit_code: int | None = Field(None, alias="exitCode", json_schema_extra={"readOnly": True})
+    exit_code: WireInt | None = Field(None, alias="exitCode", json_schema_extra={"readOnly": True})
     errors: list[BatchAIError] | None = Field(None, alias="errors", json_schema_extra={"readOnly": True})
 
 
@@ -366,7 +366,7 @@ class ListUsagesResult(WireModel):
 
 
 class ManualScaleSettings(WireModel):
-    target_node_count: int = Field(alias="targetNodeCount")
+    target_node_count: WireInt = Field(alias="targetNodeCount")
     node_deallocation_option: DeallocationOption | None = Field(None, alias="nodeDeallocationOption")
 
 
@@ -401,17 +401,17 @@ class NodeSetup(WireModel):
 
 
 class NodeStateCounts(WireModel):
-    idle_node_count: int | None = Field(None, alias="idleNodeCount", json_schema_extra={"readOnly": True})
-    running_node_count: int | None = Field(
+    idle_node_count: WireInt | None = Field(None, alias="idleNodeCount", json_schema_extra={"readOnly": True})
+    running_node_count: WireInt | None = Field(
         None, alias="runningNodeCount", json_schema_extra={"readOnly": True}
     )
-    preparing_node_count: int | None = Field(
+    preparing_node_count: WireInt | None = Field(
         None, alias="preparingNodeCount", json_schema_extra={"readOnly": True}
     )
-    unusable_node_count: int | None = Field(
+    unusable_node_count: WireInt | None = Field(
         None, alias="unusableNodeCount", json_schema_extra={"readOnly": True}
     )
-    leaving_node_count: int | None = Field(
+    leaving_node_count: WireInt | None = Field(
         None, alias="leavingNodeCount", json_schema_extra={"readOnly": True}
     )
 
@@ -450,14 +450,14 @@ class PyTorchSettings(WireModel):
     python_script_file_path: str = Field(alias="pythonScriptFilePath")
     python_interpreter_path: str | None = Field(None, alias="pythonInterpreterPath")
     command_line_args: str | None = Field(None, alias="commandLineArgs")
-    process_count: int | None = Field(None, alias="processCount")
+    process_count: WireInt | None = Field(None, alias="processCount")
     communication_backend: str | None = Field(None, alias="communicationBackend")
 
 
 class RemoteLoginInformation(WireModel):
     node_id: str | None = Field(None, alias="nodeId", json_schema_extra={"readOnly": True})
     ip_address: str | None = Field(None, alias="ipAddress", json_schema_extra={"readOnly": True})
-    port: int | None = Field(None, alias="port", json_schema_extra={"readOnly": True})
+    port: WireInt | None = Field(None, alias="port", json_schema_extra={"readOnly": True})
 
 
 class ResourceId(WireModel):
@@ -490,8 +490,8 @@ class TensorFlowSettings(WireModel):
     master_command_line_args: str | None = Field(None, alias="masterCommandLineArgs")
     worker_command_line_args: str | None = Field(None, alias="workerCommandLineArgs")
     parameter_server_command_line_args: str | None = Field(None, alias="parameterServerCommandLineArgs")
-    worker_count: int | None = Field(None, alias="workerCount")
-    parameter_server_count: int | None = Field(None, alias="parameterServerCount")
+    worker_count: WireInt | None = Field(None, alias="workerCount")
+    parameter_server_count: WireInt | None = Field(None, alias="parameterServerCount")
 
 
 class UnmanagedFileSystemReference(WireModel):
@@ -501,8 +501,8 @@ class UnmanagedFileSystemReference(WireModel):
 
 class Usage(WireModel):
     unit: UsageUnit | None = Field(None, alias="unit", json_schema_extra={"readOnly": True})
-    current_value: int | None = Field(None, alias="currentValue", json_schema_extra={"readOnly": True})
-    limit: int | None = Field(None, alias="limit", json_schema_extra={"readOnly": True})
+    current_value: WireInt | None = Field(None, alias="currentValue", json_schema_extra={"readOnly": True})
+    limit: WireInt | None = Field(None, alias="limit", json_schema_extra={"readOnly": True})
     name: UsageName | None = Field(None, alias="name", json_schema_extra={"readOnly": True})
 
 

@@ -45,6 +45,7 @@ from batchai.scheduler.matching import QueuedJob, decide
 from batchai.scheduler.nodes import Nodes, NodeState, describe_node, file_server_dir, file_server_path
 from batchai.scheduler.settings import EngineSettings
 from batchai.services import clusters as cluster_service
+from batchai.services import deletes
 from batchai.services import jobs as job_service
 from batchai.services.context import CommandResult, Ctx, NodeTarget
 from batchai.states import JobState
@@ -112,7 +113,7 @@ class Engine:
         self._launches: queue.SimpleQueue[list[JobStart] | None] = queue.SimpleQueue()
         self._node_commands = threading.BoundedSemaphore(MAX_NODE_COMMANDS)
         self._launch_threads: list[threading.Thread] = []
-        self._abandoned_deletes: set[int] = set()  # cluster ids (see _finish_deletes)
+        self._abandoned_deletes: list[deletes.Abandoned] = []  # (see _finish_deletes)
         self._failed_passes = 0  # in a row
         self._failure_logged = 0.0  # (monotonic)
 
@@ -233,25 +234,16 @@ class Engine:
             self.wake()
 
     def _finish_deletes(self) -> None:
-        """The deletes of clusters a stopped server left half done (marked deleting, their jobs asked to stop):
-        once their jobs have ended, each cluster goes as the API's delete would have removed it."""
-        if not self._abandoned_deletes:
-            return
-        with self.db.session() as session:
-            ctx = Ctx(session=session, storage=self.storage, clock=self.clock, runtime=self)
-            for cluster_id in list(self._abandoned_deletes):
-                row = session.get(Cluster, cluster_id)
-                if row is not None and any(
-                    not JobState(job.execution_state).is_terminal for job in job_service.on_cluster(ctx, row)
-                ):
+        """The deletes a stopped server left half done (resources marked deleting, their jobs asked to stop):
+        once their jobs have ended, each resource goes as the API's delete would have removed it."""
+        for kind, row_id in list(self._abandoned_deletes):
+            with self.db.session() as session:
+                ctx = Ctx(session=session, storage=self.storage, clock=self.clock, runtime=self)
+                if not deletes.finish(ctx, kind, row_id):
                     continue  # the engine is still ending its jobs
-                if row is not None:
-                    log.info("finishing the delete of cluster %s, which the server stopped before", row.name)
-                    with session.no_autoflush:
-                        cluster_service.delete_row(ctx, row)
-                self._abandoned_deletes.discard(cluster_id)
-        for callback in ctx.after_commit:  # (once committed: the nodes' directories go)
-            callback()
+            self._abandoned_deletes.remove((kind, row_id))
+            for callback in ctx.after_commit:  # (once committed: e.g. the nodes' directories go)
+                callback()
 
     def _ctx(self, session: Session) -> Ctx:
         return Ctx(session=session, storage=self.storage, clock=self.clock)
@@ -286,9 +278,7 @@ class Engine:
         so they are stopped (in the background, as stopping takes up to the grace period)."""
         with self.db.session() as session:
             # Clusters a stopped server was deleting (no request waits on them now): the engine finishes them.
-            self._abandoned_deletes = set(
-                session.scalars(select(Cluster.id).filter(Cluster.provisioning_state == "deleting"))
-            )
+            self._abandoned_deletes = deletes.abandoned(session)
             for task in session.scalars(select(Task).filter(Task.exit_code.is_(None), Task.finished_at.is_(None))):
                 handle = supervisor.from_info(task.info)
                 if handle is not None:

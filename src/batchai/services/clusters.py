@@ -15,7 +15,15 @@ from batchai.ids import check_name, parse_child_id
 from batchai.models.resources import ClusterInput, ClusterPatch
 from batchai.models.wire import ClusterProperties, ScaleSettings
 from batchai.services import mounts, workspaces
-from batchai.services.context import Ctx, NodeTarget, find, find_to_delete, require
+from batchai.services.context import (
+    Ctx,
+    NodeTarget,
+    find,
+    find_to_delete,
+    mark_deleting,
+    refuse_if_deleting,
+    require,
+)
 from batchai.services.node_rules import MAX_CLUSTER_NODES, check_count, check_node_path, check_variables
 from batchai.store.tables import Cluster, Node
 
@@ -59,13 +67,8 @@ def by_id(ctx: Ctx, resource_id: str, target: str) -> ClusterRef:
     row = ctx.session.connection().execute(_REF_BY_PATH, names).first()
     if row is None:
         raise InvalidInput(f"The cluster '{resource_id}' was not found.", code="ClusterNotFound", target=target)
-    if row.provisioning_state == "deleting":
-        raise _being_deleted(row.name)
+    refuse_if_deleting(row, "cluster")
     return ClusterRef(row.id, row.name, row.spec)
-
-
-def _being_deleted(name: str) -> Conflict:
-    return Conflict(f"The cluster '{name}' is being deleted.", code="ClusterBeingDeleted", target=name)
 
 
 def scale_spec(settings: ScaleSettings | None, target: str) -> dict[str, Any]:
@@ -218,6 +221,7 @@ def put(ctx: Ctx, sub: str, group: str, workspace: str, name: str, body: Cluster
     spec = build_spec(ctx, body.properties)
     row = find(ctx.session, Cluster, name, workspace_id=parent.id)
     if row is not None:
+        refuse_if_deleting(row, "cluster")
         if row.spec != spec:
             scale_only = {**row.spec, "scaleSettings": None} == {**spec, "scaleSettings": None}
             raise Conflict(
@@ -259,8 +263,7 @@ def initial_nodes(spec: dict[str, Any]) -> int:
 
 def patch(ctx: Ctx, sub: str, group: str, workspace: str, name: str, body: ClusterPatch) -> Cluster:
     row = get(ctx, sub, group, workspace, name)
-    if row.provisioning_state == "deleting":
-        raise _being_deleted(row.name)
+    refuse_if_deleting(row, "cluster")
     if body.properties.scale_settings is not None:
         scale = scale_spec(body.properties.scale_settings, "properties.scaleSettings")
         if scale != row.spec["scaleSettings"] and row.allocation_state != "resizing":
@@ -280,8 +283,7 @@ def stop_for_delete(ctx: Ctx, row: Cluster) -> list[int]:
     """First step of deleting a cluster: mark it deleting and ask its unfinished jobs to stop."""
     from batchai.services import jobs
 
-    row.provisioning_state = "deleting"
-    row.provisioning_state_time = ctx.clock()
+    mark_deleting(ctx, row)
     return jobs.stop_all(ctx, jobs.on_cluster(ctx, row), "cluster_deleted")
 
 

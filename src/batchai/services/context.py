@@ -10,7 +10,7 @@ from typing import Any, Protocol, TypeVar, cast
 from sqlalchemy import CursorResult, inspect, select, update
 from sqlalchemy.orm import Session
 
-from batchai.errors import NotFound
+from batchai.errors import Conflict, NotFound
 from batchai.storage.base import StorageBackend
 
 
@@ -79,20 +79,52 @@ def find(session: Session, model: type[T], name: str, **parent: object) -> T | N
 
 
 def find_to_delete(session: Session, model: type[T], name: str, **parent: object) -> T | None:
-    """``find`` for a delete: the row once this transaction holds it (a write that changes nothing and waits
-    for any other writer), or None if there is none, or none any more: a concurrent delete took it first (that
-    request answers 200, this one 204, as ARM's deletes of what is gone do)."""
+    """``find`` for a delete: the row once this transaction holds it (``claim``), or None if there is none, or
+    none any more: a concurrent delete took it first (that request answers 200, this one 204, as ARM's deletes
+    of what is gone do)."""
     row = find(session, model, name, **parent)
-    if row is None:
-        return None
+    return row if row is not None and claim(session, row) else None
+
+
+def claim(session: Session, row: object) -> bool:
+    """Hold ``row`` for this transaction (a write that changes nothing and waits for any other writer); False
+    (and the row let go) when it is gone by then."""
     state = inspect(row)
     table = state.mapper.local_table
     key = state.mapper.primary_key_from_instance(row)[0]
     claimed = session.execute(update(table).where(table.c.id == key).values(id=table.c.id))
     if cast(CursorResult[Any], claimed).rowcount == 0:
         session.expunge(row)
-        return None
-    return row
+        return False
+    return True
+
+
+# ``provisioning_state`` of a resource whose delete has begun (its jobs asked to stop) and not yet ended.
+DELETING = "deleting"
+
+
+class Deletable(Protocol):
+    name: str
+    provisioning_state: str
+    provisioning_state_time: datetime
+
+
+def mark_deleting(ctx: Ctx, row: Deletable) -> None:
+    """The first step of a delete: the resource shows ``deleting`` until it is gone (and, should the server
+    stop meanwhile, the engine finishes the delete: ``services.deletes``)."""
+    if row.provisioning_state != DELETING:
+        row.provisioning_state = DELETING
+        row.provisioning_state_time = ctx.clock()
+
+
+def refuse_if_deleting(row: Deletable, kind: str) -> None:
+    """409 for a change to (or under) a resource being deleted, as ARM answers it."""
+    if row.provisioning_state == DELETING:
+        raise Conflict(
+            f"The {kind} '{row.name}' is being deleted.",
+            code=f"{kind.title().replace(' ', '')}BeingDeleted",
+            target=row.name,
+        )
 
 
 def require(session: Session, model: type[T], name: str, kind: str, code: str | None = None, **parent: object) -> T:

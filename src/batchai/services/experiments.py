@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from batchai.ids import check_name, experiment_id
 from batchai.services import workspaces
-from batchai.services.context import Ctx, find, find_to_delete, require
+from batchai.services.context import Ctx, find, find_to_delete, mark_deleting, refuse_if_deleting, require
 from batchai.store.tables import Experiment, ResourceGroup, Workspace
 
 
@@ -24,6 +24,7 @@ _REF = workspaces.under_workspace(
     select(
         Experiment.id,
         Experiment.name,
+        Experiment.provisioning_state,
         Workspace.name.label("workspace"),
         ResourceGroup.name.label("group"),
         ResourceGroup.subscription,
@@ -51,7 +52,9 @@ def ref(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> Experiment
     row = ctx.session.connection().execute(_REF, workspaces.path_names(sub, group, workspace, name)).first()
     if row is None:
         found = get(ctx, sub, group, workspace, name)  # says which part of the path is missing
+        refuse_if_deleting(found, "experiment")
         return ExperimentRef(found.id, arm_id(found))
+    refuse_if_deleting(row, "experiment")
     return ExperimentRef(row.id, experiment_id(row.subscription, row.group, row.workspace, row.name))
 
 
@@ -61,6 +64,7 @@ def put(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> tuple[Expe
     parent = workspaces.get(ctx, sub, group, workspace)
     row = find(ctx.session, Experiment, name, workspace_id=parent.id)
     if row is not None:
+        refuse_if_deleting(row, "experiment")
         return row, False
     now = ctx.clock()
     row = Experiment(
@@ -95,7 +99,10 @@ def prepare_delete(ctx: Ctx, sub: str, group: str, workspace: str, name: str) ->
 
     parent = workspaces.get(ctx, sub, group, workspace)
     row = find(ctx.session, Experiment, name, workspace_id=parent.id)
-    return jobs.stop_all(ctx, list(row.jobs), "deleted") if row else []
+    if row is None:
+        return []
+    mark_deleting(ctx, row)
+    return jobs.stop_all(ctx, list(row.jobs), "deleted")
 
 
 def delete(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> bool:

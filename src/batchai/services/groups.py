@@ -7,7 +7,7 @@ from sqlalchemy import select
 from batchai.errors import InvalidInput
 from batchai.ids import GROUP_NAME, check_name
 from batchai.models.resources import ResourceGroupInput, ResourceGroupPatch
-from batchai.services.context import Ctx, find, find_to_delete, require
+from batchai.services.context import Ctx, find, find_to_delete, mark_deleting, refuse_if_deleting, require
 from batchai.store.tables import ResourceGroup
 
 
@@ -20,6 +20,7 @@ def put(ctx: Ctx, sub: str, name: str, body: ResourceGroupInput) -> tuple[Resour
     check_name("resource group", name, GROUP_NAME)
     row = find(ctx.session, ResourceGroup, name, subscription=sub)
     if row is not None:
+        refuse_if_deleting(row, "resource group")
         if body.location.lower() != row.location.lower():
             raise InvalidInput(
                 f"Invalid resource group location '{body.location}'. The Resource group already exists in "
@@ -61,7 +62,10 @@ def prepare_delete(ctx: Ctx, sub: str, name: str) -> list[int]:
     from batchai.services import workspaces
 
     row = find(ctx.session, ResourceGroup, name, subscription=sub)
-    return [i for w in row.workspaces for i in workspaces.stop_for_delete(ctx, w)] if row else []
+    if row is None:
+        return []
+    mark_deleting(ctx, row)
+    return [i for w in row.workspaces for i in workspaces.stop_for_delete(ctx, w)]
 
 
 def delete(ctx: Ctx, sub: str, name: str) -> bool:
@@ -69,6 +73,11 @@ def delete(ctx: Ctx, sub: str, name: str) -> bool:
     row = find_to_delete(ctx.session, ResourceGroup, name, subscription=sub)
     if row is None:
         return False
+    delete_row(ctx, row)
+    return True
+
+
+def delete_row(ctx: Ctx, row: ResourceGroup) -> None:
     from batchai.services import storage_accounts, workspaces
 
     for workspace in list(row.workspaces):
@@ -76,4 +85,3 @@ def delete(ctx: Ctx, sub: str, name: str) -> bool:
     for account in list(row.storage_accounts):
         storage_accounts.delete_row(ctx, account)
     ctx.session.delete(row)
-    return True

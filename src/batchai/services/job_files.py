@@ -9,8 +9,10 @@ the files without asking a node. Any other absolute path is a path on the (local
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -19,7 +21,7 @@ from batchai.errors import InvalidInput, NotFound
 from batchai.runtime.launch import output_suffix
 from batchai.services.mounts import parse_file_url
 from batchai.storage import beneath
-from batchai.storage.base import Entry, PathNotFound, Volume, VolumeKind, clean_path
+from batchai.storage.base import Entry, InvalidPath, PathNotFound, StorageBackend, Volume, VolumeKind, clean_path
 from batchai.store.tables import Cluster, Job
 
 STDOUTERR = "stdouterr"
@@ -133,39 +135,66 @@ def directory_of(job: Job, cluster: Cluster | None, directory_id: str) -> Locati
     )
 
 
-def list_location(storage: Any, location: Location) -> list[Entry]:
-    """Entries directly in a Location; a directory not created yet lists as empty."""
+def names_in(storage: StorageBackend, location: Location) -> list[str]:
+    """The names directly in a Location, sorted, each not looked at yet (``entries_in``); a directory not created
+    yet lists as empty."""
     if location.volume is not None:
         try:
-            return list(storage.list(location.volume, location.path))
+            return storage.names(location.volume, location.path)
         except PathNotFound:
             return []
+    with _host_dir(location) as fd:
+        if fd is None:
+            return []
+        try:
+            with os.scandir(fd) as entries:
+                return sorted(e.name for e in entries)
+        except NotADirectoryError:
+            return []
+
+
+def entries_in(storage: StorageBackend, location: Location, names: list[str]) -> list[Entry]:
+    """The files and directories among ``names`` in a Location (in that order): what is gone meanwhile, is
+    neither (a FIFO, a socket, a device; on this host also a link, which may point anywhere), or has a name
+    the API cannot show, is left out."""
+    out = []
+    if location.volume is not None:
+        for name in names:
+            try:
+                name.encode()
+                out.append(storage.stat(location.volume, f"{location.path}/{name}" if location.path else name))
+            except (UnicodeEncodeError, PathNotFound, InvalidPath):
+                continue
+        return out
+    with _host_dir(location) as fd:
+        for name in names if fd is not None else []:
+            try:
+                name.encode()
+                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except (UnicodeEncodeError, OSError):
+                continue
+            if (entry := Entry.of(info, name)) is not None:
+                out.append(entry)
+    return out
+
+
+@contextlib.contextmanager
+def _host_dir(location: Location) -> Iterator[int | None]:
+    """A Location's directory on this host, opened below its folder through no link (None: not made yet)."""
     assert location.host is not None
     try:
         fd = beneath.open_beneath(location.host, location.path, follow_links=False)
     except FileNotFoundError:  # not made yet
-        return []
+        yield None
+        return
     except OSError as exc:  # a link on the way (which may point anywhere on the host), or a file
         raise NotFound(
             f"'{location.name}' is not a directory of the job's output.", code="PathNotFound", target="path"
         ) from exc
-    out = []
     try:
-        with os.scandir(fd) as entries:
-            for child in sorted(entries, key=lambda e: e.name):
-                try:
-                    child.name.encode()
-                    # Links are not served (they may point anywhere on the host), nor FIFOs, sockets, devices.
-                    info = child.stat(follow_symlinks=False)
-                except (UnicodeEncodeError, OSError):  # a name the API cannot show, or gone meanwhile
-                    continue
-                if (entry := Entry.of(info, child.name)) is not None:
-                    out.append(entry)
-    except NotADirectoryError:
-        return []
+        yield fd
     finally:
         os.close(fd)
-    return out
 
 
 def open_host_file(location: Location) -> tuple[BinaryIO, int]:

@@ -16,7 +16,15 @@ from batchai.models.resources import JobInput
 from batchai.models.wire import JobProperties
 from batchai.runtime import distributed
 from batchai.services import clusters, experiments, mounts, workspaces
-from batchai.services.context import Ctx, NodeTarget, find, find_to_delete, require
+from batchai.services.context import (
+    Ctx,
+    NodeTarget,
+    find,
+    find_to_delete,
+    mark_deleting,
+    refuse_if_deleting,
+    require,
+)
 from batchai.services.node_rules import (
     MAX_PROCESSES_PER_NODE,
     MAX_WALL_CLOCK_DAYS,
@@ -269,6 +277,7 @@ def create(
     connection = ctx.session.connection()
     if connection.execute(_EXISTS, {"experiment_id": parent.id, "key": name.lower()}).first():
         row = require(ctx.session, Job, name, "job", experiment_id=parent.id)
+        refuse_if_deleting(row, "job")
         if row.spec != spec:
             raise Conflict(
                 f"The job '{name}' exists; jobs cannot be changed (delete it, or use another name).",
@@ -436,7 +445,13 @@ def delete_row(ctx: Ctx, row: Job) -> None:
 def prepare_delete(ctx: Ctx, sub: str, group: str, workspace: str, experiment: str, name: str) -> list[int]:
     parent = experiments.get(ctx, sub, group, workspace, experiment)
     row = find(ctx.session, Job, name, experiment_id=parent.id)
-    return stop_all(ctx, [row], "deleted") if row else []
+    return stop_for_delete(ctx, row) if row else []
+
+
+def stop_for_delete(ctx: Ctx, row: Job) -> list[int]:
+    """First step of deleting a job: mark it deleting and ask it to stop if it runs."""
+    mark_deleting(ctx, row)
+    return stop_all(ctx, [row], "deleted")
 
 
 def delete(ctx: Ctx, sub: str, group: str, workspace: str, experiment: str, name: str) -> bool:

@@ -12,7 +12,7 @@ from batchai.errors import InvalidInput
 from batchai.ids import check_name
 from batchai.models.resources import WorkspaceInput, WorkspacePatch
 from batchai.services import groups
-from batchai.services.context import Ctx, find, find_to_delete, require
+from batchai.services.context import Ctx, find, find_to_delete, mark_deleting, refuse_if_deleting, require
 from batchai.store.tables import Cluster, Experiment, FileServer, ResourceGroup, Workspace
 
 Child = TypeVar("Child", Experiment, Cluster, FileServer)
@@ -61,6 +61,7 @@ def put(ctx: Ctx, sub: str, group: str, name: str, body: WorkspaceInput) -> tupl
     parent = groups.get(ctx, sub, group)
     row = find(ctx.session, Workspace, name, group_id=parent.id)
     if row is not None:
+        refuse_if_deleting(row, "workspace")
         if body.location.lower() != row.location.lower():
             raise InvalidInput(
                 f"The workspace '{name}' exists in location '{row.location}'; its location cannot change.",
@@ -110,6 +111,7 @@ def list_in_subscription(ctx: Ctx, sub: str) -> list[Workspace]:
 def stop_for_delete(ctx: Ctx, row: Workspace) -> list[int]:
     from batchai.services import clusters, jobs
 
+    mark_deleting(ctx, row)
     ids = [i for e in row.experiments for i in jobs.stop_all(ctx, list(e.jobs), "deleted")]
     return ids + [i for c in row.clusters for i in clusters.stop_for_delete(ctx, c)]
 

@@ -170,6 +170,10 @@ class StorageBackend(Protocol):
 
     def list_volumes(self, account: str, kind: VolumeKind) -> list[str]: ...
 
+    def names(self, volume: Volume, path: str = "") -> list[str]:
+        """The names directly in a directory, sorted, without looking at each (a page of a long listing is then
+        ``stat``-ed alone; a name may turn out to be neither a file nor a directory); raises PathNotFound."""
+
     def list(self, volume: Volume, path: str = "", *, recursive: bool = False) -> list[Entry]:
         """Entries under a directory (``path`` must be a directory); raises PathNotFound."""
 
@@ -190,6 +194,11 @@ class StorageBackend(Protocol):
 
     def open(self, volume: Volume, path: str) -> BinaryIO:
         """Open a file for reading; raises PathNotFound, or InvalidPath for a directory."""
+
+    def sweep_uploads(self, before: float) -> int:
+        """Remove the temporary files of uploads begun before ``before`` (epoch seconds): what a server stopped
+        in the middle of an upload left. Called once at start-up (nothing older is still being written, since
+        one server runs per home); returns how many went."""
 
     def local_path(self, volume: Volume, path: str = "") -> Path | None:
         """A path on this host that shows the volume's files (to mount on local nodes), if there is one."""

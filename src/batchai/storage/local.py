@@ -111,6 +111,14 @@ class LocalStorage:
             raise PathNotFound(f"'{rel}' was not found in the {volume.label}.", target=rel)
         return entry
 
+    def names(self, volume: Volume, path: str = "") -> list[str]:
+        target, rel = self._resolve(volume, path)
+        try:
+            with os.scandir(target) as entries:
+                return sorted(e.name for e in entries if not e.name.startswith(UPLOAD_PREFIX))
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise PathNotFound(f"The directory '{rel}' was not found in the {volume.label}.", target=rel) from exc
+
     def list(self, volume: Volume, path: str = "", *, recursive: bool = False) -> list[Entry]:
         target, rel = self._resolve(volume, path)
         if not target.is_dir():
@@ -202,6 +210,20 @@ class LocalStorage:
             self._resolve(volume, path, allow_root=False)  # InvalidPath if it leads outside (the open refused it)
             raise PathNotFound(f"The file '{rel}' was not found in the {volume.label}.", target=rel) from exc
         return os.fdopen(fd, "rb")
+
+    def sweep_uploads(self, before: float) -> int:
+        swept = 0
+        for folder, _dirs, files in os.walk(self.root):  # (links are not followed)
+            for name in files:
+                if name.startswith(UPLOAD_PREFIX):
+                    path = os.path.join(folder, name)
+                    try:
+                        if os.lstat(path).st_mtime < before:
+                            os.unlink(path)
+                            swept += 1
+                    except OSError:
+                        continue  # gone meanwhile
+        return swept
 
     def local_path(self, volume: Volume, path: str = "") -> Path | None:
         target, _ = self._resolve(volume, path)

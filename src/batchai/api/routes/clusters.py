@@ -80,7 +80,7 @@ def list_setup_output_files(
         row = clusters.get(ctx, sub, group, workspace, cluster)
         return job_files.setup_output_of(row, clusters.setup_output_suffix(row))
 
-    return page(request, signed_files(request, folder_of, directory, linkexpiryinminutes))
+    return signed_files(request, folder_of, directory, linkexpiryinminutes)
 
 
 @router.delete(CLUSTER)

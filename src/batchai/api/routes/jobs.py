@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
 
 from batchai.api import render
 from batchai.api.deps import api_version, delete_in_two_steps, page, respond, run, run_on_node, wait_jobs_ended
@@ -73,15 +74,12 @@ def list_output_files(
     linkexpiryinminutes: int = 60,
 ) -> Any:
     """Files of ``stdouterr`` or an output directory, each with a signed link valid for the given minutes."""
-    return page(
+    return output_files(
         request,
-        output_files(
-            request,
-            lambda ctx: jobs.get(ctx, sub, group, workspace, experiment, job),
-            outputdirectoryid,
-            directory,
-            linkexpiryinminutes,
-        ),
+        lambda ctx: jobs.get(ctx, sub, group, workspace, experiment, job),
+        outputdirectoryid,
+        directory,
+        linkexpiryinminutes,
     )
 
 
@@ -92,8 +90,9 @@ def output_files(
     directory: str,
     linkexpiryinminutes: int,
     with_is_directory: bool = False,
-) -> list[dict[str, Any]]:
-    """The File items of a job's output directory (``isDirectory`` added for the api versions before 2018-05-01)."""
+) -> JSONResponse:
+    """A page of the File items of a job's output directory (``isDirectory`` added for the api versions before
+    2018-05-01)."""
 
     def folder_of(ctx: Ctx) -> job_files.Location:
         row = find_job(ctx)

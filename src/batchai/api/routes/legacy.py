@@ -237,7 +237,7 @@ def terminate_job(sub: str, group: str, job: str, request: Request) -> Response:
 def delete_job(sub: str, group: str, job: str, request: Request) -> Response:
     def prepare(ctx: Ctx) -> list[int]:
         row = legacy.find_job(ctx, sub, group, job)
-        return jobs.stop_all(ctx, [row], "deleted") if row else []
+        return jobs.stop_for_delete(ctx, row) if row else []
 
     def delete(ctx: Ctx) -> bool:
         row = legacy.find_job(ctx, sub, group, job)
@@ -260,7 +260,7 @@ def list_output_files(
     directory: str = ".",
     linkexpiryinminutes: int = 60,
 ) -> Any:
-    files = output_files(
+    return output_files(
         request,
         lambda ctx: legacy.require_job(ctx, sub, group, job),
         outputdirectoryid,
@@ -268,7 +268,6 @@ def list_output_files(
         linkexpiryinminutes,
         with_is_directory=True,
     )
-    return page(request, files)
 
 
 @router.post(JOB + "/listRemoteLoginInformation")
