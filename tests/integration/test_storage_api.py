@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -333,3 +335,32 @@ def test_files_survive_a_restart(server: Server) -> None:
     downloaded = server.http.get("/storage/sapersist1/shares/scripts/files/models/m.bin")
     assert downloaded.status_code == 200 and downloaded.content == data
     assert server.http.get("/storage/sapersist1/shares").json() == {"value": [{"name": "scripts"}]}
+
+
+def test_what_an_upload_cut_by_a_server_kill_left_is_swept_at_the_next_start(server: Server) -> None:
+    """An upload streams into a hidden temporary file beside its target; a server killed meanwhile leaves that
+    file behind (never listed). The next server removes it as it starts."""
+    make_account(server, "sa-swept", "saswept1")
+    make_share(server, "saswept1", "scripts")
+    share = server.home / "storage" / "saswept1" / "shares" / "scripts"
+    resume = threading.Event()
+
+    def body() -> Iterator[bytes]:
+        yield os.urandom(MB)
+        resume.wait(30)
+        yield b"rest"
+
+    def upload() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            server.http.put("/storage/saswept1/shares/scripts/files/models/m.bin", content=body())
+
+    uploading = threading.Thread(target=upload)
+    uploading.start()
+    (temporary,) = wait_for(lambda: list(share.rglob(".batchai-upload-*")), message="the upload's temporary file")
+    server.stop(kill=True)
+    resume.set()
+    uploading.join(30)
+    assert temporary.exists() and not (share / "models" / "m.bin").exists()
+    server.start()
+    wait_for(lambda: not temporary.exists(), message="the temporary file to be swept")
+    assert server.http.get("/storage/saswept1/shares/scripts/files", params={"path": "models"}).status_code == 200

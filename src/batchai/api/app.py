@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -35,6 +36,7 @@ from batchai.providers.local import LocalProvider
 from batchai.scheduler.engine import Engine
 from batchai.scheduler.settings import EngineSettings
 from batchai.services.context import utc_now
+from batchai.storage.base import StorageBackend
 from batchai.storage.local import LocalStorage
 from batchai.store.db import Database
 
@@ -194,6 +196,14 @@ def node_provider(settings: Settings) -> NodeProvider:
     return LocalProvider(settings.nodes_root, settings.run_dir, grace_seconds=settings.grace_seconds)
 
 
+def _sweep_uploads(backend: StorageBackend, before: float) -> None:
+    try:
+        if swept := backend.sweep_uploads(before):
+            log.info("removed %d temporary file(s) of uploads a stopped server left unfinished", swept)
+    except OSError as exc:
+        log.warning("could not sweep the files of unfinished uploads: %s", exc)
+
+
 def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> FastAPI:
     """A batchai server for ``settings``: migrates the database and writes credentials on start-up."""
     private_dir(settings.home)
@@ -222,6 +232,8 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
         )
         engine.start()
         app.state.engine = engine
+        sweep = threading.Thread(target=_sweep_uploads, args=(backend, clock().timestamp()), name="sweep", daemon=True)
+        sweep.start()
         log.info("batchai %s serving at %s, home %s", __version__, settings.endpoint, settings.home)
         if settings.containers_on_host:
             log.warning("containers on host: jobs that ask for a container image run directly on this host")
