@@ -97,6 +97,7 @@ def test_list_download_and_wait(server: Server, tmp_path: Path) -> None:
     dest = tmp_path / "downloaded"
     server.ok("job", "file", "download", "-j", "maker", *e, "-d", "MODEL", "--dest", str(dest))
     assert (dest / "model.bin").read_text() == "weights\n"
+    assert (dest / "sub" / "x.txt").read_text() == "deep\n"  # with the folders below, as download-batch does
     logs = {f["name"] for f in server.ok("job", "file", "list", "-j", "maker", *e)}
     assert {"stdout.txt", "stderr.txt", "execution.log"} <= logs
     assert "OutputDirectoryNotFound" in server.fails("job", "file", "list", "-j", "maker", *e, "-d", "NOPE")

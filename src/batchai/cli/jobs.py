@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -335,11 +336,13 @@ def job_file_download(
     file_name: str | None,
     dest: str,
 ) -> Any:
-    """Download a job's output files into a local directory."""
+    """Download a job's output files into a local directory, with the folders below it (as
+    ``storage file download-batch`` does); ``--file-name`` downloads one file."""
+    jpath = job_path(client, group, workspace, experiment, name)
     files = [
-        f
-        for f in list_files(client, job_path(client, group, workspace, experiment, name), output_directory_id, path)
-        if f.get("fileType") == "file" and (file_name is None or f["name"] == file_name)
+        (f"{folder}{f['name']}", f)
+        for folder, f in _files_below(client, jpath, output_directory_id, path)
+        if file_name is None or (not folder and f["name"] == file_name)
     ]
     if file_name and not files:
         raise CliError(f"no file '{file_name}' in '{output_directory_id}'")
@@ -347,11 +350,25 @@ def job_file_download(
     target.mkdir(parents=True, exist_ok=True)
     done = []
     with progress_bar() as progress:
-        for item in files:
-            local = target / item["name"]
-            size = download(client, progress, item["downloadUrl"], local, item["name"])
-            done.append({"name": item["name"], "path": str(local), "contentLength": size})
+        for relative, item in files:
+            local = target / relative
+            local.parent.mkdir(parents=True, exist_ok=True)
+            size = download(client, progress, item["downloadUrl"], local, relative)
+            done.append({"name": relative, "path": str(local), "contentLength": size})
     return done
+
+
+def _files_below(client: Client, jpath: str, directory_id: str, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The files of ``path`` in a job's output directory and of every folder below it, each with the folder it
+    is in (relative to ``path``, with a trailing '/'; '' for ``path`` itself)."""
+    folders = [""]
+    while folders:
+        folder = folders.pop(0)
+        for item in list_files(client, jpath, directory_id, f"{path.rstrip('/')}/{folder}" if folder else path):
+            if item.get("fileType") == "directory":
+                folders.append(f"{folder}{item['name']}/")
+            else:
+                yield folder, item
 
 
 # -- job nodes -----------------------------------------------------------------------------------------
