@@ -366,6 +366,20 @@ def test_a_node_whose_preparation_fails_fails_the_mpi_job(dist: Bench) -> None:
     assert (dist.stdouterr("badprep") / "stderr-job_prep-node-1.txt").read_text().startswith("no disk\n")
 
 
+def test_a_terminated_job_reports_the_exit_code_of_its_stopped_process(dist: Bench) -> None:
+    """A job terminated while it runs ends with its process's exit code, 128 + SIGTERM, on Ray as on the local
+    provider: the node's agent stops a process it started itself, and must not lose that process's exit status
+    (reaped behind its Popen, it read as 0)."""
+    started = dist.tmp / "started"
+    dist.submit("long", customToolkitSettings={"commandLine": f"echo $$ > {started}; exec sleep 600"})
+    wait_for(lambda: started.exists() and started.read_text().strip(), message="the job's process to start")
+    dist.terminate("long")
+    props = dist.wait_job("long", timeout=60)
+    assert props["executionState"] == "failed"
+    assert props["executionInfo"]["errors"][0]["code"] == "JobTerminated"
+    assert props["executionInfo"]["exitCode"] == 143, props["executionInfo"]
+
+
 # -- Ray only: faults and restarts -----------------------------------------------------------------------
 def test_a_command_runs_on_the_node_it_names(dist: Bench, service_port: int) -> None:
     """execOnNode (az's 'node exec') through the node's provider: the launcher here, the node's agent on Ray;

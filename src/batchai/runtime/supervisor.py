@@ -151,6 +151,7 @@ _children_lock = threading.Lock()
 _leftovers_stopped: set[tuple[int, float]] = set()  # processes whose leftovers were told to stop (once each)
 LEFTOVER_GRACE = 10.0  # seconds what an ended process left running has to stop, unless the caller says
 _exited: dict[tuple[int, float], int | None] = {}
+_poll_lock = threading.Lock()  # a node's agent polls its children from many threads at once
 
 
 def running_children() -> bool:
@@ -183,20 +184,21 @@ def poll(handle: Handle, grace: float = LEFTOVER_GRACE) -> Outcome | None:
     the process left running is stopped the first time it is seen ended (``grace``: see ``_stop_leftovers``),
     unless the handle keeps it."""
     key = (handle.pid, handle.start)
-    if key in _exited:
-        return Outcome(_exited[key])
-    if _alive(handle):
-        return None
-    child = _children.pop(handle.pid, None)
-    if key not in _leftovers_stopped and not handle.keep:
-        _leftovers_stopped.add(key)
-        _stop_leftovers(handle, grace, adopted=child is not None)
-    code, ended_at = _recorded(handle)
-    if code is None and child is not None and child.returncode is not None:
-        code = child.returncode if child.returncode >= 0 else 128 - child.returncode
-    if child is not None:
-        _exited[key] = code
-    return Outcome(code, ended_at=ended_at)
+    with _poll_lock:  # (polls from several threads: only the first to see a child ended may take it)
+        if key in _exited:
+            return Outcome(_exited[key])
+        if _alive(handle):
+            return None
+        child = _children.pop(handle.pid, None)
+        if key not in _leftovers_stopped and not handle.keep:
+            _leftovers_stopped.add(key)
+            _stop_leftovers(handle, grace, adopted=child is not None)
+        code, ended_at = _recorded(handle)
+        if code is None and child is not None and child.returncode is not None:
+            code = child.returncode if child.returncode >= 0 else 128 - child.returncode
+        if child is not None:
+            _exited[key] = code
+        return Outcome(code, ended_at=ended_at)
 
 
 def wait(handle: Handle, timeout: float | None = None, grace: float = LEFTOVER_GRACE) -> Outcome | None:
@@ -279,6 +281,22 @@ def _tree(handle: Handle) -> list[psutil.Process]:
         return []
 
 
+def _wait_procs(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """``psutil.wait_procs``, but this process's own children (``_children``: a node's agent starts its tasks
+    itself) are waited for through their Popen: psutil would reap them behind it, and Popen would then read
+    exit code 0 for a process that a signal ended. Returns those still alive."""
+    deadline = time.monotonic() + timeout
+    own = {p.pid: child for p in processes if (child := _children.get(p.pid)) is not None}
+    _, alive = psutil.wait_procs([p for p in processes if p.pid not in own], timeout=timeout)
+    for process in processes:
+        if process.pid in own:
+            try:
+                own[process.pid].wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                alive.append(process)
+    return list(alive)
+
+
 def stop(handle: Handle, grace: float) -> Outcome:
     """SIGTERM the process tree, wait up to ``grace`` seconds, then SIGKILL what is left. Idempotent."""
     tree = _tree(handle)
@@ -288,14 +306,14 @@ def stop(handle: Handle, grace: float) -> Outcome:
     if tree:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(handle.pid, signal.SIGTERM)
-    _, alive = psutil.wait_procs(tree, timeout=grace)
+    alive = _wait_procs(tree, timeout=grace)
     for process in alive:
         with contextlib.suppress(psutil.NoSuchProcess):
             process.kill()
     if alive:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(handle.pid, signal.SIGKILL)
-    psutil.wait_procs(alive, timeout=5)
+    _wait_procs(alive, timeout=5)
     return wait(handle, timeout=5, grace=grace) or Outcome(None)
 
 
