@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -127,6 +128,25 @@ def test_a_launcher_that_died_is_replaced_at_the_next_start(
     wait_for(lambda: client.outcome(second) is not None, timeout=10)
     assert client.outcome(second) == Outcome(0, ended_at=ANY)
     assert _launcher(run_dir).pid != old.pid
+
+
+def test_a_launcher_whose_server_stopped_before_it_connected_ends(tmp_path: Path, run_dir: Path) -> None:
+    """A server killed just after it started its launcher never connects to it: the launcher ends soon (rather
+    than waiting half a minute for a first client), and a server started since connects to a new one."""
+    spawn = (
+        "import os, subprocess, sys; subprocess.Popen([sys.executable, '-m', 'batchai.runtime.launcher', "
+        f"{str(run_dir)!r}, str(os.getpid())], start_new_session=True)"
+    )
+    subprocess.run([sys.executable, "-c", spawn], check=True)  # the "server" is gone as soon as it has started it
+    found = wait_for(lambda: [p for p in psutil.process_iter(["cmdline"]) if str(run_dir) in (p.info["cmdline"] or [])])
+    wait_for(lambda: all(process_gone(p.pid) for p in found), timeout=10, message="the orphaned launcher to end")
+    client = LauncherClient(run_dir)
+    try:
+        handle = _start(client, tmp_path, "after", ["true"])
+        wait_for(lambda: client.outcome(handle) is not None, timeout=10)
+        assert client.outcome(handle) == Outcome(0, ended_at=ANY)
+    finally:
+        client.close()
 
 
 def test_a_client_that_sends_something_else_is_dropped_and_others_are_served(

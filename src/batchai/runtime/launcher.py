@@ -59,6 +59,7 @@ _SIGNALS = "signals"  # the selector's mark of the socket signals wake it throug
 FIRST_CLIENT_SECONDS = 30.0
 CONNECT_SECONDS = 20.0
 REPLY_SECONDS = 60.0
+PARENT_LOOK_SECONDS = 0.5  # how often a launcher no server has connected to yet looks whether its own still runs
 KNOWN_OUTCOMES = 4096  # ended processes remembered for polls that come after their exit message
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,8 @@ class Launcher:
     """The launcher's loop: one thread, a selector over the listening socket, the servers' connections and
     a pidfd per running process."""
 
-    def __init__(self, listener: socket.socket) -> None:
+    def __init__(self, listener: socket.socket, parent: int | None = None) -> None:
+        self.parent = parent  # the server that started it (until one connects: it may die first)
         self.selector = selectors.DefaultSelector()
         self.selector.register(listener, selectors.EVENT_READ, None)
         self.listener = listener
@@ -114,9 +116,12 @@ class Launcher:
             idle = not self.clients and not self.children and not self.leftovers
             if idle and (served or time.monotonic() >= deadline):
                 return
+            if not served and self.parent is not None and os.getppid() != self.parent:
+                log.info("launcher %s ends: the server that started it stopped before it connected", os.getpid())
+                return
             timeout: float | None = None
-            if not served:
-                timeout = max(0.0, deadline - time.monotonic())
+            if not served:  # (looking now and then whether the server that started it still runs)
+                timeout = max(0.0, min(PARENT_LOOK_SECONDS, deadline - time.monotonic()))
             if self.children and not hasattr(os, "pidfd_open"):
                 timeout = 0.05  # no pidfds: look at the processes twenty times a second
             if self.leftovers:  # look again soon whether they have ended, and kill them when their time is up
@@ -275,8 +280,13 @@ class Launcher:
         self.kept.discard(pid)
 
 
-def serve(run_dir: Path) -> None:
-    """Listen on ``run_dir``'s socket (replacing a stale one) and run until idle."""
+def serve(run_dir: Path, parent: int | None = None) -> None:
+    """Listen on ``run_dir``'s socket (replacing a stale one) and run until idle. ``parent``: the pid of the
+    server that started it; should that server stop before it connects, the launcher ends (no other server
+    knows of it yet: a server started since starts its own)."""
+    if parent is not None and os.getppid() != parent:
+        log.info("launcher %s not started: the server that started it has stopped", os.getpid())
+        return
     run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     directory = os.open(run_dir, os.O_RDONLY | os.O_DIRECTORY)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -287,7 +297,7 @@ def serve(run_dir: Path) -> None:
         listener.listen(16)
         adopting = orphans.adopt()  # a job's daemons become ours, to end with the job
         log.info("launcher %s listening in %s (adopting orphans: %s)", os.getpid(), run_dir, adopting)
-        Launcher(listener).run()
+        Launcher(listener, parent).run()
         log.info("launcher %s ends: no server is connected and nothing runs", os.getpid())
     except Exception:
         log.exception("launcher %s failed; the processes it started run on unrecorded", os.getpid())
@@ -323,8 +333,9 @@ class LauncherClient:
         self._callbacks: dict[tuple[int, float], list[Callable[[], None]]] = {}
 
     # connection
-    def _connect(self) -> socket.socket:
-        """The live connection, connecting (and starting the launcher) first if needed. Holds the lock."""
+    def _connect(self, again: bool = False) -> socket.socket:
+        """The live connection, connecting (and starting the launcher) first if needed. Holds the lock.
+        ``again``: once more after a launcher that ended as it was reached (one whose server had stopped)."""
         if self._conn is not None:
             return self._conn
         self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -335,7 +346,7 @@ class LauncherClient:
                 self._spawned.poll()  # reap an earlier one that ended
             with open(self.run_dir / "launcher.log", "ab") as out:
                 self._spawned = subprocess.Popen(
-                    [self.python, "-m", "batchai.runtime.launcher", str(self.run_dir)],
+                    [self.python, "-m", "batchai.runtime.launcher", str(self.run_dir), str(os.getpid())],
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -356,6 +367,8 @@ class LauncherClient:
         conn.settimeout(None)
         if "hello" not in hello:
             conn.close()
+            if not again:
+                return self._connect(again=True)
             raise LauncherError("the process launcher did not answer")
         self._launcher_pid = int(hello["hello"])
         self._running = {(int(pid), float(start)) for pid, start in hello["running"]}
@@ -519,7 +532,7 @@ class LauncherClient:
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s launcher %(levelname)s %(message)s")
-    serve(Path(sys.argv[1]))
+    serve(Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else None)
 
 
 if __name__ == "__main__":
