@@ -98,6 +98,10 @@ def test_list_download_and_wait(server: Server, tmp_path: Path) -> None:
     server.ok("job", "file", "download", "-j", "maker", *e, "-d", "MODEL", "--dest", str(dest))
     assert (dest / "model.bin").read_text() == "weights\n"
     assert (dest / "sub" / "x.txt").read_text() == "deep\n"  # with the folders below, as download-batch does
+    one = tmp_path / "one"
+    server.ok("job", "file", "download", "-j", "maker", *e, "-d", "MODEL", "-f", "model.bin", "--dest", str(one))
+    assert [p.name for p in one.iterdir()] == ["model.bin"]
+    assert "no file 'x.txt'" in server.fails("job", "file", "download", "-j", "maker", *e, "-d", "MODEL", "-f", "x.txt")
     logs = {f["name"] for f in server.ok("job", "file", "list", "-j", "maker", *e)}
     assert {"stdout.txt", "stderr.txt", "execution.log"} <= logs
     assert "OutputDirectoryNotFound" in server.fails("job", "file", "list", "-j", "maker", *e, "-d", "NOPE")

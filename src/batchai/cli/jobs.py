@@ -339,11 +339,11 @@ def job_file_download(
     """Download a job's output files into a local directory, with the folders below it (as
     ``storage file download-batch`` does); ``--file-name`` downloads one file."""
     jpath = job_path(client, group, workspace, experiment, name)
-    files = [
-        (f"{folder}{f['name']}", f)
-        for folder, f in _files_below(client, jpath, output_directory_id, path)
-        if file_name is None or (not folder and f["name"] == file_name)
-    ]
+    if file_name is None:
+        files = [(f"{folder}{f['name']}", f) for folder, f in _files_below(client, jpath, output_directory_id, path)]
+    else:
+        listed = list_files(client, jpath, output_directory_id, path)
+        files = [(file_name, f) for f in listed if f.get("fileType") == "file" and f["name"] == file_name]
     if file_name and not files:
         raise CliError(f"no file '{file_name}' in '{output_directory_id}'")
     target = Path(dest)
