@@ -62,6 +62,52 @@ def test_stream_follows_the_file_until_the_job_ends(server: Server, tmp_path: Pa
     assert b"File found with URL" in err
 
 
+def test_stream_and_wait_ride_out_a_server_restart(server: Server, tmp_path: Path) -> None:
+    """A server restarted while ``job file stream`` and ``job wait`` follow a job: both keep trying (as az's
+    client retried), then carry on where they were, each line of the file printed once."""
+    e = setup(server, tmp_path)
+    gate = tmp_path / "gate"
+    command = f"echo line-1; while [ ! -e {gate} ]; do sleep 0.05; done; echo line-2; exit 3"
+    server.ok("job", "create", "-n", "restarted", "-c", "c", *e, "-f", job_file(tmp_path, command))
+    environ = {"BATCHAI_HOME": str(server.home), "PATH": "/usr/bin:/bin"}
+    follow = ["-j", "restarted", *e]
+    stream_err, wait_err = tmp_path / "stream.err", tmp_path / "wait.err"
+    with stream_err.open("wb") as stream_errors, wait_err.open("wb") as wait_errors:
+        stream = subprocess.Popen(
+            [str(BIN / "batchai"), "job", "file", "stream", *follow, "-f", "stdout.txt", "--interval", "0.1"],
+            stdout=subprocess.PIPE,
+            stderr=stream_errors,
+            env=environ,
+        )
+        waiter = subprocess.Popen(
+            [str(BIN / "batchai"), "job", "wait", "-n", "restarted", *e, "--interval", "0.1"],
+            stdout=subprocess.DEVNULL,
+            stderr=wait_errors,
+            env=environ,
+        )
+    try:
+        assert stream.stdout is not None
+        assert stream.stdout.readline() == b"line-1\n"
+        server.stop()
+        # Down until both have found it gone.
+        wait_for(lambda: all(b"trying again" in f.read_bytes() for f in (stream_err, wait_err)), message="retries")
+        server.start()
+        gate.touch()
+        rest, _ = stream.communicate(timeout=60)
+        waiter.wait(timeout=60)
+    finally:
+        for process in (stream, waiter):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    err, waited = stream_err.read_bytes(), wait_err.read_bytes()
+    assert stream.returncode == 0, err
+    assert rest == b"line-2\n"
+    assert b"trying again for 120 s" in err and b"answers again" in err, err
+    assert waiter.returncode == 3, waited  # the job's exit code, as without the restart
+    assert b"Job state: failed" in waited, waited
+
+
 def test_list_download_and_wait(server: Server, tmp_path: Path) -> None:
     e = setup(server, tmp_path)
     command = (

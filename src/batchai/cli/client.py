@@ -16,7 +16,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 
 from batchai import API_VERSION
-from batchai.cli.errors import CliError
+from batchai.cli.errors import CliError, ServerUnreachable
 from batchai.config import DEFAULT_SUBSCRIPTION, resolve_home
 
 CONFIG_FILE = "config.json"
@@ -170,11 +170,13 @@ class Client:
         try:
             yield
         except httpx.ConnectError as exc:
-            raise CliError(
+            raise ServerUnreachable(
                 f"cannot reach the batchai server at {shown_endpoint(self.conn.endpoint)}: {exc}. Is it running? "
                 "'batchai server status' tells (give --home or set BATCHAI_HOME if it has its own home); "
                 "'batchai server start --detach' starts one"
             ) from exc
+        except httpx.TransportError as exc:
+            raise ServerUnreachable(f"request to {shown_endpoint(self.conn.endpoint)} failed: {exc}") from exc
         except httpx.HTTPError as exc:
             raise CliError(f"request to {shown_endpoint(self.conn.endpoint)} failed: {exc}") from exc
 

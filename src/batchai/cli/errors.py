@@ -15,3 +15,7 @@ class CliError(Exception):
         self.message = message
         self.exit_code = exit_code
         self.status = status
+
+
+class ServerUnreachable(CliError):
+    """The request did not get an answer: the server could not be reached, or the connection broke."""

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
@@ -17,7 +17,7 @@ from batchai.cli.client import Client, error_message, segment
 from batchai.cli.clusters import file_server_id, mount_options
 from batchai.cli.common import command, confirm, ensure_missing, no_wait_option, warn, yes_option
 from batchai.cli.config_files import add_mounts, load_properties, storage_account
-from batchai.cli.errors import CliError
+from batchai.cli.errors import CliError, ServerUnreachable
 from batchai.cli.node_exec import exec_on_node, exec_options
 from batchai.cli.tables import job_file_table, job_table, remote_login_table
 from batchai.cli.transfer import download, progress_bar
@@ -162,7 +162,7 @@ def wait_terminal(client: Client, path: str, interval: float, show: bool) -> dic
     last = None
     started = False
     while True:
-        current = client.get(path)
+        current = through_restarts(lambda: client.get(path))
         props = current["properties"]
         state = props["executionState"]
         info = props.get("executionInfo") or {}
@@ -274,8 +274,11 @@ def job_file_stream(
     offset = 0
     announced = waiting = False
     out = sys.stdout.buffer
-    while True:
-        state = client.get(jpath)["properties"]["executionState"]
+
+    def look() -> str:
+        """One look: the job's state, and what was appended to the file since the last."""
+        nonlocal offset, announced, waiting
+        state = str(client.get(jpath)["properties"]["executionState"])
         found = next(
             (
                 f
@@ -288,31 +291,57 @@ def job_file_stream(
             if not announced:
                 warn(f'File found with URL "{found["downloadUrl"]}". Start streaming')
                 announced = True
-            size = int(found["properties"]["contentLength"])
-            if size > offset:
-                offset += _append(client, found["downloadUrl"], offset, out)
+            if int(found["properties"]["contentLength"]) > offset:
+                for chunk in _chunks_from(client, found["downloadUrl"], offset):
+                    out.write(chunk)
+                    offset += len(chunk)
+                out.flush()
         elif state in TERMINAL:
             warn(f'The file "{file_name}" not found for the completed job.')
         elif not waiting:
             warn(f'The file "{file_name}" not found. Waiting for the job to generate it.')
             waiting = True
-        if state in TERMINAL:
-            return None
+        return state
+
+    while through_restarts(look) not in TERMINAL:
         time.sleep(interval)
+    return None
 
 
-def _append(client: Client, url: str, offset: int, out: Any) -> int:
-    """Write the bytes of ``url`` from ``offset`` on; return how many were written."""
-    written = 0
-    with client.http.stream("GET", url, headers={"Range": f"bytes={offset}-"}) as response:
+def _chunks_from(client: Client, url: str, offset: int) -> Iterator[bytes]:
+    """The bytes of ``url`` from ``offset`` on, as they come."""
+    with client.transport_errors(), client.http.stream("GET", url, headers={"Range": f"bytes={offset}-"}) as response:
         if response.status_code >= 400:
             response.read()
             raise CliError(error_message(response))
-        for chunk in response.iter_bytes():
-            out.write(chunk)
-            written += len(chunk)
-    out.flush()
-    return written
+        yield from response.iter_bytes()
+
+
+T = TypeVar("T")
+# How long the commands that follow a job (wait, file stream) keep trying a server that stopped answering.
+RECONNECT_SECONDS = 120.0
+
+
+def through_restarts(look: Callable[[], T], patience: float = RECONNECT_SECONDS) -> T:
+    """``look`` (one look at a job being followed), tried again every second while the server cannot be
+    reached, for up to ``patience`` seconds: a server restarted meanwhile does not end the command (the job
+    runs on without it)."""
+    deadline: float | None = None
+    while True:
+        try:
+            answer = look()
+        except ServerUnreachable as exc:
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + patience
+                warn(f"{exc.message.split('. Is it running?')[0]}; trying again for {patience:.0f} s")
+            elif now >= deadline:
+                raise
+            time.sleep(1.0)
+            continue
+        if deadline is not None:
+            warn("The batchai server answers again.")
+        return answer
 
 
 @command(job_file, "download", flat=False)
