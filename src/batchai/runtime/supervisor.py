@@ -19,6 +19,7 @@ import subprocess
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -243,9 +244,7 @@ def _stop_leftovers(handle: Handle, grace: float, adopted: bool) -> None:
         os.killpg(handle.pid, signal.SIGTERM)
         left = True
     if left:
-        timer = threading.Timer(grace, kill_what_is_left)
-        timer.daemon = True
-        timer.start()
+        _after(grace, kill_what_is_left)
 
 
 def stop_left_on(directory: Path, grace: float) -> list[int]:
@@ -265,10 +264,16 @@ def stop_left_on(directory: Path, grace: float) -> list[int]:
         reap_orphans()
 
     if told:
-        timer = threading.Timer(grace, kill_what_is_left)
-        timer.daemon = True
-        timer.start()
+        _after(grace, kill_what_is_left)
     return [process.pid for process in told]
+
+
+def _after(seconds: float, action: Callable[[], None]) -> None:
+    """Run ``action`` in ``seconds`` (the SIGKILL at the end of a grace period) on a timer thread, without
+    waiting for it."""
+    timer = threading.Timer(seconds, action)
+    timer.daemon = True
+    timer.start()
 
 
 def _tree(handle: Handle) -> list[psutil.Process]:
