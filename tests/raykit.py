@@ -32,15 +32,20 @@ class RayCluster:
     """A head plus ``size`` worker nodes; the test process is connected as a driver.
 
     With ``dashboard_port`` the head also serves Ray's dashboard (and its job submission API) on
-    ``http://127.0.0.1:<dashboard_port>``."""
+    ``http://127.0.0.1:<dashboard_port>``. ``system_config`` overrides Ray's settings for the whole cluster
+    (e.g. ``{"health_check_failure_threshold": 30}``: Ray's GCS takes longer to find a node dead)."""
 
-    def __init__(self, size: int, dashboard_port: int | None = None) -> None:
+    def __init__(
+        self, size: int, dashboard_port: int | None = None, system_config: dict[str, Any] | None = None
+    ) -> None:
         os.environ.update(RAY_ENV)
         import ray
         from ray.cluster_utils import Cluster
 
         self.ray: Any = ray
         head: dict[str, Any] = {"num_cpus": 0}
+        if system_config:
+            head["_system_config"] = system_config
         if dashboard_port is not None:
             head.update(include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=dashboard_port)
         self.dashboard_url = f"http://127.0.0.1:{dashboard_port}" if dashboard_port is not None else None

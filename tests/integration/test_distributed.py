@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -476,6 +478,70 @@ def test_a_lost_node_requeues_the_job_when_the_cluster_says_so(on_ray: tuple[Ben
     log = (bench.stdouterr("again") / "execution.log").read_text()
     assert "requeued" in log and "attempt 2" in log, log
     ray.add_node()
+
+
+def test_a_job_whose_node_s_agent_dies_is_requeued(on_ray: tuple[Bench, RayCluster]) -> None:
+    """The node's agent dies while the job runs (a crash, Ray's OOM killer), its machine staying in Ray's view:
+    its watchdog ends the job's processes, and the setup task's daemons with them. The node is lost as if its
+    machine had gone: the job is requeued (not failed as processes lost) and a new node takes its place."""
+    bench, ray = on_ray
+    bench.cluster(target=1, option="requeue")
+    bench.wait_nodes(idle=1, timeout=90)
+    gate = bench.tmp / "gate"
+    submit_gated(bench, "orphan", gate)
+    machine = node_of(bench, "orphan", 0)
+    agent = ray.ray.get_actor(f"{name_prefix(bench.server.home)}-agent-{machine[:16]}", namespace="batchai")
+    os.kill(ray.ray.get(agent.ping.remote()), signal.SIGKILL)
+    log = bench.stdouterr("orphan") / "execution.log"
+    wait_for(lambda: "attempt 2" in log.read_text(), timeout=60, message="the job to start again")
+    assert machine in [n["NodeID"] for n in ray.ray.nodes() if n["Alive"]]  # the machine never left Ray's view
+    gate.touch()
+    props = bench.wait_job("orphan", timeout=60)
+    assert props["executionState"] == "succeeded", props
+    assert "The job was requeued: node node-0 (Ray node" in log.read_text(), log.read_text()
+    state = bench.wait_nodes(idle=1, timeout=90)  # a new node, set up afresh
+    (error,) = [e for e in state["errors"] if e["code"] == "NodeLost"]
+    assert "The batchai agent on node node-0" in error["message"] and machine[:12] in error["message"], error
+
+
+def test_a_cluster_short_of_ray_machines_says_why_it_stays_resizing(on_ray: tuple[Bench, RayCluster]) -> None:
+    """As Batch AI reported a resize it could not finish in the cluster's errors: a cluster that wants more
+    nodes than Ray has free machines says so (how many it needs and has, how many machines Ray has), and the
+    error goes once the nodes come."""
+    bench, ray = on_ray
+    machines = len([n for n in ray.ray.nodes() if n["Alive"] and n["Resources"].get("batchai")])
+    bench.cluster("a", target=machines - 1)
+    bench.wait_nodes("a", idle=machines - 1, timeout=90)
+    bench.cluster("b", target=2)  # one machine is left for it
+
+    def short() -> tuple[dict[str, Any], dict[str, Any]] | None:
+        props = bench.cluster_state("b")
+        errors = [e for e in props.get("errors") or [] if e["code"] == "InsufficientRayNodes"]
+        return (props, errors[0]) if errors and props["currentNodeCount"] == 1 else None
+
+    props, error = wait_for(short, timeout=60, message="cluster b to say why it waits")
+    assert props["allocationState"] == "resizing" and len(props["errors"]) == 1, props
+    assert error["message"].startswith(
+        f"The cluster needs 2 node(s) and has 1: the Ray cluster has {machines} machine(s) offering the 'batchai' "
+        f"resource and none is free (1 in this cluster, {machines - 1} held by other clusters"
+    ), error
+    assert {d["name"]: d["value"] for d in error["details"]} == {
+        "targetNodeCount": "2",
+        "currentNodeCount": "1",
+        "rayMachines": str(machines),
+        "rayMachinesHeldElsewhere": str(machines - 1),
+    }
+    where = ("-g", bench.group, "-w", "ws", "-n", "b")
+    shown = bench.server.cli("cluster", "show", *where, "--query", "errors[0].code", "-o", "tsv")
+    assert (shown.code, shown.stdout.strip()) == (0, "InsufficientRayNodes"), shown.stderr
+    time.sleep(1)  # the engine looks again and again: the error is kept up to date, not repeated
+    assert bench.cluster_state("b")["errors"] == [error]
+    # Cluster a gives a machine back: b takes it and no longer waits.
+    scale = {"manual": {"targetNodeCount": machines - 2, "nodeDeallocationOption": "requeue"}}
+    response = bench.server.http.patch(url(f"{bench.ws}/clusters/a"), json={"properties": {"scaleSettings": scale}})
+    assert response.status_code == 200, response.text
+    props = bench.wait_nodes("b", idle=2, timeout=90)
+    assert "errors" not in props, props["errors"]
 
 
 def test_a_job_whose_nodes_ray_will_not_give_yet_is_requeued(on_ray: tuple[Bench, RayCluster]) -> None:

@@ -4,7 +4,9 @@ Binding: the server is given a Ray address and a custom resource name (``--ray-a
 ``--ray-resource``, default ``batchai``). Every alive Ray node that offers one unit of that resource is
 a machine batchai may use; each batchai node holds one such machine (clusters never share one).
 
-- Nodes: ``inventory`` is Ray's view (``ray.nodes()``); a machine that leaves it is a lost node.
+- Nodes: ``inventory`` is Ray's view (``ray.nodes()``); a machine that leaves it is a lost node. So is a
+  node whose agent died while it ran something there (its watchdogs end what it ran, the setup task's
+  daemons too): the machine may still be in Ray's view, but the node as batchai prepared it is gone.
 - Agents: one detached actor (``node_agent.NodeAgent``) per machine and server home, pinned to its node,
   runs the processes there with the local provider's supervision contract. Detached, it outlives the
   server: a restarted server finds it by name and re-attaches.
@@ -48,6 +50,9 @@ NAMESPACE = "batchai"
 INVENTORY_SECONDS = 0.5  # how long Ray's node list is reused
 CALL_TIMEOUT = 120.0  # the longest a call to an agent may take (an agent's first start included)
 CONNECT_SECONDS = 10.0  # how long a call waits for the first connection to Ray
+# After an agent could not be reached (Ray: "actor unavailable", e.g. its node is dying but Ray's GCS has not
+# said so yet), how long polls of its processes answer "still running" without asking it again.
+UNREACHABLE_SECONDS = 2.0
 
 
 def name_prefix(home: Path) -> str:
@@ -86,6 +91,7 @@ class RayProvider:
         self._connector: threading.Thread | None = None
         self._connect_error: Exception | None = None
         self._inventory: tuple[float, list[dict[str, str]]] = (0.0, [])
+        self._unreachable: dict[str, float] = {}  # node id -> until when its agent is not asked (monotonic)
 
     # -- connection ------------------------------------------------------------------------------------
     def _ray(self) -> Any:
@@ -181,11 +187,14 @@ class RayProvider:
 
     def _call(self, node_id: str, method: str, *args: Any, timeout: float | None = CALL_TIMEOUT) -> Any:
         """``method`` of the node's agent; an agent that is gone (it left when idle, or died) is replaced
-        once while its machine is in Ray's view."""
+        once while its machine is in Ray's view. One that Ray cannot reach for now (``ActorUnavailableError``:
+        its node may be dying, unknown yet to Ray's GCS) is not: that is raised."""
         ray = self._ray()
         for attempt in (1, 2):
             try:
                 return ray.get(getattr(self._agent(node_id), method).remote(*args), timeout=timeout)
+            except ray.exceptions.ActorUnavailableError:
+                raise
             except ray.exceptions.RayActorError:
                 self._agents.pop(node_id, None)
                 if attempt == 2 or not self._alive(node_id, fresh=True):
@@ -279,20 +288,52 @@ class RayProvider:
         return Handle(handle.pid, handle.start, handle.exit_file, node_id, keep)
 
     def _lost(self, handle: Handle) -> Outcome:
-        """The agent is gone: the node was lost, or (node alive) the process vanished with its agent."""
-        return Outcome(None, node_lost=not self._alive(handle.where, fresh=True))
+        """The agent that ran the process is gone, and the process with it (its watchdog ends its session):
+        the node is lost, whether its machine left Ray's view or (``agent_lost``: the machine is still there)
+        only the agent died."""
+        return Outcome(None, node_lost=True, agent_lost=self._alive(handle.where, fresh=True))
+
+    @staticmethod
+    def _answer(outcome: Outcome | None) -> Outcome | None:
+        """An agent's answer about a process. An agent knows the exit code of every process it started (from
+        its exit file, else its wait status), so a process that ended without one was started by an earlier
+        agent of the node that is gone, and had died (an agent leaves by itself only with nothing running):
+        the node was lost with it."""
+        if outcome is not None and outcome.exit_code is None and not outcome.node_lost:
+            return Outcome(None, node_lost=True, ended_at=outcome.ended_at, agent_lost=True)
+        return outcome
+
+    def _unavailable(self, node_id: str) -> None:
+        self._unreachable[node_id] = time.monotonic() + UNREACHABLE_SECONDS
+        log.info("the batchai agent on Ray node %s cannot be reached for now", node_id[:12])
+
+    def _reachable(self, node_id: str) -> bool:
+        """False for a while after the node's agent could not be reached (see ``UNREACHABLE_SECONDS``)."""
+        until = self._unreachable.get(node_id)
+        if until is None:
+            return True
+        if time.monotonic() < until:
+            return False
+        self._unreachable.pop(node_id, None)
+        return True
 
     def on_exit(self, handle: Handle, callback: Callable[[], None]) -> bool:
         return False  # the engine waits through the agent in a thread
 
     def poll(self, handle: Handle) -> Outcome | None:
+        """None while the process runs, or while its agent cannot be reached but its machine is still in
+        Ray's view (until Ray says whether the node or only the agent is gone, or the agent answers again)."""
         ray = self._ray()
         if not self._alive(handle.where):
             return self._lost(handle)
+        if not self._reachable(handle.where):
+            return None
         try:
-            outcome: Outcome | None = self._call(handle.where, "poll", handle, timeout=30)
-            return outcome
-        except ray.exceptions.RayActorError:
+            return self._answer(self._call(handle.where, "poll", handle, timeout=30))
+        except ray.exceptions.ActorUnavailableError:
+            self._unavailable(handle.where)
+            return None
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnschedulableError):
             return self._lost(handle)
         except ray.exceptions.GetTimeoutError:
             return None
@@ -304,9 +345,15 @@ class RayProvider:
             step = 5.0 if deadline is None else max(0.0, min(5.0, deadline - time.monotonic()))
             if not self._alive(handle.where):
                 return self._lost(handle)
+            outcome: Outcome | None = None
             try:
-                outcome: Outcome | None = self._call(handle.where, "wait", handle, step, timeout=step + 30)
-            except ray.exceptions.RayActorError:
+                if self._reachable(handle.where):
+                    outcome = self._answer(self._call(handle.where, "wait", handle, step, timeout=step + 30))
+                else:
+                    time.sleep(min(step, 0.5))
+            except ray.exceptions.ActorUnavailableError:
+                self._unavailable(handle.where)
+            except (ray.exceptions.RayActorError, ray.exceptions.ActorUnschedulableError):
                 return self._lost(handle)
             except ray.exceptions.GetTimeoutError:
                 outcome = None
@@ -320,7 +367,10 @@ class RayProvider:
         try:
             outcome: Outcome = self._call(handle.where, "stop", handle, grace, timeout=grace + 60)
             return outcome
-        except ray.exceptions.RayActorError:
+        except ray.exceptions.ActorUnavailableError:
+            self._unavailable(handle.where)
+            return Outcome(None)  # nothing known: the polls say once Ray knows
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnschedulableError):
             return self._lost(handle)
 
     # -- gangs -----------------------------------------------------------------------------------------

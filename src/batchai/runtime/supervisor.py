@@ -43,12 +43,14 @@ class Handle:
 @dataclass(frozen=True)
 class Outcome:
     """How a process ended: its exit code, or None if it vanished without recording one (``node_lost``:
-    because the node it ran on went away); ``ended_at`` (epoch seconds) when known from its exit file, which
-    may be long before anyone looked (the server was down)."""
+    because the node it ran on went away; ``agent_lost`` as well: the node's machine is still there, but the
+    agent that ran the process on it died, ending what it ran there); ``ended_at`` (epoch seconds) when known
+    from its exit file, which may be long before anyone looked (the server was down)."""
 
     exit_code: int | None
     node_lost: bool = False
     ended_at: float | None = None
+    agent_lost: bool = False
 
 
 def from_info(info: dict[str, Any]) -> Handle | None:

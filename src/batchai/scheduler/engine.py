@@ -446,7 +446,7 @@ class Engine:
                 task.info = {**task.info, "vanished": True, **({"node_lost": True} if outcome.node_lost else {})}
             node = ctx.session.get(Node, task.node_id) if outcome.node_lost and task.node_id else None
             if node is not None:  # before its job frees it: a lost node must never be scheduled again
-                self.nodes.lose(ctx.session, node.cluster, node)
+                self.nodes.lose(ctx.session, node.cluster, node, agent_died=outcome.agent_lost)
         failed = [t for t in _essential(job.tasks) if t.finished_at is not None and t.exit_code != 0]
         # Parameter servers (auxiliary) never end by themselves: they stop once the workers are done.
         done = not _essential(running)

@@ -30,6 +30,8 @@ from batchai.store.db import Database
 from batchai.store.tables import Cluster, Job, Node
 
 log = logging.getLogger("batchai.nodes")
+# The cluster error that says why a cluster stays resizing: its provider has too few machines for its target.
+SHORTAGE = "InsufficientRayNodes"
 
 
 class NodeState:
@@ -120,13 +122,47 @@ class Nodes:
                 self._prepare(session, cluster, node)
             elif node.state == NodeState.LEAVING and node.job_id is None:
                 self._remove_node(session, cluster, node)
-        steady = len([n for n in cluster.nodes if n.state != NodeState.LEAVING]) == target and not any(
-            n.state in (NodeState.PREPARING, NodeState.LEAVING) for n in cluster.nodes
-        )
+        held = len([n for n in cluster.nodes if n.state != NodeState.LEAVING])
+        self._report_shortage(cluster, target, held, machines)
+        steady = held == target and not any(n.state in (NodeState.PREPARING, NodeState.LEAVING) for n in cluster.nodes)
         state = "steady" if steady else "resizing"
         if cluster.allocation_state != state:
             cluster.allocation_state = state
             cluster.allocation_state_time = now
+
+    def _report_shortage(self, cluster: Cluster, target: int, held: int, machines: list[dict[str, str]] | None) -> None:
+        """Say in the cluster's errors why it stays resizing while the provider has too few machines for its
+        target (as Batch AI reported a resize it could not finish); the error goes once the nodes come (or the
+        target comes down). It is kept up to date (the counts change) and never repeated."""
+        errors = list(cluster.errors or [])
+        others = [e for e in errors if e.get("code") != SHORTAGE]
+        if machines is None or held >= target:
+            if len(others) != len(errors):
+                cluster.errors = others
+                log.info("%s: the nodes it waited for came (%d of %d)", cluster.name, held, target)
+            return
+        resource = getattr(self.provider, "resource", "")
+        offering = f" offering the '{resource}' resource" if resource else ""
+        error = {
+            "code": SHORTAGE,
+            "message": (
+                f"The cluster needs {target} node(s) and has {held}: the Ray cluster has {len(machines)} "
+                f"machine(s){offering} and none is free ({held} in this cluster, {len(machines) - held} held by "
+                "other clusters or by nodes that are leaving). It stays resizing until more machines join the Ray "
+                "cluster or others are freed."
+            ),
+            "details": [
+                {"name": "targetNodeCount", "value": str(target)},
+                {"name": "currentNodeCount", "value": str(held)},
+                {"name": "rayMachines", "value": str(len(machines))},
+                {"name": "rayMachinesHeldElsewhere", "value": str(len(machines) - held)},
+            ],
+        }
+        if error in errors:
+            return
+        if len(others) == len(errors):
+            log.warning("%s: %s", cluster.name, error["message"])
+        cluster.errors = [*others, error][-10:]
 
     def provider_down(self, message: str) -> None:
         """Say on every cluster that its nodes cannot be reached (once per outage), and in the log."""
@@ -154,16 +190,24 @@ class Nodes:
             if key is not None and key not in alive:
                 self.lose(session, cluster, node)
 
-    def lose(self, session: Session, cluster: Cluster, node: Node) -> None:
-        """A node's machine is gone: it leaves the cluster (never to be scheduled again) and its job stops."""
+    def lose(self, session: Session, cluster: Cluster, node: Node, agent_died: bool = False) -> None:
+        """A node's machine is gone, or (``agent_died``) the agent that ran the node's processes on it died and
+        ended them (the setup task's daemons too): it leaves the cluster (never to be scheduled again; a new
+        node, prepared afresh, may take the machine) and its job stops."""
         if node.state == NodeState.LEAVING:
             return
         name = describe_node(node.name, node.info)
-        error = {"code": "NodeLost", "message": f"Node {name} left the cluster.", "details": []}
+        message = f"Node {name} left the cluster."
+        if agent_died:
+            message = (
+                f"The batchai agent on node {name} died, ending the node's processes: the node left the cluster "
+                "(a new node, set up afresh, takes its place)."
+            )
+        error = {"code": "NodeLost", "message": message, "details": []}
         node.errors = [error]
         cluster.errors = [*(cluster.errors or []), error][-10:]
         self._node_state(node, NodeState.LEAVING)
-        log.warning("%s: node %s was lost", cluster.name, name)
+        log.warning("%s: node %s was lost%s", cluster.name, name, " (its agent died)" if agent_died else "")
         job = session.get(Job, node.job_id) if node.job_id is not None else None
         if job is not None and job.stop_reason is None:
             job.stop_reason = self.lost_reason(cluster, job)
@@ -257,6 +301,9 @@ class Nodes:
             return
         setup_info = info.pop("setup", None) or {}
         node.info = info
+        if outcome.node_lost:  # (its agent died while the setup task ran: a new node takes its place)
+            self.lose(session, cluster, node, agent_died=outcome.agent_lost)
+            return
         if outcome.exit_code == 0:
             self._node_state(node, NodeState.IDLE)
             return
