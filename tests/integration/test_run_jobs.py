@@ -739,6 +739,147 @@ def test_a_delete_the_server_stopped_halfway_is_finished_after_a_restart(bench: 
         assert http.get(url(f"{bench.ws}/clusters/c")).status_code == 404
 
 
+def test_nothing_is_made_under_what_is_being_deleted(bench: Bench) -> None:
+    """While a workspace (or its group) is being deleted, nothing new goes in it: a job in one of its experiments
+    (even on a cluster elsewhere), an experiment, a cluster, a workspace in the group, a change of tags (409
+    <Kind>BeingDeleted). Such a job would outlive the delete's first step, which asked the jobs inside to stop."""
+    bench.cluster()
+    http = bench.server.http
+    other = bench.ws.replace("/workspaces/ws", "/workspaces/other")
+    assert http.put(url(other), json={"location": "eastus"}).status_code == 200
+    scale = {"manual": {"targetNodeCount": 1}}
+    cluster = {"properties": {"vmSize": "STANDARD_NC6", "scaleSettings": scale}}
+    assert http.put(url(f"{other}/clusters/elsewhere"), json=cluster).status_code == 200
+    marker = bench.tmp / "stubborn.pid"
+    command = f"trap '' TERM; echo $$ > {marker}; sleep 60 & wait; sleep 60"
+    bench.submit("stubborn", customToolkitSettings={"commandLine": command})
+    pid_of(marker)
+    group = bench.ws.split("/providers/")[0]
+    job = {
+        "properties": {
+            "cluster": {"id": f"{other}/clusters/elsewhere"},
+            "nodeCount": 1,
+            "stdOutErrPathPrefix": str(bench.tmp / "logs"),
+            "customToolkitSettings": {"commandLine": "sleep 60"},
+        }
+    }
+    for deleted, version in ((bench.ws, "2018-05-01"), (group, "2021-04-01")):
+        with httpx.Client(base_url=bench.server.endpoint, headers=http.headers, timeout=60) as client:
+            target = url(deleted, version)
+            thread = threading.Thread(target=client.delete, args=(target,))
+            thread.start()
+            wait_for(
+                lambda: http.get(target).json()["properties"]["provisioningState"].lower() == "deleting",  # noqa: B023
+                message="the delete to begin",
+            )
+            kind = "Workspace" if deleted == bench.ws else "ResourceGroup"
+            refused = [
+                http.put(url(f"{bench.ws}/experiments/exp/jobs/late"), json=job),
+                http.put(url(f"{bench.ws}/experiments/exp2")),
+                http.put(url(f"{bench.ws}/clusters/c2"), json=cluster),
+                http.patch(url(deleted, version), json={"tags": {"a": "b"}}),
+            ]
+            if deleted == group:
+                refused.append(http.put(url(bench.ws.replace("/ws", "/ws3")), json={"location": "eastus"}))
+            for response in refused:
+                assert response.status_code == 409, response.text
+                assert response.json()["error"]["code"] == f"{kind}BeingDeleted", response.text
+            thread.join(timeout=60)
+        if deleted == bench.ws:  # again, with a group holding the workspace: it was made anew
+            assert http.put(url(bench.ws), json={"location": "eastus"}).status_code == 200
+            assert http.put(url(f"{bench.ws}/experiments/exp")).status_code == 200
+            bench.cluster()
+            marker.unlink()
+            bench.submit("stubborn", customToolkitSettings={"commandLine": command})
+            pid_of(marker)
+    assert http.get(url(group, "2021-04-01")).status_code == 404
+
+
+def test_a_delete_left_half_done_stops_jobs_it_never_asked(bench: Bench) -> None:
+    """A workspace left marked deleting by a stopped server, holding a job that its delete never asked to stop
+    (made as the delete began): the restarted server stops it and finishes the delete, rather than waiting for
+    the job to end by itself (here in ten minutes; at worst at its maxWallClockTime, days later)."""
+    import sqlite3
+
+    http = bench.server.http
+    other = bench.ws.replace("/workspaces/ws", "/workspaces/other")
+    assert http.put(url(other), json={"location": "eastus"}).status_code == 200
+    scale = {"manual": {"targetNodeCount": 1}}
+    cluster = {"properties": {"vmSize": "STANDARD_NC6", "scaleSettings": scale}}
+    assert http.put(url(f"{other}/clusters/elsewhere"), json=cluster).status_code == 200
+    marker = bench.tmp / "late.pid"
+    job = {
+        "properties": {
+            "cluster": {"id": f"{other}/clusters/elsewhere"},
+            "nodeCount": 1,
+            "stdOutErrPathPrefix": str(bench.tmp / "logs"),
+            "customToolkitSettings": {"commandLine": f"echo $$ > {marker}; sleep 600"},
+        }
+    }
+    assert http.put(url(bench.job_path("late")), json=job).status_code == 200
+    pid = pid_of(marker)
+    bench.server.stop(kill=True)
+    with sqlite3.connect(bench.server.home / "batchai.db") as db:  # the first step's mark, the job not asked
+        db.execute("UPDATE workspaces SET provisioning_state = 'deleting' WHERE key = 'ws'")
+    bench.server.start()
+    http = bench.server.http
+    wait_for(lambda: http.get(url(bench.ws)).status_code == 404, timeout=30, message="the workspace to go")
+    wait_for(lambda: process_gone(pid), message="the job's process to stop")
+    assert http.get(url(f"{other}/clusters/elsewhere")).status_code == 200
+
+
+@pytest.mark.parametrize("moment", ["while it releases the nodes", "once it answered"])
+def test_a_cluster_delete_the_server_stopped_before_its_nodes_were_released(bench: Bench, moment: str) -> None:
+    """A cluster's rows go first, its nodes are released after the commit: a setup task stopped (up to the
+    grace period when it ignores SIGTERM), a daemon it left SIGKILLed by a timer the grace period after the
+    answer. A server killed in between leaves no row naming them: the next one releases what no row names
+    (processes, work areas) as it starts."""
+    import psutil
+
+    marker = bench.tmp / "setup.pid"
+    if moment == "once it answered":  # a daemon the setup task leaves, which ignores SIGTERM
+        command = f"(trap '' TERM; echo $BASHPID > {marker}; exec sleep 600) & sleep 0.2; exit 0"
+    else:  # the setup task itself ignores SIGTERM (its child too)
+        command = f"trap '' TERM; (echo $BASHPID > {marker}; exec sleep 600) & wait"
+    setup = {"commandLine": command, "stdOutErrPathPrefix": str(bench.tmp / "logs")}
+    bench.cluster(nodeSetup={"setupTask": setup})
+    pid = pid_of(marker)
+    if moment == "once it answered":
+        bench.wait_nodes(idle=1)
+    path = f"{bench.ws}/clusters/c"
+    http = bench.server.http
+    nodes = bench.server.home / "nodes"
+    assert list(nodes.glob("*/node-0"))
+    if moment == "once it answered":
+        assert http.delete(url(path)).status_code == 200
+    else:
+        with httpx.Client(base_url=bench.server.endpoint, headers=http.headers, timeout=60) as client:
+
+            def delete() -> None:
+                with contextlib.suppress(httpx.HTTPError):  # (the server is killed while it answers)
+                    client.delete(url(path))
+
+            thread = threading.Thread(target=delete)
+            thread.start()
+            wait_for(lambda: http.get(url(path)).status_code == 404, message="the cluster's rows to go")
+            time.sleep(0.5)  # stopping the setup task, which ignores SIGTERM
+            assert thread.is_alive()
+            bench.server.stop(kill=True)
+            thread.join(timeout=60)
+    if moment == "once it answered":
+        bench.server.stop(kill=True)
+    assert not process_gone(pid), "the test needs the server killed before the process was"
+    bench.server.start()
+    try:
+        wait_for(lambda: process_gone(pid), timeout=15, message="what the setup task left to be stopped")
+        assert not [p for p in nodes.iterdir() if p.is_dir()], list(nodes.iterdir())
+    finally:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(pid).kill()
+    bench.cluster()  # the same id again (SQLite reuses it): a clean node
+    bench.wait_nodes(idle=1)
+
+
 def test_output_files_page_through_next_links(bench: Bench) -> None:
     """listOutputFiles by pages of maxresults: each page looks only at its own entries; following nextLink
     gives every file and folder once, in name order, and never a FIFO or a link."""

@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from batchai.runtime import supervisor
+from batchai.runtime import orphans, supervisor
 from batchai.runtime.launch import NodeSlot
 from batchai.runtime.launcher import LauncherClient
 from batchai.runtime.supervisor import Handle, Outcome
@@ -122,6 +122,32 @@ class LocalProvider:
         node_dir = self.node_dir(cluster_id, node_name)
         supervisor.stop_left_on(node_dir, self.grace_seconds)
         shutil.rmtree(node_dir, ignore_errors=True)
+
+    def sweep(self, clusters: set[int], nodes: set[tuple[int, str]]) -> None:
+        """At start, before any node is made: release what a server that stopped while releasing left behind.
+        A delete removes a cluster's (or a node's) rows first and releases its nodes after the commit, and the
+        SIGKILL of what ignored SIGTERM is a timer of the server's: a server killed in between leaves work
+        areas and processes (a setup task, its daemons) that no row names any more. ``clusters`` and
+        ``nodes``: what the database holds; everything else under the root goes."""
+        if not self.root.is_dir():
+            return
+        found = {(p.parent.name, p.name) for p in self.root.glob("*/*") if p.is_dir()}
+        for tag in orphans.tags_under(self.root):  # (their directory may be gone already)
+            parts = tag.relative_to(self.root).parts
+            if len(parts) >= 2:
+                found.add((parts[0], parts[1]))
+        seen = {p.name for p in self.root.iterdir() if p.is_dir()} | {cluster for cluster, _ in found}
+        for cluster in sorted(c for c in seen if c.isdigit() and int(c) not in clusters):
+            supervisor.stop_left_on(self.root / cluster, self.grace_seconds)
+            shutil.rmtree(self.root / cluster, ignore_errors=True)
+        for cluster, name in sorted(found):
+            if (
+                cluster.isdigit()
+                and int(cluster) in clusters
+                and name != "shared"
+                and (int(cluster), name) not in nodes
+            ):
+                self.release_node(int(cluster), name, {})
 
     def inventory(self) -> list[dict[str, str]] | None:
         return None  # nodes are work areas on this host, made on demand

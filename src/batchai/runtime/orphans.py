@@ -92,6 +92,26 @@ def tagged_under(directory: Path) -> list[psutil.Process]:
     return list(found.values())
 
 
+def tags_under(directory: Path) -> set[Path]:
+    """The tags (tasks' exit files) below ``directory`` that processes of this user carry: where what runs
+    was started, even once that directory is gone."""
+    prefix = f"\0{TAG}={directory}/".encode()
+    tags: set[Path] = set()
+    for pid in psutil.pids():
+        if pid == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as environ:
+                text = b"\0" + environ.read()
+        except OSError:
+            continue
+        start = text.find(prefix)
+        if start >= 0:
+            end = text.find(b"\0", start + 1)
+            tags.add(Path(os.fsdecode(text[start + len(TAG) + 2 : end if end >= 0 else None])))
+    return tags
+
+
 def _children() -> list[int]:
     """This process's children (each thread's, as Linux lists them; psutil's scan where it does not)."""
     pids: list[int] = []

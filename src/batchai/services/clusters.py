@@ -218,6 +218,7 @@ def put(ctx: Ctx, sub: str, group: str, workspace: str, name: str, body: Cluster
     """Create the cluster. PUT again with the same properties returns it; other properties are a conflict."""
     check_name("cluster", name)
     parent = workspaces.get(ctx, sub, group, workspace)
+    workspaces.refuse_if_being_deleted(parent)
     spec = build_spec(ctx, body.properties)
     row = find(ctx.session, Cluster, name, workspace_id=parent.id)
     if row is not None:

@@ -117,7 +117,17 @@ def mark_deleting(ctx: Ctx, row: Deletable) -> None:
         row.provisioning_state_time = ctx.clock()
 
 
-def refuse_if_deleting(row: Deletable, kind: str) -> None:
+class Shown(Protocol):
+    """What ``refuse_if_deleting`` reads: a row, or the columns of one a query read."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def provisioning_state(self) -> str: ...
+
+
+def refuse_if_deleting(row: Shown, kind: str) -> None:
     """409 for a change to (or under) a resource being deleted, as ARM answers it."""
     if row.provisioning_state == DELETING:
         raise Conflict(

@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from batchai.services import clusters, experiments, groups, jobs, workspaces
 from batchai.services.context import DELETING, Ctx, claim
-from batchai.states import JobState
 from batchai.store.tables import Cluster, Experiment, Job, ResourceGroup, Workspace
 
 log = logging.getLogger("batchai.engine")
@@ -44,7 +43,9 @@ def finish(ctx: Ctx, kind: str, row_id: int) -> bool:
     row = ctx.session.get(KINDS[kind], row_id)
     if row is None:
         return True
-    if any(not JobState(job.execution_state).is_terminal for job in _jobs_in(ctx, kind, row)):
+    # Asked again each time: a job made in it after its first step was never asked (e.g. on a cluster elsewhere,
+    # in an experiment of a workspace being deleted), and the delete would wait until it ended by itself.
+    if [job for job, reason in _jobs_in(ctx, kind, row) if jobs.request_stop(ctx, job, reason)]:
         return False
     if not claim(ctx.session, row):  # a delete request went first
         return True
@@ -54,18 +55,24 @@ def finish(ctx: Ctx, kind: str, row_id: int) -> bool:
     return True
 
 
-def _jobs_in(ctx: Ctx, kind: str, row: Any) -> Iterable[Job]:
-    """The jobs a resource's delete stopped: its own, and those running on its clusters."""
+def _jobs_in(ctx: Ctx, kind: str, row: Any) -> Iterable[tuple[Job, str]]:
+    """The jobs a resource's delete stops, with why (``jobs.request_stop``): its own, and those running on its
+    clusters."""
     if kind == "job":
-        return [row]
+        return [(row, "deleted")]
     if kind == "cluster":
-        return jobs.on_cluster(ctx, row)
+        return [(job, "cluster_deleted") for job in jobs.on_cluster(ctx, row)]
     if kind == "experiment":
-        return list(row.jobs)
+        return [(job, "deleted") for job in row.jobs]
     spaces = row.workspaces if kind == "resource group" else [row]
     return [
-        *(job for space in spaces for experiment in space.experiments for job in experiment.jobs),
-        *(job for space in spaces for cluster in space.clusters for job in jobs.on_cluster(ctx, cluster)),
+        *((job, "deleted") for space in spaces for experiment in space.experiments for job in experiment.jobs),
+        *(
+            (job, "cluster_deleted")
+            for space in spaces
+            for cluster in space.clusters
+            for job in jobs.on_cluster(ctx, cluster)
+        ),
     ]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy import select
 
@@ -26,11 +27,20 @@ _REF = workspaces.under_workspace(
         Experiment.name,
         Experiment.provisioning_state,
         Workspace.name.label("workspace"),
+        Workspace.provisioning_state.label("workspace_state"),
         ResourceGroup.name.label("group"),
+        ResourceGroup.provisioning_state.label("group_state"),
         ResourceGroup.subscription,
     ),
     Experiment,
 )
+
+
+class _Named(NamedTuple):
+    """A parent's name and provisioning state, as ``refuse_if_deleting`` reads them."""
+
+    name: str
+    provisioning_state: str
 
 
 def get(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> Experiment:
@@ -52,8 +62,12 @@ def ref(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> Experiment
     row = ctx.session.connection().execute(_REF, workspaces.path_names(sub, group, workspace, name)).first()
     if row is None:
         found = get(ctx, sub, group, workspace, name)  # says which part of the path is missing
+        workspaces.refuse_if_being_deleted(found.workspace)
         refuse_if_deleting(found, "experiment")
         return ExperimentRef(found.id, arm_id(found))
+    # A job made under anything being deleted would outlive the delete's first step (which asked jobs to stop).
+    refuse_if_deleting(_Named(row.group, row.group_state), "resource group")
+    refuse_if_deleting(_Named(row.workspace, row.workspace_state), "workspace")
     refuse_if_deleting(row, "experiment")
     return ExperimentRef(row.id, experiment_id(row.subscription, row.group, row.workspace, row.name))
 
@@ -62,6 +76,7 @@ def put(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> tuple[Expe
     """Create the experiment; an existing one is returned as it is (PUT is idempotent)."""
     check_name("experiment", name)
     parent = workspaces.get(ctx, sub, group, workspace)
+    workspaces.refuse_if_being_deleted(parent)
     row = find(ctx.session, Experiment, name, workspace_id=parent.id)
     if row is not None:
         refuse_if_deleting(row, "experiment")

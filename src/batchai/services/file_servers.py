@@ -28,6 +28,7 @@ def get(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> FileServer
 def put(ctx: Ctx, sub: str, group: str, workspace: str, name: str, body: FileServerInput) -> tuple[FileServer, bool]:
     check_name("file server", name)
     parent = workspaces.get(ctx, sub, group, workspace)
+    workspaces.refuse_if_being_deleted(parent)
     spec: dict[str, Any] = {k: v for k, v in body.properties.wire().items() if k not in READ_ONLY}
     vm_size = (body.properties.vm_size or "").strip()
     if not vm_size:

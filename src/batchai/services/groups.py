@@ -48,6 +48,7 @@ def put(ctx: Ctx, sub: str, name: str, body: ResourceGroupInput) -> tuple[Resour
 
 def patch(ctx: Ctx, sub: str, name: str, body: ResourceGroupPatch) -> ResourceGroup:
     row = get(ctx, sub, name)
+    refuse_if_deleting(row, "resource group")
     if body.tags is not None:
         row.tags = dict(body.tags)
     return row

@@ -14,7 +14,7 @@ from batchai.errors import Conflict, InvalidInput
 from batchai.ids import STORAGE_ACCOUNT_NAME, check_name
 from batchai.models.resources import StorageAccountInput
 from batchai.services import groups
-from batchai.services.context import Ctx, find, find_to_delete, require
+from batchai.services.context import Ctx, find, find_to_delete, refuse_if_deleting, require
 from batchai.storage.base import KINDS, SKUS
 from batchai.store.tables import ResourceGroup, StorageAccount
 
@@ -55,6 +55,7 @@ def by_name(ctx: Ctx, name: str) -> StorageAccount:
 def put(ctx: Ctx, sub: str, group: str, name: str, body: StorageAccountInput) -> tuple[StorageAccount, bool]:
     check_name("storage account", name, STORAGE_ACCOUNT_NAME)
     parent = groups.get(ctx, sub, group)
+    refuse_if_deleting(parent, "resource group")
     row = find(ctx.session, StorageAccount, name)
     if row is not None:
         if row.group_id != parent.id:

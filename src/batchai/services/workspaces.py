@@ -56,9 +56,17 @@ def child(ctx: Ctx, model: type[Child], sub: str, group: str, workspace: str, na
     return row
 
 
+def refuse_if_being_deleted(row: Workspace) -> None:
+    """409 for a change in a workspace that is being deleted, or whose group is (what is made in it now would
+    outlive the delete's first step, which asked its jobs to stop)."""
+    refuse_if_deleting(row.group, "resource group")
+    refuse_if_deleting(row, "workspace")
+
+
 def put(ctx: Ctx, sub: str, group: str, name: str, body: WorkspaceInput) -> tuple[Workspace, bool]:
     check_name("workspace", name)
     parent = groups.get(ctx, sub, group)
+    refuse_if_deleting(parent, "resource group")
     row = find(ctx.session, Workspace, name, group_id=parent.id)
     if row is not None:
         refuse_if_deleting(row, "workspace")
@@ -88,6 +96,7 @@ def put(ctx: Ctx, sub: str, group: str, name: str, body: WorkspaceInput) -> tupl
 
 def patch(ctx: Ctx, sub: str, group: str, name: str, body: WorkspacePatch) -> Workspace:
     row = get(ctx, sub, group, name)
+    refuse_if_being_deleted(row)
     if body.tags is not None:
         row.tags = dict(body.tags)
     return row
