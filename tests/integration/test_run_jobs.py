@@ -739,30 +739,40 @@ def test_a_delete_the_server_stopped_halfway_is_finished_after_a_restart(bench: 
         assert http.get(url(f"{bench.ws}/clusters/c")).status_code == 404
 
 
+def _workspace_elsewhere(bench: Bench) -> tuple[str, dict[str, Any]]:
+    """A second workspace of the bench's group with a 1-node cluster ``elsewhere``: its id, and the cluster's body."""
+    http = bench.server.http
+    other = bench.ws.replace("/workspaces/ws", "/workspaces/other")
+    assert http.put(url(other), json={"location": "eastus"}).status_code == 200
+    cluster = {"properties": {"vmSize": "STANDARD_NC6", "scaleSettings": {"manual": {"targetNodeCount": 1}}}}
+    assert http.put(url(f"{other}/clusters/elsewhere"), json=cluster).status_code == 200
+    return other, cluster
+
+
+def _job_on(bench: Bench, cluster_id: str, command: str) -> dict[str, Any]:
+    return {
+        "properties": {
+            "cluster": {"id": cluster_id},
+            "nodeCount": 1,
+            "stdOutErrPathPrefix": str(bench.tmp / "logs"),
+            "customToolkitSettings": {"commandLine": command},
+        }
+    }
+
+
 def test_nothing_is_made_under_what_is_being_deleted(bench: Bench) -> None:
     """While a workspace (or its group) is being deleted, nothing new goes in it: a job in one of its experiments
     (even on a cluster elsewhere), an experiment, a cluster, a workspace in the group, a change of tags (409
     <Kind>BeingDeleted). Such a job would outlive the delete's first step, which asked the jobs inside to stop."""
     bench.cluster()
     http = bench.server.http
-    other = bench.ws.replace("/workspaces/ws", "/workspaces/other")
-    assert http.put(url(other), json={"location": "eastus"}).status_code == 200
-    scale = {"manual": {"targetNodeCount": 1}}
-    cluster = {"properties": {"vmSize": "STANDARD_NC6", "scaleSettings": scale}}
-    assert http.put(url(f"{other}/clusters/elsewhere"), json=cluster).status_code == 200
+    other, cluster = _workspace_elsewhere(bench)
     marker = bench.tmp / "stubborn.pid"
     command = f"trap '' TERM; echo $$ > {marker}; sleep 60 & wait; sleep 60"
     bench.submit("stubborn", customToolkitSettings={"commandLine": command})
     pid_of(marker)
     group = bench.ws.split("/providers/")[0]
-    job = {
-        "properties": {
-            "cluster": {"id": f"{other}/clusters/elsewhere"},
-            "nodeCount": 1,
-            "stdOutErrPathPrefix": str(bench.tmp / "logs"),
-            "customToolkitSettings": {"commandLine": "sleep 60"},
-        }
-    }
+    job = _job_on(bench, f"{other}/clusters/elsewhere", "sleep 60")
     for deleted, version in ((bench.ws, "2018-05-01"), (group, "2021-04-01")):
         with httpx.Client(base_url=bench.server.endpoint, headers=http.headers, timeout=60) as client:
             target = url(deleted, version)
@@ -802,20 +812,9 @@ def test_a_delete_left_half_done_stops_jobs_it_never_asked(bench: Bench) -> None
     import sqlite3
 
     http = bench.server.http
-    other = bench.ws.replace("/workspaces/ws", "/workspaces/other")
-    assert http.put(url(other), json={"location": "eastus"}).status_code == 200
-    scale = {"manual": {"targetNodeCount": 1}}
-    cluster = {"properties": {"vmSize": "STANDARD_NC6", "scaleSettings": scale}}
-    assert http.put(url(f"{other}/clusters/elsewhere"), json=cluster).status_code == 200
+    other, _ = _workspace_elsewhere(bench)
     marker = bench.tmp / "late.pid"
-    job = {
-        "properties": {
-            "cluster": {"id": f"{other}/clusters/elsewhere"},
-            "nodeCount": 1,
-            "stdOutErrPathPrefix": str(bench.tmp / "logs"),
-            "customToolkitSettings": {"commandLine": f"echo $$ > {marker}; sleep 600"},
-        }
-    }
+    job = _job_on(bench, f"{other}/clusters/elsewhere", f"echo $$ > {marker}; sleep 600")
     assert http.put(url(bench.job_path("late")), json=job).status_code == 200
     pid = pid_of(marker)
     bench.server.stop(kill=True)
@@ -861,8 +860,8 @@ def test_a_cluster_delete_the_server_stopped_before_its_nodes_were_released(benc
 
             thread = threading.Thread(target=delete)
             thread.start()
+            # The rows are gone; the request still stops the setup task, which ignores SIGTERM.
             wait_for(lambda: http.get(url(path)).status_code == 404, message="the cluster's rows to go")
-            time.sleep(0.5)  # stopping the setup task, which ignores SIGTERM
             assert thread.is_alive()
             bench.server.stop(kill=True)
             thread.join(timeout=60)

@@ -268,6 +268,9 @@ class RayProvider:
                 log.info("releasing %s on its Ray node: %s", node_name, exc)
         shutil.rmtree(node_dir, ignore_errors=True)  # a shared filesystem
 
+    def sweep(self, clusters: set[int], nodes: set[tuple[int, str]]) -> None:
+        """Not done on Ray: the agents' watchdogs end what their nodes ran once no server holds them."""
+
     # -- processes -------------------------------------------------------------------------------------
     def start(
         self,

@@ -292,9 +292,8 @@ class Engine:
                 (self.provider.node_dir(node.cluster_id, node.name), str(node.info.get("ray_node_id", "")))
                 for node in nodes
             ]
-            sweep = getattr(self.provider, "sweep", None)
-            if sweep is not None:  # (the local provider: deletes whose release a stopped server cut short)
-                sweep(set(session.scalars(select(Cluster.id))), {(node.cluster_id, node.name) for node in nodes})
+            # Deletes whose release a stopped server cut short.
+            self.provider.sweep(set(session.scalars(select(Cluster.id))), {(n.cluster_id, n.name) for n in nodes})
         threading.Thread(
             target=node_commands.stop_abandoned,
             args=(self.provider, node_commands.abandoned(places), self.settings.grace_seconds),
