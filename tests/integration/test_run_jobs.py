@@ -933,3 +933,46 @@ def test_a_node_is_free_for_the_next_job_only_once_the_last_one_s_processes_are_
     started = datetime.fromisoformat(second["executionInfo"]["startTime"].replace("Z", "+00:00"))
     assert (started - ended).total_seconds() > 2, (ended, started)  # the grace period passed in between
     assert process_gone(pid_of(marker))
+
+
+def test_a_cluster_delete_stops_its_nodes_setup_tasks_together(bench: Bench) -> None:
+    """Setup tasks that ignore SIGTERM hold a cluster's delete for the grace period (3 s here): all of its
+    nodes' at once, not one grace period after another."""
+    marks, ready = bench.tmp / "terms", bench.tmp / "ready"
+    command = (
+        f"trap 'date +%s.%N >> {marks}' TERM; echo $AZ_BATCHAI_NODE_NAME >> {ready}; while true; do sleep 0.1; done"
+    )
+    bench.cluster(target=3, nodeSetup={"setupTask": {"commandLine": command, "stdOutErrPathPrefix": str(bench.tmp)}})
+    wait_for(lambda: ready.exists() and len(ready.read_text().split()) == 3, message="the three setup tasks to run")
+    assert bench.server.http.delete(url(f"{bench.ws}/clusters/c")).status_code == 200
+    terms = sorted(float(line) for line in marks.read_text().split())
+    assert len(terms) == 3, terms
+    assert terms[-1] - terms[0] < 2.0, f"SIGTERMs {terms[-1] - terms[0]:.1f} s apart: the nodes were stopped one by one"
+
+
+def test_a_workspace_delete_that_its_group_s_delete_overtook_answers_as_for_what_is_gone(bench: Bench) -> None:
+    """A workspace's delete and its group's, under way together, both wait for the same stubborn job; whichever
+    removes the rows first, the other finds them gone and answers as for what is gone (204), not 404 for the
+    group the other just removed."""
+    bench.cluster()
+    http = bench.server.http
+    marker = bench.tmp / "stubborn.pid"
+    bench.submit("stubborn", customToolkitSettings={"commandLine": f"trap '' TERM; echo $$ > {marker}; sleep 60"})
+    pid_of(marker)
+    group = bench.ws.split("/providers/")[0]
+    answers: dict[str, int] = {}
+    with httpx.Client(base_url=bench.server.endpoint, headers=http.headers, timeout=60) as client:
+
+        def delete(target: str) -> None:
+            answers[target] = client.delete(target).status_code
+
+        workspace, whole = url(bench.ws), url(group, "2021-04-01")
+        threads = [threading.Thread(target=delete, args=(target,)) for target in (whole, workspace)]
+        threads[0].start()  # the group's first: it is likelier to end first
+        wait_for(lambda: http.get(workspace).json()["properties"]["provisioningState"] == "deleting")
+        threads[1].start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert answers[whole] == 200
+    assert answers[workspace] in (200, 204), answers
+    assert http.get(whole).status_code == 404

@@ -170,6 +170,29 @@ def test_a_client_that_sends_something_else_is_dropped_and_others_are_served(
     assert "something else than a request" in (run_dir / "launcher.log").read_text()
 
 
+def test_a_daemon_orphaned_after_its_process_ended_is_told_to_stop_too(
+    tmp_path: Path, run_dir: Path, client: LauncherClient
+) -> None:
+    """A daemon whose parent outlives the process (ignoring the SIGTERM its session got) is adopted only once
+    that parent ends: it is told to stop then, rather than killed when the grace period (10 s) is over."""
+    daemon_pid = tmp_path / "daemon.pid"
+    # The subshell starts the daemon (in a session of its own), then ignores SIGTERM and lives a second more.
+    lingering = (
+        f"( setsid bash -c 'echo $$ > {daemon_pid}; exec sleep 300' < /dev/null > /dev/null 2>&1 & "
+        "trap '' TERM; sleep 1 ) & "
+        f"while [ ! -s {daemon_pid} ]; do sleep 0.01; done"
+    )
+    handle = _start(client, tmp_path, "lingering", ["bash", "-c", lingering])
+    try:
+        wait_for(lambda: daemon_pid.exists() and daemon_pid.read_text().strip(), timeout=10)
+        daemon = int(daemon_pid.read_text())
+        wait_for(lambda: process_gone(daemon), timeout=6)
+        wait_for(lambda: client.outcome(handle) is not None, timeout=6)
+    finally:
+        with contextlib.suppress(FileNotFoundError, ValueError, psutil.NoSuchProcess):
+            psutil.Process(int(daemon_pid.read_text())).kill()
+
+
 def test_a_daemon_a_process_leaves_outside_its_session_ends_with_it(
     tmp_path: Path, run_dir: Path, client: LauncherClient
 ) -> None:

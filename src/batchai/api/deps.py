@@ -17,7 +17,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from starlette.requests import HTTPConnection
 
 from batchai import API_VERSION
-from batchai.errors import Conflict, InvalidInput
+from batchai.errors import Conflict, InvalidInput, NotFound
 from batchai.ids import SUBSCRIPTION, check_name
 from batchai.models.resources import NodeCommandInput
 from batchai.services.context import Ctx, NodeTarget, Runtime
@@ -92,10 +92,15 @@ def wait_jobs_ended(request: Request, job_ids: list[int], timeout: float) -> Non
 
 
 def delete_in_two_steps(request: Request, prepare: Callable[[Ctx], list[int]], delete: Callable[[Ctx], bool]) -> bool:
-    """Deleting what may hold running jobs: ask them to stop, wait for the engine to end them, delete."""
+    """Deleting what may hold running jobs: ask them to stop, wait for the engine to end them, delete. What is
+    gone by the second step, or whose parent is (another request's delete of its group ended first), was
+    deleted by someone else: False, as for a resource already gone."""
     job_ids = run(request, prepare)
     wait_jobs_ended(request, job_ids, request.app.state.settings.grace_seconds + 15)
-    return run(request, lambda ctx: _flushed_once(ctx, delete))
+    try:
+        return run(request, lambda ctx: _flushed_once(ctx, delete))
+    except NotFound:
+        return False
 
 
 def _flushed_once(ctx: Ctx, delete: Callable[[Ctx], bool]) -> bool:

@@ -96,8 +96,9 @@ class Launcher:
         self.graces: dict[int, float] = {}  # each child's grace period (the request's, else DEFAULT_GRACE)
         self.kept: set[int] = set()  # children whose leftovers live on when they end (``keep``)
         # What ended processes left running, told to stop: (when it is killed, the session, the task's tag, the
-        # process's exit message, told once they are gone: until then its node is not free for the next job).
-        self.leftovers: list[tuple[float, int, str, dict[str, Any]]] = []
+        # process's exit message, told once they are gone: until then its node is not free for the next job;
+        # the daemons told to stop so far).
+        self.leftovers: list[tuple[float, int, str, dict[str, Any], set[int]]] = []
         # The orphans it adopts (orphans.adopt) end with no pidfd of its own: SIGCHLD wakes the loop to reap them.
         self.signals: list[socket.socket] = []
         if threading.current_thread() is threading.main_thread():
@@ -150,7 +151,7 @@ class Launcher:
         self.clients[conn] = bytearray()
         self.selector.register(conn, selectors.EVENT_READ, None)
         running = [[pid, handle.start] for pid, (_, handle, _) in self.children.items()]
-        running += [[message["exit"], message["start"]] for *_, message in self.leftovers]  # (not told yet)
+        running += [[message["exit"], message["start"]] for *_, message, _told in self.leftovers]  # (not told yet)
         self._send(conn, {"hello": os.getpid(), "running": running})
 
     def _drop(self, conn: socket.socket) -> None:
@@ -236,8 +237,9 @@ class Launcher:
             # orphans.adopt), is told to stop now and killed after the grace period: as a stop of the process
             # would, so that a job's processes may still save their work when the shell around them ends. The
             # servers hear of the end once that is gone (its node is not free before).
-            if not keep and self._signal_leftovers(pid, str(handle.exit_file), signal.SIGTERM):
-                self.leftovers.append((time.monotonic() + grace, pid, str(handle.exit_file), message))
+            told: set[int] = set()
+            if not keep and self._signal_leftovers(pid, str(handle.exit_file), signal.SIGTERM, told):
+                self.leftovers.append((time.monotonic() + grace, pid, str(handle.exit_file), message, told))
             else:
                 self._announce(message)
 
@@ -245,8 +247,10 @@ class Launcher:
         for conn in list(self.clients):
             self._send(conn, message)
 
-    def _signal_leftovers(self, session: int, task: str, sig: int) -> bool:
-        """Send ``sig`` (0: none) to what the process that led ``session`` left running; whether anything was."""
+    def _signal_leftovers(self, session: int, task: str, sig: int, told: set[int]) -> bool:
+        """Send ``sig`` (0: none) to what the process that led ``session`` left running; whether anything was.
+        ``told``: the daemons sent SIGTERM so far. Those adopted since (their parent outlived the process a
+        while) get it now, whatever ``sig``: each is told once, then killed with the others."""
         left = False
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(session, sig)
@@ -254,6 +258,12 @@ class Launcher:
         if daemons := orphans.signal_tagged(task, session, self.children.keys(), sig):
             if sig == signal.SIGTERM:
                 log.info("process %s left %s outside its session", session, daemons)
+            elif sig == 0 and (late := [pid for pid in daemons if pid not in told]):
+                log.info("process %s left %s outside its session", session, late)
+                for pid in late:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGTERM)
+            told.update(daemons)
             left = True
         return left
 
@@ -262,11 +272,11 @@ class Launcher:
         announce the process's end."""
         now = time.monotonic()
         still = []
-        for deadline, session, task, message in self.leftovers:
+        for deadline, session, task, message, told in self.leftovers:
             if deadline <= now:
-                self._signal_leftovers(session, task, signal.SIGKILL)
-            elif self._signal_leftovers(session, task, 0):
-                still.append((deadline, session, task, message))
+                self._signal_leftovers(session, task, signal.SIGKILL, told)
+            elif self._signal_leftovers(session, task, 0, told):
+                still.append((deadline, session, task, message, told))
                 continue
             self._announce(message)
         self.leftovers = still
