@@ -249,8 +249,9 @@ class Launcher:
 
     def _signal_leftovers(self, session: int, task: str, sig: int, told: set[int]) -> bool:
         """Send ``sig`` (0: none) to what the process that led ``session`` left running; whether anything was.
-        ``told``: the daemons sent SIGTERM so far. Those adopted since (their parent outlived the process a
-        while) get it now, whatever ``sig``: each is told once, then killed with the others."""
+        ``told``: the daemons sent SIGTERM so far. A look (``sig`` 0) sends it to those adopted since the process
+        ended (their parent outlived it a while): each daemon is told once, and killed with the rest when the
+        grace period is over."""
         left = False
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(session, sig)
