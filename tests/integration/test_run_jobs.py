@@ -692,6 +692,33 @@ def test_a_job_killed_while_the_server_was_down_fails_with_its_exit_code(bench: 
     assert ended.timestamp() < props["restarted_at"]
 
 
+def test_a_job_outlives_a_sigterm_of_everything_with_its_exit_code_recorded(bench: Bench) -> None:
+    """``pkill -f batchai`` (or a service manager stopping the server) sends SIGTERM to the server and to the
+    launcher. The launcher carries on while what it started runs, so that the job's end is recorded as it
+    happens, and a server started later finds the job's exit code, not a job lost."""
+    bench.cluster()
+    marker, gate, script = bench.tmp / "job.pid", bench.tmp / "gate", bench.tmp / "job.py"
+    # A plain command (no shell around it): only the launcher, its parent, learns its exit code.
+    script.write_text(
+        "import os, sys, time\n"
+        "open(sys.argv[1], 'w').write(str(os.getpid()))\n"
+        "while not os.path.exists(sys.argv[2]):\n    time.sleep(0.05)\n"
+        "sys.exit(7)\n"
+    )
+    bench.submit("outlives", customToolkitSettings={"commandLine": f"{sys.executable} {script} {marker} {gate}"})
+    pid_of(marker)
+    (launcher,) = [p for p in leftovers(bench.server.home) if "batchai.runtime.launcher" in p.info["cmdline"]]
+    launcher.terminate()
+    bench.server.stop()
+    gate.touch()
+    wait_for(lambda: process_gone(launcher.pid), message="the launcher to end once the job has")
+    bench.server.start()
+    props = bench.wait_job("outlives")
+    assert props["executionState"] == "failed"
+    assert props["executionInfo"]["exitCode"] == 7, props["executionInfo"]
+    assert props["executionInfo"]["errors"][0]["code"] == "JobFailed"
+
+
 @pytest.mark.parametrize("what", ["resource group", "workspace", "experiment", "job"])
 def test_a_delete_the_server_stopped_halfway_is_finished_after_a_restart(bench: Bench, what: str) -> None:
     """A delete asks the jobs inside to stop, waits for them, then removes the rows. A server killed while it

@@ -23,7 +23,8 @@ directory (mode 0700; a peer of another user is refused).
 
 ``fallback`` is what to start if ``argv`` cannot be (e.g. a ``bash`` script that reports the error the
 way a shell does). The launcher ends once no server is connected and nothing it started still runs, or
-when no server connects within ``FIRST_CLIENT_SECONDS`` of its start.
+when no server connects within ``FIRST_CLIENT_SECONDS`` of its start; not on SIGTERM, so that the ends of
+what it started are still recorded (SIGKILL ends it at once: what it started then runs on unrecorded).
 
 Run as ``python -m batchai.runtime.launcher <run dir>``; the server side is ``LauncherClient``.
 """
@@ -107,6 +108,10 @@ class Launcher:
                 end.setblocking(False)
             signal.set_wakeup_fd(self.signals[1].fileno(), warn_on_full_buffer=False)
             signal.signal(signal.SIGCHLD, lambda *_: None)
+            # SIGTERM (``pkill -f batchai``, a service manager stopping the server) does not end it while what it
+            # started runs: their ends are still recorded. It ends as it always does, once idle and unserved. (A
+            # handler, not SIG_IGN, which its children would inherit.)
+            signal.signal(signal.SIGTERM, lambda *_: log.info("launcher %s: SIGTERM; it ends once idle", os.getpid()))
             self.selector.register(self.signals[0], selectors.EVENT_READ, _SIGNALS)
 
     def run(self) -> None:
