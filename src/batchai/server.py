@@ -6,6 +6,7 @@ may be another process's by now)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -26,6 +27,7 @@ from batchai.private_files import private_dir, private_file, try_lock
 from batchai.store.db import claim
 
 LOCK_FILE = "server.lock"
+log = logging.getLogger("batchai.server")
 
 
 def hold_home(home: Path) -> int:
@@ -62,13 +64,92 @@ def listen(settings: Settings) -> tuple[socket.socket, Settings]:
     return sock, dataclasses.replace(settings, port=int(sock.getsockname()[1]))
 
 
-def serve(settings: Settings) -> None:
-    """Serve in the foreground until SIGINT/SIGTERM."""
-    from batchai.api.app import create_app
+# Set in the environment of the process a supervising server starts (``supervise``): the listening socket's fd.
+SERVING_FD = "BATCHAI_SERVING_FD"
+RESTART_PAUSE_SECONDS = 1.0
+QUICK_EXIT_SECONDS = 10.0  # a serving process that ends this soon after its start, three times running: give up
+_PR_SET_PDEATHSIG = 1
 
+
+def serving_child() -> bool:
+    """Whether this process serves for a supervising server (``supervise``), which holds the home."""
+    return SERVING_FD in os.environ
+
+
+def serve(settings: Settings) -> None:
+    """Serve in the foreground until SIGINT/SIGTERM. With a Ray cluster, the serving runs in a child process
+    that is started again should it end by itself (``supervise``)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if serving_child():
+        _die_with_parent()
+        sock = socket.socket(fileno=int(os.environ.pop(SERVING_FD)))  # (not handed on to what it starts)
+        _serve_app(dataclasses.replace(settings, port=int(sock.getsockname()[1])), sock, lock=None)
+        return
     lock = hold_home(settings.home)
     sock, settings = listen(settings)
+    if settings.ray_address:
+        pid_file = settings.home / "server.pid"
+        pid_file.write_text(str(os.getpid()))
+        try:
+            supervise(sock)
+        finally:
+            if pid_file.exists() and pid_file.read_text().strip() == str(os.getpid()):
+                pid_file.unlink()
+            os.close(lock)
+        return
+    _serve_app(settings, sock, lock)
+
+
+def supervise(sock: socket.socket) -> None:
+    """Serve from a child process and start it again whenever it ends by itself, until SIGINT/SIGTERM. Ray's
+    driver, which runs in the serving process, ends that process when the Ray cluster's head goes away (after
+    ``gcs_rpc_server_reconnect_timeout_s``, or at once when a new head answers at its address): the home, its
+    lock and the listening socket stay with this process, and a new child serves (and reaches Ray once it is
+    back) on the same port. The child dies with this process, however this one ends."""
+    stopping = False
+    child: subprocess.Popen[bytes] | None = None
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        if child is not None and child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    argv = [sys.executable, "-m", "batchai", *sys.argv[1:]]
+    env = {**os.environ, SERVING_FD: str(sock.fileno())}
+    quick = 0
+    while not stopping:
+        started = time.monotonic()
+        # Its own process group: a terminal's Ctrl-C reaches this process, which passes it on once.
+        child = subprocess.Popen(argv, env=env, pass_fds=[sock.fileno()], process_group=0)
+        code = child.wait()
+        if stopping or code == 0:
+            return
+        quick = quick + 1 if time.monotonic() - started < QUICK_EXIT_SECONDS else 0
+        if quick >= 3:
+            log.error("the serving process keeps ending at once (exit code %s); giving up", code)
+            raise SystemExit(1)
+        log.warning("the serving process ended by itself (exit code %s); starting it again", code)
+        time.sleep(RESTART_PAUSE_SECONDS)
+
+
+def _die_with_parent() -> None:
+    """A serving child ends with its supervising server (even one that is SIGKILLed)."""
+    import ctypes
+
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent or parent == 1:  # (it died before the call)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _serve_app(settings: Settings, sock: socket.socket, lock: int | None) -> None:
+    """Run the API on ``sock`` until SIGINT/SIGTERM (``lock``: the home's, held and let go by this process)."""
+    from batchai.api.app import create_app
+
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -79,14 +160,16 @@ def serve(settings: Settings) -> None:
         ssl_keyfile=str(settings.keyfile) if settings.keyfile else None,
     )
     pid_file = settings.home / "server.pid"
-    pid_file.write_text(str(os.getpid()))
+    if lock is not None:  # (a serving child's supervisor writes it)
+        pid_file.write_text(str(os.getpid()))
     try:
         with claim(settings.database_url):
             uvicorn.Server(config).run(sockets=[sock])
     finally:
-        if pid_file.exists() and pid_file.read_text().strip() == str(os.getpid()):
-            pid_file.unlink()
-        os.close(lock)
+        if lock is not None:
+            if pid_file.exists() and pid_file.read_text().strip() == str(os.getpid()):
+                pid_file.unlink()
+            os.close(lock)
 
 
 def running_pid(home: Path) -> int | None:

@@ -76,7 +76,7 @@ def start(
     )
     if certfile and keyfile:
         settings = dataclasses.replace(settings, certfile=Path(certfile).resolve(), keyfile=Path(keyfile).resolve())
-    pid = runner.running_pid(settings.home)
+    pid = None if runner.serving_child() else runner.running_pid(settings.home)  # (its supervisor holds the home)
     if pid is not None:
         raise CliError(
             f"a server already runs for home {settings.home} (pid {pid}); stop it with 'batchai server stop'"
