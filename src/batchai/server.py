@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -83,21 +84,28 @@ def serve(settings: Settings) -> None:
     if serving_child():
         _die_with_parent()
         sock = socket.socket(fileno=int(os.environ.pop(SERVING_FD)))  # (not handed on to what it starts)
-        _serve_app(dataclasses.replace(settings, port=int(sock.getsockname()[1])), sock, lock=None)
+        _serve_app(dataclasses.replace(settings, port=int(sock.getsockname()[1])), sock)
         return
-    lock = hold_home(settings.home)
-    sock, settings = listen(settings)
-    if settings.ray_address:
-        pid_file = settings.home / "server.pid"
-        pid_file.write_text(str(os.getpid()))
-        try:
+    with _holding(settings.home):
+        sock, settings = listen(settings)
+        if settings.ray_address:
             supervise(sock)
-        finally:
-            if pid_file.exists() and pid_file.read_text().strip() == str(os.getpid()):
-                pid_file.unlink()
-            os.close(lock)
-        return
-    _serve_app(settings, sock, lock)
+        else:
+            _serve_app(settings, sock)
+
+
+@contextlib.contextmanager
+def _holding(home: Path) -> Iterator[None]:
+    """The home's lock and its pid file (this process's), for as long as this process serves it."""
+    lock = hold_home(home)
+    pid_file = home / "server.pid"
+    pid_file.write_text(str(os.getpid()))
+    try:
+        yield
+    finally:
+        if pid_file.exists() and pid_file.read_text().strip() == str(os.getpid()):
+            pid_file.unlink()
+        os.close(lock)
 
 
 def supervise(sock: socket.socket) -> None:
@@ -146,8 +154,8 @@ def _die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _serve_app(settings: Settings, sock: socket.socket, lock: int | None) -> None:
-    """Run the API on ``sock`` until SIGINT/SIGTERM (``lock``: the home's, held and let go by this process)."""
+def _serve_app(settings: Settings, sock: socket.socket) -> None:
+    """Run the API on ``sock`` until SIGINT/SIGTERM."""
     from batchai.api.app import create_app
 
     app = create_app(settings)
@@ -159,17 +167,8 @@ def _serve_app(settings: Settings, sock: socket.socket, lock: int | None) -> Non
         ssl_certfile=str(settings.certfile) if settings.certfile else None,
         ssl_keyfile=str(settings.keyfile) if settings.keyfile else None,
     )
-    pid_file = settings.home / "server.pid"
-    if lock is not None:  # (a serving child's supervisor writes it)
-        pid_file.write_text(str(os.getpid()))
-    try:
-        with claim(settings.database_url):
-            uvicorn.Server(config).run(sockets=[sock])
-    finally:
-        if lock is not None:
-            if pid_file.exists() and pid_file.read_text().strip() == str(os.getpid()):
-                pid_file.unlink()
-            os.close(lock)
+    with claim(settings.database_url):
+        uvicorn.Server(config).run(sockets=[sock])
 
 
 def running_pid(home: Path) -> int | None:
