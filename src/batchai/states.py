@@ -7,6 +7,9 @@ from enum import StrEnum
 
 class JobState(StrEnum):
     QUEUED = "queued"
+    # Queued, with its node chosen: its process starts the moment the job running there ends (the node's
+    # launcher starts it, see ``NodeProvider.follow``). Shown as queued.
+    STAGED = "staged"
     RUNNING = "running"
     TERMINATING = "terminating"
     SUCCEEDED = "succeeded"
@@ -16,10 +19,17 @@ class JobState(StrEnum):
     def is_terminal(self) -> bool:
         return self in (JobState.SUCCEEDED, JobState.FAILED)
 
+    @property
+    def shown(self) -> str:
+        """The state on the wire (Batch AI's ``executionState``)."""
+        return JobState.QUEUED.value if self is JobState.STAGED else self.value
+
 
 ALLOWED: dict[JobState, frozenset[JobState]] = {
     # queued -> queued is a requeue after a lost node: it refreshes the transition time.
-    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.TERMINATING, JobState.FAILED}),
+    JobState.QUEUED: frozenset({JobState.STAGED, JobState.RUNNING, JobState.TERMINATING, JobState.FAILED}),
+    # staged -> queued: its start was called off (its node or cluster changed).
+    JobState.STAGED: frozenset({JobState.QUEUED, JobState.RUNNING, JobState.TERMINATING, JobState.FAILED}),
     JobState.RUNNING: frozenset({JobState.QUEUED, JobState.TERMINATING, JobState.SUCCEEDED, JobState.FAILED}),
     JobState.TERMINATING: frozenset({JobState.FAILED, JobState.SUCCEEDED}),
     JobState.SUCCEEDED: frozenset(),

@@ -283,6 +283,7 @@ def test_the_migrations_made_the_schema_in_postgres(pg: PgBatchServer, db: sa.En
         "jobs.cluster_id": "SET NULL",
         "nodes.cluster_id": "CASCADE",
         "nodes.job_id": "SET NULL",
+        "nodes.next_job_id": "SET NULL",
         "tasks.job_id": "CASCADE",
         "tasks.node_id": "SET NULL",
     }

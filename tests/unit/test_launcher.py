@@ -221,3 +221,76 @@ def test_a_daemon_a_process_leaves_outside_its_session_ends_with_it(
                 psutil.Process(int(marker.read_text())).kill()
         with contextlib.suppress(psutil.NoSuchProcess):
             psutil.Process(other.pid).kill()
+
+
+def _follow(client: LauncherClient, tmp_path: Path, name: str, after: Handle) -> launcher.Follower:
+    """A follower of ``after`` that prints when it started (epoch seconds)."""
+    return client.follow(
+        after,
+        [sys.executable, "-c", "import time; print(time.time())"],
+        env={"PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+        stdout=tmp_path / name / "stdout.txt",
+        stderr=tmp_path / name / "stderr.txt",
+        exit_file=tmp_path / f"{name}.exit",
+    )
+
+
+def _gated(client: LauncherClient, tmp_path: Path, name: str) -> tuple[Handle, Path]:
+    gate = tmp_path / f"{name}.gate"
+    return _start(client, tmp_path, name, ["bash", "-c", f"until [ -e {gate} ]; do sleep 0.02; done"]), gate
+
+
+def test_a_follower_starts_the_moment_its_process_has_ended(tmp_path: Path, client: LauncherClient) -> None:
+    first, gate = _gated(client, tmp_path, "first")
+    assert client.follows(first)
+    follower = _follow(client, tmp_path, "next", first)
+    assert not follower.handle.done()
+    assert not (tmp_path / "next").exists()  # (nothing of it starts early: its output files are opened at its start)
+    gate.touch()
+    handle = follower.handle.result(10)
+    wait_for(lambda: client.outcome(handle) is not None, timeout=10)
+    assert client.outcome(handle) == Outcome(0, ended_at=ANY)
+    assert client.outcome(first) == Outcome(0, ended_at=ANY)
+    started = float((tmp_path / "next" / "stdout.txt").read_text())
+    assert started >= first.exit_file.stat().st_mtime  # after the first one's exit was written
+    assert not client.cancel(follower)  # it started: too late
+
+
+def test_a_cancelled_follower_never_starts(tmp_path: Path, client: LauncherClient) -> None:
+    first, gate = _gated(client, tmp_path, "first")
+    follower = _follow(client, tmp_path, "next", first)
+    assert client.cancel(follower)
+    assert follower.handle.cancelled()
+    ended = threading.Event()
+    assert client.watch(first, ended.set)
+    gate.touch()
+    assert ended.wait(10)  # the first one's end is told after its followers have started: none did
+    assert not (tmp_path / "next").exists()
+    assert not (tmp_path / "next.exit").exists()
+
+
+def test_a_follower_of_a_process_that_has_ended_starts_at_once(tmp_path: Path, client: LauncherClient) -> None:
+    first = _start(client, tmp_path, "first", ["true"])
+    wait_for(lambda: client.outcome(first) is not None, timeout=10)
+    assert not client.follows(first)  # (the engine starts such a job itself)
+    handle = _follow(client, tmp_path, "next", first).handle.result(10)
+    wait_for(lambda: client.outcome(handle) is not None, timeout=10)
+    assert client.outcome(handle) == Outcome(0, ended_at=ANY)
+
+
+def test_followers_go_with_the_server_that_asked_for_them(tmp_path: Path, run_dir: Path) -> None:
+    """A server that stops (or dies) takes its followers with it: what it did not record must not start."""
+    first_server = LauncherClient(run_dir)
+    first, gate = _gated(first_server, tmp_path, "first")
+    _follow(first_server, tmp_path, "next", first)
+    first_server.close()
+    second_server = LauncherClient(run_dir)
+    try:
+        ended = threading.Event()
+        assert second_server.watch(first, ended.set)
+        gate.touch()
+        assert ended.wait(10)
+        assert not (tmp_path / "next").exists()
+    finally:
+        second_server.close()

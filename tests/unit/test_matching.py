@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from batchai.scheduler.matching import QueuedJob, decide
+from batchai.scheduler.matching import QueuedJob, decide, stage
 
 
 def job(id: int, nodes: int = 1, priority: int = 0, at: float | None = None, skips: int = 0, cluster: int = 1):
@@ -46,3 +46,20 @@ def test_a_job_bigger_than_its_shrunk_cluster_neither_starts_nor_blocks() -> Non
     decision = decide([reserved, job(2)], {1: [10, 11]}, max_skips=5, capacity={1: 2})
     assert decision.starts == {2: [10]}
     assert 1 not in decision.skipped
+
+
+def test_staging_follows_the_line_one_job_per_busy_node() -> None:
+    line = [job(1, priority=0), job(2, priority=1), job(3, priority=0), job(4, priority=0)]
+    assert stage(line, {1: [10, 11]}) == {2: 10, 1: 11}
+
+
+def test_staging_stops_at_a_job_that_needs_several_nodes() -> None:
+    """Staged jobs keep nodes busy: behind a gang job nothing is staged, so that its nodes come free."""
+    line = [job(1), job(2, nodes=2), job(3)]
+    assert stage(line, {1: [10, 11]}) == {1: 10}
+    assert stage([job(2, nodes=2), job(3)], {1: [10, 11]}) == {}
+
+
+def test_staging_is_per_cluster() -> None:
+    line = [job(1, cluster=1), job(2, cluster=2), job(3, cluster=2)]
+    assert stage(line, {2: [20]}) == {2: 20}

@@ -77,3 +77,58 @@ def test_the_head_of_a_line_is_read_from_an_index_without_sorting(db: Database) 
     # ORDER BY", every job the cluster ever had read and the queued ones sorted on each pass.
     assert "ix_jobs_line (cluster_id=? AND execution_state=?)" in plan, plan
     assert "TEMP B-TREE" not in plan, plan
+
+
+def _node_rows(db: Database, tmp_path: Path) -> tuple[int, int, int]:
+    """A cluster's node running job a1 with a2 staged on it; returns (node id, a1's id, a2's id)."""
+    from batchai.store.tables import Node
+
+    _submit(db, tmp_path, {"a": [("a1", "normal"), ("a2", "normal")]})
+    with db.session() as session:
+        cid = session.scalar(select(Cluster.id).where(Cluster.key == "a"))
+        a1, a2 = (session.scalar(select(Job.id).where(Job.name == n)) for n in ("a1", "a2"))
+        node = Node(cluster_id=cid, name="node-0", index=0, state="running", state_time=START, job_id=a1)
+        session.add(node)
+        session.flush()
+        session.execute(statements.STAGE_ON_NODE, {"nid": node.id, "ahead": a1, "jid": a2})
+        return node.id, a1, a2
+
+
+def _node(db: Database, node_id: int) -> tuple[str, int | None, int | None]:
+    from batchai.store.tables import Node
+
+    with db.session() as session:
+        node = session.get_one(Node, node_id)
+        return node.state, node.job_id, node.next_job_id
+
+
+def test_a_job_s_end_hands_its_node_to_the_job_staged_there(db: Database, tmp_path: Path) -> None:
+    node, a1, a2 = _node_rows(db, tmp_path)
+    assert _node(db, node) == ("running", a1, a2)
+    with db.session() as session:  # a1 ends: a2 has the node (still running), nothing is staged
+        session.execute(statements.FREE_NODES_OF_JOB, {"jid": a1, "now": START})
+    assert _node(db, node) == ("running", a2, None)
+    with db.session() as session:  # a2 ends: the node is idle
+        session.execute(statements.FREE_NODES_OF_JOB, {"jid": a2, "now": START})
+    assert _node(db, node) == ("idle", None, None)
+
+
+def test_a_staged_job_that_ended_first_lets_go_of_its_place(db: Database, tmp_path: Path) -> None:
+    """Settled out of order (the staged job's end before that of the job ahead): the node is not left to it."""
+    node, a1, a2 = _node_rows(db, tmp_path)
+    with db.session() as session:
+        session.execute(statements.FREE_NODES_OF_JOB, {"jid": a2, "now": START})
+    assert _node(db, node) == ("running", a1, None)
+    with db.session() as session:
+        session.execute(statements.FREE_NODES_OF_JOB, {"jid": a1, "now": START})
+    assert _node(db, node) == ("idle", None, None)
+
+
+def test_a_staged_job_whose_job_ahead_went_unsettled_takes_its_node(db: Database, tmp_path: Path) -> None:
+    from batchai.store.tables import Node
+
+    node, _a1, a2 = _node_rows(db, tmp_path)
+    with db.session() as session:  # (as when the job ahead's row was deleted)
+        session.execute(update(Node).where(Node.id == node).values(job_id=None))
+        session.execute(statements.PROMOTE_NEXT, {"jid": a2, "now": START})
+    assert _node(db, node) == ("running", a2, None)

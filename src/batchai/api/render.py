@@ -10,6 +10,7 @@ from batchai.models import wire
 from batchai.services import experiments
 from batchai.services.context import DELETING
 from batchai.services.jobs import JobView
+from batchai.states import JobState
 from batchai.store.tables import (
     Cluster,
     Experiment,
@@ -173,7 +174,7 @@ def job(row: Job | JobView, parent_id: str | None = None) -> dict[str, Any]:
         "creationTime": row.created_at,
         "provisioningState": row.provisioning_state,
         "provisioningStateTransitionTime": row.provisioning_state_time,
-        "executionState": row.execution_state,
+        "executionState": JobState(row.execution_state).shown,
         "executionStateTransitionTime": row.execution_state_time,
     }
     if row.start_time or row.errors:

@@ -10,6 +10,8 @@ what runs where; the provider only does it. Contract:
   never blocks on the process.
 - ``address`` is the node's address as other nodes reach it; ``free_ports`` finds ports free on it
   (for the rendezvous of distributed jobs).
+- ``follow`` may start a process the moment another on its node ends (see its docstring); ``cancel``
+  drops such a follower before it starts.
 - ``poll`` returns None while the process runs, then its ``Outcome`` (exit code None if it vanished).
 - ``stop`` ends a process tree (SIGTERM, grace period, SIGKILL) and is idempotent: stopping what has
   already ended is not an error.
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from batchai.runtime.launch import NodeSlot
+from batchai.runtime.launcher import Follower
 from batchai.runtime.supervisor import Handle, Outcome
 
 
@@ -94,6 +97,34 @@ class NodeProvider(Protocol):
         process without the shell (``launch.plain_argv``), which a provider may start instead (and then
         need not write the script). What the process leaves running is stopped when it ends, unless ``keep``
         (a setup task's daemons: they live until ``release_node``)."""
+        ...
+
+    def follows(self, handle: Handle) -> bool:
+        """Whether a process may follow ``handle`` (``follow``) now."""
+        ...
+
+    def follow(
+        self,
+        after: Handle,
+        script: Path,
+        body: str,
+        *,
+        env: dict[str, str],
+        cwd: Path,
+        stdout: Path,
+        stderr: Path,
+        exit_file: Path,
+        node: dict[str, str],
+        argv: list[str] | None = None,
+    ) -> Follower | None:
+        """Start a process as ``start`` would, the moment ``after`` (a process on the same node) has ended and
+        what it left running is gone, without waiting for the server: the node's next job. Its ``handle``
+        resolves then. None when the provider cannot (then the engine starts the job once the node is free)."""
+        ...
+
+    def cancel(self, follower: Follower) -> bool:
+        """Drop a follower that has not started: True if it never will; False if it started (its handle is
+        resolved) or may have."""
         ...
 
     def poll(self, handle: Handle) -> Outcome | None: ...

@@ -17,7 +17,7 @@ from typing import Any
 
 from batchai.runtime import orphans, supervisor
 from batchai.runtime.launch import NodeSlot
-from batchai.runtime.launcher import LauncherClient
+from batchai.runtime.launcher import Follower, LauncherClient
 from batchai.runtime.supervisor import Handle, Outcome
 
 
@@ -84,13 +84,7 @@ class LocalProvider:
         argv: list[str] | None = None,
         keep: bool = False,
     ) -> Handle:
-        fallback = None
-        if argv is not None:  # without a shell, as bash would have run it; bash runs it if it cannot start
-            fallback, env = ["bash", "-c", body], {**env, "PWD": str(cwd)}
-        else:
-            script.parent.mkdir(parents=True, exist_ok=True)
-            script.write_text(supervisor.wrapper_script(body, exit_file))
-            argv = ["bash", str(script)]
+        argv, fallback, env = _command(script, body, env, cwd, exit_file, argv)
         return self._launcher.start(
             argv,
             fallback=fallback,
@@ -102,6 +96,41 @@ class LocalProvider:
             grace=self.grace_seconds,
             keep=keep,
         )
+
+    def follows(self, handle: Handle) -> bool:
+        return self._launcher.follows(handle)
+
+    def follow(
+        self,
+        after: Handle,
+        script: Path,
+        body: str,
+        *,
+        env: dict[str, str],
+        cwd: Path,
+        stdout: Path,
+        stderr: Path,
+        exit_file: Path,
+        node: dict[str, str],
+        argv: list[str] | None = None,
+    ) -> Follower | None:
+        if not self._launcher.follows(after):  # (e.g. a launcher started since does not know it)
+            return None
+        argv, fallback, env = _command(script, body, env, cwd, exit_file, argv)
+        return self._launcher.follow(
+            after,
+            argv,
+            fallback=fallback,
+            env=env,
+            cwd=cwd,
+            stdout=stdout,
+            stderr=stderr,
+            exit_file=exit_file,
+            grace=self.grace_seconds,
+        )
+
+    def cancel(self, follower: Follower) -> bool:
+        return self._launcher.cancel(follower)
 
     def poll(self, handle: Handle) -> Outcome | None:
         return self._launcher.outcome(handle)
@@ -160,6 +189,18 @@ class LocalProvider:
 
     def close(self) -> None:
         self._launcher.close()
+
+
+def _command(
+    script: Path, body: str, env: dict[str, str], cwd: Path, exit_file: Path, argv: list[str] | None
+) -> tuple[list[str], list[str] | None, dict[str, str]]:
+    """What the launcher starts: ``argv`` without a shell, with bash running ``body`` as the fallback if it
+    cannot start; else ``body`` in a script that records its exit code. Returns (argv, fallback, env)."""
+    if argv is not None:  # without a shell, as bash would have run it; bash runs it if it cannot start
+        return argv, ["bash", "-c", body], {**env, "PWD": str(cwd)}
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(supervisor.wrapper_script(body, exit_file))
+    return ["bash", str(script)], None, env
 
 
 def prepare_work_area(node_dir: Path, shared_dir: Path, links: list[tuple[Path, Path]]) -> Path:

@@ -36,6 +36,7 @@ from typing import Any
 from batchai.providers.base import NodeNotReady, ProviderUnavailable
 from batchai.providers.node_agent import MARKER, NodeAgent
 from batchai.runtime.launch import LaunchError, NodeSlot
+from batchai.runtime.launcher import Follower
 from batchai.runtime.supervisor import Handle, Outcome
 
 log = logging.getLogger("batchai.ray")
@@ -289,6 +290,28 @@ class RayProvider:
         node_id = node["ray_node_id"]
         handle: Handle = self._call(node_id, "start", script, body, env, cwd, stdout, stderr, exit_file, keep)
         return Handle(handle.pid, handle.start, handle.exit_file, node_id, keep)
+
+    def follows(self, handle: Handle) -> bool:
+        return False  # a job starts once its nodes are free (and Ray has placed them)
+
+    def follow(
+        self,
+        after: Handle,
+        script: Path,
+        body: str,
+        *,
+        env: dict[str, str],
+        cwd: Path,
+        stdout: Path,
+        stderr: Path,
+        exit_file: Path,
+        node: dict[str, str],
+        argv: list[str] | None = None,
+    ) -> Follower | None:
+        return None
+
+    def cancel(self, follower: Follower) -> bool:
+        return True  # (none is ever made)
 
     def _lost(self, handle: Handle) -> Outcome:
         """The agent that ran the process is gone, and the process with it (its watchdog ends its session):

@@ -15,11 +15,19 @@ directory (mode 0700; a peer of another user is refused).
 
     server -> launcher  {"id": n, "argv": [...], "fallback": [...] or null, "env": {...},
                          "cwd": ..., "stdout": ..., "stderr": ..., "exit_file": ..., "grace": seconds,
-                         "keep": false}
+                         "keep": false, "after": [pid, start] or absent}
+                        {"id": n, "cancel": m}          drop request m if it has not started yet
     launcher -> server  {"hello": <launcher pid>, "running": [[pid, start], ...]}    on connecting
                         {"id": n, "pid": p, "start": t} or {"id": n, "error": "..."}  per request
+                        {"id": n, "cancelled": true or false}                      per cancel
                         {"exit": p, "start": t, "code": c, "at": epoch seconds}     to every server,
                                             once what the process left running is gone too
+
+A request with ``after`` is a follower: it starts the moment that process (one of the launcher's) has
+ended and what it left running is gone, before its end is told, so that a node's next job starts without
+waiting for the server (its reply comes then). A follower of a process that is not the launcher's (any
+more) starts at once. Followers belong to their connection: they are dropped when it closes, and a
+cancel answers false once the follower has started (its reply went first).
 
 ``fallback`` is what to start if ``argv`` cannot be (e.g. a ``bash`` script that reports the error the
 way a shell does). The launcher ends once no server is connected and nothing it started still runs, or
@@ -45,6 +53,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -100,6 +109,8 @@ class Launcher:
         # process's exit message, told once they are gone: until then its node is not free for the next job;
         # the daemons told to stop so far).
         self.leftovers: list[tuple[float, int, str, dict[str, Any], set[int]]] = []
+        # Requests waiting for a process to end (``after``), by that process: (the connection, the request).
+        self.followers: dict[tuple[int, float], list[tuple[socket.socket, dict[str, Any]]]] = {}
         # The orphans it adopts (orphans.adopt) end with no pidfd of its own: SIGCHLD wakes the loop to reap them.
         self.signals: list[socket.socket] = []
         if threading.current_thread() is threading.main_thread():
@@ -133,16 +144,18 @@ class Launcher:
             if self.leftovers:  # look again soon whether they have ended, and kill them when their time is up
                 due = max(0.0, min(LEFTOVER_LOOK_SECONDS, *(d - time.monotonic() for d, *_ in self.leftovers)))
                 timeout = due if timeout is None else min(timeout, due)
-            signalled = False
+            signalled = accept = False
             for key, _ in self.selector.select(timeout):
                 if key.fileobj is self.listener:
-                    self._accept()
+                    accept = True
                 elif key.data == _SIGNALS:
                     with contextlib.suppress(BlockingIOError):
                         self.signals[0].recv(4096)
                     signalled = True
                 elif isinstance(key.fileobj, socket.socket):
                     self._read(key.fileobj)
+            if accept:  # after the reads: the followers of a server that went away are gone before a new one is
+                self._accept()
             self._settle_ended()
             self._kill_leftovers()
             if signalled:
@@ -161,6 +174,11 @@ class Launcher:
 
     def _drop(self, conn: socket.socket) -> None:
         self.clients.pop(conn, None)
+        for key, waiting in list(self.followers.items()):
+            if not (waiting := [(c, r) for c, r in waiting if c is not conn]):
+                del self.followers[key]
+            else:
+                self.followers[key] = waiting
         with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(conn)
         conn.close()
@@ -186,12 +204,45 @@ class Launcher:
             del buffer[: end + 1]
             try:
                 request = json.loads(line)
-                reply = {"id": request["id"], **self._start(request)}
-            except (ValueError, KeyError, TypeError) as exc:  # not our protocol: not a server of ours
+                if "cancel" in request:
+                    reply = {"id": request["id"], "cancelled": self._cancel(conn, int(request["cancel"]))}
+                elif request.get("after") and self._running(
+                    after := (int(request["after"][0]), float(request["after"][1]))
+                ):
+                    self.followers.setdefault(after, []).append((conn, request))
+                    continue  # answered once it starts
+                else:
+                    reply = {"id": request["id"], **self._start(request)}
+            except (ValueError, KeyError, TypeError, IndexError) as exc:  # not our protocol: not a server of ours
                 log.warning("dropping a client that sent something else than a request (%s)", type(exc).__name__)
                 self._drop(conn)
                 return
             self._send(conn, reply)
+
+    def _running(self, key: tuple[int, float]) -> bool:
+        """Whether that process of the launcher's has not ended yet, or what it left running is not gone yet."""
+        child = self.children.get(key[0])
+        if child is not None and child[1].start == key[1]:
+            return True
+        return any(m["exit"] == key[0] and m["start"] == key[1] for *_, m, _told in self.leftovers)
+
+    def _cancel(self, conn: socket.socket, request_id: int) -> bool:
+        """Drop a follower of ``conn`` that has not started; False if there is none (it started already)."""
+        for key, waiting in list(self.followers.items()):
+            kept = [(c, r) for c, r in waiting if not (c is conn and r["id"] == request_id)]
+            if len(kept) < len(waiting):
+                if kept:
+                    self.followers[key] = kept
+                else:
+                    del self.followers[key]
+                return True
+        return False
+
+    def _start_followers(self, message: dict[str, Any]) -> None:
+        """Start what waited for the process ``message`` tells the end of (before telling it)."""
+        for conn, request in self.followers.pop((message["exit"], message["start"]), []):
+            if conn in self.clients:
+                self._send(conn, {"id": request["id"], **self._start(request)})
 
     def _start(self, request: dict[str, Any]) -> dict[str, Any]:
         files = {
@@ -249,6 +300,7 @@ class Launcher:
                 self._announce(message)
 
     def _announce(self, message: dict[str, Any]) -> None:
+        self._start_followers(message)
         for conn in list(self.clients):
             self._send(conn, message)
 
@@ -440,6 +492,37 @@ class LauncherClient:
             callback()
 
     # processes
+    def _request(self, request: dict[str, Any]) -> tuple[int, Future[dict[str, Any]]]:
+        """Send a request; its id and the future of its reply. Raises LauncherError if it cannot be sent."""
+        future: Future[dict[str, Any]] = Future()
+        for attempt in (1, 2):  # once more on a new connection if the launcher was gone
+            with self._lock:
+                conn = self._connect()
+                self._next_id += 1
+                request_id = request["id"] = self._next_id
+                self._replies[request_id] = (conn, future)
+            try:
+                with self._sending:  # not under the state lock: the reader needs it to take replies meanwhile
+                    conn.sendall(_encode(request))
+                return request_id, future
+            except OSError as exc:
+                with self._lock:
+                    self._replies.pop(request_id, None)
+                    if self._conn is conn:
+                        self._conn = None
+                if attempt == 2:
+                    raise LauncherError(f"the process launcher could not be asked: {exc}") from exc
+        raise AssertionError("unreachable")
+
+    def _started(self, reply: dict[str, Any], exit_file: Path, keep: bool) -> Handle:
+        if "error" in reply:
+            raise LauncherError(reply["error"])
+        handle = Handle(int(reply["pid"]), float(reply["start"]), exit_file, keep=keep)
+        with self._lock:
+            if (handle.pid, handle.start) not in self._ended:
+                self._running.add((handle.pid, handle.start))
+        return handle
+
     def start(
         self,
         argv: list[str],
@@ -455,43 +538,60 @@ class LauncherClient:
     ) -> Handle:
         """Start a process (see ``supervisor.spawn``); raises LauncherError if it cannot. When it ends, what it
         left running has ``grace`` seconds to stop, or lives on (``keep``: see ``Handle.keep``)."""
-        future: Future[dict[str, Any]] = Future()
-        request: dict[str, Any] = {
-            "argv": argv,
-            "fallback": fallback,
-            "env": env,
-            "cwd": str(cwd),
-            "stdout": str(stdout),
-            "stderr": str(stderr),
-            "exit_file": str(exit_file),
-            "grace": grace,
-            "keep": keep,
-        }
-        for attempt in (1, 2):  # once more on a new connection if the launcher was gone
-            with self._lock:
-                conn = self._connect()
-                self._next_id += 1
-                request["id"] = self._next_id
-                self._replies[self._next_id] = (conn, future)
-            try:
-                with self._sending:  # not under the state lock: the reader needs it to take replies meanwhile
-                    conn.sendall(_encode(request))
-                break
-            except OSError as exc:
-                with self._lock:
-                    self._replies.pop(int(request["id"]), None)
-                    if self._conn is conn:
-                        self._conn = None
-                if attempt == 2:
-                    raise LauncherError(f"the process launcher could not be asked: {exc}") from exc
-        reply = future.result(REPLY_SECONDS)
-        if "error" in reply:
-            raise LauncherError(reply["error"])
-        handle = Handle(int(reply["pid"]), float(reply["start"]), exit_file, keep=keep)
+        request = _start_request(argv, fallback, env, cwd, stdout, stderr, exit_file, grace, keep)
+        _, future = self._request(request)
+        return self._started(future.result(REPLY_SECONDS), exit_file, keep)
+
+    def follows(self, handle: Handle) -> bool:
+        """Whether a process can follow ``handle`` (``follow``): the connected launcher runs it."""
         with self._lock:
-            if (handle.pid, handle.start) not in self._ended:
-                self._running.add((handle.pid, handle.start))
-        return handle
+            return self._conn is not None and (handle.pid, handle.start) in self._running
+
+    def follow(
+        self,
+        after: Handle,
+        argv: list[str],
+        *,
+        fallback: list[str] | None = None,
+        env: dict[str, str],
+        cwd: Path,
+        stdout: Path,
+        stderr: Path,
+        exit_file: Path,
+        grace: float = DEFAULT_GRACE,
+    ) -> Follower:
+        """Start a process the moment ``after`` has ended (what it left running gone too), without a round
+        trip to the server; at once if ``after`` is not running any more. The follower's ``handle`` resolves
+        to its Handle then (or raises LauncherError: it could not start, or the launcher was lost before)."""
+        request = _start_request(argv, fallback, env, cwd, stdout, stderr, exit_file, grace, False)
+        request["after"] = [after.pid, after.start]
+        request_id, reply = self._request(request)
+        handle: Future[Handle] = Future()
+
+        def resolve(done: Future[dict[str, Any]]) -> None:  # (in the reader's thread, before later messages)
+            try:
+                handle.set_result(self._started(done.result(), exit_file, False))
+            except Exception as exc:
+                handle.set_exception(exc)
+
+        reply.add_done_callback(resolve)
+        return Follower(request_id, handle)
+
+    def cancel(self, follower: Follower) -> bool:
+        """Drop a follower that has not started: True if it never will; False if it started (its ``handle``
+        is resolved by then) or may have (the launcher could not be asked: its exit file tells)."""
+        if follower.handle.done():
+            return follower.handle.cancelled()
+        try:
+            _, future = self._request({"cancel": follower.request_id})
+            cancelled = bool(future.result(REPLY_SECONDS)["cancelled"])
+        except (LauncherError, TimeoutError, KeyError):
+            return False
+        if cancelled:
+            with self._lock:
+                self._replies.pop(follower.request_id, None)
+            follower.handle.cancel()
+        return cancelled
 
     def outcome(self, handle: Handle) -> Outcome | None:
         """How the process ended; None while it runs (known without a system call for the processes of a
@@ -544,6 +644,38 @@ class LauncherClient:
             return
         with contextlib.suppress(psutil.Error):
             psutil.Process(self._launcher_pid).wait(10)
+
+
+@dataclass(frozen=True)
+class Follower:
+    """A process waiting (in the launcher) for another to end before it starts: see ``LauncherClient.follow``."""
+
+    request_id: int
+    handle: Future[Handle]
+
+
+def _start_request(
+    argv: list[str],
+    fallback: list[str] | None,
+    env: dict[str, str],
+    cwd: Path,
+    stdout: Path,
+    stderr: Path,
+    exit_file: Path,
+    grace: float,
+    keep: bool,
+) -> dict[str, Any]:
+    return {
+        "argv": argv,
+        "fallback": fallback,
+        "env": env,
+        "cwd": str(cwd),
+        "stdout": str(stdout),
+        "stderr": str(stderr),
+        "exit_file": str(exit_file),
+        "grace": grace,
+        "keep": keep,
+    }
 
 
 def main() -> None:

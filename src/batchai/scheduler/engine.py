@@ -11,6 +11,7 @@ to processes that still run.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import shutil
@@ -33,6 +34,7 @@ from batchai.runtime.supervisor import Handle, Outcome
 from batchai.scheduler import node_commands, statements
 from batchai.scheduler.launching import (
     JobStart,
+    Started,
     Starter,
     append_log,
     gang,
@@ -41,7 +43,7 @@ from batchai.scheduler.launching import (
     process_info,
     remove_job_dir,
 )
-from batchai.scheduler.matching import QueuedJob, decide
+from batchai.scheduler.matching import QueuedJob, decide, stage
 from batchai.scheduler.nodes import Nodes, NodeState, describe_node, file_server_dir, file_server_path
 from batchai.scheduler.settings import EngineSettings
 from batchai.services import clusters as cluster_service
@@ -90,6 +92,8 @@ class Engine:
             resolve=self._resolver,
             watch=lambda handle, job_id: self._watch(handle, job_id=job_id),
             wake=self.wake,
+            answered=lambda _start: self.wake(),  # (the next pass records it)
+            pending=self._pending,
         )
         self.nodes = Nodes(
             db=db,
@@ -110,7 +114,12 @@ class Engine:
         self._launching: set[int] = set()
         self._launched = threading.Condition(self._lock)
         self._looked_past_launching = False  # a pass left a launching job alone: look again after it
-        self._launches: queue.SimpleQueue[list[JobStart] | None] = queue.SimpleQueue()
+        # Staged jobs whose process the launcher starts when the job ahead of it on its node ends (see
+        # JobState.STAGED): from their hand-off until their start is recorded, or their start is called off.
+        self._staged: dict[int, JobStart] = {}
+        self._outranked = False  # a job was queued with a higher priority than one staged on its cluster
+        self._unstageable: set[int] = set()  # jobs whose preparation failed when staged: they start when a node is free
+        self._launches: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()  # the launch threads' work
         self._node_commands = threading.BoundedSemaphore(MAX_NODE_COMMANDS)
         self._launch_threads: list[threading.Thread] = []
         self._abandoned_deletes: list[deletes.Abandoned] = []  # (see _finish_deletes)
@@ -194,11 +203,22 @@ class Engine:
 
     def step(self) -> float:
         """One pass over everything; returns how long the loop may sleep."""
-        # Settling ended jobs and deciding what starts on the nodes they freed is one transaction.
+        # Recording the staged jobs that started, settling ended jobs and deciding what starts on the nodes they
+        # freed (or is staged on the nodes busy again) is one transaction.
         with self.db.session() as session:
-            deadline = self._watch_jobs(session)
+            followed, started = self._record_followers(session)
+            deadline = self._watch_jobs(session, {start.job_id for start in followed})
             starts = self._decide_and_mark(session)
-        self._hand_off(starts)
+        if followed:
+            with self._launched:
+                for start in followed:
+                    if self._staged.get(start.job_id) is start:
+                        del self._staged[start.job_id]
+                self._launched.notify_all()
+        cleanups = [self.starter.followed(start, processes) for start, processes in started]
+        self._hand_off(starts)  # (before the cleanups: the next job's start is what waits)
+        for cleanup in cleanups:  # (file system work: not in the engine's thread)
+            self._launches.put(cleanup)
         # Clusters change rarely and slowly (resizes, setup tasks): at most ten passes a second look, and
         # settled ones (steady, fixed size, on this host) once a second unless something changed.
         now_mono = time.monotonic()
@@ -209,6 +229,7 @@ class Engine:
             self._clusters_changed = False
             self._stop_orphans()
             self._finish_deletes()
+            self._unstage_unsettled()  # (before a node a job is staged on changes)
             if self.nodes.sync():
                 self._schedule()  # nodes became idle: start what waits for them
         else:
@@ -219,6 +240,42 @@ class Engine:
         if deadline is not None:
             sleep = max(0.01, min(sleep, (deadline - now).total_seconds()))
         return sleep
+
+    def _unstage_unsettled(self) -> None:
+        """Before the clusters' nodes change (a resize, a deletion): staged jobs whose node may go have their
+        start called off and wait in line again. One that started meanwhile is a running job like any other."""
+        with self._lock:
+            staged = set(self._staged)
+        if not staged:
+            return
+        keep = set()
+        with self.db.session() as session:
+            for node in session.scalars(select(Node).filter(Node.next_job_id.in_(staged))):
+                cluster = node.cluster
+                steady = (
+                    cluster.provisioning_state != "deleting"
+                    and cluster_service.stageable(cluster)
+                    and len(cluster.nodes) == cluster_service.capacity(cluster.spec)
+                    and all(n.state in (NodeState.IDLE, NodeState.RUNNING) for n in cluster.nodes)
+                )
+                if steady and node.state == NodeState.RUNNING:
+                    keep.add(node.next_job_id)
+        for job_id in staged - keep:
+            if self._unstage(job_id):
+                with self.db.session() as session:
+                    self._revert_staged(session, job_id)
+
+    def _revert_staged(self, session: Session, job_id: int) -> None:
+        """A staged job whose start was called off (or, after a restart, never came) waits in line again, as
+        it was before. One asked to stop meanwhile is left to the passes (it ends as never started)."""
+        connection = session.connection()
+        row = connection.execute(statements.JOBS_TO_START, {"ids": [job_id]}).first()
+        if row is None or row.execution_state != JobState.STAGED.value:
+            return
+        job_service.switch_state_row(connection, job_id, row, JobState.QUEUED, self.clock(), attempts=row.attempts - 1)
+        connection.execute(statements.DELETE_TASKS, {"jid": job_id})
+        connection.execute(statements.UNSTAGE, {"jid": job_id})
+        log.info("job %s: its start on a busy node was called off; it waits in line again", job_id)
 
     def _stop_orphans(self) -> None:
         """Queued jobs without a cluster: created while their cluster was being deleted (the API found the
@@ -283,6 +340,15 @@ class Engine:
                 handle = supervisor.from_info(task.info)
                 if handle is not None:
                     self._watch(handle)
+            # Staged jobs: the launcher dropped their starts when the server that asked went away, unless a
+            # start came first (its pid file says).
+            for job in session.scalars(select(Job).filter(Job.execution_state == JobState.STAGED)):
+                handle = self._unrecorded(session, job, job.tasks[0]) if job.tasks else None
+                if handle is None:
+                    self._revert_staged(session, job.id)
+                    continue
+                job_service.switch_state(self._ctx(session), job, JobState.RUNNING)
+                session.connection().execute(statements.PROMOTE_NEXT, {"jid": job.id, "now": self.clock()})
             nodes = list(session.scalars(select(Node)))
             for node in nodes:  # a setup task under way
                 handle = supervisor.from_info(node.info.get("setup") or {})
@@ -309,7 +375,20 @@ class Engine:
         return path
 
     # -- jobs ------------------------------------------------------------------------------------------
-    def _watch_jobs(self, session: Session) -> datetime | None:
+    def _record_followers(self, session: Session) -> tuple[list[JobStart], list[tuple[JobStart, list[Started]]]]:
+        """Record the staged jobs whose process the launcher started (or could not) as running (see
+        ``Starter.record_followers``): those jobs, and those that started with their processes."""
+        with self._lock:
+            done = [
+                start
+                for start in self._staged.values()
+                if start.follower is not None and start.follower.handle.done() and not start.follower.handle.cancelled()
+            ]
+        if not done:
+            return [], []
+        return done, self.starter.record_followers(session, done)
+
+    def _watch_jobs(self, session: Session, followed: set[int]) -> datetime | None:
         """Settle ended tasks, act on stop requests and wall-clock limits; the next deadline, if any.
 
         One query reads every active job's tasks. A job whose tasks all ended normally is finished in a
@@ -324,6 +403,10 @@ class Engine:
         self._limits = {k: v for k, v in self._limits.items() if k[0] in by_job}
         with self._lock:
             launching = by_job.keys() & self._launching
+            staged = (by_job.keys() & self._staged.keys()) - launching - followed
+        for job_id in staged:  # asked to stop (terminating): its start is called off, unless it has started
+            if not self._unstage(job_id):
+                launching.add(job_id)  # started: looked at once its start is recorded
         attention: list[int] = []
         for job_id, rows in by_job.items():
             if job_id in launching:  # a launch thread has not recorded its processes yet
@@ -499,8 +582,11 @@ class Engine:
 
     def stop_job_now(self, job_id: int) -> None:
         """Stop a job's processes before its rows go away (deleting a job or a parent); blocks."""
+        started = not self._unstage(job_id)  # (a staged job's start is called off, unless it has started)
         with self._launched:  # a job being launched: its processes are known once they are recorded
             self._launched.wait_for(lambda: job_id not in self._launching, timeout=60)
+            if started:
+                self._launched.wait_for(lambda: job_id not in self._staged, timeout=60)
         with self.db.session() as session:
             tasks = session.scalars(select(Task).filter(Task.job_id == job_id, Task.finished_at.is_(None))).all()
             handles = [h for h in (supervisor.from_info(t.info) for t in tasks) if h is not None]
@@ -649,31 +735,71 @@ class Engine:
         with self._lock:
             self._launching.update(start.job_id for start in starts)
         for batch in [starts] if len(self._launch_threads) <= 1 else [[start] for start in starts]:
-            self._launches.put(batch)
+            self._launches.put(functools.partial(self._launch, batch))
 
     def _launch_loop(self) -> None:
-        """A launch thread: starts the processes of the jobs handed off, in order, and records them."""
-        while (starts := self._launches.get()) is not None:
-            try:
-                self.starter.start_jobs(starts)
-            except Exception:  # the next passes find what started by its pid files
-                log.exception("starting jobs %s failed", [start.job_id for start in starts])
-            with self._launched:
-                self._launching.difference_update(start.job_id for start in starts)
-                self._launched.notify_all()
-                look_again, self._looked_past_launching = self._looked_past_launching, False
-            if look_again:
-                self.wake()
+        """A launch thread: does the work handed to the launch threads, in order (``_launch``, and what follows
+        the record of a staged job's start)."""
+        while (work := self._launches.get()) is not None:
+            work()
+
+    def _launch(self, starts: list[JobStart]) -> None:
+        """Start the processes of jobs handed off and record them; staged jobs wait for their turn."""
+        unprepared: list[JobStart] = []
+        try:
+            unprepared = self.starter.start_jobs(starts)
+        except Exception:  # the next passes find what started by its pid files
+            log.exception("starting jobs %s failed", [start.job_id for start in starts])
+        if unprepared:  # they start the usual way once a node is free (their errors are reported then)
+            self._unstageable.update(start.job_id for start in unprepared)
+            with self.db.session() as session:
+                for start in unprepared:
+                    self._revert_staged(session, start.job_id)
+        with self._launched:
+            self._staged.update((start.job_id, start) for start in starts if start.follower is not None)
+            self._launching.difference_update(start.job_id for start in starts)
+            self._launched.notify_all()
+            look_again, self._looked_past_launching = self._looked_past_launching, False
+        if look_again:
+            self.wake()
+        elif self.settings.stage_jobs and any(start.after is None for start in starts):
+            self._all_busy = False  # its nodes may be staged on, now that its processes are recorded
+            self.wake(queued=True)
+
+    def _pending(self) -> set[int]:
+        """The jobs being started or staged."""
+        with self._lock:
+            return self._launching | self._staged.keys()
+
+    def _unstage(self, job_id: int) -> bool:
+        """Call off the start of a staged job: True if its process will never start (or it is not staged);
+        False if it started, or may have (the next pass records it: wait for ``_staged`` to let go)."""
+        with self._launched:
+            self._launched.wait_for(lambda: job_id not in self._launching, timeout=60)
+            start = self._staged.get(job_id)
+        if start is None or start.follower is None:
+            return True
+        if not self.provider.cancel(start.follower):
+            return False
+        with self._launched:
+            self._staged.pop(job_id, None)
+            self._launched.notify_all()
+        return True
 
     def _decide_and_mark(self, session: Session) -> list[JobStart]:
         """Load queued jobs and free nodes, decide (pure), and mark the jobs that start as running on
-        their nodes, with a task per process; their processes start once this transaction commits."""
+        their nodes, with a task per process; their processes start once this transaction commits. Then the
+        jobs next in line are staged on busy nodes (``matching.stage``), to start as the jobs there end."""
+        if self._outranked:
+            self._outranked = False
+            self._unstage_outranked(session)
         connection = session.connection()
         nodes = {row.id: row for row in connection.execute(statements.FREE_NODES)}
-        self._all_busy = not nodes
-        if not nodes:
+        busy = self._stageable_nodes(connection)
+        self._all_busy = not nodes and not busy
+        if not nodes and not busy:
             return []
-        candidates = {row.cluster_id for row in nodes.values()}
+        candidates = {row.cluster_id for row in [*nodes.values(), *busy.values()]}
         clusters = {
             row.id: row for row in connection.execute(statements.SCHEDULABLE_CLUSTERS, {"ids": list(candidates)})
         }
@@ -681,12 +807,22 @@ class Engine:
         for row in nodes.values():
             if row.cluster_id in clusters:
                 free.setdefault(row.cluster_id, []).append(row.id)
+        stageable: dict[int, list[int]] = {}
+        for row in busy.values():
+            if row.cluster_id in clusters and cluster_service.stageable(clusters[row.cluster_id]):
+                stageable.setdefault(row.cluster_id, []).append(row.id)
         queued = [
             # The query orders the line (priority, then first come first served): its position is the order.
             QueuedJob(r.id, int(r.cluster_id), r.priority, (float(position), r.id), r.node_count, r.skips)
-            for cluster_id, node_ids in free.items()
+            for cluster_id in free.keys() | stageable.keys()
             for position, r in enumerate(
-                connection.execute(statements.QUEUE_HEAD, {"cid": cluster_id, "window": self._window(len(node_ids))})
+                connection.execute(
+                    statements.QUEUE_HEAD,
+                    {
+                        "cid": cluster_id,
+                        "window": self._window(len(free.get(cluster_id, [])) + len(stageable.get(cluster_id, []))),
+                    },
+                )
             )
         ]
         if not queued:
@@ -697,26 +833,62 @@ class Engine:
             connection.execute(
                 statements.SET_SKIPS, [{"jid": job_id, "count": n} for job_id, n in decision.skipped.items()]
             )
-        if not decision.starts:
+        # Staged only on clusters whose free nodes were all given: else the head of their line waits for more.
+        given = {cluster_id: 0 for cluster_id in free}
+        for node_ids in decision.starts.values():
+            given[nodes[node_ids[0]].cluster_id] += len(node_ids)
+        line = [
+            j
+            for j in queued
+            if j.id not in decision.starts and given.get(j.cluster_id, 0) == len(free.get(j.cluster_id, []))
+        ]
+        staging = stage(line, stageable)
+        placed = sum(len(n) for n in decision.starts.values()) + len(staging)
+        self._all_busy = placed == len(nodes) + sum(len(n) for n in stageable.values())
+        if not decision.starts and not staging:
             return []
-        self._all_busy = sum(len(n) for n in decision.starts.values()) == len(nodes)
         sizes: dict[int, int] = {}
         if self.provider.gpus:  # only GPU shares need the cluster sizes
             sizes = dict(session.execute(select(Node.cluster_id, func.count()).group_by(Node.cluster_id)).all())
         now = self.clock()
-        jobs = {row.id: row for row in connection.execute(statements.JOBS_TO_START, {"ids": list(decision.starts)})}
+        ids = [*decision.starts, *staging]
+        jobs = {row.id: row for row in connection.execute(statements.JOBS_TO_START, {"ids": ids})}
         starts = []
-        for job_id, node_ids in decision.starts.items():
+        stopped: set[int] = set()  # clusters whose staging stopped at a job of several processes
+        for job_id in ids:
             job = jobs.get(job_id)
             if job is None or job.execution_state != JobState.QUEUED.value:
                 continue  # the API changed it since the line was read (terminated, deleted): the next pass sees it
-            attempts = job.attempts + 1
-            if not job_service.switch_state_row(connection, job_id, job, JobState.RUNNING, now, attempts=attempts):
-                continue  # the API changed it meanwhile (e.g. terminated): the next pass sees it
-            started = job.start_time or now
-            self._limits[(job_id, started)] = started + _wall_clock_limit(job.spec)
             cluster = clusters[job.cluster_id]
-            connection.execute(statements.TAKE_NODE, [{"nid": n, "jid": job_id, "now": now} for n in node_ids])
+            processes = distributed.layout(job.spec)
+            after: Handle | None = None
+            if job_id in staging:
+                node_ids = [staging[job_id]]
+                after = supervisor.from_info(busy[node_ids[0]].task_info)
+                if len(processes) != 1 or job_id in self._unstageable or cluster.id in stopped:
+                    stopped.add(cluster.id)  # (the line stays in order: it starts once a node is free)
+                    continue
+            else:
+                node_ids = decision.starts[job_id]
+                self._unstageable.discard(job_id)
+            attempts = job.attempts + 1
+            state = JobState.STAGED if after is not None else JobState.RUNNING
+            if not job_service.switch_state_row(connection, job_id, job, state, now, attempts=attempts):
+                continue  # the API changed it meanwhile (e.g. terminated): the next pass sees it
+            if after is None:
+                started = job.start_time or now
+                self._limits[(job_id, started)] = started + _wall_clock_limit(job.spec)
+                connection.execute(statements.TAKE_NODE, [{"nid": n, "jid": job_id, "now": now} for n in node_ids])
+            else:
+                ahead = busy[node_ids[0]].job_id
+                if (
+                    connection.execute(
+                        statements.STAGE_ON_NODE, {"nid": node_ids[0], "ahead": ahead, "jid": job_id}
+                    ).rowcount
+                    != 1
+                ):
+                    raise StaleDataError(f"node {node_ids[0]} changed while job {job_id} was staged on it")
+            rows = {**nodes, **busy}
             slots = [
                 launch.NodeSlot(
                     node.name,
@@ -727,9 +899,8 @@ class Engine:
                     self.provider.address(node.info),
                     tuple(sorted(self.nodes.keys(node).items())),
                 )
-                for index, node in enumerate(nodes[n] for n in node_ids)
+                for index, node in enumerate(rows[n] for n in node_ids)
             ]
-            processes = distributed.layout(job.spec)
             connection.execute(
                 statements.ADD_TASK,
                 [{"jid": job_id, "nid": node_ids[p.node], "rank": p.rank, "role": process_info(p)} for p in processes],
@@ -749,9 +920,48 @@ class Engine:
                     slots,
                     servers,
                     processes,
+                    after=after,
+                    ahead=busy[node_ids[0]].job_id if after is not None else 0,
+                    errors=list(job.errors or []),
+                    cluster_id=cluster.id,
+                    priority=job.priority,
                 )
             )
         return starts
+
+    def job_queued(self, cluster_id: int, priority: int) -> None:
+        """A job queued with a higher priority than a job staged on its cluster takes that job's place (the next
+        pass calls the staged job's start off, unless it has started, and stages the new one)."""
+        with self._lock:
+            outranks = any(s.cluster_id == cluster_id and s.priority < priority for s in self._staged.values())
+        if outranks:
+            self._outranked = True
+            self.wake()
+
+    def _unstage_outranked(self, session: Session) -> None:
+        """Staged jobs with a lower priority than the head of their cluster's line wait in line again."""
+        with self._lock:
+            staged = list(self._staged.values())
+        for cluster_id in {start.cluster_id for start in staged}:
+            head = session.connection().execute(statements.QUEUE_HEAD, {"cid": cluster_id, "window": 1}).first()
+            outranked = [
+                s for s in staged if s.cluster_id == cluster_id and head is not None and s.priority < head.priority
+            ]
+            for start in outranked:
+                if self._unstage(start.job_id):
+                    self._revert_staged(session, start.job_id)
+
+    def _stageable_nodes(self, connection: Connection) -> dict[int, Any]:
+        """Busy nodes a job may be staged on (``statements.STAGEABLE_NODES``) whose job's process the provider
+        can have a process follow; none when staging is off."""
+        if not self.settings.stage_jobs:
+            return {}
+        rows = {}
+        for row in connection.execute(statements.STAGEABLE_NODES):
+            handle = supervisor.from_info(row.task_info)
+            if handle is not None and self.provider.follows(handle):
+                rows[row.id] = row
+        return rows
 
     def _window(self, free_nodes: int) -> int:
         """How far down a cluster's line a pass looks: far enough to backfill its free nodes with small

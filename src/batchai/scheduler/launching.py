@@ -4,6 +4,7 @@ start. The engine's launch threads run this; no pass waits for it. No database i
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -18,9 +20,12 @@ from sqlalchemy.orm import Session
 from batchai.providers.base import NodeProvider
 from batchai.providers.local import make_link
 from batchai.runtime import containers, distributed, launch, supervisor
+from batchai.runtime.launcher import Follower
 from batchai.runtime.supervisor import Handle
 from batchai.scheduler import statements
 from batchai.scheduler.settings import EngineSettings
+from batchai.services import jobs as job_service
+from batchai.states import JobState
 from batchai.storage.base import Volume
 from batchai.store.db import Database
 from batchai.store.tables import Job
@@ -47,10 +52,19 @@ class JobStart:
     slots: list[launch.NodeSlot]
     file_servers: dict[str, Path]
     processes: list[distributed.Process]
+    # A staged job: the process its only task follows (the job running on its node), its snapshot of the job's
+    # errors (its state is STAGED, it has no start time), and once asked for, the launcher's follower.
+    after: Handle | None = None
+    ahead: int = 0  # the id of the job it follows
+    errors: list[Any] = field(default_factory=list)
+    cluster_id: int = 0
+    priority: int = 0
+    follower: Follower | None = None
     stderr: str | None = None
     stderrs: dict[int, str] = field(default_factory=dict)  # each process's stderr file, by rank
     execution_log: str | None = None
     container_on_host: str | None = None  # the image not used, when the job ran on the host instead
+    started_line: str = ""  # the execution log's line for its start (a staged job's is written once it started)
 
 
 # A job's start: what was planned, the processes that started (rank, handle, node name), and the error if any.
@@ -70,7 +84,8 @@ def process_info(process: distributed.Process) -> dict[str, Any]:
 class Starter:
     """Starts jobs' processes and records them. ``resolve``: a storage volume's directory on this host;
     ``watch(handle, job_id)``: wake the engine when the process ends; ``wake``: look again (a job failed to
-    start)."""
+    start); ``answered(start)``: a staged job's follower has an answer (called from any thread); ``pending``:
+    the jobs being started or staged (their directories on a node are theirs already)."""
 
     db: Database
     provider: NodeProvider
@@ -79,21 +94,64 @@ class Starter:
     resolve: Callable[[Volume], Path]
     watch: Callable[[Handle, int], None]
     wake: Callable[[], None]
+    answered: Callable[[JobStart], None]
+    pending: Callable[[], set[int]]
 
-    def start_jobs(self, starts: list[JobStart]) -> None:
-        """Start each job's processes, then record them all, or why a job could not start (one transaction)."""
+    def start_jobs(self, starts: list[JobStart]) -> list[JobStart]:
+        """Start each job's processes, then record them all, or why a job could not start (one transaction).
+        A staged job's process is only asked for (``NodeProvider.follow``): ``record_followers`` records it.
+        Returns the staged jobs that could not be prepared: they are not failed now (what they lack may be
+        there by the time they would start), but started the usual way once a node is free."""
         launched: list[Launched] = []
+        unprepared: list[JobStart] = []
         for start in starts:
             try:
                 launched.append((start, self._start(start), None))
             except launch.LaunchError as exc:
+                if start.after is not None and start.follower is None and not exc.started:
+                    log.info("job %s is not staged: %s", start.segment, exc.message)
+                    unprepared.append(start)
+                    continue
                 launched.append((start, exc.started, exc))
-        if launched:
-            self._record(launched)
+        if recorded := [(start, started, error) for start, started, error in launched if start.follower is None]:
+            self._record(recorded)
         for start, _started, error in launched:
-            if error is None:
+            if start.follower is not None:
+                start.follower.handle.add_done_callback(functools.partial(_tell, self.answered, start))
+            elif error is None:
                 for slot in start.slots:
-                    clear_earlier_jobs(slot.node_dir, start.job_id)
+                    clear_earlier_jobs(slot.node_dir, {start.job_id, *self.pending()})
+        return unprepared
+
+    def record_followers(self, session: Session, starts: list[JobStart]) -> list[tuple[JobStart, list[Started]]]:
+        """Staged jobs whose process started (or could not) run now: recorded in ``session`` as ``start_jobs``
+        records. Returns those that started, for ``followed`` once that commits."""
+        launched: list[Launched] = []
+        for start in starts:
+            assert start.follower is not None
+            slot, (process,) = start.slots[0], start.processes
+            try:
+                launched.append((start, [(process.rank, start.follower.handle.result(), slot.node_name)], None))
+            except Exception as exc:
+                # The launcher went away before it answered (it may have started the process: its pid file says).
+                job_temp = launch.job_temp_dir(slot.node_dir, start.job_id)
+                handle = supervisor.find(launch.exit_file(job_temp, process.rank, start.attempts))
+                if handle is not None:
+                    launched.append((start, [(process.rank, handle, slot.node_name)], None))
+                else:
+                    error = launch.LaunchError("ProviderFailed", f"The job's process could not start: {exc}")
+                    launched.append((start, [], error))
+        self._write(session, launched)
+        return [(start, started) for start, started, error in launched if not error]
+
+    def followed(self, start: JobStart, started: list[Started]) -> Callable[[], None]:
+        """Once a staged job's start is recorded: its execution log says so and its process is watched (at once,
+        before the pass that could settle it); returns what may wait (the launch thread's): removing the job
+        it followed from the node's job directories (only that one: others may be newer)."""
+        append_log(start.execution_log, self.clock(), start.started_line)
+        for _rank, handle, _node in started:
+            self.watch(handle, start.job_id)
+        return functools.partial(remove_job_dir, launch.job_temp_dir(start.slots[0].node_dir, start.ahead))
 
     def _start(self, start: JobStart) -> list[Started]:
         """Start every task of a job (no database here); raises LaunchError carrying what did start."""
@@ -178,12 +236,12 @@ class Starter:
                 elif plan.container and command:
                     command = containers.wrap(plan, command)
                 if process.rank == 0:
-                    append_log(
-                        start.execution_log,
-                        self.clock(),
+                    start.started_line = (
                         f"Job started on {len(start.slots)} node(s) of cluster {start.cluster_name}; "
-                        f"attempt {start.attempts}. {launch.describe(plan)}",
+                        f"attempt {start.attempts}. {launch.describe(plan)}"
                     )
+                    if start.after is None:  # (a staged job's once it has started)
+                        append_log(start.execution_log, self.clock(), start.started_line)
                     if start.container_on_host is not None:
                         append_log(
                             start.execution_log,
@@ -193,18 +251,24 @@ class Starter:
                         )
                 if process.rank == 0:  # once the job's log exists: a refusal is written there
                     self.provider.reserve(gang(start.job_id, start.attempts), [dict(s.info) for s in start.slots])
+                how: dict[str, Any] = {
+                    "env": plan.env,
+                    "cwd": Path(plan.env["AZ_BATCHAI_JOB_TEMP"]),
+                    "stdout": plan.stdouterr / plan.stdout_name,
+                    "stderr": plan.stdouterr / plan.stderr_name,
+                    "exit_file": launch.exit_file(plan.job_temp, process.rank, start.attempts),
+                    "node": dict(slot.info),
+                    "argv": launch.plain_argv(plan, command),
+                }
+                script, body = plan.job_temp / f"task-{process.rank}.sh", launch.script_body(plan, command, checks)
                 try:
-                    handle = self.provider.start(
-                        plan.job_temp / f"task-{process.rank}.sh",
-                        launch.script_body(plan, command, checks),
-                        env=plan.env,
-                        cwd=Path(plan.env["AZ_BATCHAI_JOB_TEMP"]),
-                        stdout=plan.stdouterr / plan.stdout_name,
-                        stderr=plan.stdouterr / plan.stderr_name,
-                        exit_file=launch.exit_file(plan.job_temp, process.rank, start.attempts),
-                        node=dict(slot.info),
-                        argv=launch.plain_argv(plan, command),
-                    )
+                    if start.after is not None:
+                        start.follower = self.provider.follow(start.after, script, body, **how)
+                        if start.follower is not None:
+                            return started  # it starts once the job ahead of it has ended: record_follower
+                        if self.provider.poll(start.after) is None:  # still runs, but not as the provider's
+                            raise launch.LaunchError("NodesNotAvailable", "The job's node was still busy.")
+                    handle = self.provider.start(script, body, **how)
                 except OSError as exc:
                     raise launch.LaunchError("ProcessStartFailed", f"The job's process could not start: {exc}") from exc
                 started.append((process.rank, handle, slot.node_name))
@@ -222,37 +286,47 @@ class Starter:
 
     def _record(self, launched: list[Launched]) -> None:
         """Write down the processes of the jobs just started (one transaction), or why one could not start."""
-        now = self.clock()
         with self.db.session() as session:
-            rows = []
-            for start, started, error in launched:
-                files = {"stderr": start.stderr, "execution_log": start.execution_log}
-                if start.container_on_host is not None:  # recorded with the job's master task
-                    files["container_on_host"] = start.container_on_host
-                    log.info("job %s runs on the host, not in the image %s", start.segment, start.container_on_host)
-                if error is None:  # the common case
-                    roles = {p.rank: process_info(p) for p in start.processes}
-                    rows += [
-                        {
-                            "jid": start.job_id,
-                            "rank": index,
-                            "process": handle.pid,
-                            "process_start": handle.start,
-                            "at": now,
-                            "details": {
-                                **roles[index],
-                                **supervisor.as_info(handle),
-                                "node": node,
-                                "stderr": start.stderrs.get(index),
-                                **(files if index == 0 else {}),
-                            },
-                        }
-                        for index, handle, node in started
-                    ]
-                else:
-                    self._record_failure(session, start, started, error, files)
-            if rows:
-                session.connection().execute(statements.TASK_STARTED, rows)
+            self._write(session, launched)
+
+    def _write(self, session: Session, launched: list[Launched]) -> None:
+        """Record in ``session`` the processes of jobs that started, or why one could not start. A staged job
+        runs now: on the node it was given, unless the API asked it to stop meanwhile (it is terminating then,
+        and the engine stops it)."""
+        now = self.clock()
+        rows = []
+        for start, started, error in launched:
+            if start.after is not None:  # a staged job: it runs now (or failed to), on the node it was given
+                staged = SimpleNamespace(execution_state=JobState.STAGED.value, start_time=None, errors=start.errors)
+                job_service.switch_state_row(session.connection(), start.job_id, staged, JobState.RUNNING, now)
+                session.connection().execute(statements.PROMOTE_NEXT, {"jid": start.job_id, "now": now})
+            files = {"stderr": start.stderr, "execution_log": start.execution_log}
+            if start.container_on_host is not None:  # recorded with the job's master task
+                files["container_on_host"] = start.container_on_host
+                log.info("job %s runs on the host, not in the image %s", start.segment, start.container_on_host)
+            if error is None:  # the common case
+                roles = {p.rank: process_info(p) for p in start.processes}
+                rows += [
+                    {
+                        "jid": start.job_id,
+                        "rank": index,
+                        "process": handle.pid,
+                        "process_start": handle.start,
+                        "at": now,
+                        "details": {
+                            **roles[index],
+                            **supervisor.as_info(handle),
+                            "node": node,
+                            "stderr": start.stderrs.get(index),
+                            **(files if index == 0 else {}),
+                        },
+                    }
+                    for index, handle, node in started
+                ]
+            else:
+                self._record_failure(session, start, started, error, files)
+        if rows:
+            session.connection().execute(statements.TASK_STARTED, rows)
 
     def _record_failure(
         self,
@@ -287,18 +361,23 @@ class Starter:
         self.wake()
 
 
-def clear_earlier_jobs(node_dir: Path, job_id: int) -> None:
-    """Remove the temporary directories of the jobs that ran on the node before ``job_id`` started there, as
-    Batch AI emptied ``$AZ_BATCHAI_JOB_TEMP_DIR`` for each new job: a node runs one job at a time, so they
-    have all ended. Only job directories go (named by job id); other files there, such as output a job was
-    told to write there, stay. A directory that still holds a mounted file system (an unmanaged one the job
-    mounted) is left whole, so that nothing is ever deleted through a mount."""
+def _tell(answered: Callable[[JobStart], None], start: JobStart, _done: object) -> None:
+    answered(start)
+
+
+def clear_earlier_jobs(node_dir: Path, keep: set[int]) -> None:
+    """Remove the temporary directories of the jobs that ran on the node before the job that starts there now,
+    as Batch AI emptied ``$AZ_BATCHAI_JOB_TEMP_DIR`` for each new job: a node runs one job at a time, so they
+    have all ended. ``keep``: that job's id, and those of jobs being started or staged. Only job directories
+    go (named by job id); other files there, such as output a job was told to write there, stay. A directory
+    that still holds a mounted file system (an unmanaged one the job mounted) is left whole, so that nothing
+    is ever deleted through a mount."""
     try:
         entries = list(os.scandir(node_dir / "jobs"))
     except OSError:
         return
     for entry in entries:
-        if entry.name.isdigit() and int(entry.name) != job_id and entry.is_dir(follow_symlinks=False):
+        if entry.name.isdigit() and int(entry.name) not in keep and entry.is_dir(follow_symlinks=False):
             remove_job_dir(Path(entry.path))
 
 

@@ -7,6 +7,11 @@ Policy, per cluster:
   free nodes, so it never blocks them forever; each time one does, the head job's ``skips`` grows. Once
   a job has been skipped ``max_skips`` times it holds a reservation: nothing behind it starts on that
   cluster until it has started, so it never starves.
+- Staging: once a cluster has no free node left, the jobs next in its line are staged on its busy nodes,
+  one per node: each starts the moment the job on its node ends, without waiting for a pass (``stage``).
+  Only single-node jobs are, and only while the line ahead of them is single-node too: a job that needs
+  several nodes stops the staging, so that nodes come free for it. A job that arrives later with a higher
+  priority waits for at most the staged job of a node.
 - A job bigger than its cluster can now become (it was resized down below its ``nodeCount``) waits aside:
   it neither starts nor blocks anyone, until the cluster grows again.
 """
@@ -63,3 +68,22 @@ def decide(
             if job.skips >= max_skips:
                 break  # a reservation: the starved job goes first
     return Decision(starts, skipped)
+
+
+def stage(line: Sequence[QueuedJob], busy_nodes: dict[int, list[int]]) -> dict[int, int]:
+    """Which queued jobs are staged on which busy nodes (job id -> node id): per cluster, the head of its
+    ``line`` (the jobs that did not start), in order, one per node of ``busy_nodes`` (nodes running a
+    single-node job with nothing staged), stopping at the first job that needs more than one node. A
+    cluster with free nodes left has none in ``busy_nodes``: the caller stages only on clusters whose free
+    nodes were all given."""
+    staged: dict[int, int] = {}
+    by_cluster: dict[int, list[QueuedJob]] = {}
+    for job in line:
+        by_cluster.setdefault(job.cluster_id, []).append(job)
+    for cluster_id, jobs in by_cluster.items():
+        nodes = list(busy_nodes.get(cluster_id, []))
+        for job in sorted(jobs, key=lambda j: (-j.priority, j.order)):
+            if not nodes or job.node_count != 1:
+                break
+            staged[job.id] = nodes.pop(0)
+    return staged

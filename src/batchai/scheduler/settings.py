@@ -23,3 +23,5 @@ class EngineSettings:
     # How long an auto-scale cluster keeps its autoScale.initialNodeCount nodes after its creation when no
     # job needs them (Azure Batch evaluated auto-scale at most every 5 minutes).
     initial_nodes_seconds: float = 300.0
+    # Stage the jobs next in line on busy nodes, to start the moment the job there ends (JobState.STAGED).
+    stage_jobs: bool = True

@@ -7,7 +7,8 @@ still go through ``jobs.switch_state_row`` (the rules of ``batchai.states``).
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, case, insert, select, update
+from sqlalchemy import and_, bindparam, case, delete, exists, insert, or_, select, update
+from sqlalchemy.orm import aliased
 
 from batchai.states import JobState
 from batchai.store.tables import Cluster, Job, Node, Task
@@ -41,21 +42,69 @@ TASK_ENDED = (
     update(Task).where(Task.id == bindparam("tid")).values(exit_code=bindparam("code"), finished_at=bindparam("at"))
 )
 
-# A job's nodes are free: running ones become idle, leaving ones stay leaving.
+# A job's nodes are free: the job staged on a node (``next_job_id``) has it now; other running ones become
+# idle, leaving ones stay leaving. A staged job that ended before the job ahead of it was settled lets go of
+# its place. (SET expressions read the row as it was.)
 FREE_NODES_OF_JOB = (
     update(Node)
-    .where(Node.job_id == bindparam("jid"))
+    .where(or_(Node.job_id == bindparam("jid"), Node.next_job_id == bindparam("jid")))
     .values(
-        job_id=None,
-        state=case((Node.state == RUNNING_NODE, IDLE_NODE), else_=Node.state),
+        job_id=case((Node.job_id == bindparam("jid"), Node.next_job_id), else_=Node.job_id),
+        next_job_id=None,
+        state=case(
+            (and_(Node.job_id == bindparam("jid"), Node.next_job_id.is_(None), Node.state == RUNNING_NODE), IDLE_NODE),
+            else_=Node.state,
+        ),
         state_time=bindparam("now"),
     )
 )
 
 FREE_NODES = (
     select(Node.id, Node.cluster_id, Node.name, Node.index.label("node_index"), Node.info)
-    .where(Node.state == IDLE_NODE, Node.job_id.is_(None))
+    .where(Node.state == IDLE_NODE, Node.job_id.is_(None), Node.next_job_id.is_(None))
     .order_by(Node.index)
+)
+
+_OTHER_TASK = aliased(Task)
+
+# Nodes a job may be staged on: running the only process of a running job, with none staged yet.
+STAGEABLE_NODES = (
+    select(
+        Node.id,
+        Node.cluster_id,
+        Node.name,
+        Node.index.label("node_index"),
+        Node.info,
+        Node.job_id,
+        Task.info.label("task_info"),
+    )
+    .join(Job, Job.id == Node.job_id)
+    .join(Task, Task.job_id == Job.id)
+    .where(
+        Node.state == RUNNING_NODE,
+        Node.next_job_id.is_(None),
+        Job.execution_state == JobState.RUNNING,
+        Job.node_count == 1,
+        Task.pid.is_not(None),
+        Task.finished_at.is_(None),
+        ~exists(select(_OTHER_TASK.id).where(_OTHER_TASK.job_id == Job.id, _OTHER_TASK.index > 0)),
+    )
+    .order_by(Node.index)
+)
+
+# The node a staged job was given becomes its own (if the job ahead of it there is gone without being settled).
+PROMOTE_NEXT = (
+    update(Node)
+    .where(Node.next_job_id == bindparam("jid"), Node.job_id.is_(None))
+    .values(job_id=bindparam("jid"), next_job_id=None, state=RUNNING_NODE, state_time=bindparam("now"))
+)
+
+UNSTAGE = update(Node).where(Node.next_job_id == bindparam("jid")).values(next_job_id=None)
+
+STAGE_ON_NODE = (
+    update(Node)
+    .where(Node.id == bindparam("nid"), Node.job_id == bindparam("ahead"), Node.next_job_id.is_(None))
+    .values(next_job_id=bindparam("jid"))
 )
 
 # The head of one cluster's line: a long queue costs no more per pass than a short one.
@@ -66,7 +115,7 @@ QUEUE_HEAD = (
     .limit(bindparam("window"))
 )
 
-SCHEDULABLE_CLUSTERS = select(Cluster.id, Cluster.name, Cluster.spec).where(
+SCHEDULABLE_CLUSTERS = select(Cluster.id, Cluster.name, Cluster.spec, Cluster.allocation_state).where(
     Cluster.id.in_(bindparam("ids", expanding=True)), Cluster.provisioning_state != "deleting"
 )
 
@@ -79,6 +128,7 @@ JOBS_TO_START = select(
     Job.execution_state,
     Job.start_time,
     Job.errors,
+    Job.priority,
 ).where(Job.id.in_(bindparam("ids", expanding=True)))
 
 SET_SKIPS = update(Job).where(Job.id == bindparam("jid")).values(skips=bindparam("count"))
@@ -103,3 +153,5 @@ TASK_STARTED = (
         info=bindparam("details"),
     )
 )
+
+DELETE_TASKS = delete(Task).where(Task.job_id == bindparam("jid"))

@@ -181,6 +181,13 @@ def capacity(spec: dict[str, Any]) -> int:
     return int(scale["manual"]["targetNodeCount"] if "manual" in scale else scale["autoScale"]["maximumNodeCount"])
 
 
+def stageable(row: Any) -> bool:
+    """Whether jobs may be staged on the cluster's busy nodes (``row``: a Cluster, or a row with its ``spec``
+    and ``allocation_state``): its size is fixed and reached, so no resize or auto-scale is about to take a
+    node from under a staged job."""
+    return "manual" in row.spec["scaleSettings"] and row.allocation_state == "steady"
+
+
 # The image of a cluster created without one, as Batch AI showed it (its recipes' cluster create outputs).
 DEFAULT_IMAGE = {"publisher": "Canonical", "offer": "UbuntuServer", "sku": "16.04-LTS", "version": "latest"}
 

@@ -58,6 +58,10 @@ class Runtime(Protocol):
 
     def wake(self, clusters: bool = False, queued: bool = False) -> None: ...
 
+    def job_queued(self, cluster_id: int, priority: int) -> None:
+        """A job was queued on the cluster with that priority rank (it may outrank a job staged there)."""
+        ...
+
 
 @dataclass
 class Ctx:

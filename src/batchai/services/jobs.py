@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from datetime import datetime, timedelta
@@ -313,6 +314,8 @@ def create(
         "version": 1,
     }
     (job_id,) = connection.execute(_INSERT, values).inserted_primary_key or (0,)
+    if ctx.runtime is not None:
+        ctx.after_commit.append(functools.partial(ctx.runtime.job_queued, cluster.id, values["priority"]))
     return JobView(job_id, **{k: values[k] for k in JobView._fields[1:]}), parent.arm_id
 
 
@@ -428,7 +431,7 @@ def on_cluster(ctx: Ctx, cluster: Cluster) -> list[Job]:
 
 def stop_processes(ctx: Ctx, job: Job) -> None:
     """Stop a running job's processes now (before its records change under it)."""
-    if ctx.runtime is not None and job.execution_state in (JobState.RUNNING, JobState.TERMINATING):
+    if ctx.runtime is not None and job.execution_state in (JobState.STAGED, JobState.RUNNING, JobState.TERMINATING):
         ctx.runtime.stop_job_now(job.id)
 
 
@@ -467,6 +470,8 @@ def _nodes_of(ctx: Ctx, job: Job) -> dict[str, Node | None]:
     """The nodes the job runs or ran on, by name, in the order of its tasks (None: a node that has left), then
     the other nodes it holds while it runs (where its master's mpirun may start processes)."""
     nodes: dict[str, Node | None] = {}
+    if job.execution_state == JobState.STAGED:  # (queued, as far as anyone can tell: it has no node yet)
+        return nodes
     for task in sorted(job.tasks, key=lambda t: t.index):
         node = ctx.session.get(Node, task.node_id) if task.node_id is not None else None
         name = node.name if node is not None else task.info.get("node")

@@ -165,6 +165,10 @@ class Node(Base):
     state: Mapped[str] = mapped_column(String(16))
     state_time: Mapped[datetime]
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"), index=True)
+    # A staged job: it runs here next, started the moment ``job_id``'s process ends (see JobState.STAGED).
+    next_job_id: Mapped[int | None] = mapped_column(
+        ForeignKey("jobs.id", ondelete="SET NULL", name="fk_nodes_next_job")
+    )
     # Provider data: work directory, setup task process, Ray node id, ...
     info: Mapped[dict[str, Any]] = mapped_column(default=dict)
     errors: Mapped[list[Any]] = mapped_column(default=list)
