@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Server, url, wait_for
+from tests.conftest import Server, leftovers, process_gone, url, wait_for
 from tests.integration.jobkit import Bench, make_bench
 
 
@@ -151,4 +151,23 @@ def test_a_job_staged_when_the_server_died_runs_once(bench: Bench, gate_while_do
     gate.touch()
     assert bench.wait_job("next")["executionState"] == "succeeded"
     assert bench.wait_job("blocker")["executionState"] == "succeeded"
+    assert _runs(marks) == ["next"]
+
+
+def test_a_job_staged_when_the_launcher_died_runs_once_later(bench: Bench) -> None:
+    """The node's launcher killed while a job is staged on it: the staged start is gone with it; the job waits
+    in line again and runs once the node is free."""
+    bench.cluster()
+    gate, marks = bench.tmp / "gate", bench.tmp / "marks"
+    _blocker(bench, gate)
+    _marking(bench, "next", marks)
+    wait_for(lambda: _state(bench, "next") == "staged", message="the job to be staged")
+    (launcher,) = [p for p in leftovers(bench.server.home) if "batchai.runtime.launcher" in p.info["cmdline"]]
+    launcher.kill()
+    wait_for(lambda: process_gone(launcher.pid), message="the launcher to die")
+    wait_for(lambda: _state(bench, "next") == "queued", message="the job to wait in line again")
+    assert _runs(marks) == []
+    gate.touch()
+    assert bench.wait_job("next")["executionState"] == "succeeded"
+    assert bench.wait_job("blocker")["executionState"] == "succeeded"  # (its shell recorded its exit code)
     assert _runs(marks) == ["next"]
