@@ -15,7 +15,7 @@ from batchai.scheduler import statements
 from batchai.services.context import Ctx
 from batchai.storage.local import LocalStorage
 from batchai.store.db import Database
-from batchai.store.tables import Cluster, Job
+from batchai.store.tables import Cluster, Job, Node
 from tests.unit import services_world as world
 
 START = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -81,12 +81,10 @@ def test_the_head_of_a_line_is_read_from_an_index_without_sorting(db: Database) 
 
 def _node_rows(db: Database, tmp_path: Path) -> tuple[int, int, int]:
     """A cluster's node running job a1 with a2 staged on it; returns (node id, a1's id, a2's id)."""
-    from batchai.store.tables import Node
-
     _submit(db, tmp_path, {"a": [("a1", "normal"), ("a2", "normal")]})
     with db.session() as session:
         cid = session.scalar(select(Cluster.id).where(Cluster.key == "a"))
-        a1, a2 = (session.scalar(select(Job.id).where(Job.name == n)) for n in ("a1", "a2"))
+        a1, a2 = (session.scalars(select(Job.id).where(Job.name == n)).one() for n in ("a1", "a2"))
         node = Node(cluster_id=cid, name="node-0", index=0, state="running", state_time=START, job_id=a1)
         session.add(node)
         session.flush()
@@ -95,8 +93,6 @@ def _node_rows(db: Database, tmp_path: Path) -> tuple[int, int, int]:
 
 
 def _node(db: Database, node_id: int) -> tuple[str, int | None, int | None]:
-    from batchai.store.tables import Node
-
     with db.session() as session:
         node = session.get_one(Node, node_id)
         return node.state, node.job_id, node.next_job_id
@@ -125,8 +121,6 @@ def test_a_staged_job_that_ended_first_lets_go_of_its_place(db: Database, tmp_pa
 
 
 def test_a_staged_job_whose_job_ahead_went_unsettled_takes_its_node(db: Database, tmp_path: Path) -> None:
-    from batchai.store.tables import Node
-
     node, _a1, a2 = _node_rows(db, tmp_path)
     with db.session() as session:  # (as when the job ahead's row was deleted)
         session.execute(update(Node).where(Node.id == node).values(job_id=None))
