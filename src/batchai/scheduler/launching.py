@@ -265,9 +265,10 @@ class Starter:
                     if start.after is not None:
                         start.follower = self.provider.follow(start.after, script, body, **how)
                         if start.follower is not None:
-                            return started  # it starts once the job ahead of it has ended: record_follower
+                            return started  # it starts once the job ahead of it has ended: record_followers
                         if self.provider.poll(start.after) is None:  # still runs, but not as the provider's
                             raise launch.LaunchError("NodesNotAvailable", "The job's node was still busy.")
+                        append_log(start.execution_log, self.clock(), start.started_line)  # (it ended: start now)
                     handle = self.provider.start(script, body, **how)
                 except OSError as exc:
                     raise launch.LaunchError("ProcessStartFailed", f"The job's process could not start: {exc}") from exc
