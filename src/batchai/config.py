@@ -47,6 +47,9 @@ class Settings:
     ray_agent_idle_seconds: float = 600.0
     # How long a new auto-scale cluster keeps its initialNodeCount nodes when no job needs them.
     auto_scale_initial_seconds: float = 300.0
+    # Stage the job next in line on each busy node of a fixed-size cluster, to start the moment the job there
+    # ends (it is prepared meanwhile: its directories, its unmanaged mounts).
+    stage_jobs: bool = True
 
     @classmethod
     def build(
@@ -60,12 +63,15 @@ class Settings:
         containers_on_host: bool | None = None,
         ray_address: str | None = None,
         ray_resource: str | None = None,
+        stage_jobs: bool | None = None,
     ) -> Settings:
         root = resolve_home(home, environ)
         url = database_url or environ.get("BATCHAI_DATABASE_URL") or f"sqlite:///{root / 'batchai.db'}"
         grace = float(environ.get("BATCHAI_GRACE_SECONDS", "10"))
         if containers_on_host is None:
             containers_on_host = environ.get("BATCHAI_CONTAINERS_ON_HOST", "").strip().lower() in TRUE_WORDS
+        if stage_jobs is None:
+            stage_jobs = environ.get("BATCHAI_STAGE_JOBS", "1").strip().lower() in TRUE_WORDS
         return cls(
             home=root,
             database_url=url,
@@ -77,6 +83,7 @@ class Settings:
             ray_resource=ray_resource or environ.get("BATCHAI_RAY_RESOURCE") or "batchai",
             ray_agent_idle_seconds=float(environ.get("BATCHAI_RAY_AGENT_IDLE_SECONDS", "600")),
             auto_scale_initial_seconds=float(environ.get("BATCHAI_AUTO_SCALE_INITIAL_SECONDS", "300")),
+            stage_jobs=stage_jobs,
         )
 
     @property

@@ -37,7 +37,13 @@ def _blocker(bench: Bench, gate: Path) -> None:
     """A job that runs until ``gate`` exists, and writes when it ended (bash's clock) beside it."""
     command = f"while [ ! -e {gate} ]; do sleep 0.05; done; echo $EPOCHREALTIME > {gate}.ended"
     bench.submit("blocker", customToolkitSettings={"commandLine": command})
-    bench.wait_job("blocker", ("running",))
+
+    def recorded() -> bool:  # (its process started and written down: a job may be staged behind it)
+        with sqlite3.connect(bench.server.home / "batchai.db") as db:
+            row = db.execute("SELECT t.pid FROM tasks t JOIN jobs j ON j.id = t.job_id WHERE j.name = 'blocker'")
+            return (row.fetchone() or (None,))[0] is not None
+
+    wait_for(recorded, message="the blocker's process to be recorded")
 
 
 def _marking(bench: Bench, name: str, marks: Path, **props: Any) -> None:
@@ -170,4 +176,20 @@ def test_a_job_staged_when_the_launcher_died_runs_once_later(bench: Bench) -> No
     gate.touch()
     assert bench.wait_job("next")["executionState"] == "succeeded"
     assert bench.wait_job("blocker")["executionState"] == "succeeded"  # (its shell recorded its exit code)
+    assert _runs(marks) == ["next"]
+
+
+def test_a_server_started_with_no_staging_starts_jobs_only_on_free_nodes(bench: Bench) -> None:
+    bench.server.env["BATCHAI_STAGE_JOBS"] = "0"  # (as batchai server start --no-staging)
+    bench.server.restart()
+    bench.cluster()
+    gate, marks = bench.tmp / "gate", bench.tmp / "marks"
+    _blocker(bench, gate)
+    _marking(bench, "next", marks)
+    _marking(bench, "probe", marks)
+    bench.terminate("probe")  # ended by a pass of the engine's, which saw 'next' waiting beside a busy node
+    assert bench.wait_job("probe")["executionState"] == "failed"
+    assert _state(bench, "next") == "queued"
+    gate.touch()
+    assert bench.wait_job("next")["executionState"] == "succeeded"
     assert _runs(marks) == ["next"]

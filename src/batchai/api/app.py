@@ -227,6 +227,7 @@ def create_app(settings: Settings, clock: Callable[[], datetime] = utc_now) -> F
                 base_env=tuple(sorted(base_environment(os.environ, settings.node_python).items())),
                 containers_on_host=settings.containers_on_host,
                 initial_nodes_seconds=settings.auto_scale_initial_seconds,
+                stage_jobs=settings.stage_jobs,
             ),
             clock,
         )

@@ -38,6 +38,14 @@ def server() -> None:
     "says so in its execution.log. Also $BATCHAI_CONTAINERS_ON_HOST=1. Off by default.",
 )
 @click.option(
+    "--no-staging",
+    "stage_jobs",
+    flag_value=False,
+    default=None,
+    help="Start a job only once a node is free, rather than staging the job next in line on each busy node to "
+    "start the moment the job there ends. Also $BATCHAI_STAGE_JOBS=0.",
+)
+@click.option(
     "--ray-address",
     help="Run clusters on the Ray cluster at this address (e.g. 127.0.0.1:6379) instead of local processes. "
     "Also $BATCHAI_RAY_ADDRESS. Needs the 'ray' extra.",
@@ -56,6 +64,7 @@ def start(
     keyfile: str | None,
     detach: bool,
     containers_on_host: bool | None,
+    stage_jobs: bool | None,
     ray_address: str | None,
     ray_resource: str | None,
 ) -> None:
@@ -73,6 +82,7 @@ def start(
         containers_on_host=containers_on_host,
         ray_address=ray_address,
         ray_resource=ray_resource,
+        stage_jobs=stage_jobs,
     )
     if certfile and keyfile:
         settings = dataclasses.replace(settings, certfile=Path(certfile).resolve(), keyfile=Path(keyfile).resolve())
