@@ -458,3 +458,28 @@ def test_a_second_server_on_the_database_is_refused(pg: PgBatchServer, tmp_path:
     assert second.returncode == 1 and "Traceback" not in second.stderr, second.stderr
     assert second.stderr.strip().splitlines()[-1].startswith("ERROR: another batchai server runs on the database")
     assert pg.http.get(url(GROUPS, RG_API)).status_code == 200  # the first one serves on
+
+
+def test_jobs_staged_behind_each_other_run_in_turn_on_postgres(
+    pg: PgBatchServer, db: sa.Engine, tmp_path: Path
+) -> None:
+    """The staging statements (a node's next job, handed over as the job ahead ends) on PostgreSQL."""
+    estate = build(pg, "pg-staged", "pgstaged1", tmp_path / "logs", job=False)
+    cluster_id = pg.http.get(url(estate.paths["cluster"])).json()["id"]
+    gate, marks = tmp_path / "gate", tmp_path / "marks"
+    names = ["first", "second", "third"]
+    for name in names:
+        command = f"echo {name} >> {marks}; while [ ! -e {gate} ]; do sleep 0.05; done"
+        path = f"{estate.paths['experiment']}/jobs/{name}"
+        assert pg.http.put(url(path), json=job_body(cluster_id, estate.logs, command)).status_code == 200
+    wait_for(
+        lambda: rows(db, "SELECT execution_state FROM jobs WHERE name = 'second'") == [("staged",)],
+        message="the second job to be staged behind the first",
+    )
+    gate.touch()
+    for name in names:
+        ended = wait_job(pg, f"{estate.paths['experiment']}/jobs/{name}")
+        assert ended["executionState"] == "succeeded", ended
+    assert marks.read_text().split() == names
+    ours = "SELECT id FROM jobs WHERE name IN ('first', 'second', 'third')"
+    assert rows(db, f"SELECT count(*) FROM nodes WHERE job_id IN ({ours}) OR next_job_id IN ({ours})") == [(0,)]
