@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from batchai.runtime import launcher
-from batchai.runtime.launcher import LauncherClient
+from batchai.runtime.launcher import LauncherClient, Spawn
 from batchai.runtime.supervisor import Handle, Outcome
 from tests.conftest import process_gone, wait_for
 
@@ -44,14 +44,18 @@ def _start(client: LauncherClient, tmp_path: Path, name: str, argv: list[str], s
     if script:
         (tmp_path / f"{name}.sh").write_text(script)
         fallback = ["bash", str(tmp_path / f"{name}.sh")]
-    return client.start(
+    return client.start(_spawn(tmp_path, name, argv, fallback))
+
+
+def _spawn(tmp_path: Path, name: str, argv: list[str], fallback: list[str] | None = None) -> Spawn:
+    return Spawn(
         argv,
+        {"PATH": "/usr/bin:/bin"},
+        tmp_path,
+        tmp_path / name / "stdout.txt",
+        tmp_path / name / "stderr.txt",
+        tmp_path / f"{name}.exit",
         fallback=fallback,
-        env={"PATH": "/usr/bin:/bin"},
-        cwd=tmp_path,
-        stdout=tmp_path / name / "stdout.txt",
-        stderr=tmp_path / name / "stderr.txt",
-        exit_file=tmp_path / f"{name}.exit",
     )
 
 
@@ -225,15 +229,7 @@ def test_a_daemon_a_process_leaves_outside_its_session_ends_with_it(
 
 def _follow(client: LauncherClient, tmp_path: Path, name: str, after: Handle) -> launcher.Follower:
     """A follower of ``after`` that prints when it started (epoch seconds)."""
-    return client.follow(
-        after,
-        [sys.executable, "-c", "import time; print(time.time())"],
-        env={"PATH": "/usr/bin:/bin"},
-        cwd=tmp_path,
-        stdout=tmp_path / name / "stdout.txt",
-        stderr=tmp_path / name / "stderr.txt",
-        exit_file=tmp_path / f"{name}.exit",
-    )
+    return client.follow(after, _spawn(tmp_path, name, [sys.executable, "-c", "import time; print(time.time())"]))
 
 
 def _gated(client: LauncherClient, tmp_path: Path, name: str) -> tuple[Handle, Path]:

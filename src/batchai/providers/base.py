@@ -30,6 +30,7 @@ what runs where; the provider only does it. Contract:
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,6 +45,25 @@ class ProviderUnavailable(Exception):
 
 class NodeNotReady(Exception):
     """The node is still coming up (e.g. its agent is starting); prepare it again on a later pass."""
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """A process to start on a node: ``bash script`` (written with ``body``), or ``argv`` when given, the same
+    process without the shell (``launch.plain_argv``), which a provider may start instead (and then need not
+    write the script). ``node``: the node's entries named in ``node_keys``. ``keep``: what the process leaves
+    running lives on when it ends, until ``release_node`` (a setup task's daemons)."""
+
+    script: Path
+    body: str
+    env: dict[str, str]
+    cwd: Path
+    stdout: Path
+    stderr: Path
+    exit_file: Path
+    node: dict[str, str]
+    argv: list[str] | None = None
+    keep: bool = False
 
 
 class NodeProvider(Protocol):
@@ -79,44 +99,15 @@ class NodeProvider(Protocol):
 
     def free_ports(self, node: NodeSlot, count: int) -> list[int]: ...
 
-    def start(
-        self,
-        script: Path,
-        body: str,
-        *,
-        env: dict[str, str],
-        cwd: Path,
-        stdout: Path,
-        stderr: Path,
-        exit_file: Path,
-        node: dict[str, str],
-        argv: list[str] | None = None,
-        keep: bool = False,
-    ) -> Handle:
-        """Start ``bash script`` (written with ``body``) on the node. ``argv``, when given, is the same
-        process without the shell (``launch.plain_argv``), which a provider may start instead (and then
-        need not write the script). What the process leaves running is stopped when it ends, unless ``keep``
-        (a setup task's daemons: they live until ``release_node``)."""
+    def start(self, spec: ProcessSpec) -> Handle:
+        """Start the process on its node. What it leaves running is stopped when it ends, unless ``spec.keep``."""
         ...
 
     def follows(self, handle: Handle) -> bool:
         """Whether a process may follow ``handle`` (``follow``) now."""
         ...
 
-    def follow(
-        self,
-        after: Handle,
-        script: Path,
-        body: str,
-        *,
-        env: dict[str, str],
-        cwd: Path,
-        stdout: Path,
-        stderr: Path,
-        exit_file: Path,
-        node: dict[str, str],
-        argv: list[str] | None = None,
-    ) -> Follower | None:
+    def follow(self, after: Handle, spec: ProcessSpec) -> Follower | None:
         """Start a process as ``start`` would, the moment ``after`` (a process on the same node) has ended and
         what it left running is gone, without waiting for the server: the node's next job. Its ``handle``
         resolves then. None when the provider cannot (then the engine starts the job once the node is free)."""

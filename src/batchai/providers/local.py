@@ -15,9 +15,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from batchai.providers.base import ProcessSpec
 from batchai.runtime import orphans, supervisor
 from batchai.runtime.launch import NodeSlot
-from batchai.runtime.launcher import Follower, LauncherClient
+from batchai.runtime.launcher import Follower, LauncherClient, Spawn
 from batchai.runtime.supervisor import Handle, Outcome
 
 
@@ -70,67 +71,41 @@ class LocalProvider:
     def free_ports(self, node: NodeSlot, count: int) -> list[int]:
         return free_ports(count)
 
-    def start(
-        self,
-        script: Path,
-        body: str,
-        *,
-        env: dict[str, str],
-        cwd: Path,
-        stdout: Path,
-        stderr: Path,
-        exit_file: Path,
-        node: dict[str, str],
-        argv: list[str] | None = None,
-        keep: bool = False,
-    ) -> Handle:
-        argv, fallback, env = _command(script, body, env, cwd, exit_file, argv)
-        return self._launcher.start(
-            argv,
-            fallback=fallback,
-            env=env,
-            cwd=cwd,
-            stdout=stdout,
-            stderr=stderr,
-            exit_file=exit_file,
-            grace=self.grace_seconds,
-            keep=keep,
-        )
+    def start(self, spec: ProcessSpec) -> Handle:
+        return self._launcher.start(self._spawn(spec))
 
     def follows(self, handle: Handle) -> bool:
         return self._launcher.follows(handle)
 
-    def follow(
-        self,
-        after: Handle,
-        script: Path,
-        body: str,
-        *,
-        env: dict[str, str],
-        cwd: Path,
-        stdout: Path,
-        stderr: Path,
-        exit_file: Path,
-        node: dict[str, str],
-        argv: list[str] | None = None,
-    ) -> Follower | None:
+    def follow(self, after: Handle, spec: ProcessSpec) -> Follower | None:
         if not self._launcher.follows(after):  # (e.g. a launcher started since does not know it)
             return None
-        argv, fallback, env = _command(script, body, env, cwd, exit_file, argv)
-        return self._launcher.follow(
-            after,
-            argv,
-            fallback=fallback,
-            env=env,
-            cwd=cwd,
-            stdout=stdout,
-            stderr=stderr,
-            exit_file=exit_file,
-            grace=self.grace_seconds,
-        )
+        return self._launcher.follow(after, self._spawn(spec))
 
     def cancel(self, follower: Follower) -> bool:
         return self._launcher.cancel(follower)
+
+    def _spawn(self, spec: ProcessSpec) -> Spawn:
+        """What the launcher starts: ``argv`` without a shell, with bash running the body as the fallback if it
+        cannot start; else the body in a script that records its exit code."""
+        argv, fallback, env = spec.argv, None, spec.env
+        if argv is not None:  # without a shell, as bash would have run it; bash runs it if it cannot start
+            fallback, env = ["bash", "-c", spec.body], {**env, "PWD": str(spec.cwd)}
+        else:
+            spec.script.parent.mkdir(parents=True, exist_ok=True)
+            spec.script.write_text(supervisor.wrapper_script(spec.body, spec.exit_file))
+            argv = ["bash", str(spec.script)]
+        return Spawn(
+            argv,
+            env,
+            spec.cwd,
+            spec.stdout,
+            spec.stderr,
+            spec.exit_file,
+            fallback=fallback,
+            grace=self.grace_seconds,
+            keep=spec.keep,
+        )
 
     def poll(self, handle: Handle) -> Outcome | None:
         return self._launcher.outcome(handle)
@@ -189,18 +164,6 @@ class LocalProvider:
 
     def close(self) -> None:
         self._launcher.close()
-
-
-def _command(
-    script: Path, body: str, env: dict[str, str], cwd: Path, exit_file: Path, argv: list[str] | None
-) -> tuple[list[str], list[str] | None, dict[str, str]]:
-    """What the launcher starts: ``argv`` without a shell, with bash running ``body`` as the fallback if it
-    cannot start; else ``body`` in a script that records its exit code. Returns (argv, fallback, env)."""
-    if argv is not None:  # without a shell, as bash would have run it; bash runs it if it cannot start
-        return argv, ["bash", "-c", body], {**env, "PWD": str(cwd)}
-    script.parent.mkdir(parents=True, exist_ok=True)
-    script.write_text(supervisor.wrapper_script(body, exit_file))
-    return ["bash", str(script)], None, env
 
 
 def prepare_work_area(node_dir: Path, shared_dir: Path, links: list[tuple[Path, Path]]) -> Path:

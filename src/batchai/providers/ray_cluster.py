@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from batchai.providers.base import NodeNotReady, ProviderUnavailable
+from batchai.providers.base import NodeNotReady, ProcessSpec, ProviderUnavailable
 from batchai.providers.node_agent import MARKER, NodeAgent
 from batchai.runtime.launch import LaunchError, NodeSlot
 from batchai.runtime.launcher import Follower
@@ -273,41 +273,16 @@ class RayProvider:
         """Not done on Ray: the agents' watchdogs end what their nodes ran once no server holds them."""
 
     # -- processes -------------------------------------------------------------------------------------
-    def start(
-        self,
-        script: Path,
-        body: str,
-        *,
-        env: dict[str, str],
-        cwd: Path,
-        stdout: Path,
-        stderr: Path,
-        exit_file: Path,
-        node: dict[str, str],
-        argv: list[str] | None = None,
-        keep: bool = False,
-    ) -> Handle:
-        node_id = node["ray_node_id"]
-        handle: Handle = self._call(node_id, "start", script, body, env, cwd, stdout, stderr, exit_file, keep)
-        return Handle(handle.pid, handle.start, handle.exit_file, node_id, keep)
+    def start(self, spec: ProcessSpec) -> Handle:
+        node_id = spec.node["ray_node_id"]
+        args = (spec.script, spec.body, spec.env, spec.cwd, spec.stdout, spec.stderr, spec.exit_file, spec.keep)
+        handle: Handle = self._call(node_id, "start", *args)
+        return Handle(handle.pid, handle.start, handle.exit_file, node_id, spec.keep)
 
     def follows(self, handle: Handle) -> bool:
         return False  # a job starts once its nodes are free (and Ray has placed them)
 
-    def follow(
-        self,
-        after: Handle,
-        script: Path,
-        body: str,
-        *,
-        env: dict[str, str],
-        cwd: Path,
-        stdout: Path,
-        stderr: Path,
-        exit_file: Path,
-        node: dict[str, str],
-        argv: list[str] | None = None,
-    ) -> Follower | None:
+    def follow(self, after: Handle, spec: ProcessSpec) -> Follower | None:
         return None
 
     def cancel(self, follower: Follower) -> bool:

@@ -523,54 +523,27 @@ class LauncherClient:
                 self._running.add((handle.pid, handle.start))
         return handle
 
-    def start(
-        self,
-        argv: list[str],
-        *,
-        fallback: list[str] | None = None,
-        env: dict[str, str],
-        cwd: Path,
-        stdout: Path,
-        stderr: Path,
-        exit_file: Path,
-        grace: float = DEFAULT_GRACE,
-        keep: bool = False,
-    ) -> Handle:
-        """Start a process (see ``supervisor.spawn``); raises LauncherError if it cannot. When it ends, what it
-        left running has ``grace`` seconds to stop, or lives on (``keep``: see ``Handle.keep``)."""
-        request = _start_request(argv, fallback, env, cwd, stdout, stderr, exit_file, grace, keep)
-        _, future = self._request(request)
-        return self._started(future.result(REPLY_SECONDS), exit_file, keep)
+    def start(self, spawn: Spawn) -> Handle:
+        """Start a process (see ``supervisor.spawn``); raises LauncherError if it cannot."""
+        _, future = self._request(spawn.request())
+        return self._started(future.result(REPLY_SECONDS), spawn.exit_file, spawn.keep)
 
     def follows(self, handle: Handle) -> bool:
         """Whether a process can follow ``handle`` (``follow``): the connected launcher runs it."""
         with self._lock:
             return self._conn is not None and (handle.pid, handle.start) in self._running
 
-    def follow(
-        self,
-        after: Handle,
-        argv: list[str],
-        *,
-        fallback: list[str] | None = None,
-        env: dict[str, str],
-        cwd: Path,
-        stdout: Path,
-        stderr: Path,
-        exit_file: Path,
-        grace: float = DEFAULT_GRACE,
-    ) -> Follower:
+    def follow(self, after: Handle, spawn: Spawn) -> Follower:
         """Start a process the moment ``after`` has ended (what it left running gone too), without a round
         trip to the server; at once if ``after`` is not running any more. The follower's ``handle`` resolves
         to its Handle then (or raises LauncherError: it could not start, or the launcher was lost before)."""
-        request = _start_request(argv, fallback, env, cwd, stdout, stderr, exit_file, grace, False)
-        request["after"] = [after.pid, after.start]
+        request = {**spawn.request(), "after": [after.pid, after.start]}
         request_id, reply = self._request(request)
         handle: Future[Handle] = Future()
 
         def resolve(done: Future[dict[str, Any]]) -> None:  # (in the reader's thread, before later messages)
             try:
-                handle.set_result(self._started(done.result(), exit_file, False))
+                handle.set_result(self._started(done.result(), spawn.exit_file, spawn.keep))
             except Exception as exc:
                 handle.set_exception(exc)
 
@@ -654,28 +627,35 @@ class Follower:
     handle: Future[Handle]
 
 
-def _start_request(
-    argv: list[str],
-    fallback: list[str] | None,
-    env: dict[str, str],
-    cwd: Path,
-    stdout: Path,
-    stderr: Path,
-    exit_file: Path,
-    grace: float,
-    keep: bool,
-) -> dict[str, Any]:
-    return {
-        "argv": argv,
-        "fallback": fallback,
-        "env": env,
-        "cwd": str(cwd),
-        "stdout": str(stdout),
-        "stderr": str(stderr),
-        "exit_file": str(exit_file),
-        "grace": grace,
-        "keep": keep,
-    }
+@dataclass(frozen=True)
+class Spawn:
+    """A process for the launcher to start (``supervisor.spawn``): ``fallback`` is started if ``argv`` cannot
+    be; when it ends, what it left running has ``grace`` seconds to stop, or lives on (``keep``: see
+    ``Handle.keep``)."""
+
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    stdout: Path
+    stderr: Path
+    exit_file: Path
+    fallback: list[str] | None = None
+    grace: float = DEFAULT_GRACE
+    keep: bool = False
+
+    def request(self) -> dict[str, Any]:
+        """The request that asks for it (see the protocol above)."""
+        return {
+            "argv": self.argv,
+            "fallback": self.fallback,
+            "env": self.env,
+            "cwd": str(self.cwd),
+            "stdout": str(self.stdout),
+            "stderr": str(self.stderr),
+            "exit_file": str(self.exit_file),
+            "grace": self.grace,
+            "keep": self.keep,
+        }
 
 
 def main() -> None:

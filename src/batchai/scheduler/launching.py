@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from batchai.providers.base import NodeProvider
+from batchai.providers.base import NodeProvider, ProcessSpec
 from batchai.providers.local import make_link
 from batchai.runtime import containers, distributed, launch, supervisor
 from batchai.runtime.launcher import Follower
@@ -251,25 +251,26 @@ class Starter:
                         )
                 if process.rank == 0:  # once the job's log exists: a refusal is written there
                     self.provider.reserve(gang(start.job_id, start.attempts), [dict(s.info) for s in start.slots])
-                how: dict[str, Any] = {
-                    "env": plan.env,
-                    "cwd": Path(plan.env["AZ_BATCHAI_JOB_TEMP"]),
-                    "stdout": plan.stdouterr / plan.stdout_name,
-                    "stderr": plan.stdouterr / plan.stderr_name,
-                    "exit_file": launch.exit_file(plan.job_temp, process.rank, start.attempts),
-                    "node": dict(slot.info),
-                    "argv": launch.plain_argv(plan, command),
-                }
-                script, body = plan.job_temp / f"task-{process.rank}.sh", launch.script_body(plan, command, checks)
+                task = ProcessSpec(
+                    plan.job_temp / f"task-{process.rank}.sh",
+                    launch.script_body(plan, command, checks),
+                    env=plan.env,
+                    cwd=Path(plan.env["AZ_BATCHAI_JOB_TEMP"]),
+                    stdout=plan.stdouterr / plan.stdout_name,
+                    stderr=plan.stdouterr / plan.stderr_name,
+                    exit_file=launch.exit_file(plan.job_temp, process.rank, start.attempts),
+                    node=dict(slot.info),
+                    argv=launch.plain_argv(plan, command),
+                )
                 try:
                     if start.after is not None:
-                        start.follower = self.provider.follow(start.after, script, body, **how)
+                        start.follower = self.provider.follow(start.after, task)
                         if start.follower is not None:
                             return started  # it starts once the job ahead of it has ended: record_followers
                         if self.provider.poll(start.after) is None:  # still runs, but not as the provider's
                             raise launch.LaunchError("NodesNotAvailable", "The job's node was still busy.")
                         append_log(start.execution_log, self.clock(), start.started_line)  # (it ended: start now)
-                    handle = self.provider.start(script, body, **how)
+                    handle = self.provider.start(task)
                 except OSError as exc:
                     raise launch.LaunchError("ProcessStartFailed", f"The job's process could not start: {exc}") from exc
                 started.append((process.rank, handle, slot.node_name))

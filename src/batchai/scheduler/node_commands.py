@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 from batchai.errors import Conflict
-from batchai.providers.base import NodeProvider, ProviderUnavailable
+from batchai.providers.base import NodeProvider, ProcessSpec, ProviderUnavailable
 from batchai.runtime import launch, supervisor
 from batchai.runtime.supervisor import Handle
 from batchai.services.context import CommandResult, NodeTarget
@@ -46,7 +46,7 @@ def run(
     work = _work_dirs(node_dir) / uuid.uuid4().hex
     try:
         work.mkdir(parents=True)
-        handle = provider.start(
+        spec = ProcessSpec(
             work / "command.sh",
             command,
             env=env,
@@ -56,6 +56,7 @@ def run(
             exit_file=work / EXIT_FILE,
             node={k: str(v) for k, v in target.node_info.items() if k in provider.node_keys},
         )
+        handle = provider.start(spec)
     except (OSError, ProviderUnavailable) as exc:
         shutil.rmtree(work, ignore_errors=True)
         raise Conflict(f"The command could not start on {target.node_name}: {exc}", code="NodeCommandFailed") from exc

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from batchai.providers.base import NodeNotReady, NodeProvider, ProviderUnavailable
+from batchai.providers.base import NodeNotReady, NodeProvider, ProcessSpec, ProviderUnavailable
 from batchai.runtime import launch, supervisor
 from batchai.runtime.supervisor import Handle
 from batchai.scheduler.settings import EngineSettings
@@ -280,7 +280,7 @@ class Nodes:
             out_dir = self.setup_output_dir(cluster, node, env) if setup else node_dir / "setup"
             try:
                 out_dir.mkdir(parents=True, exist_ok=True)
-                handle = self.provider.start(
+                spec = ProcessSpec(
                     node_dir / "setup" / "setup.sh",
                     f"cd {node_dir / 'setup'}\n{mounts}{setup['commandLine'] if setup else ''}",
                     env=env,
@@ -291,6 +291,7 @@ class Nodes:
                     node=self.keys(node),
                     keep=True,  # its daemons live until the node is released, as on Batch AI
                 )
+                handle = self.provider.start(spec)
             except OSError as exc:
                 self._node_unusable(cluster, node, "SetupTaskFailed", f"The setup task could not start: {exc}")
                 return
