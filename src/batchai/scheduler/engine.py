@@ -44,7 +44,7 @@ from batchai.scheduler.launching import (
     remove_job_dir,
 )
 from batchai.scheduler.matching import QueuedJob, decide, stage
-from batchai.scheduler.nodes import Nodes, NodeState, describe_node, file_server_dir, file_server_path
+from batchai.scheduler.nodes import Nodes, NodeState, describe_node, file_server_dir, file_server_path, settled_cluster
 from batchai.scheduler.settings import EngineSettings
 from batchai.services import clusters as cluster_service
 from batchai.services import deletes
@@ -252,13 +252,9 @@ class Engine:
         with self.db.session() as session:
             for node in session.scalars(select(Node).filter(Node.next_job_id.in_(staged))):
                 cluster = node.cluster
-                steady = (
-                    cluster.provisioning_state != "deleting"
-                    and cluster_service.stageable(cluster)
-                    and len(cluster.nodes) == cluster_service.capacity(cluster.spec)
-                    and all(n.state in (NodeState.IDLE, NodeState.RUNNING) for n in cluster.nodes)
-                )
-                if steady and node.state == NodeState.RUNNING:
+                # (the API may have changed its target since the cluster was last seen steady)
+                steady = settled_cluster(cluster) and len(cluster.nodes) == cluster_service.capacity(cluster.spec)
+                if steady and cluster.provisioning_state != "deleting" and node.state == NodeState.RUNNING:
                     keep.add(node.next_job_id)
         for job_id in staged - keep:
             if self._unstage(job_id):
@@ -852,6 +848,7 @@ class Engine:
             sizes = dict(session.execute(select(Node.cluster_id, func.count()).group_by(Node.cluster_id)).all())
         now = self.clock()
         ids = [*decision.starts, *staging]
+        rows = {**nodes, **busy}
         jobs = {row.id: row for row in connection.execute(statements.JOBS_TO_START, {"ids": ids})}
         starts = []
         stopped: set[int] = set()  # clusters whose staging stopped at a job of several processes
@@ -888,7 +885,6 @@ class Engine:
                     != 1
                 ):
                     raise StaleDataError(f"node {node_ids[0]} changed while job {job_id} was staged on it")
-            rows = {**nodes, **busy}
             slots = [
                 launch.NodeSlot(
                     node.name,

@@ -87,12 +87,12 @@ class Nodes:
         except ProviderUnavailable as exc:
             self.provider_down(str(exc))
             return False
-        settled = machines is None  # nodes on this host: nothing changes unless told
+        all_settled = machines is None  # nodes on this host: nothing changes unless told
         with self.db.session() as session:
             for cluster in session.scalars(select(Cluster).filter(Cluster.provisioning_state != "deleting")).all():
                 self._sync_cluster(session, cluster, machines)
-                settled = settled and _settled(cluster)
-        self.settled = settled
+                all_settled = all_settled and settled_cluster(cluster)
+        self.settled = all_settled
         return self._became_idle
 
     def _sync_cluster(self, session: Session, cluster: Cluster, machines: list[dict[str, str]] | None) -> None:
@@ -389,7 +389,7 @@ def describe_node(name: str, info: dict[str, Any]) -> str:
     return f"{name} (Ray node {str(where)[:12]}, {info.get('address', '')})".replace(", )", ")") if where else name
 
 
-def _settled(cluster: Cluster) -> bool:
+def settled_cluster(cluster: Cluster) -> bool:
     """A cluster with nothing to do until the API or a setup task changes it: steady at a fixed size."""
     return (
         "manual" in cluster.spec["scaleSettings"]
