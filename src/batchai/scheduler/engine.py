@@ -118,6 +118,11 @@ class Engine:
         # JobState.STAGED): from their hand-off until their start is recorded, or their start is called off.
         self._staged: dict[int, JobStart] = {}
         self._outranked = False  # a job was queued with a higher priority than one staged on its cluster
+        # Jobs queued, counted, and when each (cluster, priority) last had one: a job being staged joins
+        # ``_staged`` only once its start is arranged, and is checked then against what was queued since the
+        # pass that staged it looked at the line (``_launch``); ``job_queued`` checks those already staged.
+        self._queued_count = 0
+        self._last_queued: dict[tuple[int, int], int] = {}
         self._unstageable: set[int] = set()  # jobs whose preparation failed when staged: they start when a node is free
         self._launches: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()  # the launch threads' work
         self._node_commands = threading.BoundedSemaphore(MAX_NODE_COMMANDS)
@@ -752,10 +757,13 @@ class Engine:
                 for start in unprepared:
                     self._revert_staged(session, start.job_id)
         with self._launched:
-            self._staged.update((start.job_id, start) for start in starts if start.follower is not None)
+            staged = [start for start in starts if start.follower is not None]
+            self._staged.update((start.job_id, start) for start in staged)
             self._launching.difference_update(start.job_id for start in starts)
             self._launched.notify_all()
             look_again, self._looked_past_launching = self._looked_past_launching, False
+            if any(self._outranked_since(start) for start in staged):
+                self._outranked = look_again = True  # a job queued meanwhile takes its place (job_queued)
         if look_again:
             self.wake()
         elif self.settings.stage_jobs and any(start.after is None for start in starts):
@@ -786,6 +794,7 @@ class Engine:
         """Load queued jobs and free nodes, decide (pure), and mark the jobs that start as running on
         their nodes, with a task per process; their processes start once this transaction commits. Then the
         jobs next in line are staged on busy nodes (``matching.stage``), to start as the jobs there end."""
+        queued_count = self._queued_count  # (before the line is read: see _outranked_since)
         if self._outranked:
             self._outranked = False
             self._unstage_outranked(session)
@@ -921,6 +930,7 @@ class Engine:
                     errors=list(job.errors or []),
                     cluster_id=cluster.id,
                     priority=job.priority,
+                    queued_count=queued_count,
                 )
             )
         return starts
@@ -929,10 +939,20 @@ class Engine:
         """A job queued with a higher priority than a job staged on its cluster takes that job's place (the next
         pass calls the staged job's start off, unless it has started, and stages the new one)."""
         with self._lock:
+            self._queued_count += 1
+            self._last_queued[(cluster_id, priority)] = self._queued_count
             outranks = any(s.cluster_id == cluster_id and s.priority < priority for s in self._staged.values())
         if outranks:
             self._outranked = True
             self.wake()
+
+    def _outranked_since(self, start: JobStart) -> bool:
+        """Whether a job of a higher priority was queued on a staged job's cluster after the pass that staged it
+        looked at the line (the caller holds the lock)."""
+        return any(
+            cluster_id == start.cluster_id and priority > start.priority and count > start.queued_count
+            for (cluster_id, priority), count in self._last_queued.items()
+        )
 
     def _unstage_outranked(self, session: Session) -> None:
         """Staged jobs with a lower priority than the head of their cluster's line wait in line again."""

@@ -65,6 +65,7 @@ class JobStart:
     execution_log: str | None = None
     container_on_host: str | None = None  # the image not used, when the job ran on the host instead
     started_line: str = ""  # the execution log's line for its start (a staged job's is written once it started)
+    queued_count: int = 0  # the engine's count of jobs queued when the pass that made it read the line
 
 
 # A job's start: what was planned, the processes that started (rank, handle, node name), and the error if any.
