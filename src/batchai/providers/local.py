@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from batchai.providers.base import ProcessSpec
-from batchai.runtime import orphans, supervisor
+from batchai.runtime import node_python, orphans, supervisor
 from batchai.runtime.launch import NodeSlot
 from batchai.runtime.launcher import Follower, LauncherClient, Spawn
 from batchai.runtime.supervisor import Handle, Outcome
@@ -63,7 +63,9 @@ class LocalProvider:
     def prepare_node(
         self, cluster_id: int, node_name: str, links: list[tuple[Path, Path]], node: dict[str, str]
     ) -> Path:
-        return prepare_work_area(self.node_dir(cluster_id, node_name), self.shared_dir(cluster_id), links)
+        node_dir = prepare_work_area(self.node_dir(cluster_id, node_name), self.shared_dir(cluster_id), links)
+        node_python.create(node_dir)  # what a job installs on the node stays there, as on a Batch AI VM
+        return node_dir
 
     def address(self, node: dict[str, Any]) -> str:
         return "127.0.0.1"

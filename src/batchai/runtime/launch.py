@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batchai.runtime import distributed, supervisor
+from batchai.runtime import distributed, node_python, supervisor
 from batchai.services.mounts import parse_file_url
 from batchai.storage.base import Volume, VolumeKind, clean_path
 
@@ -99,6 +99,7 @@ class LaunchPlan:
     mpi_hostfile: str | None = None
     # The other nodes' job preparation markers, by node name, waited for (mpirun).
     awaits: tuple[tuple[str, Path], ...] = ()
+    python: str = "python"  # the Python of toolkits that name none: the node's
 
 
 Resolver = Callable[[Volume], Path]
@@ -298,8 +299,14 @@ def shared_job_temp_dir(shared_dir: Path, job_id: int) -> Path:
 
 
 def node_environment(base_env: dict[str, str], node_dir: Path, node_name: str) -> dict[str, str]:
-    """What every process on a node starts from: the server's base environment, the node's mount root and name."""
-    return {**base_env, "AZ_BATCHAI_MOUNT_ROOT": str(node_dir / "mounts"), "AZ_BATCHAI_NODE_NAME": node_name}
+    """What every process on a node starts from: the server's base environment with the node's own Python
+    environment first on PATH (when it has one), the node's mount root and name."""
+    return {
+        **base_env,
+        **node_python.environment(node_dir, base_env.get("PATH", "")),
+        "AZ_BATCHAI_MOUNT_ROOT": str(node_dir / "mounts"),
+        "AZ_BATCHAI_NODE_NAME": node_name,
+    }
 
 
 def prep_marker(job_temp: Path, attempt: int) -> Path:
@@ -392,6 +399,7 @@ def plan(
         runs_prep=runs_prep,
         mpi_hostfile=mpi_hostfile,
         awaits=awaits if prep else (),
+        python=node_python.python_of(slot.node_dir, default_python),
     )
 
 

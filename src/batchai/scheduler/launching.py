@@ -231,7 +231,7 @@ class Starter:
                     start.execution_log = str(plan.stdouterr / "execution.log")
                 # What the toolkit needs on the node is checked after the job preparation, which may install it.
                 checks: list[str] | None = [] if plan.prep_command else None
-                command = launch.toolkit_command(spec, plan.env, self.settings.default_python, process, checks)
+                command = launch.toolkit_command(spec, plan.env, plan.python, process, checks)
                 if plan.container and self.settings.containers_on_host:
                     start.container_on_host = containers.image(plan)
                 elif plan.container and command:

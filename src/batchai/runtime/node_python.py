@@ -1,0 +1,68 @@
+"""A local node's own Python environment, as a Batch AI node (a VM) had its own: what a setup task or a job
+preparation installs with ``pip`` (or ``uv pip``) goes into that node's environment, for its later jobs, and
+never into the server's. It is a virtual environment over the server's interpreter that sees every package the
+server's environment has (its site directories are added as ``site`` adds them, so ``.pth`` files and editable
+installs work too): a job imports what the server has installed (torch for the sample), and a newer version
+installed on the node shadows it there only. It goes with the node's work area."""
+
+from __future__ import annotations
+
+import os
+import site
+import sys
+import sysconfig
+import venv
+from pathlib import Path
+from typing import Any
+
+_DIR = "python"  # in the node's work area
+_PTH = "batchai-server-site.pth"
+
+
+def env_dir(node_dir: Path) -> Path:
+    return node_dir / _DIR
+
+
+def python_of(node_dir: Path, fallback: str) -> str:
+    """The Python the node's jobs run with when they name none: its environment's, or ``fallback`` for a node
+    that has none (made by an earlier version, or a Ray node)."""
+    python = env_dir(node_dir) / "bin" / "python"
+    return str(python) if python.exists() else fallback
+
+
+def environment(node_dir: Path, path: str) -> dict[str, str]:
+    """The variables that put the node's environment first (as its ``activate`` would), given the ``PATH``
+    the node's processes get otherwise (none: the system's default search path); nothing when the node has
+    none."""
+    directory = env_dir(node_dir)
+    if not (directory / "pyvenv.cfg").exists():
+        return {}
+    return {"VIRTUAL_ENV": str(directory), "PATH": os.pathsep.join((str(directory / "bin"), path or os.defpath))}
+
+
+def create(node_dir: Path) -> None:
+    """Make the node's environment unless it exists (idempotent). Raises OSError if it cannot be made."""
+    directory = env_dir(node_dir)
+    if not (directory / "pyvenv.cfg").exists():
+        _Builder(symlinks=True, with_pip=False).create(str(directory))
+
+
+class _Builder(venv.EnvBuilder):
+    def post_setup(self, context: Any) -> None:
+        """The server's site directories, and ``pip`` as the server's run by the node's interpreter (so that it
+        installs there; no copy of pip per node)."""
+        base = {"base": context.env_dir, "platbase": context.env_dir}
+        lines = [f"import site; site.addsitedir({d!r})\n" for d in server_site_dirs()]
+        Path(sysconfig.get_path("purelib", "venv", base), _PTH).write_text("".join(lines))
+        for name in ("pip", "pip3", f"pip{sys.version_info.major}.{sys.version_info.minor}"):
+            shim = Path(context.bin_path, name)
+            shim.write_text('#!/bin/sh\nexec "$(dirname "$0")/python" -m pip "$@"\n')
+            shim.chmod(0o755)
+
+
+def server_site_dirs() -> list[str]:
+    """The site directories of the server's interpreter, in its order (its user site too, when it uses one)."""
+    dirs = list(site.getsitepackages())
+    if site.ENABLE_USER_SITE:
+        dirs.append(site.getusersitepackages())
+    return [d for d in dirs if Path(d).is_dir()]
