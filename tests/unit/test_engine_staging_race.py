@@ -8,6 +8,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -61,7 +62,7 @@ def engine(tmp_path: Path) -> Iterator[tuple[Engine, Database, LocalStorage, Hel
         db.dispose()
 
 
-def _submit(engine: Engine, db: Database, storage: LocalStorage, logs: Path, name: str, **props: object) -> None:
+def _submit(engine: Engine, db: Database, storage: LocalStorage, logs: Path, name: str, **props: Any) -> None:
     """As the API creates a job: in a unit of work, then what it does after the commit (``job_queued``)."""
     with db.session() as session:
         ctx = Ctx(session=session, storage=storage, clock=utc_now, runtime=engine)

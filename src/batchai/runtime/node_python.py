@@ -26,8 +26,8 @@ def env_dir(node_dir: Path) -> Path:
 def python_of(node_dir: Path, fallback: str) -> str:
     """The Python the node's jobs run with when they name none: its environment's, or ``fallback`` for a node
     that has none (made by an earlier version, or a Ray node)."""
-    python = env_dir(node_dir) / "bin" / "python"
-    return str(python) if python.exists() else fallback
+    directory = env_dir(node_dir)
+    return str(directory / "bin" / "python") if _ready(directory) else fallback
 
 
 def environment(node_dir: Path, path: str) -> dict[str, str]:
@@ -35,29 +35,39 @@ def environment(node_dir: Path, path: str) -> dict[str, str]:
     the node's processes get otherwise (none: the system's default search path); nothing when the node has
     none."""
     directory = env_dir(node_dir)
-    if not (directory / "pyvenv.cfg").exists():
+    if not _ready(directory):
         return {}
     return {"VIRTUAL_ENV": str(directory), "PATH": os.pathsep.join((str(directory / "bin"), path or os.defpath))}
 
 
 def create(node_dir: Path) -> None:
-    """Make the node's environment unless it exists (idempotent). Raises OSError if it cannot be made."""
+    """Make the node's environment unless it is there (idempotent; one left half-made is made again). Raises
+    OSError if it cannot be made."""
     directory = env_dir(node_dir)
-    if not (directory / "pyvenv.cfg").exists():
-        _Builder(symlinks=True, with_pip=False).create(str(directory))
+    if not _ready(directory):
+        _Builder(symlinks=True, with_pip=False, clear=True).create(str(directory))
+
+
+def _site_file(directory: Path) -> Path:
+    """The ``.pth`` file that adds the server's site directories: written last, so it marks a whole one."""
+    base = {"base": str(directory), "platbase": str(directory)}
+    return Path(sysconfig.get_path("purelib", "venv", base), _PTH)
+
+
+def _ready(directory: Path) -> bool:
+    return _site_file(directory).exists()
 
 
 class _Builder(venv.EnvBuilder):
     def post_setup(self, context: Any) -> None:
-        """The server's site directories, and ``pip`` as the server's run by the node's interpreter (so that it
-        installs there; no copy of pip per node)."""
-        base = {"base": context.env_dir, "platbase": context.env_dir}
-        lines = [f"import site; site.addsitedir({d!r})\n" for d in server_site_dirs()]
-        Path(sysconfig.get_path("purelib", "venv", base), _PTH).write_text("".join(lines))
+        """``pip`` as the server's run by the node's interpreter (so that it installs there; no copy of pip per
+        node), then the server's site directories."""
         for name in ("pip", "pip3", f"pip{sys.version_info.major}.{sys.version_info.minor}"):
             shim = Path(context.bin_path, name)
             shim.write_text('#!/bin/sh\nexec "$(dirname "$0")/python" -m pip "$@"\n')
             shim.chmod(0o755)
+        lines = [f"import site; site.addsitedir({d!r})\n" for d in server_site_dirs()]
+        _site_file(Path(context.env_dir)).write_text("".join(lines))
 
 
 def server_site_dirs() -> list[str]:

@@ -1,0 +1,36 @@
+"""A node's own Python environment (runtime.node_python): made whole or made again, and what it puts first."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from batchai.runtime import node_python
+
+
+def test_a_node_environment_sees_the_servers_packages_and_is_first_on_path(tmp_path: Path) -> None:
+    node_python.create(tmp_path)
+    python = node_python.python_of(tmp_path, "fallback")
+    assert python == str(tmp_path / "python" / "bin" / "python")
+    env = node_python.environment(tmp_path, "/usr/bin")
+    assert env == {"VIRTUAL_ENV": str(tmp_path / "python"), "PATH": f"{tmp_path / 'python' / 'bin'}:/usr/bin"}
+    # No PATH at all: the system's default search path follows it (bash and the like stay found).
+    assert node_python.environment(tmp_path, "")["PATH"] == f"{tmp_path / 'python' / 'bin'}:{os.defpath}"
+    out = subprocess.run(
+        [python, "-c", "import sys, httpx, batchai; print(sys.prefix)"], capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.strip() == str(tmp_path / "python"), out.stderr
+    pip = subprocess.run([tmp_path / "python" / "bin" / "pip", "--version"], capture_output=True, text=True, timeout=60)
+    assert pip.returncode == 0 and "pip" in pip.stdout, pip.stderr
+
+
+def test_a_half_made_environment_is_not_used_and_is_made_again(tmp_path: Path) -> None:
+    node_python.create(tmp_path)
+    marker = next((tmp_path / "python").rglob("batchai-server-site.pth"))
+    marker.unlink()  # as if the server died while making it
+    assert node_python.python_of(tmp_path, sys.executable) == sys.executable
+    assert node_python.environment(tmp_path, "/usr/bin") == {}
+    node_python.create(tmp_path)
+    assert marker.exists() and node_python.python_of(tmp_path, "fallback") != "fallback"
