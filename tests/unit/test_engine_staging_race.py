@@ -4,6 +4,7 @@ and local provider (with its launcher process); only the provider's ``follow`` i
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from batchai.services.context import Ctx, utc_now
 from batchai.storage.local import LocalStorage
 from batchai.store.db import Database
 from batchai.store.tables import Job
-from tests.conftest import wait_for
+from tests.conftest import assert_nothing_left, leftovers, wait_for
 from tests.unit import services_world as world
 
 
@@ -57,9 +58,13 @@ def engine(tmp_path: Path) -> Iterator[tuple[Engine, Database, LocalStorage, Hel
         yield engine, db, storage, provider
     finally:
         provider.release.set()
+        (tmp_path / "gate").touch()  # the test's blocker ends, even if the test failed before letting it
         engine.shutdown()
         provider.close()
         db.dispose()
+        with contextlib.suppress(AssertionError):
+            wait_for(lambda: not leftovers(tmp_path), timeout=30, message="the jobs and the launcher to end")
+        assert_nothing_left(tmp_path)
 
 
 def _submit(engine: Engine, db: Database, storage: LocalStorage, logs: Path, name: str, **props: Any) -> None:
