@@ -91,3 +91,20 @@ def test_what_a_node_installs_stays_on_that_node(bench: Bench) -> None:
 
     # The server's environment is as it was.
     assert server_python(check).stdout.split() == ["True", jmespath.__version__]
+
+
+def test_a_restarted_server_points_its_nodes_at_its_own_environment(bench: Bench) -> None:
+    """As after batchai was reinstalled in another virtual environment: the nodes' site file names the
+    server's site directories again, and what was installed on the node stays."""
+    bench.cluster()
+    bench.wait_nodes(idle=1)
+    (site_file,) = (bench.server.home / "nodes").rglob("batchai-server-site.pth")
+    current = site_file.read_text()
+    bench.server.stop()
+    site_file.write_text("import site; site.addsitedir('/gone/venv/lib/python3.11/site-packages')\n")
+    (site_file.parent / "installed_on_the_node.py").write_text("")
+    bench.server.start()
+    assert site_file.read_text() == current
+    bench.submit("job", customToolkitSettings={"commandLine": 'python -c "import httpx, installed_on_the_node"'})
+    props = bench.wait_job("job")
+    assert props["executionState"] == "succeeded", props["executionInfo"]

@@ -34,3 +34,16 @@ def test_a_half_made_environment_is_not_used_and_is_made_again(tmp_path: Path) -
     assert node_python.environment(tmp_path, "/usr/bin") == {}
     node_python.create(tmp_path)
     assert marker.exists() and node_python.python_of(tmp_path, "fallback") != "fallback"
+
+
+def test_a_node_environment_follows_the_server_to_its_new_site_directories(tmp_path: Path) -> None:
+    node_python.create(tmp_path)
+    site_file = next((tmp_path / "python").rglob("batchai-server-site.pth"))
+    current = site_file.read_text()
+    site_file.write_text("import site; site.addsitedir('/gone/venv/lib/python3.11/site-packages')\n")
+    installed = site_file.parent / "installed_on_the_node.py"
+    installed.write_text("")
+    node_python.refresh(tmp_path)
+    assert site_file.read_text() == current and installed.exists()  # what the node installed stays
+    node_python.refresh(tmp_path / "nothing")  # a node without an environment: nothing to do
+    assert not (tmp_path / "nothing").exists()

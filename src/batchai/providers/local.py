@@ -134,7 +134,8 @@ class LocalProvider:
         A delete removes a cluster's (or a node's) rows first and releases its nodes after the commit, and the
         SIGKILL of what ignored SIGTERM is a timer of the server's: a server killed in between leaves work
         areas and processes (a setup task, its daemons) that no row names any more. ``clusters`` and
-        ``nodes``: what the database holds; everything else under the root goes."""
+        ``nodes``: what the database holds; everything else under the root goes. The nodes that stay get their
+        Python environments pointed at this server's (``node_python.refresh``)."""
         if not self.root.is_dir():
             return
         found = {(p.parent.name, p.name) for p in self.root.glob("*/*") if p.is_dir()}
@@ -154,6 +155,8 @@ class LocalProvider:
                 and (int(cluster), name) not in nodes
             ):
                 self.release_node(int(cluster), name, {})
+        for cluster_id, name in nodes:
+            node_python.refresh(self.node_dir(cluster_id, name))
 
     def inventory(self) -> list[dict[str, str]] | None:
         return None  # nodes are work areas on this host, made on demand

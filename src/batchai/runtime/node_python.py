@@ -48,10 +48,25 @@ def create(node_dir: Path) -> None:
         _Builder(symlinks=True, with_pip=False, clear=True).create(str(directory))
 
 
+def refresh(node_dir: Path) -> None:
+    """Point the node's environment at the server's site directories of now, should they have moved (the
+    server reinstalled in another virtual environment), keeping what was installed on the node; nothing for a
+    node without one. Safe while jobs run there (their interpreters have read it already)."""
+    site_file = _site_file(env_dir(node_dir))
+    if site_file.exists() and site_file.read_text() != _site_text():
+        new = site_file.with_name(site_file.name + ".new")  # (not a .pth: site skips it)
+        new.write_text(_site_text())
+        os.replace(new, site_file)  # a process starting meanwhile reads the old one or the new one
+
+
 def _site_file(directory: Path) -> Path:
     """The ``.pth`` file that adds the server's site directories: written last, so it marks a whole one."""
     base = {"base": str(directory), "platbase": str(directory)}
     return Path(sysconfig.get_path("purelib", "venv", base), _PTH)
+
+
+def _site_text() -> str:
+    return "".join(f"import site; site.addsitedir({d!r})\n" for d in server_site_dirs())
 
 
 def _ready(directory: Path) -> bool:
@@ -66,8 +81,7 @@ class _Builder(venv.EnvBuilder):
             shim = Path(context.bin_path, name)
             shim.write_text('#!/bin/sh\nexec "$(dirname "$0")/python" -m pip "$@"\n')
             shim.chmod(0o755)
-        lines = [f"import site; site.addsitedir({d!r})\n" for d in server_site_dirs()]
-        _site_file(Path(context.env_dir)).write_text("".join(lines))
+        _site_file(Path(context.env_dir)).write_text(_site_text())
 
 
 def server_site_dirs() -> list[str]:
