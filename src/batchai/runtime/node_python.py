@@ -7,6 +7,7 @@ installed on the node shadows it there only. It goes with the node's work area."
 
 from __future__ import annotations
 
+import functools
 import os
 import site
 import sys
@@ -61,8 +62,14 @@ def refresh(node_dir: Path) -> None:
 
 def _site_file(directory: Path) -> Path:
     """The ``.pth`` file that adds the server's site directories: written last, so it marks a whole one."""
-    base = {"base": str(directory), "platbase": str(directory)}
-    return Path(sysconfig.get_path("purelib", "venv", base), _PTH)
+    return directory / _site_packages() / _PTH
+
+
+@functools.cache
+def _site_packages() -> Path:
+    """Where a virtual environment's packages go, relative to it (``lib/python3.11/site-packages``); asked once,
+    as it is looked at for each job."""
+    return Path(sysconfig.get_path("purelib", "venv", {"base": "/env", "platbase": "/env"})).relative_to("/env")
 
 
 def _site_text() -> str:
