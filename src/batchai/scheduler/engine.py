@@ -31,7 +31,7 @@ from batchai.models.base import parse_duration
 from batchai.providers.base import NodeProvider, ProviderUnavailable
 from batchai.runtime import distributed, launch, supervisor
 from batchai.runtime.supervisor import Handle, Outcome
-from batchai.scheduler import node_commands, statements
+from batchai.scheduler import endings, node_commands, statements
 from batchai.scheduler.launching import (
     JobStart,
     Started,
@@ -39,7 +39,6 @@ from batchai.scheduler.launching import (
     append_log,
     gang,
     job_log,
-    master_info,
     process_info,
     remove_job_dir,
 )
@@ -445,7 +444,7 @@ class Engine:
         ended: dict[int, Outcome] = {}
         running: list[Any] = []
         for row in rows:
-            if row.finished_at is not None and _ended_oddly(row.info):
+            if row.finished_at is not None and endings.ended_oddly(row.info):
                 return ended, running, False  # (a task that vanished or lost its node: see _finish)
             if row.task_id is None or row.finished_at is not None:
                 continue
@@ -482,9 +481,9 @@ class Engine:
             changed = job_service.switch_state_row(connection, head.job_id, head, JobState.SUCCEEDED, now, exit_code=0)
             message = "The job succeeded."
         else:
-            worst = _first_failure(failed)
-            stderr = _stderr_tail(worst.info.get("stderr") or master.get("stderr"))
-            error = _exit_error(worst.rank, codes[worst.rank], stderr)
+            worst = endings.first_failure(failed)
+            stderr = endings.stderr_tail(worst.info.get("stderr") or master.get("stderr"))
+            error = endings.exit_error(worst.rank, codes[worst.rank], stderr)
             changed = job_service.switch_state_row(
                 connection, head.job_id, head, JobState.FAILED, now, error=error, exit_code=codes[worst.rank]
             )
@@ -533,9 +532,9 @@ class Engine:
             node = ctx.session.get(Node, task.node_id) if outcome.node_lost and task.node_id else None
             if node is not None:  # before its job frees it: a lost node must never be scheduled again
                 self.nodes.lose(ctx.session, node.cluster, node, agent_died=outcome.agent_lost)
-        failed = [t for t in _essential(job.tasks) if t.finished_at is not None and t.exit_code != 0]
+        failed = [t for t in endings.essential(job.tasks) if t.finished_at is not None and t.exit_code != 0]
         # Parameter servers (auxiliary) never end by themselves: they stop once the workers are done.
-        done = not _essential(running)
+        done = not endings.essential(running)
         if running and (job.stop_reason is not None or failed or done):
             for task in running:
                 if job.stop_reason is None and not task.info.get("stopped"):  # ended by another task's end
@@ -627,85 +626,28 @@ class Engine:
         shutil.rmtree(file_server_dir(self.settings.home, file_server_id), ignore_errors=True)
 
     def _finish(self, ctx: Ctx, job: Job) -> None:
-        """All tasks ended: the job's final state follows from why it stopped and how its tasks ended."""
-        master = next((t for t in job.tasks if t.index == 0), None)
-        reason = job.stop_reason
-        last = _stderr_tail(master_info(job).get("stderr"))
-        details = _stderr_details(last)
-        code = master.exit_code if master else None
+        """All tasks ended: the job's final state follows from why it stopped and how its tasks ended
+        (``endings.tell``)."""
         self._free_nodes(ctx.session, job)
         self.provider.unreserve(gang(job.id, job.attempts))
+        reason = job.stop_reason
         lost = [t for t in job.tasks if t.info.get("node_lost")]
         if reason is None and lost:
             cluster = ctx.session.get_one(Cluster, job.cluster_id)
             reason = self.nodes.lost_reason(cluster, job)
             job.notes = {**job.notes, "lost_node": describe_node(str(lost[0].info.get("node")), lost[0].info)}
-        never_started = any(t.info.get("never_started") for t in _essential(job.tasks))
-        if reason is None and never_started and job.attempts < self.settings.max_attempts:
-            reason = "requeue"  # nothing of it ran: it starts again rather than failing
-        if reason == "requeue":
-            why = "its nodes left the cluster."
-            if never_started:
-                why = "its processes had not started when the server stopped."
-            elif job.notes.get("lost_node"):
-                why = f"node {job.notes['lost_node']} was lost."
-            elif job.notes.get("launch_error"):
-                why = str(job.notes["launch_error"]["message"])
-            self._log(job, f"The job was requeued: {why}")
-            log.info("job %s (%s) requeued: %s", job.name, job.id, why)
+        ending = endings.tell(
+            job.tasks, reason, job.notes, job.spec, requeue_allowed=job.attempts < self.settings.max_attempts
+        )
+        self._log(job, ending.message)
+        if ending.state == JobState.QUEUED:
+            log.info("job %s (%s) %s", job.name, job.id, ending.message.removeprefix("The job was "))
             for task in list(job.tasks):
                 ctx.session.delete(task)
             job.tasks.clear()
             job.stop_reason = None
             job.notes = {k: v for k, v in job.notes.items() if k not in ("lost_node", "launch_error")}
-            job_service.switch_state(ctx, job, JobState.QUEUED)
-            return
-        error: dict[str, Any]
-        if reason == "user":
-            error = {"code": "JobTerminated", "message": "The job was terminated by the user."}
-        elif reason == "wallclock":
-            limit = job.spec.get("constraints", {}).get("maxWallClockTime")
-            error = {
-                "code": "MaxWallClockTimeExceeded",
-                "message": f"The job ran longer than its maxWallClockTime ({limit}) and was stopped.",
-            }
-        elif reason == "cluster_deleted":
-            error = {"code": "ClusterDeleted", "message": "The job's cluster was deleted."}
-        elif reason == "deleted":
-            error = {"code": "JobDeleted", "message": "The job was deleted."}
-        elif reason == "deallocated":
-            error = {
-                "code": "NodeDeallocated",
-                "message": "The job was terminated because its nodes were removed from the cluster.",
-            }
-        elif reason == "node_lost":
-            error = {
-                "code": "NodeLost",
-                "message": f"The job's node {job.notes.get('lost_node', '')} was lost while the job ran.",
-            }
-        elif reason == "launch":
-            error = dict(job.notes.get("launch_error") or {"code": "LaunchFailed", "message": "launch failed"})
-        elif any(t.info.get("vanished") or t.info.get("never_started") for t in _essential(job.tasks)):
-            error = {
-                "code": "JobProcessesLost",
-                "message": "The job's processes ended without recording an exit code: what watched them (the "
-                "node's launcher or agent, or the node itself) went away while they ran. Their output is kept.",
-            }
-        else:
-            failed = [t for t in _essential(job.tasks) if t.exit_code != 0]
-            if not failed:
-                self._log(job, "The job succeeded.")
-                job_service.switch_state(ctx, job, JobState.SUCCEEDED, exit_code=0)
-                return
-            worst = _first_failure(failed)  # whose stderr the error quotes
-            code = worst.exit_code
-            if worst.info.get("stderr"):
-                last = _stderr_tail(worst.info["stderr"])
-                details = _stderr_details(last)
-            error = _exit_error(worst.index, worst.exit_code, last)
-        error["details"] = error.get("details") or details
-        self._log(job, f"The job failed: {error['message']}")
-        job_service.switch_state(ctx, job, JobState.FAILED, error=error, exit_code=code)
+        job_service.switch_state(ctx, job, ending.state, error=ending.error, exit_code=ending.exit_code)
 
     def _free_nodes(self, session: Session, job: Job) -> None:
         """The job's nodes are free (``statements.FREE_NODES_OF_JOB``), and so are the Node rows loaded."""
@@ -993,42 +935,8 @@ class Engine:
         }
 
 
-def _essential(tasks: list[Task]) -> list[Task]:
-    """The tasks whose ending ends the job (all but parameter servers)."""
-    return [t for t in tasks if not t.info.get("auxiliary")]
-
-
-def _first_failure(failed: list[Any]) -> Any:
-    """Of a job's failed tasks (Tasks or rows), the one that failed by itself rather than one the engine
-    stopped because of it."""
-    return next((t for t in failed if not t.info.get("stopped")), failed[0])
-
-
 def _wall_clock_limit(spec: dict[str, Any]) -> timedelta:
     return parse_duration(spec.get("constraints", {}).get("maxWallClockTime", "P7D"))
-
-
-def _stderr_tail(path: str | None) -> list[str]:
-    return supervisor.tail(Path(path)) if path else []
-
-
-def _stderr_details(last: list[str]) -> list[dict[str, str]]:
-    return [{"name": "stderr", "value": "\n".join(last)}] if last else []
-
-
-def _ended_oddly(info: dict[str, Any]) -> bool:
-    """Whether a task ended without an exit code of its own: it vanished, its node was lost, or it never started."""
-    return bool(info.get("vanished") or info.get("node_lost") or info.get("never_started"))
-
-
-def _exit_error(index: int, code: int | None, last: list[str]) -> dict[str, Any]:
-    """The error of a job whose task ``index`` exited with ``code``, quoting the end of its stderr."""
-    tail_text = f" Last lines of stderr: {' | '.join(last[-3:])}" if last else ""
-    return {
-        "code": "JobFailed",
-        "message": f"The job exited with code {code} (task {index}).{tail_text}",
-        "details": _stderr_details(last),
-    }
 
 
 def _earliest(a: datetime | None, b: datetime) -> datetime:
