@@ -47,3 +47,34 @@ def test_a_node_environment_follows_the_server_to_its_new_site_directories(tmp_p
     assert site_file.read_text() == current and installed.exists()  # what the node installed stays
     node_python.refresh(tmp_path / "nothing")  # a node without an environment: nothing to do
     assert not (tmp_path / "nothing").exists()
+
+
+def test_a_node_environment_whose_interpreter_is_gone_is_made_over_the_servers_keeping_its_packages(
+    tmp_path: Path,
+) -> None:
+    node_python.create(tmp_path)
+    directory = tmp_path / "python"
+    site_file = next(directory.rglob("batchai-server-site.pth"))
+    (site_file.parent / "installed_on_the_node.py").write_text("WHERE = 'node'\n")
+    # As if the server's Python was upgraded in place and the old one removed: the links point at nothing.
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    (directory / "bin" / version).unlink()
+    (directory / "bin" / version).symlink_to(tmp_path / "gone" / "bin" / version)
+    cfg = directory / "pyvenv.cfg"
+    home = f"home = {Path(getattr(sys, '_base_executable', sys.executable)).parent}"
+    assert home in cfg.read_text()
+    cfg.write_text(cfg.read_text().replace(home, f"home = {tmp_path / 'gone'}"))
+    python = node_python.python_of(tmp_path, "fallback")
+    assert not Path(python).exists()  # (a link to nothing: the node's jobs could not start)
+
+    node_python.refresh(tmp_path)
+    out = subprocess.run(
+        [python, "-c", "import sys, batchai, installed_on_the_node as m; print(sys.prefix, m.WHERE)"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.stdout.split() == [str(directory), "node"], out.stderr
+    assert str(tmp_path / "gone") not in cfg.read_text()
+    pip = subprocess.run([directory / "bin" / "pip", "--version"], capture_output=True, text=True, timeout=60)
+    assert pip.returncode == 0, pip.stderr

@@ -50,14 +50,38 @@ def create(node_dir: Path) -> None:
 
 
 def refresh(node_dir: Path) -> None:
-    """Point the node's environment at the server's site directories of now, should they have moved (the
-    server reinstalled in another virtual environment), keeping what was installed on the node; nothing for a
-    node without one. Safe while jobs run there (their interpreters have read it already)."""
-    site_file = _site_file(env_dir(node_dir))
+    """Bring the node's environment to the server of now, keeping what was installed on the node: over the
+    server's interpreter, should that have changed (Python upgraded or moved: the old one may be gone), and
+    pointed at the server's site directories, should they have moved (the server reinstalled in another
+    virtual environment). Nothing for a node without one. Called at start, before the node runs anything new;
+    a job still running there from before goes on with the interpreter it has."""
+    directory = env_dir(node_dir)
+    if not (directory / "pyvenv.cfg").is_file():
+        return
+    if not _over_this_interpreter(directory):
+        # venv's upgrade makes pyvenv.cfg and the missing links again and leaves the packages where they are (a
+        # newer minor version gets its own site-packages: what was built for the old one would not load).
+        for link in (directory / "bin").glob("python*"):
+            if link.is_symlink():
+                link.unlink()  # (venv keeps a link that is there, even one to nothing)
+        _Builder(symlinks=True, with_pip=False, upgrade=True).create(str(directory))
+        _complete(directory)
+        return
+    site_file = _site_file(directory)
     if site_file.exists() and site_file.read_text() != _site_text():
         new = site_file.with_name(site_file.name + ".new")  # (not a .pth: site skips it)
         new.write_text(_site_text())
         os.replace(new, site_file)  # a process starting meanwhile reads the old one or the new one
+
+
+def _over_this_interpreter(directory: Path) -> bool:
+    """Whether the environment's ``python`` is the server's interpreter (the one its virtual environment, if
+    any, is over)."""
+    base = getattr(sys, "_base_executable", sys.executable)  # (what venv makes environments over)
+    try:
+        return (directory / "bin" / "python").resolve(strict=True) == Path(base).resolve(strict=True)
+    except OSError:  # (a link to an interpreter that is gone)
+        return False
 
 
 def _site_file(directory: Path) -> Path:
@@ -82,13 +106,17 @@ def _ready(directory: Path) -> bool:
 
 class _Builder(venv.EnvBuilder):
     def post_setup(self, context: Any) -> None:
-        """``pip`` as the server's run by the node's interpreter (so that it installs there; no copy of pip per
-        node), then the server's site directories."""
-        for name in ("pip", "pip3", f"pip{sys.version_info.major}.{sys.version_info.minor}"):
-            shim = Path(context.bin_path, name)
-            shim.write_text('#!/bin/sh\nexec "$(dirname "$0")/python" -m pip "$@"\n')
-            shim.chmod(0o755)
-        _site_file(Path(context.env_dir)).write_text(_site_text())
+        _complete(Path(context.env_dir))
+
+
+def _complete(directory: Path) -> None:
+    """``pip`` as the server's run by the node's interpreter (so that it installs there; no copy of pip per
+    node), then the server's site directories (the file that marks the environment whole)."""
+    for name in ("pip", "pip3", f"pip{sys.version_info.major}.{sys.version_info.minor}"):
+        shim = directory / "bin" / name
+        shim.write_text('#!/bin/sh\nexec "$(dirname "$0")/python" -m pip "$@"\n')
+        shim.chmod(0o755)
+    _site_file(directory).write_text(_site_text())
 
 
 def server_site_dirs() -> list[str]:
