@@ -82,7 +82,7 @@ def main() -> None:
     print(f"  {per_job(parts['jobs'])}  the jobs (their processes, reaped by the launcher)")
     print(f"  {per_job(parts['xargs'])}  the same commands under xargs -P2 (with sh), for comparison")
     print(f"  {per_job(parts['client'])}  the benchmark's client")
-    print(f"  {per_job(parts['idle'])}  idle (both cores)")
+    print(f"  {per_job(parts['idle'])}  idle time of the two cores, added up")
 
 
 if __name__ == "__main__":
