@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 
 from tests.conftest import Server, leftovers, process_gone, url, wait_for
@@ -157,6 +158,28 @@ def test_failure_quotes_the_last_lines_of_stderr(bench: Bench) -> None:
     error = props["executionInfo"]["errors"][0]
     assert "code 3" in error["message"] and "the real reason" in error["message"]
     assert error["details"][0]["name"] == "stderr"
+
+
+def test_a_job_killed_by_a_signal_says_so_and_its_stderr_holds_only_its_own_output(bench: Bench) -> None:
+    # Through the shell (a command line of several commands) and without one (a plain command line).
+    bench.cluster()
+    kill_self = f"{sys.executable} -c 'import os; os.kill(os.getpid(), 9)'"
+    bench.submit("shell", customToolkitSettings={"commandLine": f"echo last words >&2; {kill_self}"})
+    props = bench.wait_job("shell")
+    assert props["executionState"] == "failed" and props["executionInfo"]["exitCode"] == 137
+    message = props["executionInfo"]["errors"][0]["message"]
+    assert "killed by SIGKILL" in message and "out-of-memory" in message and "last words" in message
+    # Bash's report of a killed child ("task-0.sh: line 5: 123 Killed ( ...the wrapper's body... )") is not
+    # the job's output.
+    assert (bench.stdouterr("shell") / "stderr.txt").read_text() == "last words\n"
+    sleep = ["sleep", f"600.{os.getpid()}"]  # (no other test's)
+    bench.submit("plain", customToolkitSettings={"commandLine": " ".join(sleep)})
+    bench.wait_job("plain", states=("running",))
+    sleeper = wait_for(lambda: next((p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == sleep), None))
+    sleeper.terminate()
+    props = bench.wait_job("plain")
+    assert props["executionState"] == "failed" and props["executionInfo"]["exitCode"] == 143
+    assert "killed by SIGTERM" in props["executionInfo"]["errors"][0]["message"]
 
 
 def test_job_preparation_input_and_output_directories(bench: Bench) -> None:

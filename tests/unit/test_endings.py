@@ -110,3 +110,23 @@ def test_a_job_none_of_which_started_is_requeued_while_it_has_attempts_left() ->
 def test_a_requeue_says_why(notes: dict[str, Any], cause: str) -> None:
     ending = tell([T(0, -15)], "requeue", notes, {}, requeue_allowed=False)
     assert (ending.state, ending.message) == (JobState.QUEUED, f"The job was requeued: {cause}")
+
+
+OOM = "the kernel's out-of-memory killer sends it when memory runs out"
+
+
+@pytest.mark.parametrize(
+    ("code", "note"),
+    [
+        (137, f", as a process killed by SIGKILL does ({OOM})"),
+        (143, ", as a process killed by SIGTERM does"),
+        (139, ", as a process killed by SIGSEGV does"),
+        (128, ""),
+        (1, ""),
+        (250, ""),  # (no signal 122)
+    ],
+)
+def test_an_exit_code_a_signal_gives_says_which_signal(code: int, note: str) -> None:
+    ending = tell([T(0, code)], None, {}, {}, requeue_allowed=True)
+    assert ending.error is not None
+    assert ending.error["message"] == f"The job exited with code {code} (task 0){note}."

@@ -82,8 +82,10 @@ def wrapper_script(body: str, exit_file: Path) -> str:
     # Written just before the wrapper exits: whoever sees the process gone sees the whole file (no rename,
     # which would cost a process per task).
     record = f"printf '%s' \"$__batchai_rc\" > {final}"
-    # The body runs in a subshell, so that its own 'exit' still lets the wrapper record the code.
-    return f"(\n{body}\n)\n__batchai_rc=$?\n{record}\nexit $__batchai_rc\n"
+    # The body runs in a subshell, so that its own 'exit' still lets the wrapper record the code. The wrapper's
+    # own stderr is silenced (the body keeps the real one, kept on fd 3 for it): bash would otherwise report a
+    # body killed by a signal in the job's stderr ("task-0.sh: line 4: 123 Killed ( ...the whole body... )").
+    return f"exec 3>&2 2>/dev/null\n(\nexec 2>&3 3>&-\n{body}\n)\n__batchai_rc=$?\n{record}\nexit $__batchai_rc\n"
 
 
 def spawn(

@@ -7,6 +7,7 @@ tasks may be ``Task`` rows or anything with ``index``, ``exit_code`` and ``info`
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,6 +143,21 @@ def exit_error(index: int, code: int | None, last: list[str]) -> dict[str, Any]:
     tail_text = f" Last lines of stderr: {' | '.join(last[-3:])}" if last else ""
     return {
         "code": "JobFailed",
-        "message": f"The job exited with code {code} (task {index}).{tail_text}",
+        "message": f"The job exited with code {code} (task {index}){_signal_note(code)}.{tail_text}",
         "details": stderr_details(last),
     }
+
+
+def _signal_note(code: int | None) -> str:
+    """What an exit code above 128 says: the code a shell gives a process a signal killed (128 + its number),
+    which batchai records for the processes it starts without a shell too."""
+    if code is None or code <= 128:
+        return ""
+    try:
+        name = signal.Signals(code - 128).name
+    except ValueError:
+        return ""
+    note = f", as a process killed by {name} does"
+    if name == "SIGKILL":
+        note += " (the kernel's out-of-memory killer sends it when memory runs out)"
+    return note
