@@ -67,10 +67,10 @@ def refresh(node_dir: Path) -> None:
         _Builder(symlinks=True, with_pip=False, upgrade=True).create(str(directory))
         _complete(directory)
         return
-    site_file = _site_file(directory)
-    if site_file.exists() and site_file.read_text() != _site_text():
+    site_file, text = _site_file(directory), _site_text()
+    if site_file.exists() and site_file.read_text() != text:
         new = site_file.with_name(site_file.name + ".new")  # (not a .pth: site skips it)
-        new.write_text(_site_text())
+        new.write_text(text)
         os.replace(new, site_file)  # a process starting meanwhile reads the old one or the new one
 
 

@@ -37,6 +37,13 @@ class Ending:
     exit_code: int | None = None
 
 
+SUCCEEDED = Ending(JobState.SUCCEEDED, "The job succeeded.", exit_code=0)
+
+
+def failed(error: dict[str, Any], exit_code: int | None) -> Ending:
+    return Ending(JobState.FAILED, f"The job failed: {error['message']}", error, exit_code)
+
+
 # Why a job was stopped (``Job.stop_reason``), told as its error.
 STOP_ERRORS: dict[str, dict[str, str]] = {
     "user": {"code": "JobTerminated", "message": "The job was terminated by the user."},
@@ -92,16 +99,16 @@ def tell(
     elif any(t.info.get("vanished") or t.info.get("never_started") for t in essential(tasks)):
         error = dict(PROCESSES_LOST)
     else:
-        failed = [t for t in essential(tasks) if t.exit_code != 0]
-        if not failed:
-            return Ending(JobState.SUCCEEDED, "The job succeeded.", exit_code=0)
-        worst = first_failure(failed)  # whose stderr the error quotes
+        failures = [t for t in essential(tasks) if t.exit_code != 0]
+        if not failures:
+            return SUCCEEDED
+        worst = first_failure(failures)  # whose stderr the error quotes
         code = worst.exit_code
         if worst.info.get("stderr"):
             last = stderr_tail(worst.info["stderr"])
         error = exit_error(worst.index, worst.exit_code, last)
     error["details"] = error.get("details") or stderr_details(last)
-    return Ending(JobState.FAILED, f"The job failed: {error['message']}", error, code)
+    return failed(error, code)
 
 
 def _requeue_cause(never_started: bool, notes: dict[str, Any]) -> str:

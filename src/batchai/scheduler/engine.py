@@ -477,20 +477,17 @@ class Engine:
         codes = {r.rank: ended[r.task_id].exit_code if r.task_id in ended else r.exit_code for r in rows}
         failed = [r for r in rows if not r.info.get("auxiliary") and codes[r.rank] != 0]
         master: dict[str, Any] = next((r.info for r in rows if r.rank == 0), {})
-        if not failed:
-            changed = job_service.switch_state_row(connection, head.job_id, head, JobState.SUCCEEDED, now, exit_code=0)
-            message = "The job succeeded."
-        else:
+        ending = endings.SUCCEEDED
+        if failed:
             worst = endings.first_failure(failed)
             stderr = endings.stderr_tail(worst.info.get("stderr") or master.get("stderr"))
-            error = endings.exit_error(worst.rank, codes[worst.rank], stderr)
-            changed = job_service.switch_state_row(
-                connection, head.job_id, head, JobState.FAILED, now, error=error, exit_code=codes[worst.rank]
-            )
-            message = f"The job failed: {error['message']}"
+            ending = endings.failed(endings.exit_error(worst.rank, codes[worst.rank], stderr), codes[worst.rank])
+        changed = job_service.switch_state_row(
+            connection, head.job_id, head, ending.state, now, error=ending.error, exit_code=ending.exit_code
+        )
         if not changed:
             raise StaleDataError(f"job {head.job_id} changed while it was being finished")
-        append_log(master.get("execution_log"), now, message)
+        append_log(master.get("execution_log"), now, ending.message)
 
     def _watch_job(self, ctx: Ctx, job: Job) -> None:
         limit = self._wall_clock_deadline(ctx.session.connection(), job)
