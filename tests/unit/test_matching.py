@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from batchai.scheduler.matching import QueuedJob, decide, stage
+from batchai.scheduler.matching import QueuedJob, decide, place, stage
 
 
 def job(id: int, nodes: int = 1, priority: int = 0, at: float | None = None, skips: int = 0, cluster: int = 1):
@@ -63,3 +63,24 @@ def test_staging_stops_at_a_job_that_needs_several_nodes() -> None:
 def test_staging_is_per_cluster() -> None:
     line = [job(1, cluster=1), job(2, cluster=2), job(3, cluster=2)]
     assert stage(line, {2: [20]}) == {2: 20}
+
+
+def test_a_pass_starts_on_free_nodes_then_stages_the_rest_of_the_line_on_busy_ones() -> None:
+    decision = place([job(1), job(2), job(3), job(4)], {1: [10]}, {1: [11, 12]})
+    assert decision.starts == {1: [10]}
+    assert decision.staged == {2: 11, 3: 12}
+    assert decision.placed() == 3
+
+
+def test_a_cluster_with_a_free_node_left_stages_nothing_its_head_waits_for_more() -> None:
+    # Job 1 needs two nodes: the free one stays free for it, and nothing is staged behind it on busy nodes.
+    decision = place([job(1, nodes=2), job(2, nodes=2)], {1: [10]}, {1: [11]})
+    assert decision.starts == {} and decision.staged == {}
+    # Another cluster whose free nodes were all given stages as usual.
+    decision = place([job(1, nodes=2), job(3, cluster=2), job(4, cluster=2)], {1: [10], 2: [20]}, {2: [21]})
+    assert decision.starts == {3: [20]} and decision.staged == {4: 21}
+
+
+def test_a_cluster_with_no_free_node_stages_its_line() -> None:
+    decision = place([job(1, priority=-1), job(2, priority=1)], {}, {1: [11]})
+    assert decision.starts == {} and decision.staged == {2: 11}

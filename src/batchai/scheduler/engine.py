@@ -18,6 +18,7 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from batchai.scheduler.launching import (
     process_info,
     remove_job_dir,
 )
-from batchai.scheduler.matching import QueuedJob, decide, stage
+from batchai.scheduler.matching import Decision, QueuedJob, place
 from batchai.scheduler.nodes import Nodes, NodeState, describe_node, file_server_dir, file_server_path, settled_cluster
 from batchai.scheduler.settings import EngineSettings
 from batchai.services import clusters as cluster_service
@@ -730,19 +731,35 @@ class Engine:
         return True
 
     def _decide_and_mark(self, session: Session) -> list[JobStart]:
-        """Load queued jobs and free nodes, decide (pure), and mark the jobs that start as running on
-        their nodes, with a task per process; their processes start once this transaction commits. Then the
-        jobs next in line are staged on busy nodes (``matching.stage``), to start as the jobs there end."""
+        """Load queued jobs and free nodes, decide (pure: ``matching.place``), and mark the jobs that start as
+        running on their nodes, with a task per process; their processes start once this transaction commits.
+        The jobs next in line are staged on busy nodes, to start as the jobs there end (``JobState.STAGED``)."""
         queued_count = self._queued_count  # (before the line is read: see _outranked_since)
         if self._outranked:
             self._outranked = False
             self._unstage_outranked(session)
-        connection = session.connection()
+        line = self._load_line(session.connection())
+        self._all_busy = not line.nodes and not line.busy
+        if not line.queued:
+            return []
+        capacity = {cluster_id: cluster_service.capacity(row.spec) for cluster_id, row in line.clusters.items()}
+        decision = place(line.queued, line.free, line.stageable, self.settings.max_skips, capacity)
+        if decision.skipped:
+            session.connection().execute(
+                statements.SET_SKIPS, [{"jid": job_id, "count": n} for job_id, n in decision.skipped.items()]
+            )
+        self._all_busy = decision.placed() == len(line.nodes) + sum(len(n) for n in line.stageable.values())
+        if not decision.starts and not decision.staged:
+            return []
+        return self._mark(session, line, decision, queued_count)
+
+    def _load_line(self, connection: Connection) -> _Line:
+        """What a pass decides on: the free nodes, the busy nodes a job may be staged on, their clusters (those
+        jobs may be scheduled on), and the head of each of those clusters' lines."""
         nodes = {row.id: row for row in connection.execute(statements.FREE_NODES)}
         busy = self._stageable_nodes(connection)
-        self._all_busy = not nodes and not busy
         if not nodes and not busy:
-            return []
+            return _Line(nodes, busy, {}, {}, {}, [])
         candidates = {row.cluster_id for row in [*nodes.values(), *busy.values()]}
         clusters = {
             row.id: row for row in connection.execute(statements.SCHEDULABLE_CLUSTERS, {"ids": list(candidates)})
@@ -769,47 +786,33 @@ class Engine:
                 )
             )
         ]
-        if not queued:
-            return []
-        capacity = {cluster_id: cluster_service.capacity(row.spec) for cluster_id, row in clusters.items()}
-        decision = decide(queued, free, self.settings.max_skips, capacity)
-        if decision.skipped:
-            connection.execute(
-                statements.SET_SKIPS, [{"jid": job_id, "count": n} for job_id, n in decision.skipped.items()]
-            )
-        # Staged only on clusters whose free nodes were all given: else the head of their line waits for more.
-        given = {cluster_id: 0 for cluster_id in free}
-        for node_ids in decision.starts.values():
-            given[nodes[node_ids[0]].cluster_id] += len(node_ids)
-        line = [
-            j
-            for j in queued
-            if j.id not in decision.starts and given.get(j.cluster_id, 0) == len(free.get(j.cluster_id, []))
-        ]
-        staging = stage(line, stageable)
-        placed = sum(len(n) for n in decision.starts.values()) + len(staging)
-        self._all_busy = placed == len(nodes) + sum(len(n) for n in stageable.values())
-        if not decision.starts and not staging:
-            return []
+        return _Line(nodes, busy, clusters, free, stageable, queued)
+
+    def _mark(self, session: Session, line: _Line, decision: Decision, queued_count: int) -> list[JobStart]:
+        """Mark the jobs decided on: running on their free nodes, or staged on a busy one; what starting each
+        needs. A job the API changed since the line was read (terminated, deleted) is left to the next pass."""
+        connection = session.connection()
         sizes: dict[int, int] = {}
         if self.provider.gpus:  # only GPU shares need the cluster sizes
             sizes = dict(session.execute(select(Node.cluster_id, func.count()).group_by(Node.cluster_id)).all())
         now = self.clock()
-        ids = [*decision.starts, *staging]
-        rows = {**nodes, **busy}
+        ids = [*decision.starts, *decision.staged]
+        rows = {**line.nodes, **line.busy}
         jobs = {row.id: row for row in connection.execute(statements.JOBS_TO_START, {"ids": ids})}
         starts = []
         stopped: set[int] = set()  # clusters whose staging stopped at a job of several processes
         for job_id in ids:
             job = jobs.get(job_id)
             if job is None or job.execution_state != JobState.QUEUED.value:
-                continue  # the API changed it since the line was read (terminated, deleted): the next pass sees it
-            cluster = clusters[job.cluster_id]
+                continue
+            cluster = line.clusters[job.cluster_id]
             processes = distributed.layout(job.spec)
             after: Handle | None = None
-            if job_id in staging:
-                node_ids = [staging[job_id]]
-                after = supervisor.from_info(busy[node_ids[0]].task_info)
+            ahead = 0  # the job a staged job follows on its node
+            if job_id in decision.staged:
+                node_ids = [decision.staged[job_id]]
+                after = supervisor.from_info(line.busy[node_ids[0]].task_info)
+                ahead = line.busy[node_ids[0]].job_id
                 if len(processes) != 1 or job_id in self._unstageable or cluster.id in stopped:
                     stopped.add(cluster.id)  # (the line stays in order: it starts once a node is free)
                     continue
@@ -824,27 +827,13 @@ class Engine:
                 started = job.start_time or now
                 self._limits[(job_id, started)] = started + _wall_clock_limit(job.spec)
                 connection.execute(statements.TAKE_NODE, [{"nid": n, "jid": job_id, "now": now} for n in node_ids])
-            else:
-                ahead = busy[node_ids[0]].job_id
-                if (
-                    connection.execute(
-                        statements.STAGE_ON_NODE, {"nid": node_ids[0], "ahead": ahead, "jid": job_id}
-                    ).rowcount
-                    != 1
-                ):
-                    raise StaleDataError(f"node {node_ids[0]} changed while job {job_id} was staged on it")
-            slots = [
-                launch.NodeSlot(
-                    node.name,
-                    self.provider.node_dir(cluster.id, node.name),
-                    self.provider.shared_dir(cluster.id),
-                    index,
-                    self.provider.gpus_for(node.info, node.node_index, sizes.get(cluster.id, 1)),
-                    self.provider.address(node.info),
-                    tuple(sorted(self.nodes.keys(node).items())),
-                )
-                for index, node in enumerate(rows[n] for n in node_ids)
-            ]
+            elif (
+                connection.execute(
+                    statements.STAGE_ON_NODE, {"nid": node_ids[0], "ahead": ahead, "jid": job_id}
+                ).rowcount
+                != 1
+            ):
+                raise StaleDataError(f"node {node_ids[0]} changed while job {job_id} was staged on it")
             connection.execute(
                 statements.ADD_TASK,
                 [{"jid": job_id, "nid": node_ids[p.node], "rank": p.rank, "role": process_info(p)} for p in processes],
@@ -853,6 +842,7 @@ class Engine:
             if (job.spec.get("mountVolumes") or {}).get("fileServers"):
                 with contextlib.suppress(launch.LaunchError):  # reported when the mount is made
                     servers = self._file_servers(session, job.spec)
+            slots = self._slots(cluster.id, [rows[n] for n in node_ids], sizes.get(cluster.id, 1))
             starts.append(
                 JobStart(
                     job_id,
@@ -865,7 +855,7 @@ class Engine:
                     servers,
                     processes,
                     after=after,
-                    ahead=busy[node_ids[0]].job_id if after is not None else 0,
+                    ahead=ahead,
                     errors=list(job.errors or []),
                     cluster_id=cluster.id,
                     priority=job.priority,
@@ -873,6 +863,21 @@ class Engine:
                 )
             )
         return starts
+
+    def _slots(self, cluster_id: int, nodes: list[Any], cluster_size: int) -> list[launch.NodeSlot]:
+        """A job's nodes (rows of ``statements.FREE_NODES`` or ``STAGEABLE_NODES``), in the job's order."""
+        return [
+            launch.NodeSlot(
+                node.name,
+                self.provider.node_dir(cluster_id, node.name),
+                self.provider.shared_dir(cluster_id),
+                index,
+                self.provider.gpus_for(node.info, node.node_index, cluster_size),
+                self.provider.address(node.info),
+                tuple(sorted(self.nodes.keys(node).items())),
+            )
+            for index, node in enumerate(nodes)
+        ]
 
     def job_queued(self, cluster_id: int, priority: int) -> None:
         """A job queued with a higher priority than a job staged on its cluster takes that job's place (the next
@@ -930,6 +935,19 @@ class Engine:
             m["fileServer"]["id"]: resolve(m["fileServer"]["id"], "")
             for m in (spec.get("mountVolumes") or {}).get("fileServers") or []
         }
+
+
+@dataclass(frozen=True)
+class _Line:
+    """What a pass decides on (``Engine._load_line``): rows of the free nodes and of the busy nodes a job may
+    be staged on (by id), of their clusters (by id); the ids of those nodes by cluster; the queued jobs."""
+
+    nodes: dict[int, Any]
+    busy: dict[int, Any]
+    clusters: dict[int, Any]
+    free: dict[int, list[int]]
+    stageable: dict[int, list[int]]
+    queued: list[QueuedJob]
 
 
 def _wall_clock_limit(spec: dict[str, Any]) -> timedelta:

@@ -19,7 +19,7 @@ Policy, per cluster:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,34 @@ class QueuedJob:
 class Decision:
     starts: dict[int, list[int]]  # job id -> node ids
     skipped: dict[int, int]  # job id -> new skip count
+    staged: dict[int, int] = field(default_factory=dict)  # job id -> busy node id (``place``)
+
+    def placed(self) -> int:
+        """How many nodes were given: free ones to the jobs that start, busy ones to the jobs staged."""
+        return sum(len(nodes) for nodes in self.starts.values()) + len(self.staged)
+
+
+def place(
+    queued: Sequence[QueuedJob],
+    free_nodes: dict[int, list[int]],
+    busy_nodes: dict[int, list[int]],
+    max_skips: int = 5,
+    capacity: dict[int, int] | None = None,
+) -> Decision:
+    """A pass's whole decision: which jobs start on free nodes (``decide``), then which of the rest are staged
+    on busy nodes (``stage``), only on clusters whose free nodes were all given: else the head of their line
+    waits for more."""
+    decision = decide(queued, free_nodes, max_skips, capacity)
+    given = {cluster_id: 0 for cluster_id in free_nodes}
+    for job in queued:
+        if job.id in decision.starts:
+            given[job.cluster_id] = given.get(job.cluster_id, 0) + len(decision.starts[job.id])
+    line = [
+        job
+        for job in queued
+        if job.id not in decision.starts and given.get(job.cluster_id, 0) == len(free_nodes.get(job.cluster_id, []))
+    ]
+    return Decision(decision.starts, decision.skipped, stage(line, busy_nodes))
 
 
 def decide(
