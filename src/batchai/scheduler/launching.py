@@ -155,15 +155,9 @@ class Starter:
         return functools.partial(remove_job_dir, launch.job_temp_dir(start.slots[0].node_dir, start.ahead))
 
     def _start(self, start: JobStart) -> list[Started]:
-        """Start every task of a job (no database here); raises LaunchError carrying what did start."""
+        """Start every task of a job (no database here); raises LaunchError carrying what did start. A staged
+        job's only task is asked to follow the job ahead of it (``start.follower``) instead."""
         started: list[Started] = []
-
-        def file_server(resource_id: str, source: str) -> Path:
-            root = start.file_servers.get(resource_id)
-            if root is None:
-                raise launch.LaunchError("FileServerNotFound", f"The file server '{resource_id}' was not found.")
-            return root / source.strip("/") if source.strip("/") else root
-
         try:
             spec = start.spec
             if start.attempts == 1:  # a job deleted before may have had this id: its node directories are not ours
@@ -177,92 +171,11 @@ class Starter:
             }
             wiring = distributed.environment(spec, start.processes, hosts, ports)
             first_on_node: dict[int, int] = {}
-            # Every process of a distributed job sees the MPI host file, as on Batch AI (a plain one stays plain).
-            many = len(start.slots) > 1 or len(start.processes) > 1
             for process in start.processes:
-                slot = start.slots[process.node]
-                reaches_others = distributed.reaches_other_nodes(spec, process)
-                # mpirun starts the ranks of all the job's nodes on this host from its own environment, as one
-                # host's: they see the GPUs of all those nodes (in node order, each node's ranks after the
-                # previous node's), so that a rank's local rank indexes a GPU of the job (Horovod's
-                # set_device(local_rank)), rather than only the first node's.
-                gpus = [g for s in start.slots if s.address == slot.address for g in s.gpus] if reaches_others else None
-                plan = launch.plan(
-                    job_id=start.job_id,
-                    spec=spec,
-                    segment=start.segment,
-                    cluster_spec=start.cluster_spec,
-                    slot=slot,
-                    process=process,
-                    wiring=wiring[process.rank],
-                    base_env=dict(self.settings.base_env),
-                    resolve=self.resolve,
-                    file_server=file_server,
-                    default_python=self.settings.default_python,
-                    runs_prep=first_on_node.setdefault(process.node, process.rank) == process.rank,
-                    attempt=start.attempts,
-                    mpi_hostfile=distributed.mpi_hostfile(spec, hosts) if reaches_others or many else None,
-                    gpus=None if gpus is None else tuple(gpus),
-                    # mpirun starts ranks on every node: once each node's job preparation has ended.
-                    awaits=tuple(
-                        (
-                            other.node_name,
-                            launch.prep_marker(launch.job_temp_dir(other.node_dir, start.job_id), start.attempts),
-                        )
-                        for other in start.slots
-                        if other is not slot and reaches_others
-                    ),
-                )
-                try:
-                    for link, target in plan.links:
-                        make_link(link, target)
-                    for command, path in plan.unmanaged:
-                        output = plan.stdouterr / f"mount{process.suffix}.txt"  # beside the job's other output
-                        launch.run_mount(command, path, dict(self.settings.base_env), output)
-                    for directory in plan.directories:
-                        directory.mkdir(parents=True, exist_ok=True)
-                except OSError as exc:
-                    raise launch.LaunchError(
-                        "JobPreparationFailed", f"Preparing the job's directories failed: {exc}"
-                    ) from exc
-                start.stderrs[process.rank] = str(plan.stdouterr / plan.stderr_name)
-                if process.rank == 0:  # (a job that cannot start says why in its execution log too)
-                    start.stderr = start.stderrs[0]
-                    start.execution_log = str(plan.stdouterr / "execution.log")
-                # What the toolkit needs on the node is checked after the job preparation, which may install it.
-                checks: list[str] | None = [] if plan.prep_command else None
-                command = launch.toolkit_command(spec, plan.env, plan.python, process, checks)
-                if plan.container and self.settings.containers_on_host:
-                    start.container_on_host = containers.image(plan)
-                elif plan.container and command:
-                    command = containers.wrap(plan, command)
-                if process.rank == 0:
-                    start.started_line = (
-                        f"Job started on {len(start.slots)} node(s) of cluster {start.cluster_name}; "
-                        f"attempt {start.attempts}. {launch.describe(plan)}"
-                    )
-                    if start.after is None:  # (a staged job's once it has started)
-                        append_log(start.execution_log, self.clock(), start.started_line)
-                    if start.container_on_host is not None:
-                        append_log(
-                            start.execution_log,
-                            self.clock(),
-                            f"Container image '{start.container_on_host}' (containerSettings) not used: the server "
-                            "runs container jobs directly on the host (--containers-on-host).",
-                        )
-                if process.rank == 0:  # once the job's log exists: a refusal is written there
-                    self.provider.reserve(gang(start.job_id, start.attempts), [dict(s.info) for s in start.slots])
-                task = ProcessSpec(
-                    plan.job_temp / f"task-{process.rank}.sh",
-                    launch.script_body(plan, command, checks),
-                    env=plan.env,
-                    cwd=Path(plan.env["AZ_BATCHAI_JOB_TEMP"]),
-                    stdout=plan.stdouterr / plan.stdout_name,
-                    stderr=plan.stdouterr / plan.stderr_name,
-                    exit_file=launch.exit_file(plan.job_temp, process.rank, start.attempts),
-                    node=dict(slot.info),
-                    argv=launch.plain_argv(plan, command),
-                )
+                runs_prep = first_on_node.setdefault(process.node, process.rank) == process.rank
+                plan = self._plan(start, process, wiring[process.rank], hosts, runs_prep)
+                self._prepare(plan, process)
+                task = self._task(start, process, plan)
                 try:
                     if start.after is not None:
                         start.follower = self.provider.follow(start.after, task)
@@ -274,7 +187,7 @@ class Starter:
                     handle = self.provider.start(task)
                 except OSError as exc:
                     raise launch.LaunchError("ProcessStartFailed", f"The job's process could not start: {exc}") from exc
-                started.append((process.rank, handle, slot.node_name))
+                started.append((process.rank, handle, start.slots[process.node].node_name))
                 self.watch(handle, start.job_id)
         except launch.LaunchError as exc:
             exc.started = started
@@ -286,6 +199,106 @@ class Starter:
             error.started = started
             raise error from exc
         return started
+
+    def _plan(
+        self, start: JobStart, process: distributed.Process, wiring: dict[str, str], hosts: list[str], runs_prep: bool
+    ) -> launch.LaunchPlan:
+        """The launch plan of one of a job's processes on its node (``launch.plan``)."""
+        spec, slot = start.spec, start.slots[process.node]
+
+        def file_server(resource_id: str, source: str) -> Path:
+            root = start.file_servers.get(resource_id)
+            if root is None:
+                raise launch.LaunchError("FileServerNotFound", f"The file server '{resource_id}' was not found.")
+            return root / source.strip("/") if source.strip("/") else root
+
+        reaches_others = distributed.reaches_other_nodes(spec, process)
+        # mpirun starts the ranks of all the job's nodes on this host from its own environment, as one host's:
+        # they see the GPUs of all those nodes (in node order, each node's ranks after the previous node's), so
+        # that a rank's local rank indexes a GPU of the job (Horovod's set_device(local_rank)), rather than only
+        # the first node's.
+        gpus = [g for s in start.slots if s.address == slot.address for g in s.gpus] if reaches_others else None
+        # Every process of a distributed job sees the MPI host file, as on Batch AI (a plain one stays plain).
+        many = len(start.slots) > 1 or len(start.processes) > 1
+        return launch.plan(
+            job_id=start.job_id,
+            spec=spec,
+            segment=start.segment,
+            cluster_spec=start.cluster_spec,
+            slot=slot,
+            process=process,
+            wiring=wiring,
+            base_env=dict(self.settings.base_env),
+            resolve=self.resolve,
+            file_server=file_server,
+            default_python=self.settings.default_python,
+            runs_prep=runs_prep,
+            attempt=start.attempts,
+            mpi_hostfile=distributed.mpi_hostfile(spec, hosts) if reaches_others or many else None,
+            gpus=None if gpus is None else tuple(gpus),
+            # mpirun starts ranks on every node: once each node's job preparation has ended.
+            awaits=tuple(
+                (other.node_name, launch.prep_marker(launch.job_temp_dir(other.node_dir, start.job_id), start.attempts))
+                for other in start.slots
+                if other is not slot and reaches_others
+            ),
+        )
+
+    def _prepare(self, plan: launch.LaunchPlan, process: distributed.Process) -> None:
+        """A process's mounts (links, unmanaged file systems) and directories on its node."""
+        try:
+            for link, target in plan.links:
+                make_link(link, target)
+            for command, path in plan.unmanaged:
+                output = plan.stdouterr / f"mount{process.suffix}.txt"  # beside the job's other output
+                launch.run_mount(command, path, dict(self.settings.base_env), output)
+            for directory in plan.directories:
+                directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise launch.LaunchError("JobPreparationFailed", f"Preparing the job's directories failed: {exc}") from exc
+
+    def _task(self, start: JobStart, process: distributed.Process, plan: launch.LaunchPlan) -> ProcessSpec:
+        """What the provider runs for a process: its command (in its container, if any) after the job
+        preparation; the job's files, execution log and node reservation are set up with its first process."""
+        slot = start.slots[process.node]
+        start.stderrs[process.rank] = str(plan.stdouterr / plan.stderr_name)
+        if process.rank == 0:  # (a job that cannot start says why in its execution log too)
+            start.stderr = start.stderrs[0]
+            start.execution_log = str(plan.stdouterr / "execution.log")
+        # What the toolkit needs on the node is checked after the job preparation, which may install it.
+        checks: list[str] | None = [] if plan.prep_command else None
+        command = launch.toolkit_command(start.spec, plan.env, plan.python, process, checks)
+        if plan.container and self.settings.containers_on_host:
+            start.container_on_host = containers.image(plan)
+        elif plan.container and command:
+            command = containers.wrap(plan, command)
+        if process.rank == 0:
+            start.started_line = (
+                f"Job started on {len(start.slots)} node(s) of cluster {start.cluster_name}; "
+                f"attempt {start.attempts}. {launch.describe(plan)}"
+            )
+            if start.after is None:  # (a staged job's once it has started)
+                append_log(start.execution_log, self.clock(), start.started_line)
+            if start.container_on_host is not None:
+                append_log(
+                    start.execution_log,
+                    self.clock(),
+                    f"Container image '{start.container_on_host}' (containerSettings) not used: the server "
+                    "runs container jobs directly on the host (--containers-on-host).",
+                )
+            # Once the job's log exists: a refusal is written there.
+            self.provider.reserve(gang(start.job_id, start.attempts), [dict(s.info) for s in start.slots])
+        return ProcessSpec(
+            plan.job_temp / f"task-{process.rank}.sh",
+            launch.script_body(plan, command, checks),
+            env=plan.env,
+            cwd=Path(plan.env["AZ_BATCHAI_JOB_TEMP"]),
+            stdout=plan.stdouterr / plan.stdout_name,
+            stderr=plan.stdouterr / plan.stderr_name,
+            exit_file=launch.exit_file(plan.job_temp, process.rank, start.attempts),
+            node=dict(slot.info),
+            argv=launch.plain_argv(plan, command),
+        )
 
     def _record(self, launched: list[Launched]) -> None:
         """Write down the processes of the jobs just started (one transaction), or why one could not start."""
