@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from unittest.mock import ANY
 
@@ -290,3 +291,35 @@ def test_followers_go_with_the_server_that_asked_for_them(tmp_path: Path, run_di
         assert not (tmp_path / "next").exists()
     finally:
         second_server.close()
+
+
+def test_a_follower_starts_only_once_what_was_killed_after_the_grace_period_is_gone(
+    tmp_path: Path, client: LauncherClient
+) -> None:
+    """What a process leaves running that ignores SIGTERM is killed when the grace period is over: the node's next
+    process (a follower) starts once it is gone, not the moment SIGKILL is sent (a process that is dying, or
+    dead and not yet reaped, still holds what it held, e.g. its GPU's memory). Several rounds: the follower
+    looks at once whether the killed process still exists."""
+    for round_ in range(10):
+        left, follower = _follower_of_a_process_that_leaves_one_ignoring_sigterm(client, tmp_path, f"r{round_}")
+        assert follower.exit_code == 1, f"round {round_}: the follower started while the killed process was there"
+        assert process_gone(left)
+
+
+def _follower_of_a_process_that_leaves_one_ignoring_sigterm(
+    client: LauncherClient, tmp_path: Path, name: str
+) -> tuple[int, Outcome]:
+    """A process that leaves one ignoring SIGTERM (grace period 0.1 s) and ends, followed by ``kill -0`` on that
+    one: its pid, and how the follower ended."""
+    pid_file, gate = tmp_path / f"{name}.left", tmp_path / f"{name}.gate"
+    script = f"(trap '' TERM; echo $BASHPID > {pid_file}; exec sleep 60) & until [ -e {gate} ]; do sleep 0.01; done"
+    first = client.start(replace(_spawn(tmp_path, name, ["bash", "-c", script]), grace=0.1))
+    wait_for(lambda: pid_file.exists() and pid_file.read_text().strip() != "", timeout=10)
+    left = int(pid_file.read_text())
+    follower = client.follow(first, _spawn(tmp_path, f"{name}-next", ["sh", "-c", f"kill -0 {left} 2>/dev/null"]))
+    gate.touch()
+    handle = follower.handle.result(10)
+    wait_for(lambda: client.outcome(handle) is not None, timeout=10)
+    outcome = client.outcome(handle)
+    assert outcome is not None
+    return left, outcome

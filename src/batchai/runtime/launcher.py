@@ -64,6 +64,9 @@ from batchai.runtime.supervisor import Handle, Outcome
 
 SOCKET_NAME = "launcher.sock"
 LEFTOVER_LOOK_SECONDS = 0.2  # how often it looks whether what an ended process left running has ended
+# How long what was killed (SIGKILL) may take to be gone before the process's end is told anyway (a process stuck
+# in the kernel, e.g. on a file system that hangs, does not die until it returns).
+KILLED_WAIT_SECONDS = 10.0
 DEFAULT_GRACE = 10.0  # seconds what an ended process left running has to stop, unless its request says
 _SIGNALS = "signals"  # the selector's mark of the socket signals wake it through
 FIRST_CLIENT_SECONDS = 30.0
@@ -105,10 +108,9 @@ class Launcher:
         self.children: dict[int, tuple[subprocess.Popen[bytes], Handle, int | None]] = {}
         self.graces: dict[int, float] = {}  # each child's grace period (the request's, else DEFAULT_GRACE)
         self.kept: set[int] = set()  # children whose leftovers live on when they end (``keep``)
-        # What ended processes left running, told to stop: (when it is killed, the session, the task's tag, the
-        # process's exit message, told once they are gone: until then its node is not free for the next job;
-        # the daemons told to stop so far).
-        self.leftovers: list[tuple[float, int, str, dict[str, Any], set[int]]] = []
+        # What ended processes left running, told to stop: their end is told once it is gone (its node is not
+        # free for the next job until then).
+        self.leftovers: list[Leftovers] = []
         # Requests waiting for a process to end (``after``), by that process: (the connection, the request).
         self.followers: dict[tuple[int, float], list[tuple[socket.socket, dict[str, Any]]]] = {}
         # The orphans it adopts (orphans.adopt) end with no pidfd of its own: SIGCHLD wakes the loop to reap them.
@@ -142,7 +144,7 @@ class Launcher:
             if self.children and not hasattr(os, "pidfd_open"):
                 timeout = 0.05  # no pidfds: look at the processes twenty times a second
             if self.leftovers:  # look again soon whether they have ended, and kill them when their time is up
-                due = max(0.0, min(LEFTOVER_LOOK_SECONDS, *(d - time.monotonic() for d, *_ in self.leftovers)))
+                due = max(0.0, min(LEFTOVER_LOOK_SECONDS, *(x.deadline - time.monotonic() for x in self.leftovers)))
                 timeout = due if timeout is None else min(timeout, due)
             signalled = accept = False
             for key, _ in self.selector.select(timeout):
@@ -156,10 +158,10 @@ class Launcher:
                     self._read(key.fileobj)
             if accept:  # after the reads: the followers of a server that went away are gone before a new one is
                 self._accept()
+            if signalled:  # (before looking at leftovers: one killed is gone once reaped)
+                orphans.reap(self.children.keys())
             self._settle_ended()
             self._kill_leftovers()
-            if signalled:
-                orphans.reap(self.children.keys())
 
     def _accept(self) -> None:
         conn, _ = self.listener.accept()
@@ -169,7 +171,7 @@ class Launcher:
         self.clients[conn] = bytearray()
         self.selector.register(conn, selectors.EVENT_READ, None)
         running = [[pid, handle.start] for pid, (_, handle, _) in self.children.items()]
-        running += [[message["exit"], message["start"]] for *_, message, _told in self.leftovers]  # (not told yet)
+        running += [[x.message["exit"], x.message["start"]] for x in self.leftovers]  # (not told yet)
         self._send(conn, {"hello": os.getpid(), "running": running})
 
     def _drop(self, conn: socket.socket) -> None:
@@ -224,7 +226,7 @@ class Launcher:
         child = self.children.get(key[0])
         if child is not None and child[1].start == key[1]:
             return True
-        return any(m["exit"] == key[0] and m["start"] == key[1] for *_, m, _told in self.leftovers)
+        return any(x.message["exit"] == key[0] and x.message["start"] == key[1] for x in self.leftovers)
 
     def _cancel(self, conn: socket.socket, request_id: int) -> bool:
         """Drop a follower of ``conn`` that has not started; False if there is none (it started already)."""
@@ -295,7 +297,7 @@ class Launcher:
             # servers hear of the end once that is gone (its node is not free before).
             told: set[int] = set()
             if not keep and self._signal_leftovers(pid, str(handle.exit_file), signal.SIGTERM, told):
-                self.leftovers.append((time.monotonic() + grace, pid, str(handle.exit_file), message, told))
+                self.leftovers.append(Leftovers(time.monotonic() + grace, pid, str(handle.exit_file), message, told))
             else:
                 self._announce(message)
 
@@ -326,17 +328,25 @@ class Launcher:
         return left
 
     def _kill_leftovers(self) -> None:
-        """Kill what ended processes left running when its grace period is over; once it is gone (or killed),
-        announce the process's end."""
+        """Kill what ended processes left running when its grace period is over; once it is gone, announce the
+        process's end. Killed is not gone: a process sent SIGKILL still holds what it held (its memory, a GPU's)
+        until it has died and been reaped, so the end waits for that too (at most ``KILLED_WAIT_SECONDS``)."""
         now = time.monotonic()
         still = []
-        for deadline, session, task, message, told in self.leftovers:
-            if deadline <= now:
-                self._signal_leftovers(session, task, signal.SIGKILL, told)
-            elif self._signal_leftovers(session, task, 0, told):
-                still.append((deadline, session, task, message, told))
-                continue
-            self._announce(message)
+        for left in self.leftovers:
+            if not left.killed and left.deadline <= now:
+                left.killed, left.deadline = True, now + KILLED_WAIT_SECONDS
+            # (once killed, again at every look: a daemon adopted since is killed too)
+            if self._signal_leftovers(left.session, left.task, signal.SIGKILL if left.killed else 0, left.told):
+                if left.deadline > now:
+                    still.append(left)
+                    continue
+                log.warning(
+                    "process %s: what it left running is still there %gs after SIGKILL; its end is told anyway",
+                    left.session,
+                    KILLED_WAIT_SECONDS,
+                )
+            self._announce(left.message)
         self.leftovers = still
 
     def _forget(self, pid: int, pidfd: int | None) -> None:
@@ -346,6 +356,20 @@ class Launcher:
         del self.children[pid]
         self.graces.pop(pid, None)
         self.kept.discard(pid)
+
+
+@dataclass
+class Leftovers:
+    """What an ended process left running, told to stop (SIGTERM): in its session (``session``, the process's
+    pid) or outside it (daemons carrying ``task``'s tag; ``told``: those sent SIGTERM so far). ``deadline``:
+    when it is killed, or once ``killed``, when the process's end (``message``) is told even if it is not gone."""
+
+    deadline: float
+    session: int
+    task: str
+    message: dict[str, Any]
+    told: set[int]
+    killed: bool = False
 
 
 def serve(run_dir: Path, parent: int | None = None) -> None:
