@@ -129,3 +129,39 @@ def test_a_setup_task_s_daemons_live_until_the_agent_releases_the_node(tmp_path:
         if marker.exists():
             with contextlib.suppress(psutil.NoSuchProcess):
                 psutil.Process(int(marker.read_text())).kill()
+
+
+LINGERING = """
+import os, sys
+from pathlib import Path
+from batchai.providers.node_agent import NodeAgent
+
+work = Path(sys.argv[1])
+agent = NodeAgent(grace_seconds=0.5)
+handle = agent.start(work / "task.sh", sys.argv[2], env={"PATH": "/usr/bin:/bin"}, cwd=work,
+                     stdout=work / "stdout.txt", stderr=work / "stderr.txt", exit_file=work / "task.exit")
+outcome = agent.wait(handle, 30)
+try:  # at once: is what the task left running still there?
+    os.kill(int((work / "left.pid").read_text()), 0)
+    left = "there"
+except ProcessLookupError:
+    left = "gone"
+print(outcome.exit_code, left, flush=True)
+"""
+
+
+def test_a_task_s_end_is_told_once_what_it_left_running_is_gone(tmp_path: Path) -> None:
+    """What a task leaves in its session that ignores SIGTERM is killed after the grace period; the agent tells
+    the task's end (its node is free for the next task) only once that is gone, dead and reaped, as the local
+    launcher does."""
+    marker = tmp_path / "left.pid"
+    body = f"(trap '' TERM; echo $BASHPID > {marker}; exec sleep 300) & while [ ! -s {marker} ]; do sleep 0.01; done"
+    try:
+        ran = subprocess.run(
+            [sys.executable, "-c", LINGERING, str(tmp_path), body], capture_output=True, text=True, timeout=60
+        )
+        assert ran.stdout.split() == ["0", "gone"], ran.stderr
+    finally:
+        if marker.exists():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(int(marker.read_text())).kill()

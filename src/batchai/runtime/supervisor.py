@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 import shlex
 import signal
@@ -27,6 +28,8 @@ from typing import Any
 import psutil
 
 from batchai.runtime import orphans
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,12 @@ _children: dict[int, subprocess.Popen[bytes]] = {}
 _children_lock = threading.Lock()
 _leftovers_stopped: set[tuple[int, float]] = set()  # processes whose leftovers were told to stop (once each)
 LEFTOVER_GRACE = 10.0  # seconds what an ended process left running has to stop, unless the caller says
+# How long after the grace period what was killed may take to be gone before the process's end is told anyway
+# (a process stuck in the kernel does not die until it returns).
+KILLED_WAIT_SECONDS = 10.0
+# Processes seen ended whose leftovers are not gone yet: when they were seen ended (monotonic), the exit code
+# the OS gave (for this process's own children), and whether they were its own (it adopts their orphans).
+_ending: dict[tuple[int, float], tuple[float, int | None, bool]] = {}
 _exited: dict[tuple[int, float], int | None] = {}
 _poll_lock = threading.Lock()  # a node's agent polls its children from many threads at once
 
@@ -187,35 +196,61 @@ def _recorded(handle: Handle) -> tuple[int | None, float | None]:
 def poll(handle: Handle, grace: float = LEFTOVER_GRACE) -> Outcome | None:
     """None while the process runs; then its Outcome (exit code from the exit file, else from the OS). What
     the process left running is stopped the first time it is seen ended (``grace``: see ``_stop_leftovers``),
-    unless the handle keeps it."""
+    unless the handle keeps it; until that is gone (dead and reaped, at most ``KILLED_WAIT_SECONDS`` after the
+    grace period), the process counts as running: its node is not free for the next one before."""
     key = (handle.pid, handle.start)
     with _poll_lock:  # (polls from several threads: only the first to see a child ended may take it)
         if key in _exited:
             return Outcome(_exited[key])
-        if _alive(handle):
-            return None
-        child = _children.pop(handle.pid, None)
-        if key not in _leftovers_stopped and not handle.keep:
-            _leftovers_stopped.add(key)
-            _stop_leftovers(handle, grace, adopted=child is not None)
+        if key not in _ending:
+            if _alive(handle):
+                return None
+            child = _children.pop(handle.pid, None)
+            os_code = None
+            if child is not None and child.returncode is not None:
+                os_code = child.returncode if child.returncode >= 0 else 128 - child.returncode
+            _ending[key] = (time.monotonic(), os_code, child is not None)
+            if key not in _leftovers_stopped and not handle.keep:
+                _leftovers_stopped.add(key)
+                _stop_leftovers(handle, grace, adopted=child is not None)
+        seen, os_code, own = _ending[key]
+        if not handle.keep and _left_running(handle, own):
+            if time.monotonic() < seen + grace + KILLED_WAIT_SECONDS:
+                return None
+            log.warning("process %s: what it left running is still there after SIGKILL; its end is told anyway", key)
+        del _ending[key]
         code, ended_at = _recorded(handle)
-        if code is None and child is not None and child.returncode is not None:
-            code = child.returncode if child.returncode >= 0 else 128 - child.returncode
-        if child is not None:
+        if code is None:
+            code = os_code
+        if own:
             _exited[key] = code
         return Outcome(code, ended_at=ended_at)
 
 
+def _left_running(handle: Handle, adopted: bool) -> bool:
+    """Whether anything of an ended process's session, or (``adopted``) of the orphans this process adopted that
+    carry its tag, is still there (reaping those adopted orphans that have ended)."""
+    if adopted:
+        with _children_lock:
+            if orphans.signal_tagged(str(handle.exit_file), handle.pid, {*_children, handle.pid}, 0):
+                return True
+    try:
+        os.killpg(handle.pid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
 def wait(handle: Handle, timeout: float | None = None, grace: float = LEFTOVER_GRACE) -> Outcome | None:
-    """Block until the process ends (or ``timeout``); cheap for our own children. ``grace``: as for ``poll``."""
+    """Block until the process has ended and what it left running is gone (see ``poll``), or ``timeout``;
+    cheap for our own children. ``grace``: as for ``poll``."""
+    deadline = None if timeout is None else time.monotonic() + timeout
     child = _children.get(handle.pid)
     if child is not None:
         try:
             child.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
-        return poll(handle, grace)
-    deadline = None if timeout is None else time.monotonic() + timeout
     while (outcome := poll(handle, grace)) is None:
         if deadline is not None and time.monotonic() > deadline:
             return None
@@ -323,7 +358,8 @@ def stop(handle: Handle, grace: float) -> Outcome:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(handle.pid, signal.SIGKILL)
     _wait_procs(alive, timeout=5)
-    return wait(handle, timeout=5, grace=grace) or Outcome(None)
+    # (what it left outside its session has the grace period from now, and then may take a while to be gone)
+    return wait(handle, timeout=grace + KILLED_WAIT_SECONDS + 5, grace=grace) or Outcome(None)
 
 
 def tail(path: Path, lines: int = 10, max_bytes: int = 64 * 1024) -> list[str]:
