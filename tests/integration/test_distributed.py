@@ -18,7 +18,7 @@ import pytest
 from websockets.sync.client import connect
 
 from batchai.providers.ray_cluster import name_prefix
-from tests.conftest import SUB, Server, assert_nothing_left, free_port, leftovers, url, wait_for
+from tests.conftest import SUB, Server, assert_nothing_left, free_port, leftovers, process_gone, url, wait_for
 from tests.integration.jobkit import Bench, make_bench, outputs, write_script
 from tests.raykit import RAY_ENV, RayCluster, machine_apart
 
@@ -380,6 +380,26 @@ def test_a_terminated_job_reports_the_exit_code_of_its_stopped_process(dist: Ben
     assert props["executionState"] == "failed"
     assert props["executionInfo"]["errors"][0]["code"] == "JobTerminated"
     assert props["executionInfo"]["exitCode"] == 143, props["executionInfo"]
+
+
+def test_a_job_s_nodes_are_free_for_the_next_job_only_once_what_it_left_running_is_gone(dist: Bench) -> None:
+    """What a job leaves running that ignores SIGTERM is killed after the grace period; the next job on its nodes
+    starts only once that is gone (dead and reaped), on Ray as on the local provider: it must have the nodes
+    (their GPUs, their memory) to itself."""
+    marker = dist.tmp / "lingering.pid"
+    dist.submit(
+        "first",
+        node_count=2,
+        customToolkitSettings={
+            "commandLine": f"(trap '' TERM; echo $BASHPID > {marker}; exec sleep 300) & "
+            f"while [ ! -s {marker} ]; do sleep 0.01; done"
+        },
+    )
+    dist.submit("second", node_count=2, customToolkitSettings={"commandLine": f"! kill -0 $(cat {marker}) 2>/dev/null"})
+    first, second = dist.wait_job("first", timeout=60), dist.wait_job("second", timeout=60)
+    assert first["executionState"] == "succeeded", first.get("executionInfo")
+    assert second["executionState"] == "succeeded", second.get("executionInfo")
+    assert process_gone(int(marker.read_text()))
 
 
 # -- Ray only: faults and restarts -----------------------------------------------------------------------
