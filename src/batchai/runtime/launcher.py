@@ -64,9 +64,6 @@ from batchai.runtime.supervisor import Handle, Outcome
 
 SOCKET_NAME = "launcher.sock"
 LEFTOVER_LOOK_SECONDS = 0.2  # how often it looks whether what an ended process left running has ended
-# How long what was killed (SIGKILL) may take to be gone before the process's end is told anyway (a process stuck
-# in the kernel, e.g. on a file system that hangs, does not die until it returns).
-KILLED_WAIT_SECONDS = 10.0
 DEFAULT_GRACE = 10.0  # seconds what an ended process left running has to stop, unless its request says
 _SIGNALS = "signals"  # the selector's mark of the socket signals wake it through
 FIRST_CLIENT_SECONDS = 30.0
@@ -330,12 +327,13 @@ class Launcher:
     def _kill_leftovers(self) -> None:
         """Kill what ended processes left running when its grace period is over; once it is gone, announce the
         process's end. Killed is not gone: a process sent SIGKILL still holds what it held (its memory, a GPU's)
-        until it has died and been reaped, so the end waits for that too (at most ``KILLED_WAIT_SECONDS``)."""
+        until it has died and been reaped, so the end waits for that too (at most
+        ``supervisor.KILLED_WAIT_SECONDS``)."""
         now = time.monotonic()
         still = []
         for left in self.leftovers:
             if not left.killed and left.deadline <= now:
-                left.killed, left.deadline = True, now + KILLED_WAIT_SECONDS
+                left.killed, left.deadline = True, now + supervisor.KILLED_WAIT_SECONDS
             # (once killed, again at every look: a daemon adopted since is killed too)
             if self._signal_leftovers(left.session, left.task, signal.SIGKILL if left.killed else 0, left.told):
                 if left.deadline > now:
@@ -344,7 +342,7 @@ class Launcher:
                 log.warning(
                     "process %s: what it left running is still there %gs after SIGKILL; its end is told anyway",
                     left.session,
-                    KILLED_WAIT_SECONDS,
+                    supervisor.KILLED_WAIT_SECONDS,
                 )
             self._announce(left.message)
         self.leftovers = still
