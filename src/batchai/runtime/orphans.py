@@ -23,6 +23,7 @@ import contextlib
 import ctypes
 import os
 import sys
+import time
 from collections.abc import Collection
 from pathlib import Path
 
@@ -71,7 +72,7 @@ def signal_tagged(task: str, session: int, tracked: Collection[int], sig: int) -
                 continue  # in the session: signalled with it
         except ProcessLookupError:
             continue
-        if _carries(pid, tag):
+        if _carries(pid, tag, patient=True):
             signalled += _signal_tree(pid, sig)
     return signalled
 
@@ -124,13 +125,26 @@ def _children() -> list[int]:
     return pids
 
 
-def _carries(pid: int, tag: bytes) -> bool:
-    """Whether the environment of ``pid`` holds ``tag``: a variable, between NULs, or the start of one."""
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as environ:
-            return tag in b"\0" + environ.read()
-    except OSError:
-        return False
+# A process's environment reads empty for a moment while it is in the middle of an exec (e.g. a daemon's
+# ``exec sleep``): how many times, and how often, a look at one of this process's children reads it again.
+EXEC_LOOKS = 100
+EXEC_LOOK_SECONDS = 0.0005
+
+
+def _carries(pid: int, tag: bytes, patient: bool = False) -> bool:
+    """Whether the environment of ``pid`` holds ``tag``: a variable, between NULs, or the start of one.
+    ``patient``: an empty environment is read again for up to 50 ms (it may be in the middle of an exec); only
+    for this process's children (kernel threads, which any scan of all processes meets, have none)."""
+    for _ in range(EXEC_LOOKS if patient else 1):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as environ:
+                text = environ.read()
+        except OSError:
+            return False
+        if text or not patient:
+            return tag in b"\0" + text
+        time.sleep(EXEC_LOOK_SECONDS)
+    return False
 
 
 def _signal_tree(pid: int, sig: int) -> list[int]:
