@@ -6,6 +6,7 @@ logical GPUs), so each is one machine batchai may use. Node death is noticed wit
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -14,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 RAY_ENV = {
     # Keep every Ray node on 127.0.0.1 (otherwise Ray picks the machine's external address).
@@ -39,6 +42,7 @@ class RayCluster:
         self, size: int, dashboard_port: int | None = None, system_config: dict[str, Any] | None = None
     ) -> None:
         os.environ.update(RAY_ENV)
+        before = _descendants()
         import ray
         from ray.cluster_utils import Cluster
 
@@ -55,6 +59,8 @@ class RayCluster:
             self.add_node()
         self.cluster.wait_for_nodes()
         ray.init(address=self.cluster.address, namespace="batchai-tests", log_to_driver=False)
+        # The processes the cluster started (its nodes' own children are found through them at shutdown).
+        self._processes = [p for p in _descendants().values() if p.pid not in before]
 
     @property
     def address(self) -> str:
@@ -62,8 +68,11 @@ class RayCluster:
 
     def add_node(self) -> Any:
         # Two GPUs as Ray counts them (logical: there are none here), to see them reach the jobs.
+        before = _descendants()
         node = self.cluster.add_node(num_cpus=1, num_gpus=2, resources={"batchai": 1})
         self.workers.append(node)
+        if hasattr(self, "_processes"):  # (those of the first nodes are taken once the cluster is up)
+            self._processes += [p for p in _descendants().values() if p.pid not in before]
         return node
 
     def remove_node(self, node_id: str) -> None:
@@ -84,8 +93,24 @@ class RayCluster:
                     continue
 
     def shutdown(self) -> None:
+        """Stop the cluster and wait until every process it started is gone (Ray leaves some, such as its client
+        proxy and its nodes' agents, to notice by themselves, which takes them a minute or more): killed after
+        a short while, so that no test leaves a process behind."""
+        started = {*self._processes}
+        for process in self._processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                started.update(process.children(recursive=True))
         self.ray.shutdown()
         self.cluster.shutdown()
+        _, alive = psutil.wait_procs(started, timeout=5)
+        for process in alive:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        psutil.wait_procs(alive, timeout=5)
+
+
+def _descendants() -> dict[int, psutil.Process]:
+    return {p.pid: p for p in psutil.Process().children(recursive=True)}
 
 
 # A Ray worker node (as ray.cluster_utils starts them) that offers one unit of a resource until SIGTERM.
