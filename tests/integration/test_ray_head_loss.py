@@ -7,6 +7,7 @@ test's process: a driver in the test process would be ended by the head's loss t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -27,8 +28,11 @@ RECONNECT_SECONDS = "5"  # how long the server's Ray driver waits for a head tha
 
 
 class StandaloneRay:
-    """A one-machine Ray cluster (its head offers one unit of ``batchai``) on loopback, whose processes name
-    ``root`` (Ray's temporary directory) on their command lines."""
+    """A one-machine Ray cluster (its head offers one unit of ``batchai``) on loopback. Its processes name
+    ``root`` (Ray's temporary directory) on their command lines, or carry it in their environment (``MARK``,
+    inherited from ``ray start``: its client proxy names neither)."""
+
+    MARK = "BATCHAI_TEST_RAY_ROOT"
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -46,23 +50,29 @@ class StandaloneRay:
             "--include-dashboard=false",
             "--disable-usage-stats",
         ]
-        env = {**os.environ, **RAY_ENV}
+        env = {**os.environ, **RAY_ENV, self.MARK: str(self.root)}
         subprocess.run([RAY, "start", *args], env=env, check=True, capture_output=True, timeout=120)
 
     def processes(self) -> list[psutil.Process]:
         found = []
-        for process in psutil.process_iter(["cmdline"]):
-            if str(self.root) in " ".join(process.info["cmdline"] or []):
+        for process in psutil.process_iter(["cmdline", "environ"]):
+            marked = (process.info["environ"] or {}).get(self.MARK) == str(self.root)
+            if marked or str(self.root) in " ".join(process.info["cmdline"] or []):
                 found.append(process)
         return found
 
     def kill(self) -> None:
-        """Kill all of it at once, as a lost machine would end it."""
-        for process in self.processes():
-            try:
+        """Kill all of it at once, as a lost machine would end it: its processes and their children (a node's
+        agents rename themselves, and their environment then no longer reads as it was)."""
+        found = {*self.processes()}
+        for process in list(found):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                found.update(process.children(recursive=True))
+        for process in found:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 process.kill()
-            except psutil.NoSuchProcess:
-                continue
+        _, alive = psutil.wait_procs(found, timeout=30)
+        assert not alive, f"Ray's processes did not end: {alive}"
         wait_for(lambda: not self.processes(), timeout=30, message="Ray's processes to end")
 
 
