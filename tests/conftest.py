@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,6 +212,28 @@ def leftovers(home: Path) -> list[psutil.Process]:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found
+
+
+def with_children(processes: Iterable[psutil.Process]) -> set[psutil.Process]:
+    """The processes and all their descendants, taken now (while they are still their children)."""
+    found = set(processes)
+    for process in list(found):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            found.update(process.children(recursive=True))
+    return found
+
+
+def end_processes(
+    processes: Iterable[psutil.Process], patience: float = 0.0, timeout: float = 5.0
+) -> list[psutil.Process]:
+    """Let the processes end by themselves for ``patience`` seconds, kill those still running, and wait up to
+    ``timeout`` seconds for them; returns those that did not end even then."""
+    _, alive = psutil.wait_procs(list(processes), timeout=patience)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    _, still = psutil.wait_procs(alive, timeout=timeout)
+    return list(still)
 
 
 def assert_nothing_left(home: Path) -> None:

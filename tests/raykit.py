@@ -6,7 +6,6 @@ logical GPUs), so each is one machine batchai may use. Node death is noticed wit
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+from tests.conftest import end_processes, with_children
 
 RAY_ENV = {
     # Keep every Ray node on 127.0.0.1 (otherwise Ray picks the machine's external address).
@@ -42,6 +43,8 @@ class RayCluster:
         self, size: int, dashboard_port: int | None = None, system_config: dict[str, Any] | None = None
     ) -> None:
         os.environ.update(RAY_ENV)
+        # The processes the cluster starts (their own children are found through them at shutdown).
+        self._processes: dict[int, psutil.Process] = {}
         before = _descendants()
         import ray
         from ray.cluster_utils import Cluster
@@ -59,8 +62,7 @@ class RayCluster:
             self.add_node()
         self.cluster.wait_for_nodes()
         ray.init(address=self.cluster.address, namespace="batchai-tests", log_to_driver=False)
-        # The processes the cluster started (its nodes' own children are found through them at shutdown).
-        self._processes = [p for p in _descendants().values() if p.pid not in before]
+        self._started_since(before)
 
     @property
     def address(self) -> str:
@@ -71,9 +73,11 @@ class RayCluster:
         before = _descendants()
         node = self.cluster.add_node(num_cpus=1, num_gpus=2, resources={"batchai": 1})
         self.workers.append(node)
-        if hasattr(self, "_processes"):  # (those of the first nodes are taken once the cluster is up)
-            self._processes += [p for p in _descendants().values() if p.pid not in before]
+        self._started_since(before)
         return node
+
+    def _started_since(self, before: dict[int, psutil.Process]) -> None:
+        self._processes.update((pid, p) for pid, p in _descendants().items() if pid not in before)
 
     def remove_node(self, node_id: str) -> None:
         """Kill a worker node outright (its raylet and every worker on it), as a machine failure would."""
@@ -96,17 +100,10 @@ class RayCluster:
         """Stop the cluster and wait until every process it started is gone (Ray leaves some, such as its client
         proxy and its nodes' agents, to notice by themselves, which takes them a minute or more): killed after
         a short while, so that no test leaves a process behind."""
-        started = {*self._processes}
-        for process in self._processes:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                started.update(process.children(recursive=True))
+        started = with_children(self._processes.values())
         self.ray.shutdown()
         self.cluster.shutdown()
-        _, alive = psutil.wait_procs(started, timeout=5)
-        for process in alive:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.kill()
-        psutil.wait_procs(alive, timeout=5)
+        end_processes(started, patience=5)
 
 
 def _descendants() -> dict[int, psutil.Process]:

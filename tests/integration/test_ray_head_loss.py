@@ -7,7 +7,6 @@ test's process: a driver in the test process would be ended by the head's loss t
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import subprocess
@@ -18,7 +17,16 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import Server, assert_nothing_left, free_port, leftovers, url, wait_for
+from tests.conftest import (
+    Server,
+    assert_nothing_left,
+    end_processes,
+    free_port,
+    leftovers,
+    url,
+    wait_for,
+    with_children,
+)
 from tests.integration.jobkit import make_bench
 from tests.integration.test_distributed import start_server
 from tests.raykit import RAY_ENV
@@ -64,14 +72,7 @@ class StandaloneRay:
     def kill(self) -> None:
         """Kill all of it at once, as a lost machine would end it: its processes and their children (a node's
         agents rename themselves, and their environment then no longer reads as it was)."""
-        found = {*self.processes()}
-        for process in list(found):
-            with contextlib.suppress(psutil.NoSuchProcess):
-                found.update(process.children(recursive=True))
-        for process in found:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                process.kill()
-        _, alive = psutil.wait_procs(found, timeout=30)
+        alive = end_processes(with_children(self.processes()), timeout=30)
         assert not alive, f"Ray's processes did not end: {alive}"
         wait_for(lambda: not self.processes(), timeout=30, message="Ray's processes to end")
 
