@@ -473,6 +473,7 @@ def test_a_node_empties_its_job_temp_dir_for_each_new_job(bench: Bench) -> None:
     first_log = node_dir / "jobs" / bench.job("first")["jobOutputDirectoryPathSegment"] / "stdouterr" / "stdout.txt"
     assert (first_dir / "wd" / "scratch.txt").read_text() == "scratch\n"  # kept until the next job
     assert first_log.exists()
+    first_inode = first_dir.stat().st_ino
 
     bench.submit("second", customToolkitSettings={"commandLine": "ls $AZ_BATCHAI_JOB_TEMP_DIR"})
     assert bench.wait_job("second")["executionState"] == "succeeded"
@@ -480,6 +481,15 @@ def test_a_node_empties_its_job_temp_dir_for_each_new_job(bench: Bench) -> None:
     (second_dir,) = [d for d in (node_dir / "jobs").iterdir() if d.name.isdigit()]  # the second job's, only
     assert second_dir != first_dir
     assert first_log.exists()  # not a job's temp directory: left alone
+
+    # The node made the next job's directory from the first's, emptied (job_dirs): nothing of it is left.
+    bench.submit("third", customToolkitSettings={"commandLine": "ls -A; echo end"})
+    assert bench.wait_job("third")["executionState"] == "succeeded"
+    wait_for(lambda: not second_dir.exists(), message="the second job's temp directory to go")
+    (third_dir,) = [d for d in (node_dir / "jobs").iterdir() if d.name.isdigit()]
+    assert third_dir.stat().st_ino == first_inode
+    assert [spare.name for spare in (node_dir / "spare").iterdir()] == [second_dir.name]  # the next one's
+    assert (bench.stdouterr("third") / "stdout.txt").read_text() == "end\n"  # its wd was empty
 
 
 def test_deleting_a_job_removes_its_shared_job_temp_dir(bench: Bench) -> None:

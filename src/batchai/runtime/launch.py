@@ -359,7 +359,7 @@ def plan(
     links, unmanaged = _mount_links(spec.get("mountVolumes"), job_mounts, resolve, file_server)
     stdouterr = _node_path(spec["stdOutErrPathPrefix"], env, "stdOutErrPathPrefix") / segment / "stdouterr"
     env["AZ_BATCHAI_STDOUTERR_DIR"] = str(stdouterr)
-    directories = [job_work_dir(slot.node_dir, job_id), shared_job_temp_dir(slot.shared_dir, job_id), stdouterr]
+    directories = [shared_job_temp_dir(slot.shared_dir, job_id), stdouterr]  # (and the job's: job_dirs.make)
     # AZ_BATCHAI_INPUT_<id> as the id is written, and upper case (as the recipes spell it).
     for item in spec.get("inputDirectories") or []:
         for name in {item["id"], item["id"].upper()}:

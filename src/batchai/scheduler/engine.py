@@ -30,7 +30,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from batchai.errors import TooManyRequests
 from batchai.models.base import parse_duration
 from batchai.providers.base import NodeProvider, ProviderUnavailable
-from batchai.runtime import distributed, launch, supervisor
+from batchai.runtime import distributed, job_dirs, launch, supervisor
 from batchai.runtime.supervisor import Handle, Outcome
 from batchai.scheduler import endings, node_commands, statements
 from batchai.scheduler.launching import (
@@ -41,7 +41,6 @@ from batchai.scheduler.launching import (
     gang,
     job_log,
     process_info,
-    remove_job_dir,
 )
 from batchai.scheduler.matching import Decision, QueuedJob, place
 from batchai.scheduler.nodes import Nodes, NodeState, describe_node, file_server_dir, file_server_path, settled_cluster
@@ -617,7 +616,7 @@ class Engine:
 
     def release_job(self, cluster_id: int, job_id: int) -> None:
         """After a job is deleted: remove its directory on the cluster's shared storage."""
-        remove_job_dir(launch.shared_job_temp_dir(self.provider.shared_dir(cluster_id), job_id))
+        job_dirs.remove(launch.shared_job_temp_dir(self.provider.shared_dir(cluster_id), job_id))
 
     def release_file_server(self, file_server_id: int) -> None:
         """Remove a file server's directory (its data) on this host."""

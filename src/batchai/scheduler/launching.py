@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from batchai.providers.base import NodeProvider, ProcessSpec
 from batchai.providers.local import make_link
-from batchai.runtime import containers, distributed, launch, supervisor
+from batchai.runtime import containers, distributed, job_dirs, launch, supervisor
 from batchai.runtime.launcher import Follower
 from batchai.runtime.supervisor import Handle
 from batchai.scheduler import statements
@@ -121,7 +119,7 @@ class Starter:
                 start.follower.handle.add_done_callback(functools.partial(_tell, self.answered, start))
             elif error is None:
                 for slot in start.slots:
-                    clear_earlier_jobs(slot.node_dir, {start.job_id, *self.pending()})
+                    job_dirs.clear_earlier_jobs(slot.node_dir, {start.job_id, *self.pending()})
         return unprepared
 
     def record_followers(self, session: Session, starts: list[JobStart]) -> list[tuple[JobStart, list[Started]]]:
@@ -152,7 +150,7 @@ class Starter:
         append_log(start.execution_log, self.clock(), start.started_line)
         for _rank, handle, _node in started:
             self.watch(handle, start.job_id)
-        return functools.partial(remove_job_dir, launch.job_temp_dir(start.slots[0].node_dir, start.ahead))
+        return functools.partial(job_dirs.retire, launch.job_temp_dir(start.slots[0].node_dir, start.ahead))
 
     def _start(self, start: JobStart) -> list[Started]:
         """Start every task of a job (no database here); raises LaunchError carrying what did start. A staged
@@ -163,7 +161,7 @@ class Starter:
             if start.attempts == 1:  # a job deleted before may have had this id: its node directories are not ours
                 for slot in start.slots:
                     if (stale := launch.job_temp_dir(slot.node_dir, start.job_id)).exists():
-                        remove_job_dir(stale)
+                        job_dirs.retire(stale)
             hosts = [slot.address for slot in start.slots]
             ports = {
                 node: self.provider.free_ports(start.slots[node], count)
@@ -247,6 +245,7 @@ class Starter:
     def _prepare(self, plan: launch.LaunchPlan, process: distributed.Process) -> None:
         """A process's mounts (links, unmanaged file systems) and directories on its node."""
         try:
+            job_dirs.make(plan.job_temp)
             for link, target in plan.links:
                 make_link(link, target)
             for command, path in plan.unmanaged:
@@ -379,36 +378,6 @@ class Starter:
 
 def _tell(answered: Callable[[JobStart], None], start: JobStart, _done: object) -> None:
     answered(start)
-
-
-def clear_earlier_jobs(node_dir: Path, keep: set[int]) -> None:
-    """Remove the temporary directories of the jobs that ran on the node before the job that starts there now,
-    as Batch AI emptied ``$AZ_BATCHAI_JOB_TEMP_DIR`` for each new job: a node runs one job at a time, so they
-    have all ended. ``keep``: that job's id, and those of jobs being started or staged. Only job directories
-    go (named by job id); other files there, such as output a job was told to write there, stay. A directory
-    that still holds a mounted file system (an unmanaged one the job mounted) is left whole, so that nothing
-    is ever deleted through a mount."""
-    try:
-        entries = list(os.scandir(node_dir / "jobs"))
-    except OSError:
-        return
-    for entry in entries:
-        if entry.name.isdigit() and int(entry.name) not in keep and entry.is_dir(follow_symlinks=False):
-            remove_job_dir(Path(entry.path))
-
-
-def remove_job_dir(directory: Path) -> None:
-    """Remove a job's temporary directory, unless a file system is still mounted in it (nothing is ever deleted
-    through a mount); a directory already gone is fine."""
-    if _holds_mount(directory):
-        log.warning("left %s in place: a file system is still mounted in it", directory)
-        return
-    shutil.rmtree(directory, ignore_errors=True)
-
-
-def _holds_mount(directory: Path) -> bool:
-    """Whether a mount point lies in ``directory`` (links are not followed)."""
-    return any(os.path.ismount(os.path.join(root, d)) for root, dirs, _files in os.walk(directory) for d in dirs)
 
 
 def master_info(job: Job) -> dict[str, Any]:

@@ -1,0 +1,109 @@
+"""A job's directory on a node (``jobs/<id>``, with its working directory ``wd``): made when the job starts
+there, removed once the node's next job has started (as Batch AI emptied ``$AZ_BATCHAI_JOB_TEMP_DIR`` for each
+new job).
+
+A node keeps up to ``SPARES`` of those directories, emptied, in ``spare/`` and makes its next jobs' from them
+(a rename) rather than remove one directory and make another for each job. On ext4 both cost: making a
+directory allocates an inode and a block, and removing one frees the block, which with the ``discard`` mount
+option waits for the disk. A job's own files in it go as before (a spare is always empty).
+
+Nothing is ever removed through a mount: a directory that still holds a mounted file system (an unmanaged one a
+job mounted) is left whole, with a warning."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+log = logging.getLogger("batchai.engine")
+SPARES = 2  # emptied job directories a node keeps (one is enough while jobs follow one another)
+
+
+def make(directory: Path) -> None:
+    """A job's directory on its node (``jobs/<id>``) with its ``wd``, from a spare when the node has one; one
+    that exists (the job's earlier attempt, or another of its processes) is kept as it is."""
+    if not directory.exists():
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        for spare in _spares(directory.parent.parent):
+            try:
+                os.rename(spare, directory)  # (another thread may have taken it)
+                break
+            except OSError:
+                continue
+    (directory / "wd").mkdir(parents=True, exist_ok=True)
+
+
+def retire(directory: Path) -> None:
+    """A job's directory on its node (``jobs/<id>``), once no process of the job runs: emptied into a spare
+    when the node has fewer than ``SPARES``, else removed; one already gone is fine."""
+    if not directory.is_dir() or directory.is_symlink() or _holds_mount(directory):
+        remove(directory)
+        return
+    node_dir = directory.parent.parent
+    if len(_spares(node_dir)) < SPARES and _empty(directory):
+        spare = node_dir / "spare" / directory.name
+        try:
+            spare.parent.mkdir(exist_ok=True)
+            os.rename(directory, spare)
+            return
+        except OSError:
+            pass
+    remove(directory)
+
+
+def clear_earlier_jobs(node_dir: Path, keep: set[int]) -> None:
+    """Retire the directories of the jobs that ran on the node before the job that starts there now: a node runs
+    one job at a time, so they have all ended. ``keep``: that job's id, and those of jobs being started or
+    staged. Only job directories go (named by job id); other files there, such as output a job was told to
+    write there, stay."""
+    try:
+        entries = list(os.scandir(node_dir / "jobs"))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.name.isdigit() and int(entry.name) not in keep and entry.is_dir(follow_symlinks=False):
+            retire(Path(entry.path))
+
+
+def remove(directory: Path) -> None:
+    """Remove a directory, unless a file system is still mounted in it; one already gone is fine."""
+    if _holds_mount(directory):
+        log.warning("left %s in place: a file system is still mounted in it", directory)
+        return
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _spares(node_dir: Path) -> list[Path]:
+    try:
+        return [Path(entry.path) for entry in os.scandir(node_dir / "spare")]
+    except OSError:
+        return []
+
+
+def _empty(directory: Path) -> bool:
+    """Remove everything in a job's directory but its ``wd``, and everything in that (links are removed, never
+    followed); whether it is now empty but for an empty ``wd``."""
+    work = directory / "wd"
+    if not work.is_dir() or work.is_symlink():
+        return False
+    for parent in (directory, work):
+        for entry in os.scandir(parent):
+            if parent is directory and entry.name == "wd":
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(entry.path)
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    return False
+    return os.listdir(directory) == ["wd"] and not os.listdir(work)
+
+
+def _holds_mount(directory: Path) -> bool:
+    """Whether a mount point lies in ``directory`` (links are not followed)."""
+    return any(os.path.ismount(os.path.join(root, d)) for root, dirs, _files in os.walk(directory) for d in dirs)
