@@ -41,6 +41,18 @@ def test_a_job_s_directory_is_made_from_an_emptied_spare(tmp_path: Path) -> None
     assert not list((node / "spare").iterdir())
 
 
+def test_a_working_directory_replaced_by_a_link_is_not_followed(tmp_path: Path) -> None:
+    node, outside = tmp_path / "node-0", tmp_path / "data"
+    outside.mkdir()
+    (outside / "kept.txt").write_text("kept")
+    first = job_dir(node, 1)
+    (first / "wd").rmdir()
+    (first / "wd").symlink_to(outside)
+    job_dirs.retire(first)
+    assert not first.exists() and (outside / "kept.txt").read_text() == "kept"
+    assert not (node / "spare").exists()  # (not kept: it was not a job's directory as made)
+
+
 def test_a_node_keeps_a_few_spares_and_removes_the_rest(tmp_path: Path) -> None:
     node = tmp_path / "node-0"
     directories = [job_dir(node, job_id) for job_id in range(1, job_dirs.SPARES + 3)]

@@ -83,25 +83,40 @@ def _spares(node_dir: Path) -> list[Path]:
 
 
 def _empty(directory: Path) -> bool:
-    """Remove everything in a job's directory but its ``wd``, and everything in that (links are removed, never
-    followed); whether it is now empty but for an empty ``wd``."""
-    work = directory / "wd"
-    if not work.is_dir() or work.is_symlink():
+    """Remove everything in a job's directory but its ``wd``, and everything in that; whether it is now empty
+    but for an empty ``wd``. Through file descriptors, as ``shutil.rmtree`` does: no link is followed, even
+    one put in the place of a directory meanwhile."""
+    try:
+        top = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:
         return False
-    for parent in (directory, work):
-        for entry in os.scandir(parent):
-            if parent is directory and entry.name == "wd":
-                continue
+    try:
+        work = os.open("wd", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=top)
+    except OSError:
+        os.close(top)
+        return False
+    try:
+        return _empty_fd(top, keep="wd") and _empty_fd(work)
+    finally:
+        os.close(work)
+        os.close(top)
+
+
+def _empty_fd(fd: int, keep: str = "") -> bool:
+    """Remove every entry of the directory open as ``fd`` but ``keep``; whether none is left."""
+    for entry in os.scandir(fd):
+        if entry.name == keep:
+            continue
+        try:
             if entry.is_dir(follow_symlinks=False):
-                shutil.rmtree(entry.path, ignore_errors=True)
+                shutil.rmtree(entry.name, dir_fd=fd)
             else:
-                try:
-                    os.unlink(entry.path)
-                except FileNotFoundError:
-                    pass
-                except OSError:
-                    return False
-    return os.listdir(directory) == ["wd"] and not os.listdir(work)
+                os.unlink(entry.name, dir_fd=fd)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return False
+    return [entry.name for entry in os.scandir(fd)] == ([keep] if keep else [])
 
 
 def _holds_mount(directory: Path) -> bool:
