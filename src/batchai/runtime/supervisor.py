@@ -117,14 +117,14 @@ def spawn(
     return process, Handle(process.pid, started, exit_file)
 
 
+_TICKS = os.sysconf("SC_CLK_TCK")  # clock ticks per second, the unit of a process's start in /proc
+
+
 def start_time_now() -> float:
     """The start time (psutil's ``create_time``) of a process forked now, within a clock tick. Reading it from
     the process instead (``/proc/<pid>/stat``) waits until the process is through its exec: about 2.5 ms here,
     in which the launcher could do nothing else."""
     return psutil.boot_time() + int(time.clock_gettime(time.CLOCK_BOOTTIME) * _TICKS) / _TICKS
-
-
-_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def start(
