@@ -24,7 +24,8 @@ from alembic.script import ScriptDirectory
 from batchai.store.db import MIGRATIONS, Database
 from batchai.store.tables import Base, UtcDateTime
 from tests.conftest import API, BIN, SUB, Server, arm_error, assert_nothing_left, free_port, url, wait_for
-from tests.pg import TIME_ZONE, postgres_server, postgres_url  # noqa: F401 - fixtures used here
+from tests.pg import TIME_ZONE, PgServer, postgres_server, postgres_url  # noqa: F401 - fixtures used here
+from tests.unit.test_prepared import populate, run_both_ways
 from tests.unit.test_store_db import reads_around_a_commit
 
 RG_API = "2021-04-01"
@@ -441,6 +442,21 @@ def test_a_snapshot_session_reads_one_moment_on_postgres(
     database = Database(postgres_url)
     try:
         assert reads_around_a_commit(database, snapshot) == seen
+    finally:
+        database.dispose()
+
+
+def test_the_engine_s_prepared_statements_do_what_sqlalchemy_does_on_postgres(
+    postgres_server: PgServer,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    """``store.prepared`` on psycopg, in a database of its own: the same rows, types and changes as SQLAlchemy's
+    execution of each of the engine's statements (``tests/unit/test_prepared.py`` on SQLite)."""
+    postgres_server.create_database("prepared")
+    database = Database(postgres_server.url("prepared"))
+    try:
+        database.upgrade()
+        run_both_ways(database.engine, populate(database, tmp_path / "logs", tmp_path / "storage"))
     finally:
         database.dispose()
 

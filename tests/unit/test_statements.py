@@ -3,11 +3,9 @@ the scheduler's order and straight from an index, however long the cluster's his
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select, update
 from sqlalchemy.dialects import sqlite
 
@@ -19,14 +17,6 @@ from batchai.store.tables import Cluster, Job, Node
 from tests.unit import services_world as world
 
 START = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'batchai.db'}")
-    database.upgrade()
-    yield database
-    database.dispose()
 
 
 def _submit(db: Database, tmp_path: Path, jobs_by_cluster: dict[str, list[tuple[str, str]]]) -> None:
@@ -46,7 +36,7 @@ def _head(db: Database, cluster: str, window: int = 10) -> list[str]:
     with db.session() as session:
         connection = session.connection()
         cid = session.scalar(select(Cluster.id).where(Cluster.key == cluster))
-        ids = [row.id for row in connection.execute(statements.QUEUE_HEAD, {"cid": cid, "window": window})]
+        ids = [row.id for row in statements.QUEUE_HEAD.run(connection, {"cid": cid, "window": window})]
         names = {job.id: job.name for job in session.scalars(select(Job).where(Job.id.in_(ids)))}
         return [names[i] for i in ids]
 
@@ -68,7 +58,7 @@ def test_the_head_of_a_line_is_by_priority_then_first_come(db: Database, tmp_pat
 
 
 def test_the_head_of_a_line_is_read_from_an_index_without_sorting(db: Database) -> None:
-    sql = str(statements.QUEUE_HEAD.compile(dialect=sqlite.dialect()))
+    sql = str(statements.QUEUE_HEAD.statement.compile(dialect=sqlite.dialect()))
     with db.engine.connect() as connection:
         plan = " | ".join(
             row[3] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", ("queued", 1, 8, 0))
@@ -88,7 +78,7 @@ def _node_rows(db: Database, tmp_path: Path) -> tuple[int, int, int]:
         node = Node(cluster_id=cid, name="node-0", index=0, state="running", state_time=START, job_id=a1)
         session.add(node)
         session.flush()
-        session.execute(statements.STAGE_ON_NODE, {"nid": node.id, "ahead": a1, "jid": a2})
+        statements.STAGE_ON_NODE.run(session.connection(), {"nid": node.id, "ahead": a1, "jid": a2})
         return node.id, a1, a2
 
 
@@ -102,10 +92,10 @@ def test_a_job_s_end_hands_its_node_to_the_job_staged_there(db: Database, tmp_pa
     node, a1, a2 = _node_rows(db, tmp_path)
     assert _node(db, node) == ("running", a1, a2)
     with db.session() as session:  # a1 ends: a2 has the node (still running), nothing is staged
-        session.execute(statements.FREE_NODES_OF_JOB, {"jid": a1, "now": START})
+        statements.FREE_NODES_OF_JOB.run(session.connection(), {"jid": a1, "now": START})
     assert _node(db, node) == ("running", a2, None)
     with db.session() as session:  # a2 ends: the node is idle
-        session.execute(statements.FREE_NODES_OF_JOB, {"jid": a2, "now": START})
+        statements.FREE_NODES_OF_JOB.run(session.connection(), {"jid": a2, "now": START})
     assert _node(db, node) == ("idle", None, None)
 
 
@@ -113,10 +103,10 @@ def test_a_staged_job_that_ended_first_lets_go_of_its_place(db: Database, tmp_pa
     """Settled out of order (the staged job's end before that of the job ahead): the node is not left to it."""
     node, a1, a2 = _node_rows(db, tmp_path)
     with db.session() as session:
-        session.execute(statements.FREE_NODES_OF_JOB, {"jid": a2, "now": START})
+        statements.FREE_NODES_OF_JOB.run(session.connection(), {"jid": a2, "now": START})
     assert _node(db, node) == ("running", a1, None)
     with db.session() as session:
-        session.execute(statements.FREE_NODES_OF_JOB, {"jid": a1, "now": START})
+        statements.FREE_NODES_OF_JOB.run(session.connection(), {"jid": a1, "now": START})
     assert _node(db, node) == ("idle", None, None)
 
 
@@ -124,5 +114,5 @@ def test_a_staged_job_whose_job_ahead_went_unsettled_takes_its_node(db: Database
     node, _a1, a2 = _node_rows(db, tmp_path)
     with db.session() as session:  # (as when the job ahead's row was deleted)
         session.execute(update(Node).where(Node.id == node).values(job_id=None))
-        session.execute(statements.PROMOTE_NEXT, {"jid": a2, "now": START})
+        statements.PROMOTE_NEXT.run(session.connection(), {"jid": a2, "now": START})
     assert _node(db, node) == ("running", a2, None)

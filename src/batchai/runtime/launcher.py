@@ -237,11 +237,13 @@ class Launcher:
                 return True
         return False
 
-    def _start_followers(self, message: dict[str, Any]) -> None:
-        """Start what waited for the process ``message`` tells the end of (before telling it)."""
+    def _start_followers(self, message: dict[str, Any]) -> dict[socket.socket, list[dict[str, Any]]]:
+        """Start what waited for the process ``message`` tells the end of; the replies to send, by connection."""
+        replies: dict[socket.socket, list[dict[str, Any]]] = {}
         for conn, request in self.followers.pop((message["exit"], message["start"]), []):
             if conn in self.clients:
-                self._send(conn, {"id": request["id"], **self._start(request)})
+                replies.setdefault(conn, []).append({"id": request["id"], **self._start(request)})
+        return replies
 
     def _start(self, request: dict[str, Any]) -> dict[str, Any]:
         files = {
@@ -299,9 +301,14 @@ class Launcher:
                 self._announce(message)
 
     def _announce(self, message: dict[str, Any]) -> None:
-        self._start_followers(message)
+        """Start the followers of the process that ended, then tell every server of its end: to the server that
+        asked for a follower, its start and the end in one write, which it reads (and acts on) at once."""
+        replies = self._start_followers(message)
         for conn in list(self.clients):
-            self._send(conn, message)
+            try:
+                conn.sendall(b"".join(_encode(m) for m in [*replies.get(conn, []), message]))
+            except OSError:
+                self._drop(conn)
 
     def _signal_leftovers(self, session: int, task: str, sig: int, told: set[int]) -> bool:
         """Send ``sig`` (0: none) to what the process that led ``session`` left running; whether anything was.

@@ -107,7 +107,7 @@ class Engine:
         self._clusters_changed = True  # the API changed a cluster, or a setup task ended: look soon
         self._pass_needed = True  # something other than a queued job happened since the last pass
         self._all_busy = False  # after the last scheduling: no node free anywhere
-        self._limits: dict[tuple[int, datetime], datetime] = {}  # wall-clock deadlines of running jobs
+        self._limits: dict[int, timedelta] = {}  # the maxWallClockTime of jobs started or staged, by job id
         # Jobs marked running whose processes a launch thread is starting (and recording): passes leave
         # them alone until then. ``_launched`` is notified as they leave the set.
         self._launching: set[int] = set()
@@ -269,12 +269,12 @@ class Engine:
         """A staged job whose start was called off (or, after a restart, never came) waits in line again, as
         it was before. One asked to stop meanwhile is left to the passes (it ends as never started)."""
         connection = session.connection()
-        row = connection.execute(statements.JOBS_TO_START, {"ids": [job_id]}).first()
+        row = statements.JOBS_TO_START.run(connection, {"ids": [job_id]}).first()
         if row is None or row.execution_state != JobState.STAGED.value:
             return
         job_service.switch_state_row(connection, job_id, row, JobState.QUEUED, self.clock(), attempts=row.attempts - 1)
-        connection.execute(statements.DELETE_TASKS, {"jid": job_id})
-        connection.execute(statements.UNSTAGE, {"jid": job_id})
+        statements.DELETE_TASKS.run(connection, {"jid": job_id})
+        statements.UNSTAGE.run(connection, {"jid": job_id})
         log.info("job %s: its start on a busy node was called off; it waits in line again", job_id)
 
     def _stop_orphans(self) -> None:
@@ -348,7 +348,7 @@ class Engine:
                     self._revert_staged(session, job.id)
                     continue
                 job_service.switch_state(self._ctx(session), job, JobState.RUNNING)
-                session.connection().execute(statements.PROMOTE_NEXT, {"jid": job.id, "now": self.clock()})
+                statements.PROMOTE_NEXT.run(session.connection(), {"jid": job.id, "now": self.clock()})
             nodes = list(session.scalars(select(Node)))
             for node in nodes:  # a setup task under way
                 handle = supervisor.from_info(node.info.get("setup") or {})
@@ -398,12 +398,13 @@ class Engine:
         connection = session.connection()
         now = self.clock()
         by_job: dict[int, list[Any]] = {}
-        for row in connection.execute(statements.ACTIVE_TASKS):
+        for row in statements.ACTIVE_TASKS.run(connection):
             by_job.setdefault(row.job_id, []).append(row)
-        self._limits = {k: v for k, v in self._limits.items() if k[0] in by_job}
         with self._lock:
             launching = by_job.keys() & self._launching
             staged = (by_job.keys() & self._staged.keys()) - launching - followed
+            pending = self._launching | self._staged.keys()
+        self._limits = {k: v for k, v in self._limits.items() if k in by_job or k in pending}
         for job_id in staged:  # asked to stop (terminating): its start is called off, unless it has started
             if not self._unstage(job_id):
                 launching.add(job_id)  # started: looked at once its start is recorded
@@ -469,10 +470,10 @@ class Engine:
         ends = [o.ended_at for o in ended.values()]
         if ends and None not in ends:
             now = min(now, datetime.fromtimestamp(max(e for e in ends if e is not None), tz=UTC))
-        connection.execute(
-            statements.TASK_ENDED, [{"tid": tid, "code": o.exit_code, "at": now} for tid, o in ended.items()]
+        statements.TASK_ENDED.run(
+            connection, [{"tid": tid, "code": o.exit_code, "at": now} for tid, o in ended.items()]
         )
-        connection.execute(statements.FREE_NODES_OF_JOB, {"jid": head.job_id, "now": now})
+        statements.FREE_NODES_OF_JOB.run(connection, {"jid": head.job_id, "now": now})
         self.provider.unreserve(gang(head.job_id, head.attempts))
         codes = {r.rank: ended[r.task_id].exit_code if r.task_id in ended else r.exit_code for r in rows}
         failed = [r for r in rows if not r.info.get("auxiliary") and codes[r.rank] != 0]
@@ -502,11 +503,11 @@ class Engine:
         if job.start_time is None:
             return None
         job_id = getattr(job, "job_id", None) or job.id
-        key = (job_id, job.start_time)
-        if key not in self._limits:  # (known already for the jobs this engine started)
-            spec = connection.execute(statements.JOB_SPEC, {"jid": job_id}).scalar_one()
-            self._limits[key] = job.start_time + _wall_clock_limit(spec)
-        return self._limits[key]
+        if job_id not in self._limits:  # (known already for the jobs this engine started or staged)
+            spec = statements.JOB_SPEC.run(connection, {"jid": job_id}).scalar_one()
+            self._limits[job_id] = _wall_clock_limit(spec)
+        deadline: datetime = job.start_time + self._limits[job_id]
+        return deadline
 
     def _settle(self, ctx: Ctx, job: Job) -> None:
         running = []
@@ -649,7 +650,7 @@ class Engine:
     def _free_nodes(self, session: Session, job: Job) -> None:
         """The job's nodes are free (``statements.FREE_NODES_OF_JOB``), and so are the Node rows loaded."""
         session.execute(
-            statements.FREE_NODES_OF_JOB,
+            statements.FREE_NODES_OF_JOB.statement,
             {"jid": job.id, "now": self.clock()},
             execution_options={"synchronize_session": "fetch"},
         )
@@ -744,8 +745,8 @@ class Engine:
         capacity = {cluster_id: cluster_service.capacity(row.spec) for cluster_id, row in line.clusters.items()}
         decision = place(line.queued, line.free, line.stageable, self.settings.max_skips, capacity)
         if decision.skipped:
-            session.connection().execute(
-                statements.SET_SKIPS, [{"jid": job_id, "count": n} for job_id, n in decision.skipped.items()]
+            statements.SET_SKIPS.run(
+                session.connection(), [{"jid": job_id, "count": n} for job_id, n in decision.skipped.items()]
             )
         self._all_busy = decision.placed() == len(line.nodes) + sum(len(n) for n in line.stageable.values())
         if not decision.starts and not decision.staged:
@@ -755,14 +756,12 @@ class Engine:
     def _load_line(self, connection: Connection) -> _Line:
         """What a pass decides on: the free nodes, the busy nodes a job may be staged on, their clusters (those
         jobs may be scheduled on), and the head of each of those clusters' lines."""
-        nodes = {row.id: row for row in connection.execute(statements.FREE_NODES)}
+        nodes = {row.id: row for row in statements.FREE_NODES.run(connection)}
         busy = self._stageable_nodes(connection)
         if not nodes and not busy:
             return _Line(nodes, busy, {}, {}, {}, [])
         candidates = {row.cluster_id for row in [*nodes.values(), *busy.values()]}
-        clusters = {
-            row.id: row for row in connection.execute(statements.SCHEDULABLE_CLUSTERS, {"ids": list(candidates)})
-        }
+        clusters = {row.id: row for row in statements.SCHEDULABLE_CLUSTERS.run(connection, {"ids": list(candidates)})}
         free: dict[int, list[int]] = {}
         for row in nodes.values():
             if row.cluster_id in clusters:
@@ -776,8 +775,8 @@ class Engine:
             QueuedJob(r.id, int(r.cluster_id), r.priority, (float(position), r.id), r.node_count, r.skips)
             for cluster_id in free.keys() | stageable.keys()
             for position, r in enumerate(
-                connection.execute(
-                    statements.QUEUE_HEAD,
+                statements.QUEUE_HEAD.run(
+                    connection,
                     {
                         "cid": cluster_id,
                         "window": self._window(len(free.get(cluster_id, [])) + len(stageable.get(cluster_id, []))),
@@ -797,7 +796,7 @@ class Engine:
         now = self.clock()
         ids = [*decision.starts, *decision.staged]
         rows = {**line.nodes, **line.busy}
-        jobs = {row.id: row for row in connection.execute(statements.JOBS_TO_START, {"ids": ids})}
+        jobs = {row.id: row for row in statements.JOBS_TO_START.run(connection, {"ids": ids})}
         starts = []
         stopped: set[int] = set()  # clusters whose staging stopped at a job of several processes
         for job_id in ids:
@@ -822,19 +821,16 @@ class Engine:
             state = JobState.STAGED if after is not None else JobState.RUNNING
             if not job_service.switch_state_row(connection, job_id, job, state, now, attempts=attempts):
                 continue  # the API changed it meanwhile (e.g. terminated): the next pass sees it
+            self._limits[job_id] = _wall_clock_limit(job.spec)
             if after is None:
-                started = job.start_time or now
-                self._limits[(job_id, started)] = started + _wall_clock_limit(job.spec)
-                connection.execute(statements.TAKE_NODE, [{"nid": n, "jid": job_id, "now": now} for n in node_ids])
+                statements.TAKE_NODE.run(connection, [{"nid": n, "jid": job_id, "now": now} for n in node_ids])
             elif (
-                connection.execute(
-                    statements.STAGE_ON_NODE, {"nid": node_ids[0], "ahead": ahead, "jid": job_id}
-                ).rowcount
+                statements.STAGE_ON_NODE.run(connection, {"nid": node_ids[0], "ahead": ahead, "jid": job_id}).rowcount
                 != 1
             ):
                 raise StaleDataError(f"node {node_ids[0]} changed while job {job_id} was staged on it")
-            connection.execute(
-                statements.ADD_TASK,
+            statements.ADD_TASK.run(
+                connection,
                 [{"jid": job_id, "nid": node_ids[p.node], "rank": p.rank, "role": process_info(p)} for p in processes],
             )
             servers: dict[str, Path] = {}
@@ -902,7 +898,7 @@ class Engine:
         with self._lock:
             staged = list(self._staged.values())
         for cluster_id in {start.cluster_id for start in staged}:
-            head = session.connection().execute(statements.QUEUE_HEAD, {"cid": cluster_id, "window": 1}).first()
+            head = statements.QUEUE_HEAD.run(session.connection(), {"cid": cluster_id, "window": 1}).first()
             outranked = [
                 s for s in staged if s.cluster_id == cluster_id and head is not None and s.priority < head.priority
             ]
@@ -916,7 +912,7 @@ class Engine:
         if not self.settings.stage_jobs:
             return {}
         rows = {}
-        for row in connection.execute(statements.STAGEABLE_NODES):
+        for row in statements.STAGEABLE_NODES.run(connection):
             handle = supervisor.from_info(row.task_info)
             if handle is not None and self.provider.follows(handle):
                 rows[row.id] = row

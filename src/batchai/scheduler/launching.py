@@ -314,7 +314,7 @@ class Starter:
             if start.after is not None:  # a staged job: it runs now (or failed to), on the node it was given
                 staged = SimpleNamespace(execution_state=JobState.STAGED.value, start_time=None, errors=start.errors)
                 job_service.switch_state_row(session.connection(), start.job_id, staged, JobState.RUNNING, now)
-                session.connection().execute(statements.PROMOTE_NEXT, {"jid": start.job_id, "now": now})
+                statements.PROMOTE_NEXT.run(session.connection(), {"jid": start.job_id, "now": now})
             files = {"stderr": start.stderr, "execution_log": start.execution_log}
             if start.container_on_host is not None:  # recorded with the job's master task
                 files["container_on_host"] = start.container_on_host
@@ -341,7 +341,7 @@ class Starter:
             else:
                 self._record_failure(session, start, started, error, files)
         if rows:
-            session.connection().execute(statements.TASK_STARTED, rows)
+            statements.TASK_STARTED.run(session.connection(), rows)
 
     def _record_failure(
         self,

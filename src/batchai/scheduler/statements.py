@@ -1,8 +1,9 @@
-"""The engine's hot reads and writes as SQL statements built once, executed on the session's connection.
+"""The engine's hot reads and writes as SQL statements built once, run on the session's connection.
 
-Every job passes through these (started, watched, ended), so they skip the ORM: building a statement
-and loading objects costs about ten times more than running a prepared one. Changes of a job's state
-still go through ``jobs.switch_state_row`` (the rules of ``batchai.states``).
+Every job passes through these (started, watched, ended), so they skip the ORM (building a statement and loading
+objects costs about ten times more than running a prepared one) and most of SQLAlchemy's execution too
+(``store.prepared``: ``STATEMENT.run(connection, params)``). Changes of a job's state still go through
+``jobs.switch_state_row`` (the rules of ``batchai.states``).
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from sqlalchemy import and_, bindparam, case, delete, exists, insert, or_, selec
 from sqlalchemy.orm import aliased
 
 from batchai.states import JobState
+from batchai.store.prepared import Prepared
 from batchai.store.tables import Cluster, Job, Node, Task
 
 RUNNING_NODE = "running"
 IDLE_NODE = "idle"
 
 # The tasks of every running or terminating job, with what deciding whether the job needs attention takes.
-ACTIVE_TASKS = (
+ACTIVE_TASKS = Prepared(
     select(
         Job.id.label("job_id"),
         Job.execution_state,
@@ -32,34 +34,38 @@ ACTIVE_TASKS = (
         Task.exit_code,
     )
     .join(Task, Task.job_id == Job.id, isouter=True)
-    .where(Job.execution_state.in_([JobState.RUNNING, JobState.TERMINATING]))
+    # (not IN: a list written in a statement is expanded at each run, which ``Prepared`` leaves to SQLAlchemy)
+    .where(or_(Job.execution_state == JobState.RUNNING, Job.execution_state == JobState.TERMINATING))
     .order_by(Job.id, Task.index)
 )
 
-JOB_SPEC = select(Job.spec).where(Job.id == bindparam("jid"))
+JOB_SPEC = Prepared(select(Job.spec).where(Job.id == bindparam("jid")))
 
-TASK_ENDED = (
+TASK_ENDED = Prepared(
     update(Task).where(Task.id == bindparam("tid")).values(exit_code=bindparam("code"), finished_at=bindparam("at"))
 )
 
 # A job's nodes are free: the job staged on a node (``next_job_id``) has it now; other running ones become
 # idle, leaving ones stay leaving. A staged job that ended before the job ahead of it was settled lets go of
 # its place. (SET expressions read the row as it was.)
-FREE_NODES_OF_JOB = (
+FREE_NODES_OF_JOB = Prepared(
     update(Node)
     .where(or_(Node.job_id == bindparam("jid"), Node.next_job_id == bindparam("jid")))
     .values(
         job_id=case((Node.job_id == bindparam("jid"), Node.next_job_id), else_=Node.job_id),
         next_job_id=None,
         state=case(
-            (and_(Node.job_id == bindparam("jid"), Node.next_job_id.is_(None), Node.state == RUNNING_NODE), IDLE_NODE),
+            (
+                and_(Node.job_id == bindparam("jid"), Node.next_job_id.is_(None), Node.state == RUNNING_NODE),
+                IDLE_NODE,
+            ),
             else_=Node.state,
         ),
         state_time=bindparam("now"),
     )
 )
 
-FREE_NODES = (
+FREE_NODES = Prepared(
     select(Node.id, Node.cluster_id, Node.name, Node.index.label("node_index"), Node.info)
     .where(Node.state == IDLE_NODE, Node.job_id.is_(None), Node.next_job_id.is_(None))
     .order_by(Node.index)
@@ -68,7 +74,7 @@ FREE_NODES = (
 _OTHER_TASK = aliased(Task)
 
 # Nodes a job may be staged on: running the only process of a running job, with none staged yet.
-STAGEABLE_NODES = (
+STAGEABLE_NODES = Prepared(
     select(
         Node.id,
         Node.cluster_id,
@@ -93,57 +99,63 @@ STAGEABLE_NODES = (
 )
 
 # The node a staged job was given becomes its own (if the job ahead of it there is gone without being settled).
-PROMOTE_NEXT = (
+PROMOTE_NEXT = Prepared(
     update(Node)
     .where(Node.next_job_id == bindparam("jid"), Node.job_id.is_(None))
     .values(job_id=bindparam("jid"), next_job_id=None, state=RUNNING_NODE, state_time=bindparam("now"))
 )
 
-UNSTAGE = update(Node).where(Node.next_job_id == bindparam("jid")).values(next_job_id=None)
+UNSTAGE = Prepared(update(Node).where(Node.next_job_id == bindparam("jid")).values(next_job_id=None))
 
-STAGE_ON_NODE = (
+STAGE_ON_NODE = Prepared(
     update(Node)
     .where(Node.id == bindparam("nid"), Node.job_id == bindparam("ahead"), Node.next_job_id.is_(None))
     .values(next_job_id=bindparam("jid"))
 )
 
 # The head of one cluster's line: a long queue costs no more per pass than a short one.
-QUEUE_HEAD = (
+QUEUE_HEAD = Prepared(
     select(Job.id, Job.cluster_id, Job.priority, Job.node_count, Job.skips)
     .where(Job.execution_state == JobState.QUEUED, Job.cluster_id == bindparam("cid"))
     .order_by(Job.priority.desc(), Job.created_at, Job.id)
     .limit(bindparam("window"))
 )
 
-SCHEDULABLE_CLUSTERS = select(Cluster.id, Cluster.name, Cluster.spec, Cluster.allocation_state).where(
-    Cluster.id.in_(bindparam("ids", expanding=True)), Cluster.provisioning_state != "deleting"
+SCHEDULABLE_CLUSTERS = Prepared(
+    select(Cluster.id, Cluster.name, Cluster.spec, Cluster.allocation_state).where(
+        Cluster.id.in_(bindparam("ids", expanding=True)), Cluster.provisioning_state != "deleting"
+    )
 )
 
-JOBS_TO_START = select(
-    Job.id,
-    Job.cluster_id,
-    Job.spec,
-    Job.output_segment,
-    Job.attempts,
-    Job.execution_state,
-    Job.start_time,
-    Job.errors,
-    Job.priority,
-).where(Job.id.in_(bindparam("ids", expanding=True)))
+JOBS_TO_START = Prepared(
+    select(
+        Job.id,
+        Job.cluster_id,
+        Job.spec,
+        Job.output_segment,
+        Job.attempts,
+        Job.execution_state,
+        Job.start_time,
+        Job.errors,
+        Job.priority,
+    ).where(Job.id.in_(bindparam("ids", expanding=True)))
+)
 
-SET_SKIPS = update(Job).where(Job.id == bindparam("jid")).values(skips=bindparam("count"))
+SET_SKIPS = Prepared(update(Job).where(Job.id == bindparam("jid")).values(skips=bindparam("count")))
 
-TAKE_NODE = (
+TAKE_NODE = Prepared(
     update(Node)
     .where(Node.id == bindparam("nid"), Node.job_id.is_(None))
     .values(job_id=bindparam("jid"), state=RUNNING_NODE, state_time=bindparam("now"))
 )
 
-ADD_TASK = insert(Task).values(
-    job_id=bindparam("jid"), node_id=bindparam("nid"), index=bindparam("rank"), info=bindparam("role")
+ADD_TASK = Prepared(
+    insert(Task).values(
+        job_id=bindparam("jid"), node_id=bindparam("nid"), index=bindparam("rank"), info=bindparam("role")
+    )
 )
 
-TASK_STARTED = (
+TASK_STARTED = Prepared(
     update(Task)
     .where(Task.job_id == bindparam("jid"), Task.index == bindparam("rank"))
     .values(
@@ -154,4 +166,4 @@ TASK_STARTED = (
     )
 )
 
-DELETE_TASKS = delete(Task).where(Task.job_id == bindparam("jid"))
+DELETE_TASKS = Prepared(delete(Task).where(Task.job_id == bindparam("jid")))

@@ -8,7 +8,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Update, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 from sqlalchemy.orm import contains_eager
 
 from batchai.errors import Conflict, InvalidInput
@@ -35,6 +35,7 @@ from batchai.services.node_rules import (
     check_variables,
 )
 from batchai.states import PRIORITY_RANK, JobState, check_transition
+from batchai.store.prepared import Prepared
 from batchai.store.tables import Cluster, Experiment, Job, Node, ResourceGroup, Workspace
 
 TOOLKITS = {
@@ -359,7 +360,7 @@ def switch_state(
         setattr(job, column, value)
 
 
-_SWITCH_STATEMENTS: dict[tuple[str, ...], Update] = {}
+_SWITCH_STATEMENTS: dict[tuple[str, ...], Prepared] = {}
 
 
 def switch_state_row(
@@ -389,15 +390,14 @@ def switch_state_row(
     columns = tuple(sorted(values))
     statement = _SWITCH_STATEMENTS.get(columns)
     if statement is None:  # one statement per set of columns, built once
-        statement = (
+        statement = Prepared(
             update(Job)
             .where(Job.id == bindparam("_id"), Job.execution_state == bindparam("_current"))
             .values({**{c: bindparam(f"_{c}") for c in columns}, "version": Job.version + 1})
         )
         _SWITCH_STATEMENTS[columns] = statement
     params = {f"_{c}": v for c, v in values.items()}
-    result = connection.execute(statement, {"_id": job_id, "_current": row.execution_state, **params})
-    return bool(getattr(result, "rowcount", 0) == 1)
+    return statement.run(connection, {"_id": job_id, "_current": row.execution_state, **params}).rowcount == 1
 
 
 def request_stop(ctx: Ctx, job: Job, reason: str) -> bool:
