@@ -20,6 +20,7 @@ import httpx
 import psutil
 import pytest
 
+from batchai.runtime import supervisor
 from tests.conftest import Server, leftovers, process_gone, url, wait_for
 from tests.integration import jobkit
 from tests.integration.jobkit import Bench, make_bench, outputs
@@ -702,9 +703,12 @@ def _crash_during_job(bench: Bench, *, launcher_too: bool) -> dict[str, Any]:
         doomed.append(launcher.pid)
     os.killpg(os.getpgid(pid), signal.SIGKILL)
     wait_for(lambda: all(process_gone(p) for p in doomed), message="the job's processes to die")
-    if not launcher_too:  # the launcher records the end (in the exit file) as it reaps the process
+    if not launcher_too:  # the launcher records the end (in the pid file) as it reaps the process
         nodes = bench.server.home / "nodes"
-        wait_for(lambda: any(p.read_text() for p in nodes.glob("*/*/jobs/*/task-*.exit")), message="the end recorded")
+        wait_for(
+            lambda: any(supervisor.recorded(p.with_suffix(".exit"))[0] for p in nodes.glob("*/*/jobs/*/task-*.pid")),
+            message="the end recorded",
+        )
     restarted_at = time.time()
     bench.server.start()
     props = bench.wait_job("victim")

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from batchai.runtime import supervisor
 from tests.conftest import Server, leftovers, process_gone, url, wait_for
 from tests.integration.jobkit import Bench, make_bench
 
@@ -26,7 +27,8 @@ def _state(bench: Bench, name: str) -> str:
 
 
 def _exit_file(bench: Bench, name: str) -> Path:
-    """Where the job's (first attempt's) process records its exit code, on the cluster's node-0."""
+    """The exit file the job's (first attempt's) process was started with, on the cluster's node-0: its end is
+    written down there or in its pid file (``supervisor.recorded``)."""
     with sqlite3.connect(bench.server.home / "batchai.db") as db:
         (job_id,) = db.execute("SELECT id FROM jobs WHERE name = ?", (name,)).fetchone()
     (node_dir,) = (bench.server.home / "nodes").glob("*/node-0")
@@ -152,7 +154,7 @@ def test_a_job_staged_when_the_server_died_runs_once(bench: Bench, gate_while_do
     bench.server.stop(kill=True)
     if gate_while_down:  # the blocker ends while no server runs: what was staged behind it must not start
         gate.touch()
-        wait_for(lambda: blocker_exit.exists() and blocker_exit.read_text() == "0", message="the blocker to end")
+        wait_for(lambda: supervisor.recorded(blocker_exit)[0] == 0, message="the blocker to end")
     bench.server.start()
     gate.touch()
     assert bench.wait_job("next")["executionState"] == "succeeded"

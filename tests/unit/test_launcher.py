@@ -17,7 +17,7 @@ from unittest.mock import ANY
 import psutil
 import pytest
 
-from batchai.runtime import launcher
+from batchai.runtime import launcher, supervisor
 from batchai.runtime.launcher import LauncherClient, Spawn
 from batchai.runtime.supervisor import Handle, Outcome
 from tests.conftest import process_gone, wait_for
@@ -77,8 +77,8 @@ def test_a_process_runs_under_the_launcher_and_its_end_is_told(tmp_path: Path, r
     assert client.watch(handle, ended.set)
     assert ended.wait(10)
     assert client.outcome(handle) == Outcome(3, ended_at=ANY)
-    assert handle.exit_file.read_text() == "3"
-    assert handle.exit_file.with_suffix(".pid").read_text().split()[0] == str(handle.pid)
+    assert supervisor.recorded(handle.exit_file)[0] == 3
+    assert supervisor.find(handle.exit_file) == handle  # (its pid file's first line)
     assert (tmp_path / "quick" / "stdout.txt").read_text() == f"{tmp_path} /usr/bin:/bin\n"
     launcher = _launcher(run_dir)
     client.close()
@@ -250,7 +250,7 @@ def test_a_follower_starts_the_moment_its_process_has_ended(tmp_path: Path, clie
     assert client.outcome(handle) == Outcome(0, ended_at=ANY)
     assert client.outcome(first) == Outcome(0, ended_at=ANY)
     started = float((tmp_path / "next" / "stdout.txt").read_text())
-    assert started >= first.exit_file.stat().st_mtime  # after the first one's exit was written
+    assert started >= (supervisor.recorded(first.exit_file)[1] or 0)  # after the first one's exit was written
     assert not client.cancel(follower)  # it started: too late
 
 

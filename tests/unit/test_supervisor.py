@@ -29,3 +29,32 @@ def test_a_process_is_recorded_with_the_start_time_the_os_gives_it(tmp_path: Pat
         finally:
             process.kill()
             process.wait()
+
+
+def test_an_end_is_written_down_in_the_pid_file_or_the_exit_file(tmp_path: Path) -> None:
+    """A process this one started has its exit code added to its pid file (no file created as it ends), which
+    still tells its pid; one run in a ``wrapper_script`` writes its exit file. Either way ``poll`` reads it."""
+    exit_file = tmp_path / "task-0-1.exit"
+    process, handle = supervisor.spawn(
+        [sys.executable, "-c", "import sys; sys.exit(7)"],
+        env={},
+        cwd=tmp_path,
+        stdout=tmp_path / "stdout.txt",
+        stderr=tmp_path / "stderr.txt",
+        exit_file=exit_file,
+    )
+    assert supervisor.recorded(exit_file) == (None, None)
+    process.wait()
+    supervisor.record_exit(handle, 7)
+    code, when = supervisor.recorded(exit_file)
+    assert code == 7 and when == supervisor.pid_file(exit_file).stat().st_mtime
+    assert supervisor.find(exit_file) == handle
+    assert not exit_file.exists()
+    assert supervisor.poll(handle) == supervisor.Outcome(7, ended_at=when)
+
+    script, wrapped = tmp_path / "task-1.sh", tmp_path / "task-1-1.exit"
+    script.write_text(supervisor.wrapper_script("exit 5", wrapped))
+    started = supervisor.start(
+        script, env={}, cwd=tmp_path, stdout=tmp_path / "out1.txt", stderr=tmp_path / "err1.txt", exit_file=wrapped
+    )
+    assert supervisor.wait(started, timeout=10) == supervisor.Outcome(5, ended_at=wrapped.stat().st_mtime)

@@ -4,8 +4,9 @@ records how they end.
 The server asks it to start a process instead of forking itself, for three reasons: a fork of a small
 process is cheaper than one of the server; a plain command (``python train.py --epochs 2``) then runs
 without a shell around it to record its exit code; and processes still outlive a restart of the server,
-because the launcher, not the server, is their parent. It writes each process's exit file *before* it
-reaps the process, so whoever sees a process gone finds its exit file; then it tells every connected
+because the launcher, not the server, is their parent. It writes each process's exit code down *before* it
+reaps the process (a line added to its pid file, ``supervisor.record_exit``), so whoever sees a process gone
+finds how it ended; then it tells every connected
 server, and stops what the process left running, in its session or outside it (``orphans``: daemons become
 the launcher's children): SIGTERM, and SIGKILL after the request's grace period; unless the request said
 ``keep`` (a setup task: what it leaves running lives until its node is released, see ``Handle.keep``).
@@ -285,7 +286,7 @@ class Launcher:
                 continue
             code = info.si_status if info.si_code == os.CLD_EXITED else 128 + info.si_status
             with contextlib.suppress(OSError):  # its directory may be gone (a node released meanwhile)
-                handle.exit_file.write_text(str(code))
+                supervisor.record_exit(handle, code)
             process.wait()
             grace, keep = self.graces.get(pid, DEFAULT_GRACE), pid in self.kept
             self._forget(pid, pidfd)

@@ -1,9 +1,10 @@
 """Process supervision, done one way for every process batchai starts (jobs, job preparation, setup tasks).
 
 A process runs in a new session (its own process group), unbuffered, with stdout and stderr going to
-files, and its exit code is written to ``<exit file>`` when it ends, so that a server that restarted (and
-is no longer the parent) can still learn how it ended: by its parent, the launcher (``runtime.launcher``)
-on local nodes, or by the ``wrapper_script`` it runs in. Stopping is SIGTERM to the
+files, and its exit code is written down when it ends, so that a server that restarted (and is no longer
+the parent) can still learn how it ended: by its parent, the launcher (``runtime.launcher``) on local nodes,
+as a line added to its pid file (``record_exit``: no file to create on the way to the node's next job), or
+by the ``wrapper_script`` it runs in, to ``<exit file>``. Stopping is SIGTERM to the
 whole tree, a grace period, then SIGKILL. A process is identified by (pid, start time) so a recycled pid
 is never mistaken for it.
 """
@@ -153,10 +154,17 @@ def pid_file(exit_file: Path) -> Path:
 def find(exit_file: Path, where: str = "") -> Handle | None:
     """The handle of the process started with ``exit_file``, from its pid file; None if it never started."""
     try:
-        pid, started = pid_file(exit_file).read_text().split()
+        pid, started = pid_file(exit_file).read_text().split("\n")[0].split()
         return Handle(int(pid), float(started), exit_file, where)
     except (FileNotFoundError, ValueError):
         return None
+
+
+def record_exit(handle: Handle, code: int) -> None:
+    """Write down how a process that this one started (``spawn``) ended, before reaping it: a second line in its
+    pid file (read back by ``poll``). Raises OSError if it cannot (e.g. its directory is gone)."""
+    with open(pid_file(handle.exit_file), "a") as recorded:
+        recorded.write(f"\n{code}")
 
 
 # Processes this server started: kept so that they are reaped (no zombies) and waited on cheaply;
@@ -191,13 +199,16 @@ def _alive(handle: Handle) -> bool:
         return False
 
 
-def _recorded(handle: Handle) -> tuple[int | None, float | None]:
-    """The exit code in the process's exit file, and when it was written."""
-    try:
-        with open(handle.exit_file) as recorded:
-            return int(recorded.read().strip()), os.fstat(recorded.fileno()).st_mtime
-    except (FileNotFoundError, ValueError):
-        return None, None
+def recorded(exit_file: Path) -> tuple[int | None, float | None]:
+    """The exit code written down for the process started with ``exit_file`` (``record_exit``, or the exit file
+    itself), and when it was written; (None, None) while none is."""
+    for path, line in ((pid_file(exit_file), 1), (exit_file, 0)):
+        try:
+            with open(path) as written:
+                return int(written.read().split("\n")[line].strip()), os.fstat(written.fileno()).st_mtime
+        except (FileNotFoundError, ValueError, IndexError):
+            continue
+    return None, None
 
 
 def poll(handle: Handle, grace: float = LEFTOVER_GRACE) -> Outcome | None:
@@ -226,7 +237,7 @@ def poll(handle: Handle, grace: float = LEFTOVER_GRACE) -> Outcome | None:
                 return None
             log.warning("process %s: what it left running is still there after SIGKILL; its end is told anyway", key)
         del _ending[key]
-        code, ended_at = _recorded(handle)
+        code, ended_at = recorded(handle.exit_file)
         if code is None:
             code = os_code
         if own:
