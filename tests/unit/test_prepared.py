@@ -24,8 +24,8 @@ from batchai.store.tables import Base, Cluster, Job, Node, Task
 from tests.unit import services_world as world
 
 START = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-# Those of the engine's statements that SQLAlchemy runs (an IN list given at each run).
-THROUGH_SQLALCHEMY = {"JOBS_TO_START", "SCHEDULABLE_CLUSTERS"}
+# A statement with an IN list given at each run goes through SQLAlchemy's execution.
+THROUGH_SQLALCHEMY = {"jobs_in"}
 
 
 def populate(db: Database, logs: Path, storage: Path) -> dict[str, int]:
@@ -66,7 +66,8 @@ def populate(db: Database, logs: Path, storage: Path) -> dict[str, int]:
 
 
 def cases(ids: dict[str, int]) -> list[tuple[str, Prepared, Any]]:
-    """(name, statement, parameters) for every statement of ``batchai.scheduler.statements`` and a change of state."""
+    """(name, statement, parameters) for every statement of ``batchai.scheduler.statements``, a change of state and a
+    statement with an IN list."""
     later = START + timedelta(seconds=7, microseconds=5)
     params: dict[str, Any] = {
         "ACTIVE_TASKS": None,
@@ -79,8 +80,8 @@ def cases(ids: dict[str, int]) -> list[tuple[str, Prepared, Any]]:
         "UNSTAGE": {"jid": ids["staged"]},
         "STAGE_ON_NODE": {"nid": ids["node"], "ahead": ids["run"], "jid": ids["queued"]},
         "QUEUE_HEAD": {"cid": ids["cluster"], "window": 5},
-        "SCHEDULABLE_CLUSTERS": {"ids": [ids["cluster"]]},
-        "JOBS_TO_START": {"ids": [ids["run"], ids["queued"]]},
+        "SCHEDULABLE_CLUSTER": {"cid": ids["cluster"]},
+        "JOB_TO_START": {"jid": ids["queued"]},
         "SET_SKIPS": [{"jid": ids["queued"], "count": 2}, {"jid": ids["staged"], "count": 1}],
         "TAKE_NODE": [{"nid": ids["idle"], "jid": ids["queued"], "now": later}],
         "ADD_TASK": [{"jid": ids["queued"], "nid": ids["idle"], "rank": 0, "role": {"role": "master", "n": [1]}}],
@@ -97,7 +98,12 @@ def cases(ids: dict[str, int]) -> list[tuple[str, Prepared, Any]]:
         .values(execution_state=sa.bindparam("_state"), errors=sa.bindparam("_errors"), end_time=sa.bindparam("_at"))
     )
     change = {"_id": ids["run"], "_current": "running", "_state": JobState.FAILED, "_errors": [{"c": 1}], "_at": later}
-    return [*((name, getattr(statements, name), params[name]) for name in sorted(params)), ("switch", switch, change)]
+    jobs_in = Prepared(select(Job.id, Job.name, Job.spec).where(Job.id.in_(sa.bindparam("ids", expanding=True))))
+    return [
+        *((name, getattr(statements, name), params[name]) for name in sorted(params)),
+        ("switch", switch, change),
+        ("jobs_in", jobs_in, {"ids": [ids["run"], ids["queued"]]}),
+    ]
 
 
 def tables(connection: Connection) -> dict[str, list[tuple[Any, ...]]]:
@@ -149,7 +155,7 @@ def test_every_hot_statement_does_what_sqlalchemy_s_execution_does(db: Database,
 
 
 def test_the_statements_run_on_the_driver_s_cursor(db: Database, tmp_path: Path) -> None:
-    """Only the statements with an IN list given at run time go through SQLAlchemy's execution."""
+    """Only a statement with an IN list given at run time goes through SQLAlchemy's execution."""
     ids = populate(db, tmp_path / "logs", tmp_path / "storage")
     executed: list[str] = []
     sa.event.listen(db.engine, "before_cursor_execute", lambda *args: executed.append(args[2]))
@@ -176,7 +182,7 @@ def test_a_change_of_state_through_the_prepared_path_writes_its_columns(db: Data
     ids = populate(db, tmp_path / "logs", tmp_path / "storage")
     later = START + timedelta(minutes=1)
     with db.session() as session:
-        row = statements.JOBS_TO_START.run(session.connection(), {"ids": [ids["run"]]}).first()
+        row = statements.JOB_TO_START.run(session.connection(), {"jid": ids["run"]}).first()
         error = {"code": "E", "message": "m"}
         assert job_service.switch_state_row(session.connection(), ids["run"], row, JobState.FAILED, later, error=error)
         assert not job_service.switch_state_row(session.connection(), ids["run"], row, JobState.FAILED, later)

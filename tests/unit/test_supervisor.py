@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,19 +11,23 @@ import psutil
 from batchai.runtime import supervisor
 
 
+def _spawn(tmp_path: Path, code: str, exit_file: Path) -> tuple[subprocess.Popen[bytes], supervisor.Handle]:
+    return supervisor.spawn(
+        [sys.executable, "-c", code],
+        env={},
+        cwd=tmp_path,
+        stdout=tmp_path / "stdout.txt",
+        stderr=tmp_path / "stderr.txt",
+        exit_file=exit_file,
+    )
+
+
 def test_a_process_is_recorded_with_the_start_time_the_os_gives_it(tmp_path: Path) -> None:
     """The start time a handle carries (taken from the clock, not read from the process) is the one psutil reads
     from the process later, to a clock tick: a server that restarts recognises the process by it."""
     for index in range(20):
         exit_file = tmp_path / f"task-{index}.exit"
-        process, handle = supervisor.spawn(
-            [sys.executable, "-c", "import time; time.sleep(0.2)"],
-            env={},
-            cwd=tmp_path,
-            stdout=tmp_path / "stdout.txt",
-            stderr=tmp_path / "stderr.txt",
-            exit_file=exit_file,
-        )
+        process, handle = _spawn(tmp_path, "import time; time.sleep(0.2)", exit_file)
         try:
             assert abs(psutil.Process(process.pid).create_time() - handle.start) <= 0.011
             assert supervisor.find(exit_file) == handle  # (its pid file says the same)
@@ -35,14 +40,7 @@ def test_an_end_is_written_down_in_the_pid_file_or_the_exit_file(tmp_path: Path)
     """A process this one started has its exit code added to its pid file (no file created as it ends), which
     still tells its pid; one run in a ``wrapper_script`` writes its exit file. Either way ``poll`` reads it."""
     exit_file = tmp_path / "task-0-1.exit"
-    process, handle = supervisor.spawn(
-        [sys.executable, "-c", "import sys; sys.exit(7)"],
-        env={},
-        cwd=tmp_path,
-        stdout=tmp_path / "stdout.txt",
-        stderr=tmp_path / "stderr.txt",
-        exit_file=exit_file,
-    )
+    process, handle = _spawn(tmp_path, "import sys; sys.exit(7)", exit_file)
     assert supervisor.recorded(exit_file) == (None, None)
     process.wait()
     supervisor.record_exit(handle, 7)

@@ -269,7 +269,7 @@ class Engine:
         """A staged job whose start was called off (or, after a restart, never came) waits in line again, as
         it was before. One asked to stop meanwhile is left to the passes (it ends as never started)."""
         connection = session.connection()
-        row = statements.JOBS_TO_START.run(connection, {"ids": [job_id]}).first()
+        row = statements.JOB_TO_START.run(connection, {"jid": job_id}).first()
         if row is None or row.execution_state != JobState.STAGED.value:
             return
         job_service.switch_state_row(connection, job_id, row, JobState.QUEUED, self.clock(), attempts=row.attempts - 1)
@@ -761,7 +761,11 @@ class Engine:
         if not nodes and not busy:
             return _Line(nodes, busy, {}, {}, {}, [])
         candidates = {row.cluster_id for row in [*nodes.values(), *busy.values()]}
-        clusters = {row.id: row for row in statements.SCHEDULABLE_CLUSTERS.run(connection, {"ids": list(candidates)})}
+        clusters = {
+            row.id: row
+            for cluster_id in candidates
+            for row in statements.SCHEDULABLE_CLUSTER.run(connection, {"cid": cluster_id})
+        }
         free: dict[int, list[int]] = {}
         for row in nodes.values():
             if row.cluster_id in clusters:
@@ -796,7 +800,7 @@ class Engine:
         now = self.clock()
         ids = [*decision.starts, *decision.staged]
         rows = {**line.nodes, **line.busy}
-        jobs = {row.id: row for row in statements.JOBS_TO_START.run(connection, {"ids": ids})}
+        jobs = {row.id: row for job_id in ids for row in statements.JOB_TO_START.run(connection, {"jid": job_id})}
         starts = []
         stopped: set[int] = set()  # clusters whose staging stopped at a job of several processes
         for job_id in ids:

@@ -121,13 +121,14 @@ QUEUE_HEAD = Prepared(
     .limit(bindparam("window"))
 )
 
-SCHEDULABLE_CLUSTERS = Prepared(
+# (One id per run: an IN list given at each run would go through SQLAlchemy's execution, see ``store.prepared``.)
+SCHEDULABLE_CLUSTER = Prepared(
     select(Cluster.id, Cluster.name, Cluster.spec, Cluster.allocation_state).where(
-        Cluster.id.in_(bindparam("ids", expanding=True)), Cluster.provisioning_state != "deleting"
+        Cluster.id == bindparam("cid"), Cluster.provisioning_state != "deleting"
     )
 )
 
-JOBS_TO_START = Prepared(
+JOB_TO_START = Prepared(
     select(
         Job.id,
         Job.cluster_id,
@@ -138,7 +139,7 @@ JOBS_TO_START = Prepared(
         Job.start_time,
         Job.errors,
         Job.priority,
-    ).where(Job.id.in_(bindparam("ids", expanding=True)))
+    ).where(Job.id == bindparam("jid"))
 )
 
 SET_SKIPS = Prepared(update(Job).where(Job.id == bindparam("jid")).values(skips=bindparam("count")))

@@ -25,6 +25,7 @@ from batchai.services.context import (
     require,
 )
 from batchai.services.node_rules import MAX_CLUSTER_NODES, check_count, check_node_path, check_variables
+from batchai.store.prepared import Prepared
 from batchai.store.tables import Cluster, Node
 
 READ_ONLY = {
@@ -55,8 +56,8 @@ class ClusterRef(NamedTuple):
     spec: dict[str, Any]
 
 
-_REF_BY_PATH = workspaces.under_workspace(
-    select(Cluster.id, Cluster.name, Cluster.spec, Cluster.provisioning_state), Cluster
+_REF_BY_PATH = Prepared(
+    workspaces.under_workspace(select(Cluster.id, Cluster.name, Cluster.spec, Cluster.provisioning_state), Cluster)
 )
 
 
@@ -64,7 +65,7 @@ def by_id(ctx: Ctx, resource_id: str, target: str) -> ClusterRef:
     """The cluster an ARM id names; an unknown one is the client's error (400, ClusterNotFound)."""
     ref = parse_child_id(resource_id, "clusters", target)
     names = workspaces.path_names(ref.subscription, ref.group, ref.workspace, ref.name)
-    row = ctx.session.connection().execute(_REF_BY_PATH, names).first()
+    row = _REF_BY_PATH.run(ctx.session.connection(), names).first()
     if row is None:
         raise InvalidInput(f"The cluster '{resource_id}' was not found.", code="ClusterNotFound", target=target)
     refuse_if_deleting(row, "cluster")

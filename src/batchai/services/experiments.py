@@ -10,6 +10,7 @@ from sqlalchemy import select
 from batchai.ids import check_name, experiment_id
 from batchai.services import workspaces
 from batchai.services.context import Ctx, find, find_to_delete, mark_deleting, refuse_if_deleting, require
+from batchai.store.prepared import Prepared
 from batchai.store.tables import Experiment, ResourceGroup, Workspace
 
 
@@ -21,18 +22,20 @@ class ExperimentRef:
     arm_id: str
 
 
-_REF = workspaces.under_workspace(
-    select(
-        Experiment.id,
-        Experiment.name,
-        Experiment.provisioning_state,
-        Workspace.name.label("workspace"),
-        Workspace.provisioning_state.label("workspace_state"),
-        ResourceGroup.name.label("group"),
-        ResourceGroup.provisioning_state.label("group_state"),
-        ResourceGroup.subscription,
-    ),
-    Experiment,
+_REF = Prepared(
+    workspaces.under_workspace(
+        select(
+            Experiment.id,
+            Experiment.name,
+            Experiment.provisioning_state,
+            Workspace.name.label("workspace"),
+            Workspace.provisioning_state.label("workspace_state"),
+            ResourceGroup.name.label("group"),
+            ResourceGroup.provisioning_state.label("group_state"),
+            ResourceGroup.subscription,
+        ),
+        Experiment,
+    )
 )
 
 
@@ -59,7 +62,7 @@ def arm_id(row: Experiment) -> str:
 
 def ref(ctx: Ctx, sub: str, group: str, workspace: str, name: str) -> ExperimentRef:
     """The experiment by its path, in one query that loads no objects; not found as ``get`` says it."""
-    row = ctx.session.connection().execute(_REF, workspaces.path_names(sub, group, workspace, name)).first()
+    row = _REF.run(ctx.session.connection(), workspaces.path_names(sub, group, workspace, name)).first()
     if row is None:
         found = get(ctx, sub, group, workspace, name)  # says which part of the path is missing
         workspaces.refuse_if_being_deleted(found.workspace)

@@ -228,7 +228,7 @@ _BY_PATH = workspaces.under_workspace(
     Experiment,
 )
 _INSERT = insert(Job)
-_EXISTS = select(Job.id).where(Job.experiment_id == bindparam("experiment_id"), Job.key == bindparam("key"))
+_EXISTS = Prepared(select(Job.id).where(Job.experiment_id == bindparam("experiment_id"), Job.key == bindparam("key")))
 
 
 def get(ctx: Ctx, sub: str, group: str, workspace: str, experiment: str, name: str) -> Job:
@@ -277,7 +277,7 @@ def create(
     parent = experiments.ref(ctx, sub, group, workspace, experiment)
     spec, cluster = build_spec(ctx, body.properties)
     connection = ctx.session.connection()
-    if connection.execute(_EXISTS, {"experiment_id": parent.id, "key": name.lower()}).first():
+    if _EXISTS.run(connection, {"experiment_id": parent.id, "key": name.lower()}).first():
         row = require(ctx.session, Job, name, "job", experiment_id=parent.id)
         refuse_if_deleting(row, "job")
         if row.spec != spec:
