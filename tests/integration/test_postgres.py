@@ -21,6 +21,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from batchai.scheduler import statements
 from batchai.store.db import MIGRATIONS, Database
 from batchai.store.tables import Base, UtcDateTime
 from tests.conftest import API, BIN, SUB, Server, arm_error, assert_nothing_left, free_port, url, wait_for
@@ -457,6 +458,28 @@ def test_the_engine_s_prepared_statements_do_what_sqlalchemy_does_on_postgres(
     try:
         database.upgrade()
         run_both_ways(database.engine, populate(database, tmp_path / "logs", tmp_path / "storage"))
+    finally:
+        database.dispose()
+
+
+def test_a_prepared_statement_on_a_lost_connection_lets_it_go(
+    postgres_server: PgServer,  # noqa: F811 - the fixture imported above
+) -> None:
+    """The database server ends a connection (as a restart would): the engine's statement fails with SQLAlchemy's
+    error saying the connection was invalidated, and the pool hands out a working one after."""
+    postgres_server.create_database("lost")
+    database = Database(postgres_server.url("lost"))
+    try:
+        database.upgrade()
+        with database.engine.connect() as connection:
+            pid = connection.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+            with database.engine.connect() as other:
+                other.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid or 0)})")
+            with pytest.raises(sa.exc.DBAPIError) as caught:
+                statements.ACTIVE_TASKS.run(connection)
+            assert caught.value.connection_invalidated
+        with database.engine.connect() as connection:
+            assert statements.ACTIVE_TASKS.run(connection).all() == []
     finally:
         database.dispose()
 

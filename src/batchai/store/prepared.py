@@ -11,6 +11,7 @@ escaped parameter names) runs through ``Connection.execute`` instead, with the s
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -151,8 +152,20 @@ class Prepared:
             rows = plan.read(list(cursor.fetchall())) if plan.row is not None else []
             return Rows(rows, cursor.rowcount)
         except dialect.loaded_dbapi.Error as error:
+            # A connection that is gone (a database server restarted) is not given back to the pool, as
+            # SQLAlchemy's own execution would not.
+            lost = dialect.is_disconnect(error, connection.connection.dbapi_connection, cursor)
+            if lost:
+                connection.invalidate(error)
             raise exc.DBAPIError.instance(
-                plan.sql, args, error, dialect.loaded_dbapi.Error, dialect=dialect, ismulti=many
+                plan.sql,
+                args,
+                error,
+                dialect.loaded_dbapi.Error,
+                connection_invalidated=lost,
+                dialect=dialect,
+                ismulti=many,
             ) from error
         finally:
-            cursor.close()
+            with contextlib.suppress(dialect.loaded_dbapi.Error):  # (its connection may be gone)
+                cursor.close()
