@@ -38,11 +38,11 @@ def make(directory: Path) -> None:
 def retire(directory: Path) -> None:
     """A job's directory on its node (``jobs/<id>``), once no process of the job runs: emptied into a spare
     when the node has fewer than ``SPARES``, else removed; one already gone is fine."""
-    if not directory.is_dir() or directory.is_symlink() or _holds_mount(directory):
-        remove(directory)
+    if _holds_mount(directory):
+        log.warning("left %s in place: a file system is still mounted in it", directory)
         return
     node_dir = directory.parent.parent
-    if len(_spares(node_dir)) < SPARES and _empty(directory):
+    if directory.is_dir() and not directory.is_symlink() and len(_spares(node_dir)) < SPARES and _empty(directory):
         spare = node_dir / "spare" / directory.name
         try:
             spare.parent.mkdir(exist_ok=True)
@@ -50,7 +50,7 @@ def retire(directory: Path) -> None:
             return
         except OSError:
             pass
-    remove(directory)
+    shutil.rmtree(directory, ignore_errors=True)  # (no mount in it: looked at above)
 
 
 def clear_earlier_jobs(node_dir: Path, keep: set[int]) -> None:

@@ -119,13 +119,14 @@ def spawn(
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")  # clock ticks per second, the unit of a process's start in /proc
+_BOOT = psutil.boot_time()  # (read once, as psutil's own create_time does: it reads /proc/stat)
 
 
 def start_time_now() -> float:
     """The start time (psutil's ``create_time``) of a process forked now, within a clock tick. Reading it from
     the process instead (``/proc/<pid>/stat``) waits until the process is through its exec: about 2.5 ms here,
     in which the launcher could do nothing else."""
-    return psutil.boot_time() + int(time.clock_gettime(time.CLOCK_BOOTTIME) * _TICKS) / _TICKS
+    return _BOOT + int(time.clock_gettime(time.CLOCK_BOOTTIME) * _TICKS) / _TICKS
 
 
 def start(

@@ -78,14 +78,17 @@ class _Plan:
             else:  # a value written in the statement
                 self.binds.append((name, bind.value if processor is None else processor(bind.value), None))
         self.row: Any = None
-        self.results: list[Callable[[Any], Any] | None] = []
+        self.results: list[Callable[[Any], Any] | None] | None = None  # (None: the driver's values as they are)
         if isinstance(statement, Select):
             columns = list(statement.selected_columns)
             keys = [str(column.key) for column in columns]
             if None in (column.key for column in columns) or len(set(keys)) != len(keys):
                 raise _NotPlain
             self.row = namedtuple("Row", keys)  # type: ignore[misc]
-            self.results = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]
+            results: list[Callable[[Any], Any] | None] = [
+                column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+            ]
+            self.results = results if any(results) else None
 
     def args(self, params: Params) -> Any:
         """The driver's parameters for one execution."""
@@ -102,7 +105,7 @@ class _Plan:
 
     def read(self, fetched: list[Any]) -> list[Any]:
         results = self.results
-        if not any(results):
+        if results is None:
             return [self.row._make(raw) for raw in fetched]
         return [
             self.row._make([value if p is None else p(value) for p, value in zip(results, raw, strict=True)])
