@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from batchai.runtime import job_dirs
+from batchai.runtime import job_dirs, supervisor
 
 
 def job_dir(node: Path, job_id: int) -> Path:
@@ -39,6 +39,53 @@ def test_a_job_s_directory_is_made_from_an_emptied_spare(tmp_path: Path) -> None
     assert [p.name for p in second.iterdir()] == ["wd"] and not list((second / "wd").iterdir())
     assert (outside / "kept.txt").read_text() == "kept"  # links were removed, not followed
     assert not list((node / "spare").iterdir())
+
+
+def _run_first_process(directory: Path) -> supervisor.Handle:
+    exit_file = directory / "task-0-1.exit"
+    process, handle = supervisor.spawn(
+        [sys.executable, "-c", "pass"],
+        env={},
+        cwd=directory / "wd",
+        stdout=directory / "stdout.txt",
+        stderr=directory / "stderr.txt",
+        exit_file=exit_file,
+    )
+    supervisor.record_exit(handle, process.wait())
+    return handle
+
+
+def test_a_spare_keeps_its_pid_file_emptied_for_the_next_job_s_process(tmp_path: Path) -> None:
+    """No file is freed per job on the common path (see the module's docstring): the next job's process writes
+    its pid into the emptied file, which meanwhile names no process."""
+    node = tmp_path / "node-0"
+    first = job_dir(node, 1)
+    _run_first_process(first)
+    inode = (first / "task-0-1.pid").stat().st_ino
+
+    job_dirs.retire(first)
+    second = job_dir(node, 2)
+    assert sorted(p.name for p in second.iterdir()) == ["task-0-1.pid", "wd"]
+    assert (second / "task-0-1.pid").read_text() == ""
+    assert supervisor.find(second / "task-0-1.exit") is None
+    assert supervisor.recorded(second / "task-0-1.exit") == (None, None)
+
+    handle = _run_first_process(second)
+    assert (second / "task-0-1.pid").stat().st_ino == inode
+    assert supervisor.find(second / "task-0-1.exit") == handle
+    assert supervisor.recorded(second / "task-0-1.exit")[0] == 0
+
+
+def test_a_pid_file_replaced_by_a_link_is_neither_followed_nor_kept(tmp_path: Path) -> None:
+    node, outside = tmp_path / "node-0", tmp_path / "kept.txt"
+    outside.write_text("kept")
+    first = job_dir(node, 1)
+    (first / "task-0-1.pid").symlink_to(outside)
+    with pytest.raises(OSError):  # a process is not started with its pid written through the link
+        _run_first_process(first)
+    job_dirs.retire(first)
+    second = job_dir(node, 2)
+    assert [p.name for p in second.iterdir()] == ["wd"] and outside.read_text() == "kept"
 
 
 def test_a_working_directory_replaced_by_a_link_is_not_followed(tmp_path: Path) -> None:

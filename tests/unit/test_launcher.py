@@ -233,6 +233,12 @@ def _follow(client: LauncherClient, tmp_path: Path, name: str, after: Handle) ->
     return client.follow(after, _spawn(tmp_path, name, [sys.executable, "-c", "import time; print(time.time())"]))
 
 
+def _never_ran(tmp_path: Path, name: str) -> bool:
+    """Whether the process ``_spawn(tmp_path, name, ...)`` never started (its files may be open already)."""
+    stdout = tmp_path / name / "stdout.txt"
+    return supervisor.find(tmp_path / f"{name}.exit") is None and not (stdout.exists() and stdout.read_text())
+
+
 def _gated(client: LauncherClient, tmp_path: Path, name: str) -> tuple[Handle, Path]:
     gate = tmp_path / f"{name}.gate"
     return _start(client, tmp_path, name, ["bash", "-c", f"until [ -e {gate} ]; do sleep 0.02; done"]), gate
@@ -243,7 +249,9 @@ def test_a_follower_starts_the_moment_its_process_has_ended(tmp_path: Path, clie
     assert client.follows(first)
     follower = _follow(client, tmp_path, "next", first)
     assert not follower.handle.done()
-    assert not (tmp_path / "next").exists()  # (nothing of it starts early: its output files are opened at its start)
+    assert _never_ran(tmp_path, "next")
+    wait_for(lambda: (tmp_path / "next" / "stdout.txt").exists(), timeout=10)  # its files are opened meanwhile
+    assert _never_ran(tmp_path, "next")
     gate.touch()
     handle = follower.handle.result(10)
     wait_for(lambda: client.outcome(handle) is not None, timeout=10)
@@ -254,7 +262,11 @@ def test_a_follower_starts_the_moment_its_process_has_ended(tmp_path: Path, clie
     assert not client.cancel(follower)  # it started: too late
 
 
-def test_a_cancelled_follower_never_starts(tmp_path: Path, client: LauncherClient) -> None:
+def _holds_files_of(run_dir: Path, directory: Path) -> bool:
+    return any(Path(f.path).is_relative_to(directory) for f in _launcher(run_dir).open_files())
+
+
+def test_a_cancelled_follower_never_starts(tmp_path: Path, run_dir: Path, client: LauncherClient) -> None:
     first, gate = _gated(client, tmp_path, "first")
     follower = _follow(client, tmp_path, "next", first)
     assert client.cancel(follower)
@@ -263,8 +275,9 @@ def test_a_cancelled_follower_never_starts(tmp_path: Path, client: LauncherClien
     assert client.watch(first, ended.set)
     gate.touch()
     assert ended.wait(10)  # the first one's end is told after its followers have started: none did
-    assert not (tmp_path / "next").exists()
+    assert _never_ran(tmp_path, "next")
     assert not (tmp_path / "next.exit").exists()
+    assert not _holds_files_of(run_dir, tmp_path / "next")  # (its files, opened meanwhile, are closed)
 
 
 def test_a_follower_of_a_process_that_has_ended_starts_at_once(tmp_path: Path, client: LauncherClient) -> None:
@@ -288,7 +301,8 @@ def test_followers_go_with_the_server_that_asked_for_them(tmp_path: Path, run_di
         assert second_server.watch(first, ended.set)
         gate.touch()
         assert ended.wait(10)
-        assert not (tmp_path / "next").exists()
+        assert _never_ran(tmp_path, "next")
+        assert not _holds_files_of(run_dir, tmp_path / "next")
     finally:
         second_server.close()
 

@@ -5,7 +5,10 @@ new job).
 A node keeps up to ``SPARES`` of those directories, emptied, in ``spare/`` and makes its next jobs' from them
 (a rename) rather than remove one directory and make another for each job. On ext4 both cost: making a
 directory allocates an inode and a block, and removing one frees the block, which with the ``discard`` mount
-option waits for the disk. A job's own files in it go as before (a spare is always empty).
+option waits for the disk. A job's own files in it go as before. A spare keeps only its processes' pid files,
+emptied (an empty one names no process: ``supervisor.find``), so that the next job's first process writes its
+own into the same file: this disk (ext4 without a journal) passes over every inode freed in the last minutes
+each time it makes a new file, so one file freed per job made every later file of every job slower.
 
 Nothing is ever removed through a mount: a directory that still holds a mounted file system (an unmanaged one a
 job mounted) is left whole, with a warning."""
@@ -16,6 +19,8 @@ import logging
 import os
 import shutil
 from pathlib import Path
+
+from batchai.runtime.supervisor import PID_SUFFIX
 
 log = logging.getLogger("batchai.engine")
 SPARES = 2  # emptied job directories a node keeps (one is enough while jobs follow one another)
@@ -83,8 +88,8 @@ def _spares(node_dir: Path) -> list[Path]:
 
 
 def _empty(directory: Path) -> bool:
-    """Remove everything in a job's directory but its ``wd``, and everything in that; whether it is now empty
-    but for an empty ``wd``. Through file descriptors, as ``shutil.rmtree`` does: no link is followed, even
+    """Remove everything in a job's directory but its ``wd`` and its pid files (emptied), and everything in
+    ``wd``; whether nothing else is left. Through file descriptors, as ``shutil.rmtree`` does: no link is followed, even
     one put in the place of a directory meanwhile."""
     try:
         top = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
@@ -96,19 +101,22 @@ def _empty(directory: Path) -> bool:
         os.close(top)
         return False
     try:
-        return _empty_fd(top, keep="wd") and _empty_fd(work)
+        return _empty_fd(top, keep="wd", emptied=PID_SUFFIX) and _empty_fd(work)
     finally:
         os.close(work)
         os.close(top)
 
 
-def _empty_fd(fd: int, keep: str = "") -> bool:
-    """Remove every entry of the directory open as ``fd`` but ``keep``; whether none is left."""
+def _empty_fd(fd: int, keep: str = "", emptied: str = "") -> bool:
+    """Remove every entry of the directory open as ``fd`` but ``keep`` and the files named ``*{emptied}``,
+    which are emptied instead; whether nothing else is left."""
     for entry in os.scandir(fd):
         if entry.name == keep:
             continue
         try:
-            if entry.is_dir(follow_symlinks=False):
+            if emptied and entry.name.endswith(emptied) and entry.is_file(follow_symlinks=False):
+                os.close(os.open(entry.name, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd))
+            elif entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.name, dir_fd=fd)
             else:
                 os.unlink(entry.name, dir_fd=fd)
@@ -116,7 +124,12 @@ def _empty_fd(fd: int, keep: str = "") -> bool:
             continue
         except OSError:
             return False
-    return [entry.name for entry in os.scandir(fd)] == ([keep] if keep else [])
+    left = [
+        e.name
+        for e in os.scandir(fd)
+        if not (emptied and e.name.endswith(emptied) and e.is_file(follow_symlinks=False))
+    ]
+    return left == ([keep] if keep else [])
 
 
 def _holds_mount(directory: Path) -> bool:

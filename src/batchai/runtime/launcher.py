@@ -26,7 +26,8 @@ directory (mode 0700; a peer of another user is refused).
 
 A request with ``after`` is a follower: it starts the moment that process (one of the launcher's) has
 ended and what it left running is gone, before its end is told, so that a node's next job starts without
-waiting for the server (its reply comes then). A follower of a process that is not the launcher's (any
+waiting for the server (its reply comes then); its files (output, pid file) are opened as it arrives, so
+that little more than a fork lies between the two. A follower of a process that is not the launcher's (any
 more) starts at once. Followers belong to their connection: they are dropped when it closes, and a
 cancel answers false once the follower has started (its reply went first).
 
@@ -93,6 +94,29 @@ def _same_user(conn: socket.socket) -> bool:
 
 
 # -- the launcher process ---------------------------------------------------------------------------------
+@dataclass
+class Waiting:
+    """A request of ``conn`` waiting for a process to end (``after``), with its files opened meanwhile: so that
+    starting it, once that process has ended, is little more than a fork."""
+
+    conn: socket.socket
+    request: dict[str, Any]
+    outputs: supervisor.Outputs | None  # (None if they could not be opened: its start then says why)
+
+    @classmethod
+    def on(cls, conn: socket.socket, request: dict[str, Any]) -> Waiting:
+        try:
+            paths = [Path(request[name]) for name in ("stdout", "stderr", "exit_file")]
+            outputs = supervisor.open_outputs(*paths)
+        except OSError:
+            outputs = None
+        return cls(conn, request, outputs)
+
+    def close(self) -> None:
+        if self.outputs is not None:
+            self.outputs.close()
+
+
 class Launcher:
     """The launcher's loop: one thread, a selector over the listening socket, the servers' connections and
     a pidfd per running process."""
@@ -109,8 +133,8 @@ class Launcher:
         # What ended processes left running, told to stop: their end is told once it is gone (its node is not
         # free for the next job until then).
         self.leftovers: list[Leftovers] = []
-        # Requests waiting for a process to end (``after``), by that process: (the connection, the request).
-        self.followers: dict[tuple[int, float], list[tuple[socket.socket, dict[str, Any]]]] = {}
+        # Requests waiting for a process to end (``after``), by that process.
+        self.followers: dict[tuple[int, float], list[Waiting]] = {}
         # The orphans it adopts (orphans.adopt) end with no pidfd of its own: SIGCHLD wakes the loop to reap them.
         self.signals: list[socket.socket] = []
         if threading.current_thread() is threading.main_thread():
@@ -175,7 +199,10 @@ class Launcher:
     def _drop(self, conn: socket.socket) -> None:
         self.clients.pop(conn, None)
         for key, waiting in list(self.followers.items()):
-            if not (waiting := [(c, r) for c, r in waiting if c is not conn]):
+            for follower in waiting:
+                if follower.conn is conn:
+                    follower.close()
+            if not (waiting := [f for f in waiting if f.conn is not conn]):
                 del self.followers[key]
             else:
                 self.followers[key] = waiting
@@ -209,7 +236,7 @@ class Launcher:
                 elif request.get("after") and self._running(
                     after := (int(request["after"][0]), float(request["after"][1]))
                 ):
-                    self.followers.setdefault(after, []).append((conn, request))
+                    self.followers.setdefault(after, []).append(Waiting.on(conn, request))
                     continue  # answered once it starts
                 else:
                     reply = {"id": request["id"], **self._start(request)}
@@ -229,8 +256,11 @@ class Launcher:
     def _cancel(self, conn: socket.socket, request_id: int) -> bool:
         """Drop a follower of ``conn`` that has not started; False if there is none (it started already)."""
         for key, waiting in list(self.followers.items()):
-            kept = [(c, r) for c, r in waiting if not (c is conn and r["id"] == request_id)]
+            kept = [f for f in waiting if not (f.conn is conn and f.request["id"] == request_id)]
             if len(kept) < len(waiting):
+                for follower in waiting:
+                    if follower not in kept:
+                        follower.close()
                 if kept:
                     self.followers[key] = kept
                 else:
@@ -241,12 +271,15 @@ class Launcher:
     def _start_followers(self, message: dict[str, Any]) -> dict[socket.socket, list[dict[str, Any]]]:
         """Start what waited for the process ``message`` tells the end of; the replies to send, by connection."""
         replies: dict[socket.socket, list[dict[str, Any]]] = {}
-        for conn, request in self.followers.pop((message["exit"], message["start"]), []):
-            if conn in self.clients:
-                replies.setdefault(conn, []).append({"id": request["id"], **self._start(request)})
+        for follower in self.followers.pop((message["exit"], message["start"]), []):
+            if follower.conn in self.clients:
+                reply = {"id": follower.request["id"], **self._start(follower.request, follower.outputs)}
+                replies.setdefault(follower.conn, []).append(reply)
+            else:
+                follower.close()
         return replies
 
-    def _start(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _start(self, request: dict[str, Any], outputs: supervisor.Outputs | None = None) -> dict[str, Any]:
         files = {
             "env": request["env"],
             "cwd": Path(request["cwd"]),
@@ -256,7 +289,7 @@ class Launcher:
         }
         try:
             try:
-                process, handle = supervisor.spawn(request["argv"], **files)
+                process, handle = supervisor.spawn(request["argv"], **files, outputs=outputs)
             except OSError:
                 if not request.get("fallback"):
                     raise

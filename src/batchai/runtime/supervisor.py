@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import psutil
 
@@ -92,30 +92,66 @@ def wrapper_script(body: str, exit_file: Path) -> str:
     return f"exec 3>&2 2>/dev/null\n(\nexec 2>&3 3>&-\n{body}\n)\n__batchai_rc=$?\n{record}\nexit $__batchai_rc\n"
 
 
-def spawn(
-    argv: list[str], *, env: dict[str, str], cwd: Path, stdout: Path, stderr: Path, exit_file: Path
-) -> tuple[subprocess.Popen[bytes], Handle]:
-    """Start ``argv`` in a new session, unbuffered, with output appended to the given files, and write its
-    pid file at once (so that a server that dies before it records the process can still find it). The
-    caller owns the child: it must reap it (``Popen.wait``). Raises OSError if it cannot start."""
+@dataclass
+class Outputs:
+    """A process's stdout and stderr and its pid file, open before it starts (``open_outputs``)."""
+
+    stdout: BinaryIO
+    stderr: BinaryIO
+    pids: BinaryIO
+
+    def close(self) -> None:
+        for file in (self.stdout, self.stderr, self.pids):
+            file.close()
+
+
+def open_outputs(stdout: Path, stderr: Path, exit_file: Path) -> Outputs:
+    """The files of a process to be started with ``exit_file``: its output is appended to ``stdout`` and
+    ``stderr``; its pid file is emptied, not removed (a node's job directory may come with one: ``job_dirs``),
+    and an empty one names no process (``find``). Raises OSError if they cannot be opened."""
     exit_file.unlink(missing_ok=True)
-    pid_file(exit_file).unlink(missing_ok=True)
     for directory in {stdout.parent, stderr.parent}:
         directory.mkdir(parents=True, exist_ok=True)
-    with open(stdout, "ab", buffering=0) as out, open(stderr, "ab", buffering=0) as err:
+    with contextlib.ExitStack() as opened:
+        out = opened.enter_context(open(stdout, "ab", buffering=0))
+        err = opened.enter_context(open(stderr, "ab", buffering=0))
+        pids = opened.enter_context(open(pid_file(exit_file), "wb", buffering=0, opener=_no_link))
+        opened.pop_all()
+    return Outputs(out, err, pids)
+
+
+def spawn(
+    argv: list[str],
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    stdout: Path,
+    stderr: Path,
+    exit_file: Path,
+    outputs: Outputs | None = None,
+) -> tuple[subprocess.Popen[bytes], Handle]:
+    """Start ``argv`` in a new session, unbuffered, with output appended to the given files, and write its
+    pid file at once (so that a server that dies before it records the process can still find it). ``outputs``:
+    those files opened already (``open_outputs``); closed either way. The caller owns the child: it must reap it
+    (``Popen.wait``). Raises OSError if it cannot start."""
+    with contextlib.closing(outputs or open_outputs(stdout, stderr, exit_file)) as files:
         started = start_time_now()
         process = subprocess.Popen(
             argv,
             cwd=cwd,
             env={**env, "PYTHONUNBUFFERED": "1", orphans.TAG: str(exit_file)},
             stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
+            stdout=files.stdout,
+            stderr=files.stderr,
             start_new_session=True,
             close_fds=True,
         )
-    pid_file(exit_file).write_text(f"{process.pid} {started!r}")
+        files.pids.write(f"{process.pid} {started!r}".encode())
     return process, Handle(process.pid, started, exit_file)
+
+
+def _no_link(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW, 0o666)
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")  # clock ticks per second, the unit of a process's start in /proc
@@ -148,12 +184,16 @@ def reap_orphans() -> None:
         orphans.reap(set(_children))
 
 
+PID_SUFFIX = ".pid"
+
+
 def pid_file(exit_file: Path) -> Path:
-    return exit_file.with_suffix(".pid")
+    return exit_file.with_suffix(PID_SUFFIX)
 
 
 def find(exit_file: Path, where: str = "") -> Handle | None:
-    """The handle of the process started with ``exit_file``, from its pid file; None if it never started."""
+    """The handle of the process started with ``exit_file``, from its pid file; None if it never started (no
+    pid file, or an empty one)."""
     try:
         pid, started = pid_file(exit_file).read_text().split("\n")[0].split()
         return Handle(int(pid), float(started), exit_file, where)
@@ -164,8 +204,11 @@ def find(exit_file: Path, where: str = "") -> Handle | None:
 def record_exit(handle: Handle, code: int) -> None:
     """Write down how a process that this one started (``spawn``) ended, before reaping it: a second line in its
     pid file (read back by ``poll``). Raises OSError if it cannot (e.g. its directory is gone)."""
-    with open(pid_file(handle.exit_file), "a") as recorded:
-        recorded.write(f"\n{code}")
+    recorded = os.open(pid_file(handle.exit_file), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    try:
+        os.write(recorded, f"\n{code}".encode())
+    finally:
+        os.close(recorded)
 
 
 # Processes this server started: kept so that they are reaped (no zombies) and waited on cheaply;
