@@ -195,6 +195,11 @@ async def any_api_version(request: Request) -> str:
     return version
 
 
+def path_names(request: HTTPConnection) -> tuple[str, ...]:
+    """The names in the request's path, in the path's order (``sub``, ``group``, ``workspace``, ...)."""
+    return tuple(request.path_params.values())
+
+
 def respond(content: Any, status_code: int = 200) -> JSONResponse:
     """A JSON response of content that is already wire JSON (skips FastAPI's slow re-encoding)."""
     return JSONResponse(content, status_code=status_code)

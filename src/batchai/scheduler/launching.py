@@ -4,6 +4,7 @@ start. The engine's launch threads run this; no pass waits for it. No database i
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from collections.abc import Callable
@@ -278,6 +279,9 @@ class Starter:
             )
             if start.after is None:  # (a staged job's once it has started)
                 append_log(start.execution_log, self.clock(), start.started_line)
+            elif start.execution_log:  # made now, so that recording its start (the engine's thread) only adds a line
+                with contextlib.suppress(OSError):
+                    open(start.execution_log, "a").close()
             if start.container_on_host is not None:
                 append_log(
                     start.execution_log,

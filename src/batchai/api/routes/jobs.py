@@ -9,7 +9,16 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
 from batchai.api import render
-from batchai.api.deps import api_version, delete_in_two_steps, page, respond, run, run_on_node, wait_jobs_ended
+from batchai.api.deps import (
+    api_version,
+    delete_in_two_steps,
+    page,
+    path_names,
+    respond,
+    run,
+    run_on_node,
+    wait_jobs_ended,
+)
 from batchai.api.file_items import signed_files
 from batchai.api.routes import EXPERIMENT
 from batchai.errors import InvalidInput
@@ -22,21 +31,25 @@ router = APIRouter(dependencies=[Depends(api_version)], tags=["jobs"])
 JOB = EXPERIMENT + "/jobs/{job}"
 
 
+# The routes every job goes through (create, get, list) take the names in their path from the request
+# (``path_names``) rather than as parameters: FastAPI examines each declared parameter again on every request.
 @router.put(JOB)
-def put_job(sub: str, group: str, workspace: str, experiment: str, job: str, body: JobInput, request: Request) -> Any:
+def put_job(body: JobInput, request: Request) -> Any:
+    sub, group, workspace, experiment, job = path_names(request)
     created = run(request, lambda ctx: render.job(*jobs.create(ctx, sub, group, workspace, experiment, job, body)))
     return respond(created)
 
 
 @router.get(JOB)
-def get_job(sub: str, group: str, workspace: str, experiment: str, job: str, request: Request) -> Any:
-    return respond(run(request, lambda ctx: render.job(*jobs.view(ctx, sub, group, workspace, experiment, job))))
+def get_job(request: Request) -> Any:
+    names = path_names(request)
+    return respond(run(request, lambda ctx: render.job(*jobs.view(ctx, *names))))
 
 
 @router.get(EXPERIMENT + "/jobs")
-def list_jobs(sub: str, group: str, workspace: str, experiment: str, request: Request) -> Any:
+def list_jobs(request: Request) -> Any:
     def show(ctx: Ctx) -> list[dict[str, Any]]:
-        views, parent = jobs.views_in_experiment(ctx, sub, group, workspace, experiment)
+        views, parent = jobs.views_in_experiment(ctx, *path_names(request))
         return [render.job(view, parent) for view in views]
 
     return page(request, run(request, show))
