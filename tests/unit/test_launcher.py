@@ -28,9 +28,13 @@ def run_dir(tmp_path: Path) -> Iterator[Path]:
     # Longer than a Unix socket address may be: the launcher must not care.
     path = tmp_path / ("d" * 60) / ("e" * 60) / "run"
     yield path
-    for process in psutil.process_iter(["cmdline"]):  # nothing outlives a test, whatever it asserted
-        if str(path) in " ".join(process.info["cmdline"] or []):
-            process.kill()
+    # Nothing outlives a test, whatever it asserted: neither its launcher nor what that started (a gated process
+    # of a test that failed before opening its gate), found by the paths in their command lines and environments.
+    for process in psutil.process_iter(["cmdline", "environ"]):
+        named = [*(process.info["cmdline"] or []), *(process.info["environ"] or {}).values()]
+        if process.pid != os.getpid() and any(str(tmp_path) in part for part in named):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
 
 
 @pytest.fixture
