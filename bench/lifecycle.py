@@ -4,13 +4,15 @@ kernel's scheduler events (``perf record -e sched:*``, so it needs ``perf`` and 
     python bench/lifecycle.py [--jobs 200] [--rounds 3]
 
 It prints, over the round: how long 0, 1 or 2 jobs were running at once (a job: from the launcher's fork
-to its exit), and the two cores' time per job split between the jobs, the server, the launcher, the
-benchmark's client, other processes and idle. Each round is one trace; rounds are printed one by one.
+to its exit), how long a job's exit is from the next job's fork, and the two cores' time per job split
+between the jobs, the server, the launcher, the benchmark's client, other processes and idle. Each round is
+one trace; rounds are printed one by one.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import collections
 import os
 import re
@@ -74,6 +76,15 @@ def analyse(data: Path, server_pid: int, launcher_pid: int) -> None:
     at_once = ", ".join(f"{n}: {spans[n] / total:.1%}" for n in sorted(spans))
     rate = count / (end - start)
     print(f"{count} jobs in {end - start:.2f} s ({rate:.1f} jobs/s); time with n jobs running: {at_once}")
+    # A node's wait between jobs: from a job's exit to the next fork (on either node: with two nodes and one job
+    # ending at a time, nearly always its own node's next job, started by the launcher as a staged follower).
+    forks = sorted(s for s, _ in ended.values())
+    gaps = sorted(forks[i] - e for e in sorted(e for _, e in ended.values()) if (i := bisect.bisect(forks, e)) < count)
+    if gaps:
+        p50, p90 = (1000 * gaps[int(q * (len(gaps) - 1))] for q in (0.5, 0.9))
+        print(
+            f"  a job's exit to the next fork: median {p50:.2f} ms, p90 {p90:.2f} ms, {1000 * sum(gaps):.0f} ms in all"
+        )
 
     def owner(tid: int, client_pid: int = os.getpid()) -> str:
         pid = process_of.get(tid, tid)
