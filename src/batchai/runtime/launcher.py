@@ -94,7 +94,7 @@ def _same_user(conn: socket.socket) -> bool:
 
 
 # -- the launcher process ---------------------------------------------------------------------------------
-@dataclass
+@dataclass(eq=False)
 class Waiting:
     """A request of ``conn`` waiting for a process to end (``after``), with its files opened meanwhile: so that
     starting it, once that process has ended, is little more than a fork."""
@@ -259,7 +259,7 @@ class Launcher:
             kept = [f for f in waiting if not (f.conn is conn and f.request["id"] == request_id)]
             if len(kept) < len(waiting):
                 for follower in waiting:
-                    if follower not in kept:
+                    if follower not in kept:  # (by identity)
                         follower.close()
                 if kept:
                     self.followers[key] = kept
