@@ -114,7 +114,7 @@ def _empty_fd(fd: int, keep: str = "", emptied: str = "") -> bool:
         if entry.name == keep:
             continue
         try:
-            if emptied and entry.name.endswith(emptied) and entry.is_file(follow_symlinks=False):
+            if _emptied(entry, emptied):
                 os.close(os.open(entry.name, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd))
             elif entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.name, dir_fd=fd)
@@ -124,12 +124,13 @@ def _empty_fd(fd: int, keep: str = "", emptied: str = "") -> bool:
             continue
         except OSError:
             return False
-    left = [
-        e.name
-        for e in os.scandir(fd)
-        if not (emptied and e.name.endswith(emptied) and e.is_file(follow_symlinks=False))
-    ]
+    left = [entry.name for entry in os.scandir(fd) if not _emptied(entry, emptied)]
     return left == ([keep] if keep else [])
+
+
+def _emptied(entry: os.DirEntry[str], suffix: str) -> bool:
+    """Whether ``entry`` is a file that ``_empty_fd`` empties rather than removes (a name ending in ``suffix``)."""
+    return bool(suffix) and entry.name.endswith(suffix) and entry.is_file(follow_symlinks=False)
 
 
 def _holds_mount(directory: Path) -> bool:
