@@ -55,9 +55,9 @@ def _run_first_process(directory: Path) -> supervisor.Handle:
     return handle
 
 
-def test_a_spare_keeps_its_pid_file_emptied_for_the_next_job_s_process(tmp_path: Path) -> None:
-    """No file is freed per job on the common path (see the module's docstring): the next job's process writes
-    its pid into the emptied file, which meanwhile names no process."""
+def test_a_spare_keeps_its_pid_file_blank_for_the_next_job_s_process(tmp_path: Path) -> None:
+    """No file is freed per job on the common path, nor emptied (see the module's docstring): the next job's
+    process writes its pid into the blank file, which meanwhile names no process."""
     node = tmp_path / "node-0"
     first = job_dir(node, 1)
     _run_first_process(first)
@@ -66,7 +66,7 @@ def test_a_spare_keeps_its_pid_file_emptied_for_the_next_job_s_process(tmp_path:
     job_dirs.retire(first)
     second = job_dir(node, 2)
     assert sorted(p.name for p in second.iterdir()) == ["task-0-1.pid", "wd"]
-    assert (second / "task-0-1.pid").read_text() == ""
+    assert (second / "task-0-1.pid").read_bytes() == supervisor.NO_PROCESS
     assert supervisor.find(second / "task-0-1.exit") is None
     assert supervisor.recorded(second / "task-0-1.exit") == (None, None)
 

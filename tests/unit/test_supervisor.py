@@ -56,3 +56,28 @@ def test_an_end_is_written_down_in_the_pid_file_or_the_exit_file(tmp_path: Path)
         script, env={}, cwd=tmp_path, stdout=tmp_path / "out1.txt", stderr=tmp_path / "err1.txt", exit_file=wrapped
     )
     assert supervisor.wait(started, timeout=10) == supervisor.Outcome(5, ended_at=wrapped.stat().st_mtime)
+
+
+def test_a_pid_file_is_overwritten_never_emptied(tmp_path: Path) -> None:
+    """A reused pid file (a job's earlier attempt, a spare job directory) names no process from the moment the
+    next process's files are opened, and then names that process alone; it is never emptied on the way
+    (``supervisor.NO_PROCESS``: truncating it to nothing costs a disk write and a block per job on ext4)."""
+    exit_file = tmp_path / "task-0-2.exit"
+    pids = supervisor.pid_file(exit_file)
+    pids.write_text("999999 1700000000.123456789\n3")  # an earlier attempt's, longer than what follows
+    outputs = supervisor.open_outputs(tmp_path / "stdout.txt", tmp_path / "stderr.txt", exit_file)
+    assert pids.read_bytes() == supervisor.NO_PROCESS
+    assert supervisor.find(exit_file) is None and supervisor.recorded(exit_file) == (None, None)
+
+    process, handle = supervisor.spawn(
+        [sys.executable, "-c", "pass"],
+        env={},
+        cwd=tmp_path,
+        stdout=tmp_path / "stdout.txt",
+        stderr=tmp_path / "stderr.txt",
+        exit_file=exit_file,
+        outputs=outputs,
+    )
+    assert pids.read_text() == f"{handle.pid} {handle.start!r}"
+    supervisor.record_exit(handle, process.wait())
+    assert supervisor.find(exit_file) == handle and supervisor.recorded(exit_file)[0] == 0

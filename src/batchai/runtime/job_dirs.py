@@ -6,8 +6,8 @@ A node keeps up to ``SPARES`` of those directories, emptied, in ``spare/`` and m
 (a rename) rather than remove one directory and make another for each job. On ext4 both cost: making a
 directory allocates an inode and a block, and removing one frees the block, which with the ``discard`` mount
 option waits for the disk. A job's own files in it go as before. A spare keeps only its processes' pid files,
-emptied (an empty one names no process: ``supervisor.find``), so that the next job's first process writes its
-own into the same file: this disk (ext4 without a journal) passes over every inode freed in the last minutes
+made blank (``supervisor.NO_PROCESS``: a blank one names no process), so that the next job's first process writes
+its own into the same file: this disk (ext4 without a journal) passes over every inode freed in the last minutes
 each time it makes a new file, so one file freed per job made every later file of every job slower.
 
 Nothing is ever removed through a mount: a directory that still holds a mounted file system (an unmanaged one a
@@ -20,7 +20,7 @@ import os
 import shutil
 from pathlib import Path
 
-from batchai.runtime.supervisor import PID_SUFFIX
+from batchai.runtime.supervisor import NO_PROCESS, PID_SUFFIX, overwrite
 
 log = logging.getLogger("batchai.engine")
 SPARES = 2  # emptied job directories a node keeps (one is enough while jobs follow one another)
@@ -88,7 +88,7 @@ def _spares(node_dir: Path) -> list[Path]:
 
 
 def _empty(directory: Path) -> bool:
-    """Remove everything in a job's directory but its ``wd`` and its pid files (emptied), and everything in
+    """Remove everything in a job's directory but its ``wd`` and its pid files (made blank), and everything in
     ``wd``; whether nothing else is left. Through file descriptors, as ``shutil.rmtree`` does: no link is followed, even
     one put in the place of a directory meanwhile."""
     try:
@@ -101,21 +101,25 @@ def _empty(directory: Path) -> bool:
         os.close(top)
         return False
     try:
-        return _empty_fd(top, keep="wd", emptied=PID_SUFFIX) and _empty_fd(work)
+        return _empty_fd(top, keep="wd", blanked=PID_SUFFIX) and _empty_fd(work)
     finally:
         os.close(work)
         os.close(top)
 
 
-def _empty_fd(fd: int, keep: str = "", emptied: str = "") -> bool:
-    """Remove every entry of the directory open as ``fd`` but ``keep`` and the files named ``*{emptied}``,
-    which are emptied instead; whether nothing else is left."""
+def _empty_fd(fd: int, keep: str = "", blanked: str = "") -> bool:
+    """Remove every entry of the directory open as ``fd`` but ``keep`` and the files named ``*{blanked}``,
+    which are made blank instead (``supervisor.NO_PROCESS``); whether nothing else is left."""
     for entry in os.scandir(fd):
         if entry.name == keep:
             continue
         try:
-            if _emptied(entry, emptied):
-                os.close(os.open(entry.name, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd))
+            if _blanked(entry, blanked):
+                kept = os.open(entry.name, os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fd)
+                try:
+                    overwrite(kept, NO_PROCESS)
+                finally:
+                    os.close(kept)
             elif entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.name, dir_fd=fd)
             else:
@@ -124,12 +128,12 @@ def _empty_fd(fd: int, keep: str = "", emptied: str = "") -> bool:
             continue
         except OSError:
             return False
-    left = [entry.name for entry in os.scandir(fd) if not _emptied(entry, emptied)]
+    left = [entry.name for entry in os.scandir(fd) if not _blanked(entry, blanked)]
     return left == ([keep] if keep else [])
 
 
-def _emptied(entry: os.DirEntry[str], suffix: str) -> bool:
-    """Whether ``entry`` is a file that ``_empty_fd`` empties rather than removes (a name ending in ``suffix``)."""
+def _blanked(entry: os.DirEntry[str], suffix: str) -> bool:
+    """Whether ``entry`` is a file that ``_empty_fd`` makes blank rather than removes (a name ending in ``suffix``)."""
     return bool(suffix) and entry.name.endswith(suffix) and entry.is_file(follow_symlinks=False)
 
 
