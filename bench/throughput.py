@@ -7,6 +7,9 @@ as fast as the API takes them and the clock stops when a client polling the API 
 ``--command`` runs another command as every job (both under batchai and under xargs), e.g. one that sleeps
 50 ms, to see the ratio for jobs that do something.
 
+``--phases`` also prints, for each round, how long the client took to create the jobs, how many ended meanwhile,
+and the rate of the rest (the jobs' end times as the API tells them).
+
 With ``--compare SRC`` it measures this tree against another checkout's ``src`` instead (two servers,
 rounds alternating between them): the machine's drift then cancels out of a change's effect.
 
@@ -20,6 +23,8 @@ import contextlib
 import statistics
 import subprocess
 import time
+from dataclasses import dataclass
+from datetime import datetime
 
 from harness import PYTHON, server, wait_for
 
@@ -39,11 +44,23 @@ def xargs_seconds(jobs: int, command: str = COMMAND) -> float:
     return time.perf_counter() - start
 
 
+@dataclass
+class Round:
+    seconds: float  # from the first PUT until the client saw the last job end
+    submit_seconds: float  # the PUTs alone
+    ended_while_submitting: int  # jobs that ended before the last PUT returned
+
+
 def batchai_seconds(bench, jobs: int, prefix: str, command: str = COMMAND) -> float:  # type: ignore[no-untyped-def]
+    return batchai_round(bench, jobs, prefix, command).seconds
+
+
+def batchai_round(bench, jobs: int, prefix: str, command: str = COMMAND) -> Round:  # type: ignore[no-untyped-def]
     bench.use_experiment(prefix.rstrip("-"))
     start = time.perf_counter()
     for i in range(jobs):
         bench.submit(f"{prefix}{i}", command)
+    submitted, submitted_at = time.perf_counter() - start, time.time()
     jobs_path = f"{bench.ws}/experiments/{bench.experiment}/jobs?api-version=2018-05-01"
 
     def all_done() -> bool:
@@ -65,13 +82,11 @@ def batchai_seconds(bench, jobs: int, prefix: str, command: str = COMMAND) -> fl
     wait_for(lambda: all(bench.state(name) in ("succeeded", "failed") for name in tail), timeout=600, interval=0.005)
     wait_for(all_done, timeout=600, interval=0.05)
     elapsed = time.perf_counter() - start
-    failed = [
-        j["name"]
-        for j in bench.wire.call("GET", jobs_path)["value"]
-        if j["name"].startswith(prefix) and j["properties"]["executionState"] != "succeeded"
-    ]
+    listed = [j for j in bench.wire.call("GET", jobs_path)["value"] if j["name"].startswith(prefix)]
+    failed = [j["name"] for j in listed if j["properties"]["executionState"] != "succeeded"]
     assert not failed, f"failed jobs: {failed[:5]}"
-    return elapsed
+    ends = [datetime.fromisoformat(j["properties"]["executionInfo"]["endTime"]).timestamp() for j in listed]
+    return Round(elapsed, submitted, sum(1 for end in ends if end <= submitted_at))
 
 
 def compare(rounds: int, jobs: int, other_src: str) -> None:
@@ -95,6 +110,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--compare", metavar="SRC", help="another checkout's src directory to measure against")
     parser.add_argument("--command", default=COMMAND, help="the command every job runs (default: python -c pass)")
+    parser.add_argument("--phases", action="store_true", help="also the time the PUTs took, and the rate after them")
     args = parser.parse_args()
     if args.compare:
         compare(args.rounds, args.jobs, args.compare)
@@ -103,12 +119,20 @@ def main() -> None:
     with server(nodes=NODES) as bench:
         for r in range(args.rounds):
             base = xargs_seconds(args.jobs, args.command)
-            ours = batchai_seconds(bench, args.jobs, f"r{r}-", args.command)
+            measured = batchai_round(bench, args.jobs, f"r{r}-", args.command)
+            ours = measured.seconds
             ratios.append(base / ours)
             print(
                 f"round {r + 1}: xargs -P2 {args.jobs / base:.1f} jobs/s, batchai {args.jobs / ours:.1f} jobs/s, "
                 f"ratio {base / ours:.2f}"
             )
+            if args.phases:
+                during, rest = measured.ended_while_submitting, args.jobs - measured.ended_while_submitting
+                print(
+                    f"  the PUTs took {measured.submit_seconds:.2f} s ({during} jobs ended meanwhile, "
+                    f"{during / measured.submit_seconds:.1f} jobs/s); the other {rest} ended at "
+                    f"{rest / (ours - measured.submit_seconds):.1f} jobs/s"
+                )
     ordered = sorted(ratios)
     p10 = ordered[int(0.1 * (len(ordered) - 1))]
     print(
