@@ -198,14 +198,7 @@ class Launcher:
 
     def _drop(self, conn: socket.socket) -> None:
         self.clients.pop(conn, None)
-        for key, waiting in list(self.followers.items()):
-            for follower in waiting:
-                if follower.conn is conn:
-                    follower.close()
-            if not (waiting := [f for f in waiting if f.conn is not conn]):
-                del self.followers[key]
-            else:
-                self.followers[key] = waiting
+        self._discard_followers(lambda follower: follower.conn is conn)
         with contextlib.suppress(KeyError, ValueError):
             self.selector.unregister(conn)
         conn.close()
@@ -255,18 +248,24 @@ class Launcher:
 
     def _cancel(self, conn: socket.socket, request_id: int) -> bool:
         """Drop a follower of ``conn`` that has not started; False if there is none (it started already)."""
+        return self._discard_followers(lambda follower: follower.conn is conn and follower.request["id"] == request_id)
+
+    def _discard_followers(self, matches: Callable[[Waiting], bool]) -> bool:
+        """Drop the followers that ``matches``, closing their files; whether there was any."""
+        found = False
         for key, waiting in list(self.followers.items()):
-            kept = [f for f in waiting if not (f.conn is conn and f.request["id"] == request_id)]
-            if len(kept) < len(waiting):
-                for follower in waiting:
-                    if follower not in kept:  # (by identity)
-                        follower.close()
-                if kept:
-                    self.followers[key] = kept
+            kept = []
+            for follower in waiting:
+                if matches(follower):
+                    follower.close()
+                    found = True
                 else:
-                    del self.followers[key]
-                return True
-        return False
+                    kept.append(follower)
+            if kept:
+                self.followers[key] = kept
+            else:
+                del self.followers[key]
+        return found
 
     def _start_followers(self, message: dict[str, Any]) -> dict[socket.socket, list[dict[str, Any]]]:
         """Start what waited for the process ``message`` tells the end of; the replies to send, by connection."""
