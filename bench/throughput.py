@@ -1,6 +1,7 @@
 """Benchmark (b): throughput of 200 trivial jobs on a 2-node local cluster against the same 200 commands
-run by ``xargs -P2``, both in the same run. Each job's command is ``python -c pass``; jobs are submitted
-as fast as the API takes them and the clock stops when a client polling the API sees the last one end.
+run by ``xargs -P2``, both in the same run: each batchai round between two xargs runs, against their mean.
+Each job's command is ``python -c pass``; jobs are submitted as fast as the API takes them and the clock stops
+when a client polling the API sees the last one end.
 
     python bench/throughput.py [--jobs 200] [--rounds 20] [--command 'python -c pass']
 
@@ -117,14 +118,19 @@ def main() -> None:
         return
     ratios = []
     with server(nodes=NODES) as bench:
+        # Each batchai round lies between two xargs runs, and its baseline is their mean: the machine's pace
+        # drifts by tens of percent within minutes here, and a baseline from before the round only would carry
+        # that drift into the ratio.
+        after = xargs_seconds(args.jobs, args.command)
         for r in range(args.rounds):
-            base = xargs_seconds(args.jobs, args.command)
+            before = after
             measured = batchai_round(bench, args.jobs, f"r{r}-", args.command)
-            ours = measured.seconds
+            after = xargs_seconds(args.jobs, args.command)
+            base, ours = (before + after) / 2, measured.seconds
             ratios.append(base / ours)
             print(
-                f"round {r + 1}: xargs -P2 {args.jobs / base:.1f} jobs/s, batchai {args.jobs / ours:.1f} jobs/s, "
-                f"ratio {base / ours:.2f}"
+                f"round {r + 1}: xargs -P2 {args.jobs / before:.1f} and {args.jobs / after:.1f} jobs/s (before and "
+                f"after), batchai {args.jobs / ours:.1f} jobs/s, ratio {base / ours:.2f}"
             )
             if args.phases:
                 during, rest = measured.ended_while_submitting, args.jobs - measured.ended_while_submitting
