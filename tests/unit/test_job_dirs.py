@@ -133,24 +133,34 @@ MOUNTED = """
 import subprocess, sys
 from pathlib import Path
 from batchai.runtime import job_dirs
-node = Path(sys.argv[1])
+node, how = Path(sys.argv[1]), sys.argv[2]
 directory = node / "jobs" / "1"
 job_dirs.make(directory)
-subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(directory / "wd")], check=True)
-(directory / "wd" / "on-the-mount.txt").write_text("data")
+mount_point = directory / "wd" / "data dir"  # (a blank in it: the mount table escapes it)
+mount_point.mkdir()
+if how == "tmpfs":
+    subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(mount_point)], check=True)
+else:  # a directory of the same file system: os.path.ismount does not see it
+    source = node / "dataset"
+    source.mkdir()
+    subprocess.run(["mount", "--bind", str(source), str(mount_point)], check=True)
+(mount_point / "on-the-mount.txt").write_text("data")
 job_dirs.retire(directory)
 job_dirs.clear_earlier_jobs(node, keep=set())
 spares = list((node / "spare").iterdir()) if (node / "spare").exists() else []
-print((directory / "wd" / "on-the-mount.txt").read_text(), spares)
-subprocess.run(["umount", str(directory / "wd")], check=True)
+print((mount_point / "on-the-mount.txt").read_text(), spares)
+subprocess.run(["umount", str(mount_point)], check=True)
 """
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare(1)")
-def test_nothing_is_removed_through_a_mount(tmp_path: Path) -> None:
-    """A job's directory that holds a mounted file system (an unmanaged one the job mounted) is left whole."""
+@pytest.mark.parametrize("how", ["tmpfs", "bind"])
+def test_nothing_is_removed_through_a_mount(tmp_path: Path, how: str) -> None:
+    """A job's directory that holds a mounted file system (an unmanaged one the job mounted, e.g. a bind mount of a
+    dataset) is left whole."""
+    node = str(tmp_path / "node-0")
     ran = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", sys.executable, "-c", MOUNTED, str(tmp_path / "node-0")],
+        ["unshare", "--mount", "--propagation", "private", sys.executable, "-c", MOUNTED, node, how],
         capture_output=True,
         text=True,
         timeout=60,

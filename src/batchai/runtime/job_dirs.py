@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from batchai.runtime.supervisor import NO_PROCESS, PID_SUFFIX, overwrite
 
 log = logging.getLogger("batchai.engine")
 SPARES = 2  # emptied job directories a node keeps (one is enough while jobs follow one another)
+MOUNT_TABLE = "/proc/self/mountinfo"
+_OCTAL_ESCAPE = re.compile(rb"\\([0-7]{3})")
 
 
 def make(directory: Path) -> None:
@@ -138,5 +141,19 @@ def _blanked(entry: os.DirEntry[str], suffix: str) -> bool:
 
 
 def _holds_mount(directory: Path) -> bool:
-    """Whether a mount point lies in ``directory`` (links are not followed)."""
-    return any(os.path.ismount(os.path.join(root, d)) for root, dirs, _files in os.walk(directory) for d in dirs)
+    """Whether a file system is mounted at ``directory`` or below it, bind mounts of a directory of the same file
+    system included, by this process's mount table (``/proc/self/mountinfo``); without one (not Linux), whether a
+    directory in it is a mount point by ``os.path.ismount`` (which does not see bind mounts; links not followed)."""
+    try:
+        with open(MOUNT_TABLE, "rb") as table:
+            lines = table.read().splitlines()
+    except OSError:
+        return any(os.path.ismount(os.path.join(root, d)) for root, dirs, _files in os.walk(directory) for d in dirs)
+    top = os.fsencode(os.path.realpath(directory))
+    for line in lines:
+        fields = line.split(b" ", 5)
+        if len(fields) > 4:  # (the fifth field is the mount point, with blanks and backslashes escaped in octal)
+            point = _OCTAL_ESCAPE.sub(lambda m: bytes([int(m.group(1), 8)]), fields[4])
+            if point == top or point.startswith(top + b"/"):
+                return True
+    return False
