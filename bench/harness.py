@@ -176,6 +176,8 @@ def server(nodes: int = 1, env: dict[str, str] | None = None, ready_timeout: flo
         process.terminate()
         process.wait(30)
         shutil.rmtree(home, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the folder of homes too, once no other benchmark's home is in it
+            home.parent.rmdir()
     finally:
         if process.poll() is None:
             process.terminate()
