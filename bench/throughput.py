@@ -26,6 +26,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from harness import PYTHON, server, wait_for
 
@@ -64,13 +65,11 @@ def batchai_round(bench, jobs: int, prefix: str, command: str = COMMAND) -> Roun
     submitted, submitted_at = time.perf_counter() - start, time.time()
     jobs_path = f"{bench.ws}/experiments/{bench.experiment}/jobs?api-version=2018-05-01"
 
-    def all_done() -> bool:
-        states = [
-            j["properties"]["executionState"]
-            for j in bench.wire.call("GET", jobs_path)["value"]
-            if j["name"].startswith(prefix)
-        ]
-        return len(states) == jobs and all(s in ("succeeded", "failed") for s in states)
+    def listed_once_done() -> list[dict[str, Any]] | None:
+        """The round's jobs as the API lists them, once they have all ended."""
+        listed = [j for j in bench.wire.call("GET", jobs_path)["value"] if j["name"].startswith(prefix)]
+        done = len(listed) == jobs and all(j["properties"]["executionState"] in ("succeeded", "failed") for j in listed)
+        return listed if done else None
 
     # Polling costs the server CPU the jobs need, and seeing the end late costs time: poll a job a dozen from
     # the end every 100 ms while it waits (the last dozen take about 100 ms); once it no longer does, the last
@@ -83,9 +82,8 @@ def batchai_round(bench, jobs: int, prefix: str, command: str = COMMAND) -> Roun
     tail = [f"{prefix}{i}" for i in range(max(0, jobs - NODES), jobs)]
     wait_for(lambda: all(bench.state(name) in ("succeeded", "failed") for name in tail), timeout=600, interval=0.005)
     seen, seen_at = time.perf_counter() - start, time.time()
-    wait_for(all_done, timeout=600, interval=0.05)
+    listed = wait_for(listed_once_done, timeout=600, interval=0.05)
     elapsed = time.perf_counter() - start
-    listed = [j for j in bench.wire.call("GET", jobs_path)["value"] if j["name"].startswith(prefix)]
     failed = [j["name"] for j in listed if j["properties"]["executionState"] != "succeeded"]
     assert not failed, f"failed jobs: {failed[:5]}"
     ends = [datetime.fromisoformat(j["properties"]["executionInfo"]["endTime"]).timestamp() for j in listed]
